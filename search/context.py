@@ -1,0 +1,291 @@
+"""What a planner is handed (``SearchContext``) and what it hands back (``SearchResult``).
+
+``MeteredLM`` wraps any ``LanguageModel``: it asks the partial-state cache first (next-token
+distributions by prefix, deterministic rollouts by prefix and settings), charges every model
+call to the search's ``Meter``, and, when a rollout records its per-step top-k, stores those
+distributions along the generated path (PG-TD's tree cache) so later expansions need no forward
+pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from search import codec
+from search.budget import Meter, Spend
+from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
+from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
+from search.problem import Problem
+from search.stops import StopCondition, first_stop, stops_key
+
+log = logging.getLogger("treedec.search")
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class MeteredLM:
+    """A LanguageModel view for one search: cache first, every call charged to the meter."""
+
+    def __init__(self, lm: LanguageModel, cache: Cache, meter: Meter) -> None:
+        self.inner = lm
+        self.cache = cache
+        self.meter = meter
+        self.identity = lm.identity
+        self.eos_token_ids = lm.eos_token_ids
+        self.counters = lm.counters
+        self._model_key = lm.identity.key()
+
+    def encode(self, text: str) -> list[int]:
+        return self.inner.encode(text)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.inner.decode(token_ids)
+
+    def _charge(self, stats: CallStats, rollouts: int = 0) -> None:
+        self.meter.charge(
+            forward_passes=stats.forward_passes,
+            processed_tokens=stats.processed_tokens,
+            generated_tokens=stats.generated_tokens,
+            rollouts=rollouts,
+        )
+
+    def _cache_get(self, namespace: str, keys: list[str]) -> list[bytes | None]:
+        before = (self.cache.stats.hits, self.cache.stats.misses)
+        values = self.cache.get_many(namespace, keys)
+        hits = sum(v is not None for v in values)
+        self.meter.charge(cache_hits=hits, cache_misses=len(values) - hits)
+        del before
+        return values
+
+    def _ntd_key(self, prefix: Sequence[int], k: int) -> str:
+        return cache_key(self._model_key, "ntd", k, tuple(prefix))
+
+    def next_token_dists(
+        self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
+    ) -> list[TokenDist]:
+        keys = [self._ntd_key(p, k) for p in prefixes]
+        cached = self._cache_get(NS_NEXT_TOKEN, keys)
+        out: list[TokenDist | None] = []
+        for raw in cached:
+            dist = None
+            if raw is not None:
+                try:
+                    ids, lps, h = codec.decode_next_token(raw)
+                    dist = TokenDist(ids, lps, h)
+                except codec.CodecError:
+                    dist = None
+            out.append(dist)
+        missing = [i for i, d in enumerate(out) if d is None]
+        if missing:
+            call = CallStats()
+            fresh = self.inner.next_token_dists([prefixes[i] for i in missing], k, call)
+            self._charge(call)
+            if stats is not None:
+                stats.add(call)
+            items = {}
+            for i, dist in zip(missing, fresh, strict=True):
+                out[i] = dist
+                items[keys[i]] = codec.encode_next_token(dist.token_ids, dist.logprobs, dist.entropy)
+            self.cache.set_many(NS_NEXT_TOKEN, items)
+        return [d for d in out if d is not None]
+
+    def _rollout_key(self, prefix: Sequence[int], params: GenerationParams, stops: Sequence[StopCondition]) -> str:
+        return cache_key(self._model_key, "roll", params.cache_part(), stops_key(stops), tuple(prefix))
+
+    def rollouts(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        params: GenerationParams,
+        stops: Sequence[StopCondition] = (),
+        stats: CallStats | None = None,
+    ) -> list[Rollout]:
+        params = self._clamp(params, len(prefixes))
+        out: list[Rollout | None] = [None] * len(prefixes)
+        keys: list[str] = []
+        if params.deterministic:
+            keys = [self._rollout_key(p, params, stops) for p in prefixes]
+            for i, raw in enumerate(self._cache_get(NS_ROLLOUT, keys)):
+                if raw is not None:
+                    out[i] = self._decode_rollout(raw, params, stops)
+        missing = [i for i, r in enumerate(out) if r is None]
+        if missing:
+            call = CallStats()
+            fresh = self.inner.rollouts([prefixes[i] for i in missing], params, stops, call)
+            self._charge(call, rollouts=len(missing))
+            if stats is not None:
+                stats.add(call)
+            roll_items: dict[str, bytes] = {}
+            for i, r in zip(missing, fresh, strict=True):
+                out[i] = r
+                if params.deterministic:
+                    roll_items[keys[i]] = codec.encode_rollout(
+                        r.token_ids, r.logprobs, r.finish_reason,
+                        [(d.token_ids, d.logprobs, d.entropy) for d in r.step_dists] if r.step_dists else None,
+                    )
+            if roll_items:
+                self.cache.set_many(NS_ROLLOUT, roll_items)
+            if params.record_top_k:
+                self._store_path_dists([prefixes[i] for i in missing], fresh, params.record_top_k)
+        return [r for r in out if r is not None]
+
+    def _store_path_dists(self, prefixes: Sequence[Sequence[int]], rollouts: Sequence[Rollout], k: int) -> None:
+        """Tree cache: every prefix along a rollout's path keeps its top-k."""
+        items: dict[str, bytes] = {}
+        for prefix, r in zip(prefixes, rollouts, strict=True):
+            if not r.step_dists:
+                continue
+            path = list(prefix)
+            for j, dist in enumerate(r.step_dists):
+                items[self._ntd_key(path, k)] = codec.encode_next_token(dist.token_ids, dist.logprobs, dist.entropy)
+                if j < len(r.token_ids):
+                    path.append(r.token_ids[j])
+        if items:
+            self.cache.set_many(NS_NEXT_TOKEN, items)
+
+    def _decode_rollout(self, raw: bytes, params: GenerationParams, stops: Sequence[StopCondition]) -> Rollout | None:
+        try:
+            ids, lps, reason, dists = codec.decode_rollout(raw)
+        except codec.CodecError:
+            return None
+        text = self.inner.decode(ids)
+        all_stops = list(stops)
+        if params.stop:
+            from search.stops import StopStrings
+
+            all_stops.append(StopStrings(params.stop))
+        cut = first_stop(text, all_stops)
+        step_dists = [TokenDist(a, b, c) for a, b, c in dists] if dists else None
+        return Rollout(ids, lps, text if cut is None else text[:cut], reason, step_dists)
+
+    def _clamp(self, params: GenerationParams, n: int) -> GenerationParams:
+        """Never let one call overshoot the token budget."""
+        remaining = self.meter.remaining_tokens()
+        if remaining is None or remaining >= params.max_new_tokens * n:
+            return params
+        return params.model_copy(update={"max_new_tokens": max(1, remaining // max(1, n))})
+
+    def continuation_logprobs(
+        self,
+        prefix: Sequence[int],
+        continuations: Sequence[Sequence[int]],
+        stats: CallStats | None = None,
+    ) -> list[list[float]]:
+        call = CallStats()
+        out = self.inner.continuation_logprobs(prefix, continuations, call)
+        self._charge(call)
+        if stats is not None:
+            stats.add(call)
+        return out
+
+
+def _noop(event: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass
+class SearchContext:
+    """Everything a planner may use, through protocols only."""
+
+    lm: MeteredLM
+    meter: Meter
+    cache: Cache
+    scorer: Any = None  # scorers.tests.TestScorer (public-test reward), when a sandbox is configured
+    events: EventSink = _noop
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        lm: LanguageModel,
+        *,
+        meter: Meter | None = None,
+        cache: Cache | None = None,
+        scorer: Any = None,
+        events: EventSink | None = None,
+    ) -> SearchContext:
+        meter = meter or Meter()
+        cache = cache if cache is not None else MemoryCache()
+        return cls(MeteredLM(lm, cache, meter), meter, cache, scorer, events or _noop)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        spend = self.meter.spend
+        self.events({"event": kind, **data, "spend": {"tokens": spend.generated_tokens,
+                                                      "forward_passes": spend.forward_passes,
+                                                      "executions": spend.executions,
+                                                      "seconds": round(self.meter.elapsed(), 3)}})
+
+    def reward(self, problem: Problem, completions: Sequence[str]) -> list[Any]:
+        """Public-test rewards of completions, charged to the budget (cache hits are free)."""
+        if self.scorer is None:
+            raise RuntimeError("this planner needs a sandbox to run public tests; none is configured")
+        rewards = list(self.scorer.score_many(problem, list(completions)))
+        executed = sum(0 if getattr(r, "cached", False) else 1 for r in rewards)
+        self.meter.charge(executions=executed, scorer_calls=len(rewards))
+        return rewards
+
+
+@dataclass
+class Candidate:
+    """A complete answer a planner found."""
+
+    completion: str
+    token_ids: list[int]
+    logprob: float
+    reward: float | None = None
+    public_passed: int | None = None
+    public_total: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"completion": self.completion, "tokens": len(self.token_ids), "logprob": round(self.logprob, 4),
+                "reward": self.reward, "public_passed": self.public_passed, "public_total": self.public_total,
+                **({"meta": self.meta} if self.meta else {})}
+
+
+@dataclass
+class SearchResult:
+    planner: str
+    problem_id: str
+    best: Candidate | None
+    candidates: list[Candidate]
+    spend: Spend
+    stop_reason: str
+    tree: dict[str, Any] | None = None
+
+    def to_dict(self, include_tree: bool = True) -> dict[str, Any]:
+        return {
+            "planner": self.planner,
+            "problem_id": self.problem_id,
+            "completion": self.best.completion if self.best else None,
+            "best": self.best.to_dict() if self.best else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "spend": self.spend.to_dict(),
+            "stop_reason": self.stop_reason,
+            **({"tree": self.tree} if include_tree and self.tree is not None else {}),
+        }
+
+
+def best_candidate(candidates: Sequence[Candidate]) -> Candidate | None:
+    """Highest reward, ties broken by likelihood (mean log-prob per token)."""
+    if not candidates:
+        return None
+    return max(
+        candidates,
+        key=lambda c: (c.reward if c.reward is not None else float("-inf"), c.logprob / max(1, len(c.token_ids))),
+    )
+
+
+def stops_for(problem: Problem) -> list[StopCondition]:
+    """Where a completion of this problem ends: a new top-level statement for code prompts
+    (the function body is done), plus the problem's own stop strings."""
+    from search.stops import StopStrings, TopLevelStop
+
+    stops: list[StopCondition] = []
+    if problem.prompt_is_code:
+        stops.append(TopLevelStop())
+    if problem.stop:
+        stops.append(StopStrings(problem.stop))
+    return stops

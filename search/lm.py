@@ -1,0 +1,161 @@
+"""The model layer every planner talks to, in token ids.
+
+``LanguageModel`` is the protocol; backends live beside it (``search/hf_lm.py`` runs a
+transformers model in process, ``search/remote_lm.py`` talks to an OpenAI-compatible server).
+A planner never imports a backend: it gets one through ``SearchContext.lm``.
+
+Every method takes an optional ``CallStats`` that the backend adds its work to (forward passes,
+tokens run through the model, tokens generated); ``search/context.py`` turns those into the
+search's spend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.stops import StopCondition
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Everything that determines a model's outputs; part of every cache key."""
+
+    name: str
+    revision: str
+    tokenizer_hash: str
+    dtype: str
+
+    def key(self) -> str:
+        raw = f"{self.name}|{self.revision}|{self.tokenizer_hash}|{self.dtype}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+@dataclass
+class TokenDist:
+    """Top-k of a next-token distribution, plus the entropy (nats) of the *full* distribution."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    entropy: float
+
+    def topk_softmax(self) -> list[float]:
+        """Probabilities renormalised over the top-k only (PG-TD's P(a|s))."""
+        m = max(self.logprobs)
+        exps = [math.exp(lp - m) for lp in self.logprobs]
+        z = sum(exps)
+        return [e / z for e in exps]
+
+
+class DecodeMode(str, Enum):
+    greedy = "greedy"
+    sample = "sample"
+    beam = "beam"
+
+
+class GenerationParams(BaseModel):
+    """How to continue a prefix. Invalid values fail here, naming the field.
+
+    >>> GenerationParams(mode="sample", temperature=0.8, seed=1).deterministic
+    False
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    mode: DecodeMode = DecodeMode.greedy
+    temperature: float = Field(1.0, gt=0, le=10)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int | None = None
+    num_beams: int = Field(4, ge=1, le=64)
+    stop: tuple[str, ...] = ()
+    record_top_k: int = Field(0, ge=0, le=100, description="record each step's top-k (tree cache)")
+
+    @property
+    def deterministic(self) -> bool:
+        return self.mode != DecodeMode.sample
+
+    def cache_part(self) -> str:
+        return self.model_dump_json()
+
+
+@dataclass
+class Rollout:
+    """What a continuation produced. ``text`` is cut at the stop; ``token_ids`` may run past it
+    by the one token in which the stop began."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str
+    step_dists: list[TokenDist] | None = None
+
+    @property
+    def sum_logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+    @property
+    def mean_logprob(self) -> float:
+        return self.sum_logprob / max(1, len(self.logprobs))
+
+
+@dataclass
+class CallStats:
+    """Work a backend did for one caller."""
+
+    forward_passes: int = 0
+    processed_tokens: int = 0
+    generated_tokens: int = 0
+    reused_tokens: int = 0
+    calls: int = 0
+
+    def add(self, other: CallStats) -> None:
+        self.forward_passes += other.forward_passes
+        self.processed_tokens += other.processed_tokens
+        self.generated_tokens += other.generated_tokens
+        self.reused_tokens += other.reused_tokens
+        self.calls += other.calls
+
+
+@dataclass
+class ModelCounters:
+    """Process-wide totals of a backend (for /metrics and benchmarks)."""
+
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A causal language model seen in token ids."""
+
+    identity: ModelIdentity
+    eos_token_ids: frozenset[int]
+    counters: ModelCounters
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, token_ids: Sequence[int]) -> str: ...
+
+    def next_token_dists(
+        self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
+    ) -> list[TokenDist]: ...
+
+    def rollouts(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        params: GenerationParams,
+        stops: Sequence[StopCondition] = (),
+        stats: CallStats | None = None,
+    ) -> list[Rollout]: ...
+
+    def continuation_logprobs(
+        self,
+        prefix: Sequence[int],
+        continuations: Sequence[Sequence[int]],
+        stats: CallStats | None = None,
+    ) -> list[list[float]]: ...

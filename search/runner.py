@@ -1,0 +1,108 @@
+"""The one flow: problem + planner + budget -> planner.solve(problem, ctx) -> evaluated result.
+
+``Engine`` holds what is shared between requests (one model, one cache, one sandbox) and is used
+by the CLI, the REST server and the harness plugin alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import planners
+from search.budget import Budget, Meter
+from search.cache import Cache, open_cache
+from search.context import EventSink, SearchContext, SearchResult
+from search.lm import LanguageModel
+from search.models import DEFAULT_MODEL, ProgressFn, load_model
+from search.problem import Problem
+
+
+def _summary(reward: Any) -> dict[str, Any]:
+    result = reward.result
+    return {
+        "passed": reward.passed,
+        "total": reward.total,
+        "pass_rate": reward.pass_rate,
+        "all_passed": reward.total > 0 and reward.passed == reward.total,
+        "compile_error": reward.compile_error,
+        "isolation": getattr(result, "isolation", None),
+        "verdicts": [v.model_dump() if hasattr(v, "model_dump") else v for v in getattr(result, "verdicts", [])],
+    }
+
+
+@dataclass
+class Engine:
+    """Shared resources, created lazily: the model is loaded on first use."""
+
+    model_spec: str = DEFAULT_MODEL
+    cache_spec: str | None = None
+    sandbox: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    progress: ProgressFn | None = None
+    lm: LanguageModel | None = None
+    cache: Cache | None = None
+    _scorer: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def model(self) -> LanguageModel:
+        with self._lock:
+            if self.lm is None:
+                self.lm = load_model(self.model_spec, device=self.device, dtype=self.dtype, progress=self.progress)
+            return self.lm
+
+    def get_cache(self) -> Cache:
+        with self._lock:
+            if self.cache is None:
+                self.cache = open_cache(self.cache_spec)
+            return self.cache
+
+    def scorer(self) -> Any:
+        with self._lock:
+            if self._scorer is None:
+                from sandbox import open_executor
+                from scorers.tests import TestScorer
+
+                self._scorer = TestScorer(open_executor(self.sandbox), cache=self.cache)
+            return self._scorer
+
+    def context(self, budget: Budget | None = None, events: EventSink | None = None,
+                cancel: threading.Event | None = None) -> SearchContext:
+        lm, cache = self.model(), self.get_cache()
+        meter = Meter(budget=budget or Budget())
+        if cancel is not None:
+            meter.cancelled = cancel
+        return SearchContext.create(lm, meter=meter, cache=cache, scorer=self.scorer(), events=events)
+
+    def solve(
+        self,
+        problem: Problem,
+        planner: str = "greedy",
+        params: dict[str, Any] | None = None,
+        budget: Budget | None = None,
+        events: EventSink | None = None,
+        evaluate_hidden: bool = True,
+        include_tree: bool = True,
+        cancel: threading.Event | None = None,
+        on_result: Callable[[SearchResult], None] | None = None,
+    ) -> dict[str, Any]:
+        """Run one search and evaluate its answer on the public (and hidden) tests."""
+        instance = planners.create(planner, params)
+        ctx = self.context(budget, events, cancel)
+        result = instance.solve(problem, ctx)
+        if on_result is not None:
+            on_result(result)
+        report = result.to_dict(include_tree=include_tree)
+        report["model"] = ctx.lm.identity.name
+        completion = result.best.completion if result.best else ""
+        report["program"] = problem.program(completion)
+        scorer = self.scorer()
+        report["public"] = _summary(scorer.score(problem, completion)) if problem.public_tests else None
+        if evaluate_hidden and problem.hidden_tests:
+            report["hidden"] = _summary(scorer.score(problem, completion, hidden=True))
+        else:
+            report["hidden"] = None
+        return report
