@@ -169,6 +169,7 @@ def solve(
         budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
         with progress_display(not as_json) as progress:
             engine = _engine(model, cache, sandbox, device, dtype, progress)
+            engine.get_cache()  # a named cache that is unreachable fails before the model loads
             task = progress.add_task(f"{planner} on {prob.id}", total=None) if progress else None
 
             def on_event(event: dict[str, Any]) -> None:
@@ -267,6 +268,7 @@ def evaluate(
         todo = [p for p in problems if p.id not in done]
         with progress_display(not as_json) as progress:
             engine = _engine(model, cache, sandbox, device, dtype, progress)
+            engine.get_cache()
             task = progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done)) \
                 if progress else None
             sink = open(out_path, "a") if out_path is not None else None  # noqa: SIM115

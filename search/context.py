@@ -25,6 +25,10 @@ log = logging.getLogger("treedec.search")
 
 EventSink = Callable[[dict[str, Any]], None]
 
+# Finish reasons of rollouts cut short by their caller's cancel or deadline (search/batching.py):
+# never cached, since the same prefix and settings would otherwise go on further.
+INTERRUPTED = frozenset({"cancelled", "max_seconds"})
+
 
 class MeteredLM:
     """A LanguageModel view for one search: cache first, every call charged to the meter."""
@@ -120,7 +124,7 @@ class MeteredLM:
             roll_items: dict[str, bytes] = {}
             for i, r in zip(missing, fresh, strict=True):
                 out[i] = r
-                if params.deterministic:
+                if params.deterministic and r.finish_reason not in INTERRUPTED:
                     roll_items[keys[i]] = codec.encode_rollout(
                         r.token_ids, r.logprobs, r.finish_reason,
                         [(d.token_ids, d.logprobs, d.entropy) for d in r.step_dists] if r.step_dists else None,
@@ -279,12 +283,12 @@ def best_candidate(candidates: Sequence[Candidate]) -> Candidate | None:
 
 
 def stops_for(problem: Problem) -> list[StopCondition]:
-    """Where a completion of this problem ends: a new top-level statement for code prompts
-    (the function body is done), plus the problem's own stop strings."""
+    """Where a completion of this problem ends: for a function to complete (a code prompt with an
+    entry point), a new top-level statement (the body is done); plus the problem's stop strings."""
     from search.stops import StopStrings, TopLevelStop
 
     stops: list[StopCondition] = []
-    if problem.prompt_is_code:
+    if problem.prompt_is_code and problem.entry_point:
         stops.append(TopLevelStop())
     if problem.stop:
         stops.append(StopStrings(problem.stop))

@@ -97,10 +97,14 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
         if line.startswith(">>>"):
             call = line[3:].strip()
             j = i + 1
-            expected_lines = []
+            expected_lines: list[str] = []
+            # Doctest output: the following lines up to a blank line or the next example; most are
+            # one line, so stop as soon as what we have parses.
             while j < len(lines) and lines[j].strip() and not lines[j].strip().startswith(">>>"):
                 expected_lines.append(lines[j].strip())
                 j += 1
+                if _is_expr(" ".join(expected_lines)):
+                    break
             if expected_lines:
                 add(call, " ".join(expected_lines))
             elif (m := _ARROW.match(call)) is not None:

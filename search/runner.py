@@ -28,7 +28,7 @@ def _summary(reward: Any) -> dict[str, Any]:
         "pass_rate": reward.pass_rate,
         "all_passed": reward.total > 0 and reward.passed == reward.total,
         "compile_error": reward.compile_error,
-        "isolation": getattr(result, "isolation", None),
+        "isolation": getattr(result, "layer", None),
         "verdicts": [v.model_dump() if hasattr(v, "model_dump") else v for v in getattr(result, "verdicts", [])],
     }
 

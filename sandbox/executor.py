@@ -1,0 +1,133 @@
+"""The sandbox contract: ``Limits`` in, ``ExecutionResult`` out, through an ``Executor``.
+
+An executor runs **one program against a list of tests** (``FunctionTest`` and ``IOTest`` from
+``search/problem.py``) in one sandboxed process that reports per test. The verdict of each test is
+decided by the host-side supervisor (``sandbox/protocol.py``), never by what the program prints or
+its exit code:
+
+- ``call``/``expected`` tests: the sandbox only sends back the *value* the call returned; the host
+  compares it with the expected value, which never enters the sandbox;
+- ``IOTest``: the sandbox sends back the captured stdout; the host compares it with
+  ``expected_stdout``, which never enters the sandbox;
+- assert-style ``code`` tests run inside the sandbox (they must call the program), with a clean
+  copy of the builtins, the entry point wrapped so that only plain values come back, and each
+  report tied to a per-test nonce; a program that exits early leaves its remaining tests
+  ``not_run``/``error``, never ``passed``.
+
+>>> Limits(wall_per_test=2.0).wall_per_test
+2.0
+>>> TestVerdict(index=0, status="passed").ok
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.problem import FunctionTest, IOTest
+
+MiB = 1024 * 1024
+
+Status = Literal["passed", "failed", "error", "timeout", "memory", "signal", "not_run"]
+ProgramStatus = Literal["ok", "compile_error", "load_error", "load_timeout", "sandbox_error"]
+TestLike = FunctionTest | IOTest
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested sandbox cannot run on this machine; the message is one line saying what to do."""
+
+
+class Limits(BaseModel):
+    """What one execution may use. Invalid values fail at construction, naming the field.
+
+    ``wall_per_test`` is enforced twice: by a timer inside the sandbox (the test gets ``timeout``
+    and the next test runs in the same process) and by the host, which kills the sandbox
+    ``grace`` seconds later and restarts it for the remaining tests.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    wall_per_test: float = Field(default=3.0, gt=0, le=600, description="wall seconds per test")
+    wall_total: float = Field(default=30.0, gt=0, le=3600, description="wall seconds for the whole execution")
+    cpu_seconds: int = Field(default=10, ge=1, le=3600, description="CPU seconds per sandbox process")
+    memory_bytes: int = Field(
+        default=1024 * MiB, ge=64 * MiB, description="address space of the sandbox process"
+    )
+    output_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="stdout/stderr kept per stream and per test"
+    )
+    file_bytes: int = Field(
+        default=16 * MiB, ge=1024, description="largest file (and captured stdout) it may write"
+    )
+    processes: int = Field(default=16, ge=1, le=4096, description="processes/threads it may run at once")
+    open_files: int = Field(default=64, ge=16, le=65536, description="open file descriptors")
+    grace: float = Field(default=0.5, ge=0.05, le=30, description="host backstop after the in-sandbox timer")
+
+
+class TestVerdict(BaseModel):
+    """The outcome of one test."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    status: Status
+    exc_type: str | None = None
+    message: str | None = None
+    duration: float = 0.0
+    stdout: str | None = Field(default=None, description="captured stdout of an IO test (truncated)")
+    signal: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "passed"
+
+
+class ExecutionResult(BaseModel):
+    """Per-test verdicts of one program plus what the sandbox saw."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdicts: list[TestVerdict]
+    program_status: ProgramStatus = "ok"
+    exc_type: str | None = Field(default=None, description="exception of a compile/load failure")
+    message: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    layer: str = Field(default="", description="isolation used: bwrap | unshare | plain | docker")
+    starts: int = Field(default=1, description="sandbox processes started (restarts after a hard timeout)")
+
+    @property
+    def total(self) -> int:
+        return len(self.verdicts)
+
+    @property
+    def passed(self) -> int:
+        return sum(v.ok for v in self.verdicts)
+
+    @property
+    def all_passed(self) -> bool:
+        return self.program_status == "ok" and self.passed == self.total
+
+    @property
+    def compile_error(self) -> bool:
+        return self.program_status == "compile_error"
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs a program against tests in a sandbox. Implementations are safe to call from threads."""
+
+    name: str
+
+    @property
+    def layer(self) -> str: ...
+
+    def run(
+        self,
+        program: str,
+        tests: Sequence[TestLike],
+        limits: Limits | None = None,
+        *,
+        entry_point: str | None = None,
+    ) -> ExecutionResult: ...

@@ -1,0 +1,452 @@
+"""The local backend: the harness in a bubblewrap sandbox, else ``unshare`` namespaces, else rlimits.
+
+Layers (the best the machine allows is used, and reported as ``ExecutionResult.layer``):
+
+- ``bwrap``: new pid/net/ipc/uts namespaces, a read-only view of ``/usr`` and the interpreter's
+  prefix only (its site-packages hidden), a fresh tmpfs ``/work`` and ``/tmp``,
+  ``--die-with-parent``, capabilities dropped except the two the harness needs to drop to its uid;
+- ``unshare``: pid/net/ipc/uts/mount namespaces, but the host file system stays visible;
+- ``plain``: rlimits and a process group only, with a loud one-time warning.
+
+Always: the harness drops to a uid of its own (when the host runs as root; ``RLIMIT_NPROC`` does
+not apply to root) leased per execution, so concurrent executions never share a process count and
+every process an execution leaves behind can be found and killed by uid; rlimits for CPU, address
+space, file size, open files and processes; a host-side wall clock; a scrubbed environment; stdout
+and stderr written to files (an escaped child cannot hold a pipe open); the real interpreter, not a
+pyenv shim.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
+from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, build_request, supervise
+
+log = logging.getLogger(__name__)
+
+UID_BASE = 2_000_000
+UID_RANGE = 65_536
+LAYERS = ("bwrap", "unshare", "plain")
+SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def _is_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def _world_traversable(path: str) -> bool:
+    p = Path(path)
+    for d in [p, *p.parents]:
+        try:
+            if not d.stat().st_mode & 0o005:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+@lru_cache(maxsize=2)
+def real_interpreter(visible_host: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The real python binary (never a pyenv shim) and the prefixes it needs at run time.
+
+    ``visible_host``: the sandbox sees the host file system as an unprivileged uid (the unshare and
+    plain layers), so the interpreter's prefix must be readable by everyone.
+    """
+    exe = os.path.realpath(sys.executable)
+    prefixes = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
+    usable = not visible_host or os.geteuid() != 0 or all(_world_traversable(p) for p in prefixes)
+    if _is_elf(exe) and usable:
+        return exe, tuple(sorted(prefixes))
+    fallback = os.path.realpath("/usr/bin/python3")
+    if _is_elf(fallback):
+        return fallback, ("/usr",)
+    raise SandboxUnavailable("no real python3 binary found (tried sys.executable and /usr/bin/python3)")
+
+
+def _bwrap_fs_args(python: str, prefixes: Sequence[str], limits: Limits) -> list[str]:
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib64", "lib32", "sbin"):
+        p = Path("/") / name
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), str(p)]
+        elif p.is_dir():
+            args += ["--ro-bind", str(p), str(p)]
+    for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives"):
+        args += ["--ro-bind-try", f, f]
+    made: set[str] = {"/", "/usr", "/etc"}
+    for prefix in prefixes:
+        if prefix == "/usr" or prefix.startswith("/usr/"):
+            continue
+        parts = Path(prefix).parts
+        for k in range(2, len(parts)):
+            d = str(Path(*parts[:k]))
+            if d not in made:
+                args += ["--perms", "0755", "--dir", d]
+                made.add(d)
+        args += ["--ro-bind", prefix, prefix]
+        ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        for lib in ("lib", "lib64"):
+            site = Path(prefix) / lib / ver / "site-packages"
+            if site.is_dir():
+                args += ["--tmpfs", str(site)]
+    size = str(max(limits.file_bytes * 4, 64 * 1024 * 1024))
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/tmp"]
+    args += ["--perms", "1777", "--size", size, "--tmpfs", "/work", "--chdir", "/work"]
+    return args
+
+
+def bwrap_command(python: str, prefixes: Sequence[str], limits: Limits) -> list[str]:
+    root = os.geteuid() == 0
+    cmd = [
+        "bwrap",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]
+    cmd += ["--die-with-parent", "--new-session", "--clearenv"]
+    for k, v in SANDBOX_ENV.items():
+        cmd += ["--setenv", k, v]
+    cmd += ["--setenv", "HOME", "/work"]
+    if root:
+        cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        cmd += ["--unshare-user"]
+    cmd += _bwrap_fs_args(python, prefixes, limits)
+    return cmd + ["--", python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+
+
+def unshare_command(python: str) -> list[str]:
+    cmd = ["unshare", "--fork", "--pid", "--kill-child", "--mount-proc", "--net", "--ipc", "--uts"]
+    if os.geteuid() != 0:
+        cmd.insert(1, "--map-root-user")
+    return cmd + ["--", python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+
+
+def _probe(cmd: list[str]) -> bool:
+    try:
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env=SANDBOX_ENV)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+_layer_lock = threading.Lock()
+_layer_cache: dict[str, bool] = {}
+_warned_plain = False
+
+
+def layer_available(layer: str) -> bool:
+    """Whether this machine can run the given layer (probed once per process)."""
+    with _layer_lock:
+        if layer not in _layer_cache:
+            python, prefixes = real_interpreter(visible_host=layer != "bwrap")
+            if layer == "bwrap":
+                ok = shutil.which("bwrap") is not None and _probe(
+                    bwrap_command(python, prefixes, Limits())[:-2] + ["-c", "pass"]
+                )
+            elif layer == "unshare":
+                ok = shutil.which("unshare") is not None and _probe(
+                    unshare_command(python)[:-2] + ["-c", "pass"]
+                )
+            else:
+                ok = True
+            _layer_cache[layer] = ok
+        return _layer_cache[layer]
+
+
+def best_layer() -> str:
+    for layer in LAYERS:
+        if layer_available(layer):
+            return layer
+    return "plain"
+
+
+def _warn_plain() -> None:
+    global _warned_plain
+    if not _warned_plain:
+        _warned_plain = True
+        msg = (
+            "treedec sandbox: running programs with rlimits only and NO isolation (they can read "
+            "your files and use the network). Install bubblewrap (bwrap)."
+        )
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+        log.warning(msg)
+
+
+class UidLease:
+    """A uid no other execution on this machine uses right now (a lock file per uid)."""
+
+    _dir = Path(tempfile.gettempdir()) / "treedec-sandbox-uids"
+
+    def __init__(self) -> None:
+        self._dir.mkdir(mode=0o700, exist_ok=True)
+        start = random.randrange(UID_RANGE)
+        for k in range(UID_RANGE):
+            uid = UID_BASE + (start + k) % UID_RANGE
+            fd = os.open(self._dir / f"{uid}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+        raise SandboxUnavailable("no free sandbox uid: too many executions at once")
+
+    def release(self) -> None:
+        kill_uid(self.uid)
+        os.close(self._fd)
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    """Live (not zombie) processes of ``uid``."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    with open(f"/proc/{name}/stat", "rb") as f:
+                        state = f.read().rsplit(b")", 1)[1].split()[0]
+                    if state not in (b"Z", b"X"):
+                        pids.append(int(name))
+            except (OSError, IndexError):
+                pass
+    return pids
+
+
+def kill_uid(uid: int, timeout: float = 2.0) -> None:
+    """SIGKILL every process running as ``uid`` and wait until none is left."""
+    end = time.monotonic() + timeout
+    while True:
+        pids = _pids_of_uid(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if time.monotonic() > end:
+            log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, pids)
+            return
+        time.sleep(0.002)
+
+
+class _ProcessChannel:
+    def __init__(self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None) -> None:
+        r, w = os.pipe()
+        self._r = r
+        self._buf = b""
+        self.reply_fd = w
+        try:
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+                pass_fds=(w,),
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            os.close(w)
+
+    def send_request(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                return line
+            if len(self._buf) > max_bytes:
+                self._buf = b""
+                return b"<oversized frame>"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self._r], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self._r, 1 << 16)
+            if not chunk:
+                raise ChannelClosed()
+            self._buf += chunk
+
+    def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
+        try:
+            rc = self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            return None, None
+        if rc < 0:
+            return None, -rc
+        if rc > 128 and self.wrapped:
+            return None, rc - 128
+        return rc, None
+
+    wrapped = False
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        os.close(self._r)
+
+
+def _read_capped(path: Path, cap: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(cap + 1)
+    except OSError:
+        return ""
+    text = data[:cap].decode("utf-8", "replace")
+    return text + ("\n[... truncated]" if len(data) > cap else "")
+
+
+class ProcessExecutor:
+    """Runs programs on this machine in the best available layer (or the one named).
+
+    >>> ex = ProcessExecutor()  # doctest: +SKIP
+    >>> tests = [FunctionTest(call="f(1)", expected="2")]  # doctest: +SKIP
+    >>> ex.run("def f(x):\\n    return x + 1\\n", tests, entry_point="f").passed  # doctest: +SKIP
+    1
+    """
+
+    name = "process"
+
+    def __init__(self, layer: str = "auto", default_limits: Limits | None = None) -> None:
+        if layer == "auto":
+            layer = best_layer()
+        elif layer not in LAYERS:
+            raise SandboxUnavailable(f"unknown sandbox layer {layer!r}: use auto, bwrap, unshare or plain")
+        elif not layer_available(layer):
+            raise SandboxUnavailable(f"sandbox layer {layer!r} does not work on this machine: use 'auto'")
+        self._layer = layer
+        self.default_limits = default_limits or Limits()
+        self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        if layer == "plain":
+            _warn_plain()
+
+    @property
+    def layer(self) -> str:
+        return self._layer
+
+    def run(
+        self,
+        program: str,
+        tests: Sequence[TestLike],
+        limits: Limits | None = None,
+        *,
+        entry_point: str | None = None,
+    ) -> ExecutionResult:
+        limits = limits or self.default_limits
+        root = os.geteuid() == 0
+        lease = UidLease() if root else None
+        tmp = Path(tempfile.mkdtemp(prefix="treedec-sbx-"))
+        try:
+            out_path, err_path = tmp / "stdout", tmp / "stderr"
+            out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            try:
+                workdir = self._workdir(tmp, lease)
+
+                def start(wire: list[dict[str, Any]], pre: dict[str, str]) -> _ProcessChannel:
+                    return self._start(program, entry_point, wire, pre, limits, lease, workdir, out, err)
+
+                result, starts = supervise(start, program, tests, limits)
+            finally:
+                os.close(out)
+                os.close(err)
+            result.stdout = _read_capped(out_path, limits.output_bytes)
+            result.stderr = _read_capped(err_path, limits.output_bytes)
+            result.layer = self._layer
+            result.starts = starts
+            return result
+        finally:
+            if lease is not None:
+                lease.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _workdir(self, tmp: Path, lease: UidLease | None) -> str:
+        if self._layer == "bwrap":
+            return "/work"
+        work = tmp / "work"
+        work.mkdir(mode=0o700)
+        if lease is not None:
+            os.chown(tmp, 0, 0)
+            os.chmod(tmp, 0o711)
+            os.chown(work, lease.uid, lease.uid)
+        return str(work)
+
+    def _start(
+        self,
+        program: str,
+        entry_point: str | None,
+        wire: list[dict[str, Any]],
+        pre: dict[str, str],
+        limits: Limits,
+        lease: UidLease | None,
+        workdir: str,
+        out: int,
+        err: int,
+    ) -> _ProcessChannel:
+        if self._layer == "bwrap":
+            cmd = bwrap_command(self.python, self.prefixes, limits)
+        elif self._layer == "unshare":
+            cmd = unshare_command(self.python)
+        else:
+            cmd = [self.python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+        env = {**SANDBOX_ENV, "HOME": workdir}
+        chan = _ProcessChannel(cmd, env, out, err, cwd=None if self._layer == "bwrap" else workdir)
+        chan.wrapped = self._layer != "plain"
+        extra: dict[str, Any] = {
+            "reply_fd": chan.reply_fd,
+            "workdir": workdir,
+            "env": env,
+            "pre_eval": pre,
+            "uid": lease.uid if lease else None,
+            "gid": lease.uid if lease else None,
+        }
+        chan.send_request(build_request(program, entry_point, wire, limits, extra))
+        return chan
