@@ -8,6 +8,7 @@ HumanEval's public tests are parsed from the docstring examples (``>>>`` doctest
 from __future__ import annotations
 
 import ast
+import builtins
 import gzip
 import json
 import re
@@ -51,6 +52,15 @@ def _clean_expected(text: str) -> str:
     return text
 
 
+_JSON_WORDS = {"true": "True", "false": "False", "null": "None", "none": "None"}
+_BUILTIN_NAMES = set(dir(builtins))
+
+
+def _free_names(text: str) -> set[str]:
+    tree = ast.parse(text.strip(), mode="eval")
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+
+
 def _is_expr(text: str) -> bool:
     try:
         ast.parse(text.strip(), mode="eval")
@@ -85,7 +95,12 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
 
     def add(call: str, expected: str) -> None:
         call, expected = call.strip(), _clean_expected(expected)
+        expected = _JSON_WORDS.get(expected.lower(), expected) if expected.isalpha() else expected
         if entry_point + "(" not in call or not _is_expr(call) or not _is_expr(expected):
+            return
+        # A test must be self-contained: no free names but the function and builtins.
+        allowed = {entry_point} | _BUILTIN_NAMES
+        if not (_free_names(call) | _free_names(expected)) <= allowed:
             return
         if (call, expected) not in seen:
             seen.add((call, expected))

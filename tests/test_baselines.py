@@ -1,0 +1,70 @@
+"""Baseline planners on the tiny model with the real sandbox, and HumanEval's parsed public tests."""
+
+from __future__ import annotations
+
+import pytest
+
+import planners
+from planners.base import PlannerError
+from sandbox import open_executor
+from scorers.tests import TestScorer
+from search.budget import Budget, Meter
+from search.context import SearchContext
+from search.loaders import humaneval
+from search.problem import FunctionTest, Problem
+
+
+@pytest.fixture(scope="module")
+def scorer() -> TestScorer:
+    return TestScorer(open_executor("auto"))
+
+
+def test_parsed_public_tests_pass_the_canonical_solutions(scorer: TestScorer) -> None:
+    problems = [p for p in humaneval() if p.public_tests]
+    rewards = [scorer.score(p, p.canonical_solution or "") for p in problems]
+    failing = [p.id for p, r in zip(problems, rewards, strict=True) if r.pass_rate < 1.0]
+    # Docstring examples are the problem author's; a handful are wrong in HumanEval itself.
+    assert len(failing) <= 3, failing
+
+
+PROBLEM = Problem(
+    id="t/ident",
+    prompt="def ident(x):\n    \"\"\"Return x.\"\"\"\n",
+    entry_point="ident",
+    public_tests=[FunctionTest(call="ident(3)", expected="3")],
+    hidden_tests=[FunctionTest(code="assert ident('a') == 'a'")],
+)
+
+
+def test_greedy_reports_its_spend(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    ctx = SearchContext.create(tiny_lm)
+    result = planners.create("greedy", {"max_new_tokens": 8}).solve(PROBLEM, ctx)
+    assert result.best is not None
+    assert result.spend.generated_tokens == len(result.best.token_ids)
+    assert result.spend.forward_passes >= 1
+    assert result.spend.rollouts == 1
+    assert result.spend.seconds > 0
+
+
+def test_best_of_n_scores_every_sample_on_public_tests_and_respects_the_token_budget(
+    tiny_lm, scorer: TestScorer  # type: ignore[no-untyped-def]
+) -> None:
+    ctx = SearchContext.create(tiny_lm, meter=Meter(budget=Budget(max_tokens=40)), scorer=scorer)
+    result = planners.create("best_of_n", {"n": 8, "batch_size": 4, "max_new_tokens": 8}).solve(PROBLEM, ctx)
+    assert result.candidates and all(c.reward is not None for c in result.candidates)
+    assert result.spend.generated_tokens <= 40 + 8
+    assert result.spend.scorer_calls == len(result.candidates)
+    assert result.spend.executions <= len(result.candidates)
+
+
+def test_a_planner_that_needs_a_sandbox_says_so(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    ctx = SearchContext.create(tiny_lm)
+    with pytest.raises(RuntimeError, match="needs a sandbox"):
+        planners.create("best_of_n", {"n": 2, "max_new_tokens": 4}).solve(PROBLEM, ctx)
+
+
+def test_unknown_planner_and_bad_params_are_planner_errors() -> None:
+    with pytest.raises(PlannerError, match="unknown planner"):
+        planners.get("nope")
+    with pytest.raises(ValueError, match="num_beams"):
+        planners.create("beam", {"num_beams": 1})
