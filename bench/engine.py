@@ -4,7 +4,7 @@ Same model, same prompts, same number of new tokens, interleaved in one process 
 hits both alike. Also: the speed-up of one batched next-token call over 8 single calls, for cold
 prompts (prefill) and for 1-token extensions of cached prefixes (the search's common case).
 
-    .venv/bin/python bench/engine.py [--problems 6] [--model bundled-default] [--out bench/results/engine.json]
+    .venv/bin/python bench/engine.py [--problems 6] [--model bundled-default] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def main() -> None:
         ref_s = time.perf_counter() - t
         ours_tps.append(n / ours_s)
         ref_tps.append(n / ref_s)
-        print(f"{prob.id}: {n} tokens  treedec {n / ours_s:.1f} tok/s  generate {n / ref_s:.1f} tok/s", flush=True)
+        print(
+            f"{prob.id}: {n} tokens  treedec {n / ours_s:.1f} tok/s  generate {n / ref_s:.1f} tok/s",
+            flush=True,
+        )
         del result
 
     batch = batch_speedup(lm, problems)

@@ -60,12 +60,21 @@ def describe() -> list[dict[str, Any]]:
         cls = _REGISTRY[name]
         schema = cls.Params.model_json_schema()
         params = {
-            key: {"default": field.default, "description": field.description or "",
-                  "type": schema.get("properties", {}).get(key, {}).get("type")}
+            key: {
+                "default": field.default,
+                "description": field.description or "",
+                "type": schema.get("properties", {}).get(key, {}).get("type"),
+            }
             for key, field in cls.Params.model_fields.items()
         }
-        out.append({"name": name, "description": cls.description, "needs_sandbox": cls.needs_sandbox,
-                    "params": params})
+        out.append(
+            {
+                "name": name,
+                "description": cls.description,
+                "needs_sandbox": cls.needs_sandbox,
+                "params": params,
+            }
+        )
     return out
 
 

@@ -29,7 +29,9 @@ class Greedy(Planner):
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         p: GreedyParams = self.params  # type: ignore[assignment]
         prompt = ctx.lm.encode(problem.prompt)
-        r = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=p.max_new_tokens), stops_for(problem))[0]
+        r = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=p.max_new_tokens), stops_for(problem))[
+            0
+        ]
         cand = rollout_candidate(r, finish=r.finish_reason)
         ctx.emit("candidate", tokens=len(r.token_ids))
         return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), r.finish_reason)
@@ -49,7 +51,9 @@ class Beam(Planner):
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         p: BeamParams = self.params  # type: ignore[assignment]
         prompt = ctx.lm.encode(problem.prompt)
-        params = GenerationParams(max_new_tokens=p.max_new_tokens, mode=DecodeMode.beam, num_beams=p.num_beams)
+        params = GenerationParams(
+            max_new_tokens=p.max_new_tokens, mode=DecodeMode.beam, num_beams=p.num_beams
+        )
         r = ctx.lm.rollouts([prompt], params, stops_for(problem))[0]
         cand = rollout_candidate(r, finish=r.finish_reason)
         return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), r.finish_reason)
@@ -65,8 +69,11 @@ class SamplingParams(PlannerParams):
     include_greedy: bool = Field(True, description="the first candidate is the greedy completion")
 
 
-def _sample_rounds(problem: Problem, ctx: SearchContext, p: SamplingParams, score: bool) -> tuple[list[Candidate], str]:
-    """Draw up to ``p.n`` completions in batched rounds; with ``score``, stop once one passes all public tests."""
+def _sample_rounds(
+    problem: Problem, ctx: SearchContext, p: SamplingParams, score: bool
+) -> tuple[list[Candidate], str]:
+    """Draw up to ``p.n`` completions in batched rounds; with ``score``, stop once one passes all public
+    tests."""
     prompt = ctx.lm.encode(problem.prompt)
     stops = stops_for(problem)
     candidates: list[Candidate] = []
@@ -79,14 +86,23 @@ def _sample_rounds(problem: Problem, ctx: SearchContext, p: SamplingParams, scor
                 rolls = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=p.max_new_tokens), stops)
             else:
                 count = min(p.batch_size, p.n - len(candidates))
-                params = GenerationParams(max_new_tokens=p.max_new_tokens, mode=DecodeMode.sample,
-                                          temperature=p.temperature, top_p=p.top_p, seed=p.seed + 7919 * round_no)
+                params = GenerationParams(
+                    max_new_tokens=p.max_new_tokens,
+                    mode=DecodeMode.sample,
+                    temperature=p.temperature,
+                    top_p=p.top_p,
+                    seed=p.seed + 7919 * round_no,
+                )
                 rolls = ctx.lm.rollouts([prompt] * count, params, stops)
                 round_no += 1
             new = [rollout_candidate(r, finish=r.finish_reason) for r in rolls]
             if score:
                 for cand, reward in zip(new, ctx.reward(problem, [c.completion for c in new]), strict=True):
-                    cand.reward, cand.public_passed, cand.public_total = reward.pass_rate, reward.passed, reward.total
+                    cand.reward, cand.public_passed, cand.public_total = (
+                        reward.pass_rate,
+                        reward.passed,
+                        reward.total,
+                    )
             candidates.extend(new)
             best = best_candidate(candidates)
             ctx.emit("candidates", count=len(candidates), best_reward=best.reward if best else None)

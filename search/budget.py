@@ -28,7 +28,9 @@ class Budget(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    max_tokens: int | None = Field(None, ge=1, le=10_000_000, description="generated tokens (incl. lookahead)")
+    max_tokens: int | None = Field(
+        None, ge=1, le=10_000_000, description="generated tokens (incl. lookahead)"
+    )
     max_forward_passes: int | None = Field(None, ge=1, le=10_000_000, description="model forward passes")
     max_executions: int | None = Field(None, ge=1, le=1_000_000, description="sandbox executions")
     max_rollouts: int | None = Field(None, ge=1, le=100_000, description="complete rollouts / samples")

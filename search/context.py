@@ -96,7 +96,9 @@ class MeteredLM:
             self.cache.set_many(NS_NEXT_TOKEN, items)
         return [d for d in out if d is not None]
 
-    def _rollout_key(self, prefix: Sequence[int], params: GenerationParams, stops: Sequence[StopCondition]) -> str:
+    def _rollout_key(
+        self, prefix: Sequence[int], params: GenerationParams, stops: Sequence[StopCondition]
+    ) -> str:
         return cache_key(self._model_key, "roll", params.cache_part(), stops_key(stops), tuple(prefix))
 
     def rollouts(
@@ -126,8 +128,12 @@ class MeteredLM:
                 out[i] = r
                 if params.deterministic and r.finish_reason not in INTERRUPTED:
                     roll_items[keys[i]] = codec.encode_rollout(
-                        r.token_ids, r.logprobs, r.finish_reason,
-                        [(d.token_ids, d.logprobs, d.entropy) for d in r.step_dists] if r.step_dists else None,
+                        r.token_ids,
+                        r.logprobs,
+                        r.finish_reason,
+                        [(d.token_ids, d.logprobs, d.entropy) for d in r.step_dists]
+                        if r.step_dists
+                        else None,
                     )
             if roll_items:
                 self.cache.set_many(NS_ROLLOUT, roll_items)
@@ -135,7 +141,9 @@ class MeteredLM:
                 self._store_path_dists([prefixes[i] for i in missing], fresh, params.record_top_k)
         return [r for r in out if r is not None]
 
-    def _store_path_dists(self, prefixes: Sequence[Sequence[int]], rollouts: Sequence[Rollout], k: int) -> None:
+    def _store_path_dists(
+        self, prefixes: Sequence[Sequence[int]], rollouts: Sequence[Rollout], k: int
+    ) -> None:
         """Tree cache: every prefix along a rollout's path keeps its top-k."""
         items: dict[str, bytes] = {}
         for prefix, r in zip(prefixes, rollouts, strict=True):
@@ -143,13 +151,17 @@ class MeteredLM:
                 continue
             path = list(prefix)
             for j, dist in enumerate(r.step_dists):
-                items[self._ntd_key(path, k)] = codec.encode_next_token(dist.token_ids, dist.logprobs, dist.entropy)
+                items[self._ntd_key(path, k)] = codec.encode_next_token(
+                    dist.token_ids, dist.logprobs, dist.entropy
+                )
                 if j < len(r.token_ids):
                     path.append(r.token_ids[j])
         if items:
             self.cache.set_many(NS_NEXT_TOKEN, items)
 
-    def _decode_rollout(self, raw: bytes, params: GenerationParams, stops: Sequence[StopCondition]) -> Rollout | None:
+    def _decode_rollout(
+        self, raw: bytes, params: GenerationParams, stops: Sequence[StopCondition]
+    ) -> Rollout | None:
         try:
             ids, lps, reason, dists = codec.decode_rollout(raw)
         except codec.CodecError:
@@ -216,10 +228,18 @@ class SearchContext:
 
     def emit(self, kind: str, **data: Any) -> None:
         spend = self.meter.spend
-        self.events({"event": kind, **data, "spend": {"tokens": spend.generated_tokens,
-                                                      "forward_passes": spend.forward_passes,
-                                                      "executions": spend.executions,
-                                                      "seconds": round(self.meter.elapsed(), 3)}})
+        self.events(
+            {
+                "event": kind,
+                **data,
+                "spend": {
+                    "tokens": spend.generated_tokens,
+                    "forward_passes": spend.forward_passes,
+                    "executions": spend.executions,
+                    "seconds": round(self.meter.elapsed(), 3),
+                },
+            }
+        )
 
     def reward(self, problem: Problem, completions: Sequence[str]) -> list[Any]:
         """Public-test rewards of completions, charged to the budget (cache hits are free)."""
@@ -244,9 +264,15 @@ class Candidate:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"completion": self.completion, "tokens": len(self.token_ids), "logprob": round(self.logprob, 4),
-                "reward": self.reward, "public_passed": self.public_passed, "public_total": self.public_total,
-                **({"meta": self.meta} if self.meta else {})}
+        return {
+            "completion": self.completion,
+            "tokens": len(self.token_ids),
+            "logprob": round(self.logprob, 4),
+            "reward": self.reward,
+            "public_passed": self.public_passed,
+            "public_total": self.public_total,
+            **({"meta": self.meta} if self.meta else {}),
+        }
 
 
 @dataclass
@@ -278,7 +304,10 @@ def best_candidate(candidates: Sequence[Candidate]) -> Candidate | None:
         return None
     return max(
         candidates,
-        key=lambda c: (c.reward if c.reward is not None else float("-inf"), c.logprob / max(1, len(c.token_ids))),
+        key=lambda c: (
+            c.reward if c.reward is not None else float("-inf"),
+            c.logprob / max(1, len(c.token_ids)),
+        ),
     )
 
 

@@ -43,8 +43,14 @@ def pick_device(device: str = "auto") -> torch.device:
 
 def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
     if dtype != "auto":
-        return {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-                "float16": torch.float16, "fp32": torch.float32, "float32": torch.float32}[dtype]
+        return {
+            "bf16": torch.bfloat16,
+            "bfloat16": torch.bfloat16,
+            "fp16": torch.float16,
+            "float16": torch.float16,
+            "fp32": torch.float32,
+            "float32": torch.float32,
+        }[dtype]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16  # on CPUs with AVX-512/AMX bf16 matmuls are 2-4x faster than fp32
@@ -79,7 +85,10 @@ class HFModel:
         self.counters = ModelCounters()
         self.lock = threading.RLock()
         eos = set()
-        for source in (getattr(tokenizer, "eos_token_id", None), getattr(model.generation_config, "eos_token_id", None)):
+        for source in (
+            getattr(tokenizer, "eos_token_id", None),
+            getattr(model.generation_config, "eos_token_id", None),
+        ):
             if isinstance(source, int):
                 eos.add(source)
             elif isinstance(source, (list, tuple)):
@@ -107,7 +116,7 @@ class HFModel:
         dt = pick_dtype(dev, dtype)
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dt, attn_implementation="sdpa")
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]
         identity = ModelIdentity(
             name=name or Path(path).name,
             revision=revision or _dir_fingerprint(Path(path)),
@@ -146,14 +155,21 @@ class HFModel:
         params: GenerationParams,
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
+        row_stops: Sequence[Sequence[StopCondition]] | None = None,
     ) -> list[Rollout]:
+        """``row_stops`` (optional, one list per prefix) adds stop conditions that apply to that row
+        only: the batching wrapper (search/batching.py) uses it to stop one caller's rows."""
         stats = stats if stats is not None else CallStats()
         all_stops = list(stops) + ([StopStrings(params.stop)] if params.stop else [])
+        extra = [list(r) for r in row_stops] if row_stops is not None else None
         with self.lock:
             if params.mode == DecodeMode.beam and params.num_beams > 1:
-                out = [self._beam(list(p), params, all_stops, stats) for p in prefixes]
+                out = [
+                    self._beam(list(p), params, all_stops + (extra[i] if extra else []), stats)
+                    for i, p in enumerate(prefixes)
+                ]
             else:
-                out = self._generate([list(p) for p in prefixes], params, all_stops, stats)
+                out = self._generate([list(p) for p in prefixes], params, all_stops, stats, extra)
         self._count(stats)
         return out
 
@@ -180,6 +196,29 @@ class HFModel:
         self._count(stats)
         return out
 
+    @torch.inference_mode()
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        """Teacher forcing in one forward pass: for each position ``i >= start``, the entropy
+        (nats) of the full next-token distribution after ``tokens[:i]`` and whether ``tokens[i]``
+        is its argmax (AdaDec's calibration data)."""
+        stats = stats if stats is not None else CallStats()
+        if not 1 <= start < len(tokens):
+            raise ValueError(
+                f"position_stats needs 1 <= start < len(tokens), got start={start}, len={len(tokens)}"
+            )
+        seq = list(tokens)
+        with self.lock:
+            logits, starts = self._forward_all_logits([seq], stats, start)
+        first = start - 1 - starts[0]  # the logits row that predicts tokens[start]
+        rows = logits[0, first : first + len(seq) - start].float()
+        logp = torch.log_softmax(rows, dim=-1)
+        entropy = -(logp.exp() * logp).nan_to_num(0.0).sum(-1)
+        top1 = rows.argmax(dim=-1).cpu() == torch.tensor(seq[start:], dtype=torch.long)
+        self._count(stats)
+        return list(zip(entropy.tolist(), top1.tolist(), strict=True))
+
     # ----- batching core ------------------------------------------------------------------
     def _plan_reuse(self, seqs: list[list[int]]) -> list[tuple[int, Any]]:
         plans = []
@@ -203,16 +242,23 @@ class HFModel:
         reuse = [min(r, len(s) - 1) for r, s in zip(reuse, seqs, strict=True)]
         return self._run(seqs, plans, reuse, stats, keep_all_logits=False)[0]
 
-    def _batch_from_cache(self, seqs: list[list[int]], plans: list[tuple[int, Any]], stats: CallStats) -> _Batch:
+    def _batch_from_cache(
+        self, seqs: list[list[int]], plans: list[tuple[int, Any]], stats: CallStats
+    ) -> _Batch:
         length = max(len(s) for s in seqs)
         layers = self._assemble_past([(len(s), e) for s, (_, e) in zip(seqs, plans, strict=True)], length)
         kv_valid = torch.zeros(len(seqs), length, dtype=torch.bool, device=self.device)
         for b, s in enumerate(seqs):
-            kv_valid[b, length - len(s):] = True
+            kv_valid[b, length - len(s) :] = True
         stats.reused_tokens += sum(len(s) for s in seqs)
         logits = torch.stack([e.last_logits for _, e in plans]).to(self.device)
-        return _Batch(self._make_cache(layers), kv_valid, torch.tensor([len(s) for s in seqs], device=self.device),
-                      logits, fresh=False)
+        return _Batch(
+            self._make_cache(layers),
+            kv_valid,
+            torch.tensor([len(s) for s in seqs], device=self.device),
+            logits,
+            fresh=False,
+        )
 
     def _run(
         self,
@@ -232,10 +278,10 @@ class HFModel:
         kv_valid = torch.zeros((bsz, r_max + n_max), dtype=torch.bool)
         for b, (r, toks) in enumerate(zip(reuse, new, strict=True)):
             n = len(toks)
-            input_ids[b, n_max - n:] = torch.tensor(toks, dtype=torch.long)
-            positions[b, n_max - n:] = torch.arange(r, r + n)
-            kv_valid[b, r_max - r:r_max] = True
-            kv_valid[b, r_max + n_max - n:] = True
+            input_ids[b, n_max - n :] = torch.tensor(toks, dtype=torch.long)
+            positions[b, n_max - n :] = torch.arange(r, r + n)
+            kv_valid[b, r_max - r : r_max] = True
+            kv_valid[b, r_max + n_max - n :] = True
         input_ids, positions, kv_valid = (t.to(self.device) for t in (input_ids, positions, kv_valid))
         causal = torch.ones((n_max, r_max + n_max), dtype=torch.bool, device=self.device).tril(r_max)
         mask = kv_valid[:, None, None, :] & causal[None, None]
@@ -256,8 +302,12 @@ class HFModel:
         stats.reused_tokens += sum(reuse)
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         logits = out.logits
-        batch = _Batch(cache, kv_valid, torch.tensor([len(s) for s in seqs], device=self.device),
-                       logits[:, -1, :].float())
+        batch = _Batch(
+            cache,
+            kv_valid,
+            torch.tensor([len(s) for s in seqs], device=self.device),
+            logits[:, -1, :].float(),
+        )
         return batch, (logits if keep_all_logits else None)
 
     def _forward_all_logits(
@@ -287,8 +337,8 @@ class HFModel:
             for b, (r, entry) in enumerate(rows):
                 if r > 0:
                     ek, ev = entry.layers[layer]
-                    keys[b, :, length - r:] = ek[:, :r]
-                    values[b, :, length - r:] = ev[:, :r]
+                    keys[b, :, length - r :] = ek[:, :r]
+                    values[b, :, length - r :] = ev[:, :r]
             layers.append((keys, values))
         return layers
 
@@ -346,6 +396,7 @@ class HFModel:
         params: GenerationParams,
         stops: list[StopCondition],
         stats: CallStats,
+        row_stops: list[list[StopCondition]] | None = None,
     ) -> list[Rollout]:
         batch = self._prefill(prefixes, stats)
         self._store_rows(batch, prefixes)
@@ -358,7 +409,9 @@ class HFModel:
         generators = _generators(params, n, self.device)
         for step in range(params.max_new_tokens):
             logp = torch.log_softmax(batch.last_logits, dim=-1)
-            chosen = _choose(batch.last_logits, logp, params, [generators[i] for i in active] if generators else None)
+            chosen = _choose(
+                batch.last_logits, logp, params, [generators[i] for i in active] if generators else None
+            )
             if params.record_top_k:
                 step_d = _topk_dists(logp, params.record_top_k)
             chosen_list = chosen.tolist()
@@ -368,22 +421,29 @@ class HFModel:
                 tok = chosen_list[row]
                 if params.record_top_k:
                     dists[orig].append(step_d[row])
+                row_rule = stops + row_stops[orig] if row_stops else stops
                 if tok in self.eos_token_ids:
-                    results[orig] = self._finish(gens[orig], lps[orig], dists[orig], "eos", stops, params)
+                    results[orig] = self._finish(gens[orig], lps[orig], dists[orig], "eos", row_rule, params)
                     finished_rows.append(row)
                     continue
                 gens[orig].append(tok)
                 lps[orig].append(chosen_lp[row])
                 stats.generated_tokens += 1
                 text = self.decode(gens[orig])
-                cut = first_stop(text, stops)
+                cut = first_stop(text, row_rule)
                 if cut is not None:
-                    results[orig] = Rollout(gens[orig], lps[orig], text[:cut], "stop",
-                                            dists[orig] if params.record_top_k else None)
+                    results[orig] = Rollout(
+                        gens[orig],
+                        lps[orig],
+                        text[:cut],
+                        "stop",
+                        dists[orig] if params.record_top_k else None,
+                    )
                     finished_rows.append(row)
                 elif step == params.max_new_tokens - 1:
-                    results[orig] = Rollout(gens[orig], lps[orig], text, "length",
-                                            dists[orig] if params.record_top_k else None)
+                    results[orig] = Rollout(
+                        gens[orig], lps[orig], text, "length", dists[orig] if params.record_top_k else None
+                    )
                     finished_rows.append(row)
             if finished_rows:
                 done = set(finished_rows)
@@ -396,25 +456,46 @@ class HFModel:
                 active = [active[row] for row in keep]
             batch.fresh = True
             self._step(batch, chosen, stats)
-        return [r if r is not None else Rollout(gens[i], lps[i], self.decode(gens[i]), "length")
-                for i, r in enumerate(results)]
+        return [
+            r if r is not None else Rollout(gens[i], lps[i], self.decode(gens[i]), "length")
+            for i, r in enumerate(results)
+        ]
 
-    def _store_finished(self, batch: _Batch, prefixes: list[list[int]], gens: list[list[int]],
-                        active: list[int], rows: list[int]) -> None:
+    def _store_finished(
+        self,
+        batch: _Batch,
+        prefixes: list[list[int]],
+        gens: list[list[int]],
+        active: list[int],
+        rows: list[int],
+    ) -> None:
         """Keep the KV of finished rows: the prefix and the generated tokens already fed."""
         counts = batch.kv_valid.sum(dim=1).tolist()
         seqs = [(prefixes[active[row]] + gens[active[row]])[: int(counts[row])] for row in rows]
         self._store_rows(batch, seqs, rows)
 
-    def _finish(self, gen: list[int], lp: list[float], dists: list[TokenDist], reason: str,
-                stops: list[StopCondition], params: GenerationParams) -> Rollout:
+    def _finish(
+        self,
+        gen: list[int],
+        lp: list[float],
+        dists: list[TokenDist],
+        reason: str,
+        stops: list[StopCondition],
+        params: GenerationParams,
+    ) -> Rollout:
         text = self.decode(gen)
         cut = first_stop(text, stops)
-        return Rollout(gen, lp, text if cut is None else text[:cut], reason if cut is None else "stop",
-                       dists if params.record_top_k else None)
+        return Rollout(
+            gen,
+            lp,
+            text if cut is None else text[:cut],
+            reason if cut is None else "stop",
+            dists if params.record_top_k else None,
+        )
 
-    def _beam(self, prefix: list[int], params: GenerationParams, stops: list[StopCondition],
-              stats: CallStats) -> Rollout:
+    def _beam(
+        self, prefix: list[int], params: GenerationParams, stops: list[StopCondition], stats: CallStats
+    ) -> Rollout:
         """Beam search on one prefix (length-normalised scores)."""
         nb = params.num_beams
         batch = self._prefill([prefix], stats)
@@ -436,7 +517,9 @@ class HFModel:
                 if tok in self.eos_token_ids:
                     text = self.decode(toks)
                     cut = first_stop(text, stops)
-                    finished.append((score / max(1, len(toks)), toks, lps, text if cut is None else text[:cut], "eos"))
+                    finished.append(
+                        (score / max(1, len(toks)), toks, lps, text if cut is None else text[:cut], "eos")
+                    )
                     continue
                 new_toks, new_lps = toks + [tok], lps + [tok_lp]
                 text = self.decode(new_toks)
@@ -494,8 +577,12 @@ def _generators(params: GenerationParams, n: int, device: torch.device) -> list[
     return gens
 
 
-def _choose(logits: torch.Tensor, logp: torch.Tensor, params: GenerationParams,
-            generators: list[torch.Generator] | None) -> torch.Tensor:
+def _choose(
+    logits: torch.Tensor,
+    logp: torch.Tensor,
+    params: GenerationParams,
+    generators: list[torch.Generator] | None,
+) -> torch.Tensor:
     if params.mode != DecodeMode.sample:
         return logp.argmax(dim=-1)
     probs = torch.softmax(logits / params.temperature, dim=-1)
@@ -505,7 +592,9 @@ def _choose(logits: torch.Tensor, logp: torch.Tensor, params: GenerationParams,
         sorted_p = sorted_p.masked_fill(drop, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     assert generators is not None
-    return torch.stack([torch.multinomial(probs[i], 1, generator=g).squeeze(0) for i, g in enumerate(generators)])
+    return torch.stack(
+        [torch.multinomial(probs[i], 1, generator=g).squeeze(0) for i, g in enumerate(generators)]
+    )
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

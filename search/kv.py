@@ -76,7 +76,9 @@ class PrefixKVCache:
     def put(self, tokens: Sequence[int], layers: list[LayerKV], last_logits: torch.Tensor | None) -> None:
         arr = np.asarray(tokens, dtype=np.int64)
         nbytes = sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in layers)
-        nbytes += arr.nbytes + (last_logits.numel() * last_logits.element_size() if last_logits is not None else 0)
+        nbytes += arr.nbytes + (
+            last_logits.numel() * last_logits.element_size() if last_logits is not None else 0
+        )
         if nbytes > self.max_bytes:
             return
         entry = KVEntry(arr, layers, last_logits, nbytes)
@@ -85,7 +87,8 @@ class PrefixKVCache:
             for entry_id in [
                 i
                 for i, e in self._entries.items()
-                if e.length <= entry.length and _common_prefix(e.tokens, arr) == e.length
+                if e.length <= entry.length
+                and _common_prefix(e.tokens, arr) == e.length
                 and (e.length < entry.length or last_logits is not None)
             ]:
                 self._bytes -= self._entries.pop(entry_id).nbytes

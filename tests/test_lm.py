@@ -13,7 +13,7 @@ from search.kv import PrefixKVCache
 from search.lm import CallStats, DecodeMode, GenerationParams
 from search.stops import StopStrings, TopLevelStop
 
-PROMPT = "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n"
+PROMPT = 'def add(a, b):\n    """Add two numbers."""\n'
 
 
 @pytest.fixture
@@ -74,8 +74,9 @@ def test_entropy_is_that_of_the_full_distribution(lm) -> None:  # type: ignore[n
 def test_greedy_rollout_equals_transformers_generate(lm) -> None:  # type: ignore[no-untyped-def]
     prefix = lm.encode(PROMPT)
     ours = lm.rollouts([prefix], GenerationParams(max_new_tokens=16))[0]
-    ref = lm.model.generate(torch.tensor([prefix]), max_new_tokens=16, do_sample=False,
-                            eos_token_id=list(lm.eos_token_ids))[0, len(prefix):].tolist()
+    ref = lm.model.generate(
+        torch.tensor([prefix]), max_new_tokens=16, do_sample=False, eos_token_id=list(lm.eos_token_ids)
+    )[0, len(prefix) :].tolist()
     ref = [t for t in ref if t not in lm.eos_token_ids]
     assert ours.token_ids == ref[: len(ours.token_ids)]
     assert len(ours.token_ids) > 0

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from search.budget import Budget, Meter
-from search.loaders import ProblemError, apps_problem, humaneval, load_problem, load_problems, parse_docstring_tests
+from search.loaders import (
+    ProblemError,
+    apps_problem,
+    humaneval,
+    load_problem,
+    load_problems,
+    parse_docstring_tests,
+)
 from search.problem import FunctionTest, IOTest, Problem
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -38,7 +45,12 @@ def test_docstring_examples_in_several_forms_become_call_tests() -> None:
     )
     tests = parse_docstring_tests(prompt, "f")
     assert [(t.call, t.expected) for t in tests] == [
-        ("f(1)", "2"), ("f(2)", "3"), ("f(3)", "4"), ("f(x = 4)", "5"), ("f(x = 5, y = 1)", "7"), ("f(6)", "'no'"),
+        ("f(1)", "2"),
+        ("f(2)", "3"),
+        ("f(3)", "4"),
+        ("f(x = 4)", "5"),
+        ("f(x = 5, y = 1)", "7"),
+        ("f(6)", "'no'"),
     ]
 
 
@@ -70,10 +82,13 @@ def test_example_files_load_in_both_test_formats() -> None:
         ("", "empty"),
         ("{not json", "malformed JSON"),
         ('{"id": "x", "prompt": "   "}', "prompt"),
-        ('{"id": "x", "prompt": "def f(): pass", "public_tests": [{"kind": "function", "call": "f()", '
-         '"expected": "1"}]}', "entry_point"),
+        (
+            '{"id": "x", "prompt": "def f(): pass", "public_tests": [{"kind": "function", "call": "f()", '
+            '"expected": "1"}]}',
+            "entry_point",
+        ),
         ('{"id": "x", "prompt": "p", "public_tests": [{"kind": "sql", "query": "1"}]}', "public_tests"),
-        ('[1, 2]', "expected a problem object"),
+        ("[1, 2]", "expected a problem object"),
     ],
 )
 def test_bad_problem_files_give_one_clear_error(tmp_path: Path, content: str, message: str) -> None:
@@ -89,10 +104,16 @@ def test_missing_problem_file_is_a_clear_error() -> None:
 
 
 def test_apps_records_become_io_or_call_tests() -> None:
-    io = apps_problem({"question": "Echo.", "input_output": json.dumps({"inputs": ["1\n", "2\n"],
-                                                                      "outputs": ["1\n", "2\n"]})})
+    io = apps_problem(
+        {
+            "question": "Echo.",
+            "input_output": json.dumps({"inputs": ["1\n", "2\n"], "outputs": ["1\n", "2\n"]}),
+        }
+    )
     assert isinstance(io.public_tests[0], IOTest) and len(io.hidden_tests) == 1
-    call = apps_problem({"question": "Add.", "input_output": {"fn_name": "add", "inputs": [[1, 2]], "outputs": [[3]]}})
+    call = apps_problem(
+        {"question": "Add.", "input_output": {"fn_name": "add", "inputs": [[1, 2]], "outputs": [[3]]}}
+    )
     assert call.public_tests[0].describe() == "add(*[1, 2]) == 3"
     with pytest.raises(ProblemError, match="equally many"):
         apps_problem({"question": "x", "input_output": {"inputs": [1], "outputs": []}})

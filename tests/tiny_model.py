@@ -18,13 +18,24 @@ def make_tiny_lm(seed: int = 0, dtype: torch.dtype = torch.float32, layers: int 
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
     config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config).to(dtype)
     model.config._attn_implementation = "sdpa"
-    identity = ModelIdentity(f"tiny-qwen2-seed{seed}", f"random-{seed}-{layers}", tokenizer_fingerprint(tok),
-                             str(dtype).replace("torch.", ""))
+    identity = ModelIdentity(
+        f"tiny-qwen2-seed{seed}",
+        f"random-{seed}-{layers}",
+        tokenizer_fingerprint(tok),
+        str(dtype).replace("torch.", ""),
+    )
     return HFModel(model, tok, identity, kv_cache_bytes=64 << 20)
