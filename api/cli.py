@@ -225,7 +225,11 @@ def _print_report(report: dict[str, Any]) -> None:
     out.print(table)
 
 
-@app.command("eval")
+# Unknown options go through to the harness (treedec eval --harness lm-eval --tasks ...).
+EVAL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command("eval", context_settings=EVAL_CONTEXT)
 def evaluate(
     dataset: str = typer.Option("humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
@@ -302,7 +306,7 @@ def evaluate(
 
 
 def _eval_summary(planner: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("generated_tokens", "forward_passes", "executions", "rollouts", "seconds")
+    keys = ("generated_tokens", "forward_passes", "executions", "rollouts", "cache_hits", "cache_misses", "seconds")
     spend = {k: round(sum(r["spend"].get(k, 0) for r in rows), 2) for k in keys}
     passed = sum(r["passed"] for r in rows)
     return {"planner": planner, "problems": len(rows), "passed": passed,
@@ -353,6 +357,68 @@ def models_install(
     out.print(f"{name}: ready at {path}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+    port: int = typer.Option(8000, "--port", help="port to listen on"),
+    model: str = ModelOpt,
+    cache: str | None = CacheOpt,
+    sandbox: str = SandboxOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    max_running: int = typer.Option(2, "--max-running", help="searches that run at once"),
+    max_waiting: int = typer.Option(16, "--max-waiting", help="searches that may wait; beyond: 429"),
+    max_seconds: float = typer.Option(120.0, "--max-seconds", help="server cap on a search's wall time"),
+    plain: bool = typer.Option(False, "--plain", help="serve only OpenAI-compatible /v1/completions of the "
+                               "model (no search; token ids, log-probs, entropy): a backend for --model http://..."),
+    queue: str | None = typer.Option(None, "--queue", help="redis://host:port/db: enqueue jobs for "
+                                     "`treedec worker` processes instead of running them here"),
+    max_queued: int = typer.Option(1000, "--max-queued", help="with --queue: jobs that may wait (then 429)"),
+) -> None:
+    """Serve the REST API (solve, jobs, SSE progress, trees, OpenAI-compatible routes) on one model."""
+    from api.schemas import ServerSettings
+    from api.server import serve as run_server
+
+    with user_errors():
+        if plain:
+            from api.plain import serve_plain
+            from search.models import load_model
+
+            serve_plain(load_model(model, device=device, dtype=dtype), host, port)
+            return
+        settings = ServerSettings(max_running=max_running, max_waiting=max_waiting, max_seconds=max_seconds)
+        if queue is not None:
+            from api.queue import serve_queued
+
+            serve_queued(host, port, queue, model, cache, settings, device=device, dtype=dtype,
+                         max_queued=max_queued)
+            return
+        run_server(host, port, model, cache, sandbox, settings, device=device, dtype=dtype)
+
+
+@app.command()
+def worker(
+    queue: str = typer.Option(..., "--queue", help="redis://host:port/db of the job queue (as for serve)"),
+    model: str = ModelOpt,
+    cache: str | None = CacheOpt,
+    sandbox: str = SandboxOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    lease: int = typer.Option(30, "--lease", help="seconds without a heartbeat before a job is abandoned"),
+    name: str | None = typer.Option(None, "--name", help="worker name (default host-pid-random)"),
+    burst: bool = typer.Option(False, "--burst", help="exit when the queue is empty"),
+) -> None:
+    """Load the model once and run solve jobs from the Redis queue until stopped (SIGTERM: after the job)."""
+    from api.worker import run_worker
+
+    with user_errors():
+        engine = _engine(model, cache, sandbox, device, dtype, None)
+        try:
+            run_worker(engine, queue, name=name, lease_s=lease, burst=burst)
+        except ConnectionError as e:
+            raise UserError(str(e)) from e
+
+
 @app.command("run-tests")
 def run_tests(
     program: Path = typer.Argument(..., help="the Python program to run"),
@@ -365,6 +431,33 @@ def run_tests(
     from sandbox.cli_run_tests import run_tests_main
 
     raise typer.Exit(run_tests_main(str(program), problem, hidden, as_json, sandbox))
+
+
+@app.command()
+def calibrate(
+    model: str = ModelOpt,
+    source: str = typer.Option("stdlib", "--source", help="stdlib, or humaneval:A-B (exclude it in evals)"),
+    limit: int | None = typer.Option(120, "--limit", "-n", help="at most this many functions"),
+    out_path: Path | None = typer.Option(None, "--out", "-o", help="default: $TREEDEC_HOME/thresholds.json"),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    as_json: bool = typer.Option(False, "--json", help="print the fit as JSON"),
+) -> None:
+    """Learn AdaDec's entropy threshold for a model by teacher forcing; store it and print the fit."""
+    from planners.calibration import run, summarise
+
+    with user_errors(), progress_display(not as_json) as progress:
+        task = progress.add_task("teacher forcing", total=None) if progress else None
+
+        def on_progress(done: int, total: int) -> None:
+            if progress is not None and task is not None:
+                progress.update(task, completed=done, total=total, description=f"functions {done}/{total}")
+
+        cal, path, identity = run(model, source, limit, out_path, device, dtype, progress=on_progress)
+    if as_json:
+        print(json.dumps({**cal.to_dict(), "file": str(path), "model": identity.name, "key": identity.key()}))
+        return
+    out.print(summarise(cal, path, identity.name), highlight=False)
 
 
 def main() -> None:
