@@ -1,0 +1,153 @@
+"""Evaluation-harness plugin: treedec's planners as an lm-evaluation-harness model named ``treedec``.
+
+lm-eval has no entry-point discovery for models, so the plugin is registered by importing this
+module. Two ways to use it:
+
+- ``treedec eval --harness lm-eval --model_args planner=pgtd,max_seconds=60 --tasks treedec_humaneval
+  --confirm_run_unsafe_code --limit 10`` (planner parameters need the JSON form of model_args:
+  ``--model_args '{"planner": "pgtd", "params": {"rollouts": 8}}'``) imports the plugin, adds
+  ``--model treedec`` and ``--include_path`` of the offline task configs (``api/lm_eval_tasks/``)
+  unless given, and runs lm-eval's own CLI with the remaining arguments (``run_harness_cli``).
+- From Python: ``import api.harness`` then ``lm_eval.simple_evaluate(model="treedec",
+  model_args="planner=greedy", tasks=["treedec_humaneval"], task_manager=api.harness.task_manager(),
+  confirm_run_unsafe_code=True)``, or pass ``model=TreedecLM(engine=...)``.
+
+``generate_until`` runs the chosen planner on each request: the context becomes a ``Problem``
+(entry point = the last ``def``, or the document's ``entry_point``; public tests from the
+docstring examples), ``until`` its stop strings, ``max_gen_toks`` the planner's
+``max_new_tokens``. Log-likelihood requests raise ``NotImplementedError``: a search decoder returns
+completions, not scores.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+
+from api.prompts import problem_from_prompt
+from search.budget import Budget
+from search.runner import Engine
+
+TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
+HARNESSES = ("lm-eval", "lm_eval")
+
+
+def _num(value: Any, kind: type) -> Any:
+    return None if value is None or value == "" else kind(value)
+
+
+@register_model("treedec")
+class TreedecLM(LM):
+    """lm-eval model arguments: ``planner``, ``model``, ``cache``, ``sandbox``, ``params`` (JSON
+    object), budget fields ``max_tokens``, ``max_forward_passes``, ``max_executions``,
+    ``max_rollouts``, ``max_seconds``; from Python also ``engine`` (an ``Engine``)."""
+
+    def __init__(
+        self,
+        planner: str = "greedy",
+        model: str = "bundled-default",
+        cache: str | None = None,
+        sandbox: str = "auto",
+        params: str | dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        max_forward_passes: int | None = None,
+        max_executions: int | None = None,
+        max_rollouts: int | None = None,
+        max_seconds: float | None = None,
+        engine: Engine | None = None,
+        **_: Any,
+    ) -> None:
+        super().__init__()
+        import planners
+
+        self.planner = str(planner)
+        self.params = json.loads(params) if isinstance(params, str) else dict(params or {})
+        self.planner_cls = planners.get(self.planner)
+        planners.create(self.planner, self.params)  # fail now, naming the bad parameter
+        self.budget = Budget(
+            max_tokens=_num(max_tokens, int),
+            max_forward_passes=_num(max_forward_passes, int),
+            max_executions=_num(max_executions, int),
+            max_rollouts=_num(max_rollouts, int),
+            max_seconds=_num(max_seconds, float),
+        )
+        self.engine = engine or Engine(model_spec=str(model), cache_spec=cache, sandbox=str(sandbox))
+        self.reports: list[dict[str, Any]] = []
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        out = []
+        for req in requests:
+            context, gen_kwargs = req.args
+            doc = req.doc if isinstance(getattr(req, "doc", None), dict) else {}
+            until = gen_kwargs.get("until") or []
+            until = [until] if isinstance(until, str) else list(until)
+            problem = problem_from_prompt(
+                context,
+                entry_point=doc.get("entry_point"),
+                stop=until,
+                problem_id=str(doc.get("task_id") or "") or None,
+            )
+            params = dict(self.params)
+            if "max_gen_toks" in gen_kwargs and "max_new_tokens" in self.planner_cls.Params.model_fields:
+                params.setdefault("max_new_tokens", int(gen_kwargs["max_gen_toks"]))
+            report = self.engine.solve(
+                problem, self.planner, params, self.budget, evaluate_hidden=False, include_tree=False
+            )
+            self.reports.append({"task_id": problem.id, "spend": report["spend"], "public": report["public"]})
+            text = report["completion"] or ""
+            out.append(text)
+            self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
+        return out
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        raise NotImplementedError(
+            "treedec is a search decoder: it answers generate_until tasks only, not "
+            "log-likelihood (multiple-choice) tasks"
+        )
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError(
+            "treedec is a search decoder: it answers generate_until tasks only, not "
+            "rolling log-likelihood (perplexity) tasks"
+        )
+
+
+def task_manager(include_defaults: bool = True) -> Any:
+    """An lm-eval TaskManager that also knows the offline task configs (``treedec_humaneval``);
+    ``include_defaults=False`` indexes only those (much faster to build)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=include_defaults)
+
+
+def harness_args(args: list[str]) -> list[str]:
+    """lm-eval CLI arguments with the treedec defaults filled in."""
+    args = list(args[1:] if args[:1] == ["--"] else args)
+    if not any(a == "--model" or a.startswith("--model=") for a in args):
+        args = ["--model", "treedec", *args]
+    if not any(a == "--include_path" or a.startswith("--include_path=") for a in args):
+        args = [*args, "--include_path", str(TASKS_DIR)]
+    return args
+
+
+def run_harness_cli(harness: str, args: list[str]) -> int:
+    """Run a harness's own CLI with treedec's plugin loaded; the exit code."""
+    if harness not in HARNESSES:
+        print(f"error: unknown harness {harness!r}; supported: lm-eval", file=sys.stderr)
+        return 2
+    from lm_eval.__main__ import cli_evaluate
+
+    saved = sys.argv
+    sys.argv = ["lm-eval", *harness_args(args)]
+    try:
+        cli_evaluate()
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0

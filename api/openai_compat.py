@@ -1,0 +1,340 @@
+"""OpenAI-compatible routes: any harness that speaks the API becomes a client of search decoding.
+
+``model`` selects the planner (``treedec-greedy``, ``treedec-pgtd``...; ``GET /v1/models`` lists
+them). Extra body fields carry what a search needs: ``tests`` (public tests: assert strings or
+test objects), ``entry_point``, ``budget`` and ``params`` (the planner's). ``max_tokens`` caps the
+completion (the planner's ``max_new_tokens``), ``stop`` strings end it, ``n`` asks for that many
+searches per prompt (seeded differently when the planner has a ``seed``), ``temperature`` and
+``top_p`` reach planners that have them. Answers follow the OpenAI schema, plus a ``treedec``
+field per response with each choice's job id, spend and public-test result.
+
+Chat: the prompt is the tokenizer's chat template over the messages, unless the last message is
+code to continue (a function prefix), which is then completed as is. With tests, a templated
+prompt is primed with a Python code fence so the answer is a program the tests can run.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.errors import APIError
+from api.prompts import last_function, looks_like_code, problem_from_prompt
+from search.budget import Budget
+from search.problem import Problem, TestCase
+
+if TYPE_CHECKING:
+    from api.server import ServerState
+
+MODEL_PREFIX = "treedec-"
+FENCE = "```python\n"
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0, le=5)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int = Field(1, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    user: str | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    # treedec extensions
+    tests: list[TestCase | str] | None = Field(None, description="public tests for test-driven planners")
+    entry_point: str | None = None
+    budget: Budget = Field(default_factory=Budget)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    def stops(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: bool = False
+    logprobs: int | None = None
+    best_of: int | None = None
+    suffix: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type", "text") == "text")
+        return self.content or ""
+
+
+class ChatRequest(_Common):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    response_format: dict[str, Any] | None = None
+
+
+def _planner_of(state: ServerState, model: str) -> str:
+    name = model.removeprefix(MODEL_PREFIX)
+    import planners
+
+    if name not in planners.names():
+        raise APIError(
+            404,
+            f"unknown model {model!r}; models are {', '.join(MODEL_PREFIX + n for n in planners.names())}"
+            " (GET /v1/models)",
+            "model",
+        )
+    return name
+
+
+def _check_common(state: ServerState, req: _Common) -> None:
+    if req.stream:
+        raise APIError(
+            400,
+            "'stream' is not supported: searches answer when done; follow progress with "
+            "POST /v1/jobs and GET /v1/jobs/{id}/events",
+            "stream",
+        )
+    if req.n > state.settings.max_n:
+        raise APIError(
+            422, f"invalid value for 'n': {req.n} is above this server's limit of {state.settings.max_n}", "n"
+        )
+
+
+def _search_params(cls: Any, req: _Common, max_tokens: int | None, choice: int) -> dict[str, Any]:
+    params = dict(req.params)
+    fields = cls.Params.model_fields
+    if max_tokens is not None and "max_new_tokens" in fields:
+        params["max_new_tokens"] = max_tokens
+    if req.temperature is not None and req.temperature > 0 and "temperature" in fields:
+        params["temperature"] = req.temperature
+    if req.top_p is not None and "top_p" in fields:
+        params["top_p"] = req.top_p
+    if "seed" in fields and (req.seed is not None or choice):
+        params["seed"] = (req.seed if req.seed is not None else int(params.get("seed", 0))) + choice
+    return params
+
+
+async def _run(
+    state: ServerState, req: _Common, problems: list[Problem], max_tokens: int | None, prefix: str
+) -> tuple[list[Any], str]:
+    planner = _planner_of(state, req.model)
+    cls = state.check_planner(
+        planner, _search_params(planners_get(planner), req, max_tokens, 0), "model", "params"
+    )
+    budget = state.effective_budget(req.budget)
+    specs = []
+    for problem in problems:
+        state.check_problem(problem, cls, prefix)
+        for choice in range(req.n):
+            specs.append(
+                {
+                    "problem": problem,
+                    "planner": planner,
+                    "budget": budget,
+                    "include_tree": False,
+                    "params": _search_params(cls, req, max_tokens, choice),
+                }
+            )
+    jobs = state.submit(specs)
+    await state.wait(jobs)
+    failed = [j for j in jobs if j.status != "succeeded"]
+    if failed:
+        raise APIError(
+            500,
+            f"a search {failed[0].status} (error id {failed[0].error_id}): {failed[0].error}",
+            None,
+            "internal_error",
+        )
+    return jobs, planner
+
+
+def planners_get(name: str) -> Any:
+    import planners
+
+    return planners.get(name)
+
+
+def _finish_reason(lm: Any, text: str, max_tokens: int | None, report: dict[str, Any]) -> str:
+    if report.get("stop_reason") == "length":
+        return "length"
+    if max_tokens is not None and len(lm.encode(text)) >= max_tokens:
+        return "length"
+    return "stop"
+
+
+def _extras(job: Any) -> dict[str, Any]:
+    r = job.result or {}
+    return {
+        "job_id": job.id,
+        "spend": r.get("spend"),
+        "stop_reason": r.get("stop_reason"),
+        "public": r.get("public"),
+    }
+
+
+def add_openai_routes(app: FastAPI, state: ServerState) -> None:
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        import planners
+
+        created = int(time.time())
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": MODEL_PREFIX + p["name"],
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "treedec",
+                    "description": p["description"],
+                }
+                for p in planners.describe()
+            ],
+        }
+
+    @app.post("/v1/completions")
+    async def completions(req: CompletionRequest) -> dict[str, Any]:
+        _check_common(state, req)
+        if req.echo or req.logprobs is not None:
+            raise APIError(
+                400,
+                "'echo'/'logprobs' (log-likelihood scoring) are not supported: treedec returns "
+                "searched completions",
+                "logprobs" if req.logprobs is not None else "echo",
+            )
+        lm = state.engine.model()
+        prompts = _prompts(lm, req.prompt)
+        if len(prompts) > state.settings.max_prompts:
+            raise APIError(
+                413, f"'prompt' has {len(prompts)} prompts; at most {state.settings.max_prompts}", "prompt"
+            )
+        problems = [_problem(prompt, req, None, f"prompt-{i}") for i, prompt in enumerate(prompts)]
+        jobs, planner = await _run(state, req, problems, req.max_tokens, "prompt")
+        choices, completion_tokens = [], 0
+        for i, job in enumerate(jobs):
+            text = job.result.get("completion") or ""
+            completion_tokens += len(lm.encode(text))
+            choices.append(
+                {
+                    "index": i,
+                    "text": text,
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(lm, text, req.max_tokens, job.result),
+                }
+            )
+        prompt_tokens = sum(len(lm.encode(p)) for p in prompts)
+        return {
+            "id": "cmpl-" + uuid.uuid4().hex[:24],
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": req.model,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "treedec": [_extras(j) for j in jobs],
+        }
+
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatRequest) -> dict[str, Any]:
+        _check_common(state, req)
+        if req.logprobs:
+            raise APIError(
+                400, "'logprobs' is not supported: treedec returns searched completions", "logprobs"
+            )
+        lm = state.engine.model()
+        max_tokens = req.max_completion_tokens or req.max_tokens
+        prompt, primed = _chat_prompt(lm, req)
+        problem = _problem(prompt, req, primed, "chat")
+        if primed is not None:
+            stops = list(problem.stop or []) + ["```"]
+            problem = problem.model_copy(update={"stop": stops})
+        jobs, planner = await _run(state, req, [problem], max_tokens, "messages")
+        choices, completion_tokens = [], 0
+        for i, job in enumerate(jobs):
+            text = job.result.get("completion") or ""
+            completion_tokens += len(lm.encode(text))
+            content = f"{FENCE}{text.rstrip()}\n```" if primed is not None else text
+            choices.append(
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": content},
+                    "logprobs": None,
+                    "finish_reason": _finish_reason(lm, text, max_tokens, job.result),
+                }
+            )
+        prompt_tokens = len(lm.encode(prompt))
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": req.model,
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+            "treedec": [_extras(j) for j in jobs],
+        }
+
+
+def _prompts(lm: Any, prompt: Any) -> list[str]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and all(isinstance(x, int) for x in prompt):
+        return [lm.decode(prompt)]
+    return [p if isinstance(p, str) else lm.decode(p) for p in prompt]
+
+
+def _problem(prompt: str, req: _Common, primed: str | None, pid: str) -> Problem:
+    try:
+        return problem_from_prompt(
+            prompt,
+            req.entry_point,
+            req.tests,
+            req.stops(),
+            is_code=False if primed is not None else None,
+            problem_id=pid,
+        )
+    except ValueError as e:
+        msg = str(e).splitlines()[0]
+        param = "entry_point" if "entry_point" in str(e) else "tests" if "test" in str(e) else "prompt"
+        raise APIError(422, f"invalid value for '{param}': {msg}", param) from e
+
+
+def _chat_prompt(lm: Any, req: ChatRequest) -> tuple[str, str | None]:
+    """The prompt, and the priming text appended to it (None when none was)."""
+    last = req.messages[-1].text()
+    if looks_like_code(last):
+        return last, None
+    messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+    tokenizer = getattr(lm, "tokenizer", None)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        prompt = str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    else:
+        prompt = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+    if req.tests:
+        if req.entry_point is None:
+            req.entry_point = last_function(
+                "\n".join(m["content"] for m in messages).replace("```python", "\n")
+            )
+        return prompt + FENCE, FENCE
+    return prompt, None
