@@ -1,0 +1,422 @@
+"""PG-TD: Planning-Guided Transformer Decoding (Zhang et al., "Planning with Large Language
+Models for Code Generation", ICLR 2023), on the engine.
+
+Monte-Carlo tree search over tokens. A tree node is a token prefix (the prompt plus the tokens
+chosen on the way down); its children are the top-``width`` next tokens, each with the prior
+``P(a|s)`` = softmax over the top-k logits only. One iteration:
+
+1. **Selection** by P-UCB from the root::
+
+       Q(s,a) + beta(s) * P(a|s) * sqrt(ln N(s)) / (1 + N(s,a)),
+       beta(s) = ln((N(s) + c_base + 1) / c_base) + c
+
+   where ``Q(s,a)`` is the *maximum* return seen below the child (not the mean) and 0 for an
+   unvisited child. As in the reference code ``ln N(s)`` uses the parent's visit count;
+   ``N(s)`` is clamped to at least 1, so the exploration term is 0 until the parent has been
+   visited twice and the choice then falls to ``Q`` and, among equal scores, the higher prior
+   (the reference code's child order). Selection stops at the first unvisited node or at a
+   terminal one.
+2. **Evaluation**: a lookahead rollout from that node to a complete program (greedy, or beam),
+   whose reward is the pass rate on the problem's *public* tests (``ctx.reward``; the hidden
+   tests never reach the search). A terminal node (its prefix ends with EOS, its text hits a
+   stop condition, or it is ``max_new_tokens`` deep) is its own program: no rollout.
+3. **Expansion**: the node's top-k next tokens become its children. The greedy rollout ran with
+   ``record_top_k=width``, so ``MeteredLM`` already stored every prefix along its path in the
+   tree cache: the expansion is a cache hit, no forward pass.
+4. **Backpropagation**: every node on the path gets a visit and ``q = max(q, reward)``.
+
+Caches (counted in ``spend.extra``): ``tree_cache_hits`` are expansions served from the cache;
+``sequence_cache_hits`` are rollouts the planner did not run because the node lies on an
+earlier greedy rollout's path (greedy decoding from a point on a greedy path *is* the rest of
+that path); ``rollout_cache_hits`` are exact repeats served by ``MeteredLM``'s rollout cache.
+
+With ``parallel_rollouts > 1`` several leaves are selected per step (a pending leaf carries a
+virtual loss, so the next selection goes elsewhere) and evaluated in one batched rollout call.
+
+The search stops when a program passes all public tests (``early_stop``), after ``rollouts``
+iterations (the paper's budget knob), or when the ``Budget`` is spent. The answer is the complete
+program with the best public-test reward, ties broken by likelihood; all distinct complete
+programs are returned as candidates, and the tree (JSON) marks the path to the chosen one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import Field
+
+from planners import register
+from planners.base import Planner, PlannerParams
+from search.budget import BudgetExhausted
+from search.context import Candidate, SearchContext, SearchResult, best_candidate, stops_for
+from search.lm import DecodeMode, GenerationParams, Rollout
+from search.problem import Problem
+from search.stops import StopCondition, first_stop
+from search.tree import Tree
+
+
+class PGTDParams(PlannerParams):
+    rollouts: int = Field(
+        16, ge=1, le=10_000, description="MCTS iterations (programs evaluated), the paper's budget"
+    )
+    width: int = Field(3, ge=1, le=50, description="k: a node expands into its top-k next tokens")
+    c: float = Field(4.0, ge=0, le=100, description="P-UCB exploration constant c")
+    c_base: float = Field(
+        10.0, gt=0, le=1e6, description="P-UCB base: beta(s) = ln((N(s)+c_base+1)/c_base) + c"
+    )
+    max_new_tokens: int = Field(
+        384,
+        ge=1,
+        le=8192,
+        description="horizon: tokens of a complete program (tree path + lookahead rollout)",
+    )
+    lookahead: Literal["greedy", "beam"] = Field("greedy", description="how a leaf is completed")
+    num_beams: int = Field(2, ge=2, le=16, description="beam width when lookahead=beam")
+    parallel_rollouts: int = Field(
+        4, ge=1, le=16, description="leaves evaluated per batched rollout call (virtual loss spreads them)"
+    )
+    virtual_loss: float = Field(1.0, ge=0, le=10, description="Q penalty per pending evaluation of a child")
+    reward: Literal["pass_rate", "shaped"] = Field(
+        "pass_rate",
+        description="pass_rate, or shaped (-1 compile error, -0.6 runtime error, -0.3 nothing passed)",
+    )
+    early_stop: bool = Field(True, description="stop once a program passes all public tests")
+
+
+# ----- P-UCB and backup: pure functions on a Tree ----------------------------------------------
+
+
+def pucb(q: float, prior: float, parent_visits: float, child_visits: float, c: float, c_base: float) -> float:
+    """P-UCB score of a child (``ln N(s)`` with ``N(s)`` clamped to >= 1).
+
+    >>> round(pucb(0.0, 0.5, 3, 0, 4.0, 10.0), 4)
+    2.2066
+    >>> pucb(0.7, 0.9, 1, 0, 4.0, 10.0)  # a parent visited once: no exploration yet
+    0.7
+    """
+    beta = math.log((parent_visits + c_base + 1) / c_base) + c
+    return q + beta * prior * math.sqrt(math.log(max(parent_visits, 1.0))) / (1 + child_visits)
+
+
+def select_child(
+    tree: Tree,
+    node: int,
+    c: float,
+    c_base: float,
+    pending: dict[int, int] | None = None,
+    virtual_loss: float = 1.0,
+) -> int:
+    """The child of ``node`` with the highest P-UCB score; ties go to the higher prior.
+
+    ``pending`` counts evaluations in flight (batched rollouts): they add to the visit counts
+    and take ``virtual_loss`` off the child's Q each, so a batch spreads over different leaves.
+    """
+    pending = pending or {}
+    kids = tree.children(node)
+    if not kids:
+        raise ValueError(f"node {node} has no children to select from")
+    parent_n = tree[node]["visits"] + pending.get(node, 0)
+
+    def score(child: int) -> tuple[float, float]:
+        a = tree[child]
+        inflight = pending.get(child, 0)
+        q = a["q"] if a.get("q") is not None else 0.0
+        s = pucb(q - virtual_loss * inflight, a["prior"], parent_n, a["visits"] + inflight, c, c_base)
+        return s, a["prior"]
+
+    return max(kids, key=score)
+
+
+def backup(tree: Tree, node: int, reward: float) -> None:
+    """One visit and ``q = max(q, reward)`` on every node from the root to ``node``."""
+    for n in tree.path(node):
+        a = tree[n]
+        a["visits"] += 1
+        a["q"] = reward if a.get("q") is None else max(a["q"], reward)
+
+
+# ----- the search ---------------------------------------------------------------------------------
+
+
+@dataclass
+class _Path:
+    """A greedy rollout's full generated path: ``tokens[start:]`` is the greedy part."""
+
+    tokens: list[int]
+    logprobs: list[float]
+    start: int
+    finish: str
+
+
+@dataclass
+class _Eval:
+    """A complete program reached from a leaf."""
+
+    tokens: list[int]  # generated tokens after the prompt (node's + rollout's)
+    logprob: float
+    source: str  # model | sequence_cache | rollout_cache | model+rollout_cache | terminal
+
+
+class _Search:
+    """The state of one PG-TD search (tree, caches, candidates)."""
+
+    def __init__(self, planner: str, problem: Problem, ctx: SearchContext, p: PGTDParams) -> None:
+        self.name, self.problem, self.ctx, self.p = planner, problem, ctx, p
+        self.stops: list[StopCondition] = stops_for(problem)
+        self.prompt = ctx.lm.encode(problem.prompt)
+        self.eos = ctx.lm.eos_token_ids
+        self.tree = Tree()
+        self.root = self.tree.add_root(
+            text="", prior=1.0, logprob=0.0, q=None, reward=None, terminal=False, expanded=False
+        )
+        self.gen: dict[int, list[int]] = {self.root: []}  # generated tokens of each node
+        self.gen_lp: dict[int, float] = {self.root: 0.0}  # their summed log-probability
+        self.paths: list[_Path] = []
+        self.pending: dict[int, int] = {}
+        self.rewards: dict[str, Any] = {}  # completion -> TestReward (local memo)
+        self.candidates: dict[str, Candidate] = {}
+        self.iterations = 0
+        if p.lookahead == "beam":
+            self.gparams = GenerationParams(
+                max_new_tokens=p.max_new_tokens, mode=DecodeMode.beam, num_beams=p.num_beams
+            )
+        else:
+            self.gparams = GenerationParams(max_new_tokens=p.max_new_tokens, record_top_k=p.width)
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        p, ctx = self.p, self.ctx
+        reason = "rollouts"
+        try:
+            while self.iterations < p.rollouts:
+                ctx.meter.check()
+                leaves = self._select_batch(self._batch_size())
+                rewards = self._evaluate(leaves)
+                best = max(c.reward for c in self.candidates.values() if c.reward is not None)
+                ctx.emit(
+                    "rollout",
+                    iteration=self.iterations,
+                    best_reward=best,
+                    nodes=len(self.tree),
+                    rewards=[round(r, 4) for r in rewards],
+                )
+                if p.early_stop and any(self._solved(c) for c in self.candidates.values()):
+                    reason = "solved_public"
+                    break
+                if not self.problem.public_tests:
+                    reason = "no_public_tests"  # no signal to search on: the first program is the answer
+                    break
+        except BudgetExhausted as e:
+            reason = str(e)
+        return self._result(reason)
+
+    def _batch_size(self) -> int:
+        """Leaves per step: ``parallel_rollouts``, but never past the iteration or rollout budget."""
+        size = min(self.p.parallel_rollouts, self.p.rollouts - self.iterations)
+        cap = self.ctx.meter.budget.max_rollouts
+        if cap is not None:
+            size = min(size, max(1, cap - self.ctx.meter.spend.rollouts))
+        return size
+
+    def _solved(self, c: Candidate) -> bool:
+        return bool(c.public_total) and c.public_passed == c.public_total
+
+    # -- selection ---------------------------------------------------------------------------------
+    def _select_batch(self, size: int) -> list[int]:
+        leaves: list[int] = []
+        for _ in range(size):
+            leaf = self._select()
+            if leaf in leaves:
+                break  # every path leads to a pending leaf: evaluate what we have
+            leaves.append(leaf)
+            for n in self.tree.path(leaf):
+                self.pending[n] = self.pending.get(n, 0) + 1
+        return leaves
+
+    def _select(self) -> int:
+        node = self.root
+        while True:
+            a = self.tree[node]
+            if a["terminal"] or a["visits"] == 0:
+                return node
+            if not a["expanded"]:
+                self._expand([node])
+            if not self.tree.children(node):
+                a["terminal"] = True
+                return node
+            node = select_child(self.tree, node, self.p.c, self.p.c_base, self.pending, self.p.virtual_loss)
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def _evaluate(self, leaves: list[int]) -> list[float]:
+        evals: dict[int, _Eval] = {}
+        to_roll: list[int] = []
+        for leaf in leaves:
+            if self.tree[leaf]["terminal"]:
+                evals[leaf] = self._terminal_eval(leaf)
+            elif (hit := self._sequence_hit(leaf)) is not None:
+                evals[leaf] = hit
+                self.ctx.meter.spend.add_extra("sequence_cache_hits")
+            else:
+                to_roll.append(leaf)
+        if to_roll:
+            evals.update(self._rollout(to_roll))
+        self.iterations += len(leaves)
+        completions = {leaf: self._completion(e.tokens) for leaf, e in evals.items()}
+        self._score(list(completions.values()))
+        out = []
+        for leaf in leaves:
+            reward = self._record(leaf, evals[leaf], completions[leaf])
+            for n in self.tree.path(leaf):
+                self.pending[n] -= 1
+            backup(self.tree, leaf, reward)
+            out.append(reward)
+        self._expand([n for n in leaves if not self.tree[n]["terminal"] and not self.tree[n]["expanded"]])
+        return out
+
+    def _terminal_eval(self, leaf: int) -> _Eval:
+        self.ctx.meter.spend.add_extra("terminal_evals")
+        toks = self.gen[leaf]
+        if toks and toks[-1] in self.eos:
+            return _Eval(toks[:-1], self.gen_lp[leaf] - self.tree[leaf]["logprob"], "terminal")
+        return _Eval(list(toks), self.gen_lp[leaf], "terminal")
+
+    def _sequence_hit(self, leaf: int) -> _Eval | None:
+        """Greedy from a point on an earlier greedy path continues along that path."""
+        if self.p.lookahead != "greedy":
+            return None
+        g = self.gen[leaf]
+        for path in self.paths:
+            complete = path.finish in ("eos", "stop") or len(path.tokens) >= self.p.max_new_tokens
+            if complete and path.start <= len(g) <= len(path.tokens) and path.tokens[: len(g)] == g:
+                return _Eval(
+                    list(path.tokens), self.gen_lp[leaf] + sum(path.logprobs[len(g) :]), "sequence_cache"
+                )
+        return None
+
+    def _rollout(self, leaves: list[int]) -> dict[int, _Eval]:
+        """One batched lookahead call for ``leaves``; each row is held to its own horizon."""
+        ctx = self.ctx
+        remaining = [self.p.max_new_tokens - len(self.gen[n]) for n in leaves]
+        params = self.gparams.model_copy(update={"max_new_tokens": max(remaining)})
+        before = ctx.meter.spend.rollouts
+        rolls: Sequence[Rollout] = ctx.lm.rollouts(
+            [self.prompt + self.gen[n] for n in leaves], params, self.stops
+        )
+        cached = len(leaves) - (ctx.meter.spend.rollouts - before)
+        source = (
+            "model" if cached == 0 else "rollout_cache" if cached == len(leaves) else "model+rollout_cache"
+        )
+        ctx.meter.spend.add_extra("rollout_cache_hits", cached)
+        ctx.meter.spend.add_extra("rollout_calls")
+        out = {}
+        for leaf, r, rem in zip(leaves, rolls, remaining, strict=True):
+            ids, lps, finish = list(r.token_ids), list(r.logprobs), r.finish_reason
+            if len(ids) > rem:  # a longer row of the batch set the call's length
+                ids, lps, finish = ids[:rem], lps[:rem], "length"
+            toks = self.gen[leaf] + ids
+            out[leaf] = _Eval(toks, self.gen_lp[leaf] + sum(lps), source)
+            if self.p.lookahead == "greedy":
+                self.paths.append(_Path(toks, self._path_logprobs(leaf) + lps, len(self.gen[leaf]), finish))
+        return out
+
+    def _path_logprobs(self, node: int) -> list[float]:
+        return [self.tree[n]["logprob"] for n in self.tree.path(node)[1:]]
+
+    def _completion(self, tokens: list[int]) -> str:
+        text = self.ctx.lm.decode(tokens)
+        cut = first_stop(text, self.stops)
+        return text if cut is None else text[:cut]
+
+    def _score(self, completions: list[str]) -> None:
+        todo = list(dict.fromkeys(c for c in completions if c not in self.rewards))
+        if todo:
+            for c, r in zip(todo, self.ctx.reward(self.problem, todo), strict=True):
+                self.rewards[c] = r
+
+    def _record(self, leaf: int, e: _Eval, completion: str) -> float:
+        r = self.rewards[completion]
+        value = float(r.shaped if self.p.reward == "shaped" else r.pass_rate)
+        a = self.tree[leaf]
+        if a.get("reward") is None:
+            a["reward"] = value
+            a["rollout_tokens"] = len(e.tokens) - len(self.gen[leaf])
+            a["source"] = e.source
+        old = self.candidates.get(completion)
+        if old is None or e.logprob > old.logprob:
+            self.candidates[completion] = Candidate(
+                completion,
+                list(e.tokens),
+                e.logprob,
+                reward=value,
+                public_passed=r.passed,
+                public_total=r.total,
+                meta={"node": leaf, "iteration": self.iterations, "source": e.source},
+            )
+        return value
+
+    # -- expansion ---------------------------------------------------------------------------------
+    def _expand(self, nodes: list[int]) -> None:
+        if not nodes:
+            return
+        ctx = self.ctx
+        hits_before = ctx.meter.spend.cache_hits
+        dists = ctx.lm.next_token_dists([self.prompt + self.gen[n] for n in nodes], self.p.width)
+        hits = ctx.meter.spend.cache_hits - hits_before
+        ctx.meter.spend.add_extra("tree_cache_hits", hits)
+        ctx.meter.spend.add_extra("expansions", len(nodes))
+        for node, dist in zip(nodes, dists, strict=True):
+            priors = dist.topk_softmax()
+            for tok, lp, prior in zip(dist.token_ids, dist.logprobs, priors, strict=True):
+                gen = self.gen[node] + [tok]
+                child = self.tree.add_child(
+                    node,
+                    [tok],
+                    ctx.lm.decode([tok]),
+                    prior=prior,
+                    logprob=lp,
+                    q=None,
+                    reward=None,
+                    terminal=self._is_terminal(gen),
+                    expanded=False,
+                )
+                self.gen[child] = gen
+                self.gen_lp[child] = self.gen_lp[node] + lp
+            self.tree[node]["expanded"] = True
+
+    def _is_terminal(self, gen: list[int]) -> bool:
+        if gen[-1] in self.eos or len(gen) >= self.p.max_new_tokens:
+            return True
+        return first_stop(self.ctx.lm.decode(gen), self.stops) is not None
+
+    # -- result ------------------------------------------------------------------------------------
+    def _result(self, reason: str) -> SearchResult:
+        cands = list(self.candidates.values())
+        best = best_candidate(cands)
+        if best is not None:
+            self.tree.mark_path(int(best.meta["node"]))
+        spend = self.ctx.meter.spend
+        spend.add_extra("iterations", self.iterations)
+        spend.add_extra("tree_nodes", len(self.tree))
+        for n in self.tree.nodes():
+            self.tree[n].pop("expanded", None)
+        return SearchResult(
+            self.name, self.problem.id, best, cands, self.ctx.meter.finish(), reason, tree=self.tree.to_dict()
+        )
+
+
+@register
+class PGTD(Planner):
+    name = "pgtd"
+    description = (
+        "PG-TD: MCTS over top-k tokens with P-UCB (max-Q), greedy/beam lookahead rollouts rewarded by "
+        "public-test pass rate; tree and sequence caches."
+    )
+    needs_sandbox = True
+    Params = PGTDParams
+
+    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
+        p: PGTDParams = self.params  # type: ignore[assignment]
+        return _Search(self.name, problem, ctx, p).run()
