@@ -95,7 +95,9 @@ def test_a_cancelled_caller_stops_while_the_others_finish(tiny_lm: Any) -> None:
     timer.start()
     a, b = _together([cancelled, other])
     timer.cancel()
-    assert a.finish_reason == "cancelled" and 0 < len(a.token_ids) < 3000
+    # How many tokens the cancelled row got before the cancel depends on machine load; that it
+    # stopped early and the other row did not is what matters.
+    assert a.finish_reason == "cancelled" and len(a.token_ids) < 3000
     assert b.finish_reason in ("length", "eos") and len(b.token_ids) > len(a.token_ids)
 
 
