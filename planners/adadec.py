@@ -1,0 +1,325 @@
+"""AdaDec: greedy decoding that pauses where the model is uncertain and re-ranks by lookahead.
+
+"Towards Better Code Generation: Adaptive Decoding with Uncertainty Guidance" (2025). At each
+step, with ``H`` the Shannon entropy (nats) of the full next-token distribution:
+
+- ``H < H*``: take the argmax token;
+- otherwise *pause*: take the top-B tokens, look ahead ``L`` tokens greedily after each (a
+  lookahead ends early where the function body ends, ``FunctionBodyEnd``), score each candidate
+  ``(log p(c) + lambda * sum(lookahead log-probs)) / (lookahead length + 1)`` and commit the best.
+
+``H*`` is learned per model (``treedec calibrate``, see ``planners/calibration.py``) or given.
+
+How it runs without one model call per token: greedy runs ahead in chunks (one ``rollouts`` call
+with ``record_top_k``, which also returns every step's entropy and top-B), and the walk over a
+chunk commits tokens until the first step at or above ``H*``. There the B lookaheads run as one
+batched call, also recording their steps. If the argmax wins the pause, the chunk goes on being
+walked (nothing is wasted); if another candidate wins, its lookahead *is* the greedy path after
+it, so the walk continues on that lookahead, and only the rest of the old chunk is wasted
+(counted as ``wasted_tokens``). With ``greedy_chunk=1`` this is the plain step-by-step loop; the
+committed tokens are the same for every chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from planners import register
+from planners.base import Planner, PlannerError, PlannerParams
+from planners.thresholds import lookup
+from search.budget import BudgetExhausted
+from search.context import Candidate, SearchContext, SearchResult, stops_for
+from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
+from search.problem import Problem
+from search.stops import FunctionBodyEnd, StopCondition, first_stop
+
+
+class AdaDecParams(PlannerParams):
+    entropy_threshold: float | None = Field(
+        None,
+        ge=0,
+        description="pause when the next-token entropy (nats) is at least this; "
+        "default: the model's calibrated value (treedec calibrate)",
+    )
+    num_candidates: int = Field(3, ge=1, le=32, description="B: top tokens re-ranked at a pause")
+    lookahead_tokens: int = Field(5, ge=1, le=64, description="L: greedy lookahead tokens per candidate")
+    lookahead_weight: float = Field(1.0, ge=0, le=10, description="lambda: weight of the lookahead log-prob")
+    max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
+    greedy_chunk: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="greedy tokens generated per model call between pauses "
+        "(1 = one call per step; the output is the same for any value)",
+    )
+
+
+@dataclass
+class ScoredCandidate:
+    """One candidate at a pause: its token, log-prob, lookahead and score."""
+
+    token: int
+    logprob: float
+    lookahead: Rollout | None
+    score: float
+
+    @property
+    def lookahead_len(self) -> int:
+        return len(self.lookahead.token_ids) if self.lookahead is not None else 0
+
+
+def candidate_score(logprob: float, lookahead_logprobs: Sequence[float], weight: float) -> float:
+    """AdaDec's length-normalised score of a candidate.
+
+    >>> candidate_score(-1.0, [-0.5, -0.5], 1.0)
+    -0.6666666666666666
+    >>> candidate_score(-1.0, [], 1.0)
+    -1.0
+    """
+    return (logprob + weight * float(sum(lookahead_logprobs))) / (len(lookahead_logprobs) + 1)
+
+
+def score_candidates(
+    lm: LanguageModel,
+    prefix: Sequence[int],
+    candidates: Sequence[tuple[int, float]],
+    lookahead_tokens: int,
+    weight: float = 1.0,
+    record_top_k: int = 0,
+    stats: CallStats | None = None,
+) -> list[ScoredCandidate]:
+    """Score ``(token, logprob)`` candidates after ``prefix`` with greedy lookaheads, all in one
+    batched ``rollouts`` call. An end-of-sequence candidate has no lookahead."""
+    runnable = [tok for tok, _ in candidates if tok not in lm.eos_token_ids]
+    rolls: dict[int, Rollout] = {}
+    if runnable:
+        params = GenerationParams(max_new_tokens=lookahead_tokens, record_top_k=record_top_k)
+        out = lm.rollouts(
+            [list(prefix) + [tok] for tok in runnable], params, [FunctionBodyEnd()], stats=stats
+        )
+        rolls = dict(zip(runnable, out, strict=True))
+    scored = []
+    for tok, lp in candidates:
+        roll = rolls.get(tok)
+        scored.append(
+            ScoredCandidate(tok, lp, roll, candidate_score(lp, roll.logprobs if roll else [], weight))
+        )
+    return scored
+
+
+@dataclass
+class _Segment:
+    """Greedy steps known ahead of the walk: tokens, their log-probs and each step's distribution
+    (one more distribution than tokens when the path ended in end-of-sequence)."""
+
+    tokens: list[int]
+    logprobs: list[float]
+    dists: list[TokenDist]
+    from_chunk: bool
+    pos: int = 0
+
+    @classmethod
+    def of(cls, r: Rollout, from_chunk: bool) -> _Segment:
+        if r.step_dists is None:
+            raise PlannerError("adadec needs a model backend that records step distributions (record_top_k)")
+        return cls(list(r.token_ids), list(r.logprobs), list(r.step_dists), from_chunk)
+
+
+@dataclass
+class _Walk:
+    """The state of one AdaDec decode."""
+
+    ctx: SearchContext
+    p: AdaDecParams
+    threshold: float
+    prompt: list[int]
+    stops: list[StopCondition]
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    pauses: list[dict[str, Any]] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)  # per committed token: chunk | lookahead | pause
+    chunk_tokens: int = 0  # tokens the greedy chunk calls generated
+    counts: dict[str, int] = field(
+        default_factory=lambda: {
+            "pauses": 0,
+            "switches": 0,
+            "lookahead_tokens": 0,
+            "greedy_calls": 0,
+            "lookahead_calls": 0,
+        }
+    )
+
+    def run(self) -> str:
+        """Decode until a stop, end-of-sequence or the token limit; returns the finish reason."""
+        seg: _Segment | None = None
+        while True:
+            if len(self.tokens) >= self.p.max_new_tokens:
+                return "length"
+            if seg is None or seg.pos >= len(seg.dists):
+                if self._stop_cut() is not None:
+                    return "stop"
+                seg = self._chunk()
+            reason, seg = self._walk(seg)
+            if reason is not None:
+                return reason
+
+    def _chunk(self) -> _Segment:
+        self.ctx.meter.check()
+        n = min(self.p.greedy_chunk, self.p.max_new_tokens - len(self.tokens))
+        params = GenerationParams(max_new_tokens=n, record_top_k=self.p.num_candidates)
+        stats = CallStats()
+        roll = self.ctx.lm.rollouts([self.prompt + self.tokens], params, self.stops, stats=stats)[0]
+        self.counts["greedy_calls"] += 1
+        self.chunk_tokens += stats.generated_tokens
+        return _Segment.of(roll, from_chunk=True)
+
+    def _walk(self, seg: _Segment) -> tuple[str | None, _Segment]:
+        """Commit steps of ``seg`` up to its end; pause where the entropy reaches the threshold."""
+        while seg.pos < len(seg.dists):
+            if len(self.tokens) >= self.p.max_new_tokens:
+                return "length", seg
+            j, dist = seg.pos, seg.dists[seg.pos]
+            if dist.entropy < self.threshold:
+                if j >= len(seg.tokens):
+                    return "eos", seg  # the argmax here is end-of-sequence
+                self._commit(seg.tokens[j], seg.logprobs[j], "chunk" if seg.from_chunk else "lookahead")
+                seg.pos += 1
+                continue
+            if self._stop_cut() is not None:
+                return "stop", seg
+            best = self._pause(dist)
+            if best.token in self.ctx.lm.eos_token_ids:
+                return "eos", seg
+            self._commit(best.token, best.logprob, "pause")
+            if j < len(seg.tokens) and seg.tokens[j] == best.token:
+                seg.pos += 1
+                continue
+            self.counts["switches"] += 1
+            assert best.lookahead is not None
+            seg = _Segment.of(best.lookahead, from_chunk=False)
+        return None, seg
+
+    def _pause(self, dist: TokenDist) -> ScoredCandidate:
+        self.ctx.meter.check()
+        b = self.p.num_candidates
+        cands = list(zip(dist.token_ids[:b], dist.logprobs[:b], strict=True))
+        stats = CallStats()
+        scored = score_candidates(
+            self.ctx.lm,
+            self.prompt + self.tokens,
+            cands,
+            self.p.lookahead_tokens,
+            self.p.lookahead_weight,
+            record_top_k=b,
+            stats=stats,
+        )
+        best = scored[0]
+        for cand in scored[1:]:
+            if cand.score > best.score:
+                best = cand
+        self.counts["pauses"] += 1
+        self.counts["lookahead_calls"] += 1
+        self.counts["lookahead_tokens"] += stats.generated_tokens
+        record = {
+            "position": len(self.tokens),
+            "entropy": round(dist.entropy, 4),
+            "candidates": [
+                {
+                    "token": c.token,
+                    "text": self.ctx.lm.decode([c.token]),
+                    "logprob": round(c.logprob, 4),
+                    "lookahead": c.lookahead_len,
+                    "score": round(c.score, 4),
+                }
+                for c in scored
+            ],
+            "chosen": best.token,
+            "switched": best.token != cands[0][0],
+        }
+        self.pauses.append(record)
+        self.ctx.emit(
+            "pause", position=record["position"], entropy=record["entropy"], switched=record["switched"]
+        )
+        return best
+
+    def _commit(self, token: int, logprob: float, origin: str) -> None:
+        self.tokens.append(token)
+        self.logprobs.append(logprob)
+        self.origins.append(origin)
+
+    def _stop_cut(self) -> int | None:
+        """Where the completion's text ends by the problem's stop conditions, or None."""
+        return first_stop(self.ctx.lm.decode(self.tokens), self.stops) if self.tokens else None
+
+    def candidate(self, reason: str) -> Candidate:
+        """The finished completion: text cut at the stop, tokens up to the one in which it began."""
+        text = self.ctx.lm.decode(self.tokens)
+        cut = first_stop(text, self.stops)
+        tokens, logprobs = self.tokens, self.logprobs
+        if cut is not None:
+            n = next(
+                (i for i in range(1, len(tokens) + 1) if len(self.ctx.lm.decode(tokens[:i])) > cut),
+                len(tokens),
+            )
+            tokens, logprobs, text = tokens[:n], logprobs[:n], text[:cut]
+            reason = "stop"
+        kept = self.origins[: len(tokens)]
+        # Every generated token is lookahead, or a chunk token that was kept, or waste.
+        self.counts["wasted_tokens"] = max(0, self.chunk_tokens - kept.count("chunk"))
+        self.counts["tokens_from_lookahead"] = kept.count("lookahead")
+        return Candidate(
+            text,
+            list(tokens),
+            float(sum(logprobs)),
+            meta={"finish": reason, "threshold": self.threshold, "pauses": self.pauses},
+        )
+
+
+def resolve_threshold(p: AdaDecParams, ctx: SearchContext) -> tuple[float, str]:
+    """The entropy threshold to use and where it came from; refuses when there is none."""
+    if p.entropy_threshold is not None:
+        return p.entropy_threshold, "param"
+    entry = lookup(ctx.lm.identity)
+    if entry is None or not isinstance(entry.get("entropy_threshold"), (int, float)):
+        name = ctx.lm.identity.name
+        raise PlannerError(
+            f"adadec has no entropy threshold for model {name!r}: run `treedec calibrate --model {name}` "
+            "or pass --set entropy_threshold=H (nats)"
+        )
+    value = float(entry["entropy_threshold"])
+    if not math.isfinite(value) or value < 0:
+        raise PlannerError(
+            f"the stored entropy threshold for {ctx.lm.identity.name!r} is invalid ({value}): "
+            "run `treedec calibrate` again"
+        )
+    return value, entry["file"]
+
+
+@register
+class AdaDec(Planner):
+    name = "adadec"
+    description = (
+        "Greedy with entropy-triggered pauses: at uncertain steps the top-B tokens are re-ranked "
+        "by a short greedy lookahead (learned threshold per model)."
+    )
+    Params = AdaDecParams
+
+    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
+        p: AdaDecParams = self.params  # type: ignore[assignment]
+        threshold, source = resolve_threshold(p, ctx)
+        walk = _Walk(ctx, p, threshold, ctx.lm.encode(problem.prompt), stops_for(problem))
+        try:
+            reason = walk.run()
+        except BudgetExhausted as e:
+            reason = str(e)
+        cand = walk.candidate(reason)
+        cand.meta["threshold_source"] = source
+        for name, n in walk.counts.items():
+            ctx.meter.spend.add_extra(name, n)
+        ctx.emit("candidate", tokens=len(cand.token_ids), pauses=walk.counts["pauses"])
+        return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), cand.meta["finish"])

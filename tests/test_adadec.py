@@ -1,0 +1,352 @@
+"""AdaDec planner and threshold calibration, on a tiny random model and synthetic data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import planners
+from planners.adadec import AdaDecParams, candidate_score, score_candidates
+from planners.base import PlannerError
+from planners.calibration import (
+    Example,
+    best_cutoff,
+    entropy_at,
+    fit_threshold,
+    stdlib_examples,
+    teacher_force,
+)
+from planners.thresholds import lookup, write_entry
+from search.budget import Budget, Meter
+from search.context import SearchContext, stops_for
+from search.hf_lm import HFModel
+from search.lm import GenerationParams, ModelIdentity
+from search.problem import Problem
+from search.stops import FunctionBodyEnd, first_stop
+
+try:
+    from tests.tiny_model import make_tiny_lm
+except ImportError:  # tests/ itself on sys.path
+    from tiny_model import make_tiny_lm  # type: ignore[no-redef]
+
+PROBLEM = Problem(
+    id="add", prompt='def add(a, b):\n    """Return the sum of a and b."""\n', entry_point="add"
+)
+MID = 8.1  # about half of this model's steps have entropy above it (they range over ~7.5..8.5)
+
+
+@pytest.fixture(scope="module")
+def peaked_lm():  # type: ignore[no-untyped-def]
+    """A tiny model whose entropies vary from step to step (an untied, wider output layer), so a
+    threshold between them makes some steps pause and others not."""
+    lm = make_tiny_lm(seed=1)
+    torch.manual_seed(0)
+    emb = lm.model.model.embed_tokens.weight
+    with torch.no_grad():
+        emb.normal_(0, 1.0)
+        lm.model.lm_head.weight = torch.nn.Parameter(torch.randn_like(emb) * 0.35)
+    lm.identity = ModelIdentity("tiny-peaked", "test", lm.identity.tokenizer_hash, "float32")
+    return lm
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test has an empty $TREEDEC_HOME, so no user thresholds file leaks in."""
+    monkeypatch.setenv("TREEDEC_HOME", str(tmp_path / "home"))
+
+
+def solve(lm, planner: str = "adadec", budget: Budget | None = None, **params):  # type: ignore[no-untyped-def]
+    lm.kv.clear()
+    ctx = SearchContext.create(lm, meter=Meter(budget=budget or Budget()))
+    return planners.create(planner, params).solve(PROBLEM, ctx)
+
+
+def naive_adadec(
+    lm: HFModel, threshold: float, b: int = 3, lookahead: int = 5, max_new: int = 12
+) -> tuple[list[int], int]:
+    """The rule step by step, one uncached model call per step and per candidate."""
+    prompt, stops = lm.encode(PROBLEM.prompt), stops_for(PROBLEM)
+    toks: list[int] = []
+    pauses = 0
+    for _ in range(max_new):
+        if toks and first_stop(lm.decode(toks), stops) is not None:
+            break
+        dist = lm.next_token_dists([prompt + toks], b)[0]
+        tok = dist.token_ids[0]
+        if dist.entropy >= threshold:
+            pauses += 1
+            best = -math.inf
+            for cand, lp in zip(dist.token_ids[:b], dist.logprobs[:b], strict=True):
+                roll = lm.rollouts(
+                    [prompt + toks + [cand]], GenerationParams(max_new_tokens=lookahead), [FunctionBodyEnd()]
+                )[0]
+                score = (lp + sum(roll.logprobs)) / (len(roll.logprobs) + 1)
+                if score > best:
+                    best, tok = score, cand
+        if tok in lm.eos_token_ids:
+            break
+        toks.append(tok)
+    cut = first_stop(lm.decode(toks), stops)
+    if cut is not None:
+        toks = toks[: next(i for i in range(1, len(toks) + 1) if len(lm.decode(toks[:i])) > cut)]
+    return toks, pauses
+
+
+# ----- the decoding rule ----------------------------------------------------------------------
+
+
+def test_infinite_threshold_equals_greedy_token_for_token(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    greedy = solve(peaked_lm, "greedy", max_new_tokens=20)
+    ada = solve(peaked_lm, entropy_threshold=math.inf, max_new_tokens=20, greedy_chunk=7)
+    assert ada.best.token_ids == greedy.best.token_ids
+    assert ada.best.completion == greedy.best.completion
+    assert ada.spend.extra["pauses"] == 0
+    assert ada.spend.extra["lookahead_tokens"] == 0
+    assert ada.spend.generated_tokens == greedy.spend.generated_tokens  # chunks waste nothing without pauses
+
+
+def test_zero_threshold_pauses_at_every_step(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    res = solve(peaked_lm, entropy_threshold=0.0, max_new_tokens=6)
+    pauses = res.best.meta["pauses"]
+    assert res.spend.extra["pauses"] == len(pauses) == len(res.best.token_ids) == 6
+    assert [p["position"] for p in pauses] == list(range(6))
+    assert [p["chosen"] for p in pauses] == res.best.token_ids
+    assert all(len(p["candidates"]) == 3 for p in pauses)
+    assert 0 < res.spend.extra["lookahead_tokens"] <= 6 * 3 * 5
+
+
+def test_commits_the_same_tokens_as_the_step_by_step_rule(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    expected, expected_pauses = naive_adadec(peaked_lm, MID)
+    assert 0 < expected_pauses < len(expected), "the threshold should split this model's steps"
+    for chunk in (1, 4, 64):
+        res = solve(peaked_lm, entropy_threshold=MID, max_new_tokens=12, greedy_chunk=chunk)
+        assert res.best.token_ids == expected, f"greedy_chunk={chunk}"
+        assert res.spend.extra["pauses"] == expected_pauses
+
+
+def test_chunked_greedy_needs_fewer_calls_and_counts_its_waste(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    step = solve(peaked_lm, entropy_threshold=MID, max_new_tokens=12, greedy_chunk=1)
+    chunked = solve(peaked_lm, entropy_threshold=MID, max_new_tokens=12, greedy_chunk=64)
+    assert chunked.best.token_ids == step.best.token_ids
+    assert chunked.spend.extra["greedy_calls"] < step.spend.extra["greedy_calls"]
+    # Every generated token is accounted for: the useful ones are the same, the rest is waste.
+    useful = [s.generated_tokens - s.extra["wasted_tokens"] for s in (step.spend, chunked.spend)]
+    assert useful[0] == useful[1]
+
+
+def test_pause_picks_the_highest_scoring_candidate(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    res = solve(peaked_lm, entropy_threshold=0.0, max_new_tokens=4)
+    for pause in res.best.meta["pauses"]:
+        best = max(pause["candidates"], key=lambda c: c["score"])
+        assert pause["chosen"] == best["token"]
+        for c in pause["candidates"]:
+            assert c["lookahead"] <= 5
+
+
+def test_batched_lookahead_scores_equal_separate_lookaheads(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    prefix = peaked_lm.encode(PROBLEM.prompt + "    ")
+    dist = peaked_lm.next_token_dists([prefix], 3)[0]
+    cands = list(zip(dist.token_ids, dist.logprobs, strict=True))
+    peaked_lm.kv.clear()
+    batched = score_candidates(peaked_lm, prefix, cands, lookahead_tokens=5)
+    separate = []
+    for cand in cands:
+        peaked_lm.kv.clear()
+        separate += score_candidates(peaked_lm, prefix, [cand], lookahead_tokens=5)
+    assert [c.token for c in batched] == [c.token for c in separate] == dist.token_ids
+    for a, b in zip(batched, separate, strict=True):
+        assert a.lookahead is not None and b.lookahead is not None
+        assert a.lookahead.token_ids == b.lookahead.token_ids
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+        assert a.score == pytest.approx(candidate_score(a.logprob, a.lookahead.logprobs, 1.0))
+
+
+def test_lookahead_weight_scales_only_the_lookahead_part() -> None:
+    assert candidate_score(-2.0, [-1.0, -1.0], 0.5) == pytest.approx((-2.0 + 0.5 * -2.0) / 3)
+    assert candidate_score(-2.0, [-1.0, -1.0], 0.0) == pytest.approx(-2.0 / 3)
+
+
+def test_stops_when_the_token_budget_is_spent(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    res = solve(peaked_lm, budget=Budget(max_tokens=10), entropy_threshold=0.0, max_new_tokens=50)
+    assert res.stop_reason == "max_tokens"
+    assert res.best is not None
+    assert res.spend.generated_tokens <= 10 + 3 * 5  # at most one lookahead batch past the check
+
+
+# ----- thresholds -----------------------------------------------------------------------------
+
+
+def test_refuses_without_a_threshold_and_says_how_to_calibrate(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(PlannerError) as err:
+        solve(peaked_lm, max_new_tokens=4)
+    assert "treedec calibrate" in str(err.value)
+    assert "entropy_threshold" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_uses_the_stored_threshold_for_the_model_in_use(peaked_lm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "home" / "thresholds.json"
+    write_entry(path, peaked_lm.identity, {"entropy_threshold": 0.0, "source": "test"})
+    res = solve(peaked_lm, max_new_tokens=3)
+    assert res.best.meta["threshold"] == 0.0
+    assert res.best.meta["threshold_source"] == str(path)
+    assert res.spend.extra["pauses"] == 3
+
+
+def test_param_overrides_the_stored_threshold(peaked_lm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write_entry(tmp_path / "home" / "thresholds.json", peaked_lm.identity, {"entropy_threshold": 0.0})
+    res = solve(peaked_lm, entropy_threshold=math.inf, max_new_tokens=3)
+    assert res.spend.extra["pauses"] == 0 and res.best.meta["threshold_source"] == "param"
+
+
+def test_thresholds_file_keeps_other_models_and_prefers_the_user_file(tmp_path: Path) -> None:
+    a, b = ModelIdentity("a", "1", "t", "bfloat16"), ModelIdentity("b", "1", "t", "bfloat16")
+    user, shipped = tmp_path / "user.json", tmp_path / "shipped.json"
+    write_entry(user, a, {"entropy_threshold": 1.0})
+    write_entry(user, b, {"entropy_threshold": 2.0})
+    write_entry(shipped, a, {"entropy_threshold": 9.0})
+    assert set(json.loads(user.read_text())) == {a.key(), b.key()}
+    assert (lookup(a, [user, shipped]) or {})["entropy_threshold"] == 1.0
+    assert (lookup(a, [tmp_path / "missing.json", shipped]) or {})["entropy_threshold"] == 9.0
+    assert lookup(ModelIdentity("c", "1", "t", "bfloat16"), [user, shipped]) is None
+
+
+def test_shipped_file_has_a_threshold_for_the_bundled_model() -> None:
+    from planners.thresholds import SHIPPED, read_entries
+
+    entries = [e for e in read_entries(SHIPPED).values() if e["name"] == "qwen2.5-coder-0.5b"]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert 0 < entry["entropy_threshold"] < 5
+    for key in ("source", "functions", "positions", "accuracy", "cutoff", "date"):
+        assert key in entry
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"num_candidates": 0},
+        {"entropy_threshold": -1.0},
+        {"lookahead_tokens": 0},
+        {"greedy_chunk": 0},
+        {"unknown": 1},
+    ],
+)
+def test_invalid_params_fail_naming_the_field(bad: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError) as err:
+        AdaDecParams.model_validate(bad)
+    assert next(iter(bad)) in str(err.value)
+
+
+# ----- calibration ----------------------------------------------------------------------------
+
+
+def test_entropy_at_inverts_the_logistic() -> None:
+    a, b = 2.5, -1.7
+    for h in (0.1, 1.0, 3.0):
+        p = 1 / (1 + math.exp(-(a + b * h)))
+        assert entropy_at(p, a, b) == pytest.approx(h)
+    with pytest.raises(ValueError):
+        entropy_at(0.5, 1.0, 0.0)
+
+
+def test_best_cutoff_maximises_balanced_accuracy() -> None:
+    prob = np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.2])
+    y = np.array([1, 1, 0, 1, 0, 0])
+    cutoff, bal = best_cutoff(prob, y)
+    # Cutting below 0.8 gives TPR 2/3, TNR 1; below 0.4: TPR 1, TNR 2/3: both 5/6; the first is kept.
+    assert bal == pytest.approx(5 / 6)
+    assert 0.7 < cutoff <= 0.8
+    with pytest.raises(ValueError):
+        best_cutoff(prob, np.ones(6))
+
+
+def test_fit_recovers_the_threshold_of_a_known_logistic() -> None:
+    rng = np.random.default_rng(1)
+    a, b = 3.0, -2.0
+    h = rng.uniform(0, 4, 20000)
+    y = rng.random(20000) < 1 / (1 + np.exp(-(a + b * h)))
+    prior = y.mean()
+    # The balanced-accuracy optimum is where P(rank 1 | H) equals the prevalence of rank 1.
+    expected = (math.log(prior / (1 - prior)) - a) / b
+    fit = fit_threshold(h, y, groups=np.arange(20000) // 100)
+    assert fit.entropy_threshold == pytest.approx(expected, abs=0.1)
+    assert fit.coef == pytest.approx(b, abs=0.2)  # class weighting shifts only the intercept
+    assert 0.7 < fit.balanced_accuracy < 0.95
+    assert fit.test_positions + fit.train_positions == 20000
+
+
+def test_fit_finds_a_clean_boundary() -> None:
+    h = np.linspace(0, 4, 2000)
+    fit = fit_threshold(h, h < 1.3)
+    assert fit.entropy_threshold == pytest.approx(1.3, abs=0.05)
+    assert fit.balanced_accuracy > 0.98
+
+
+def test_fit_rejects_data_where_entropy_does_not_predict_errors() -> None:
+    h = np.linspace(0, 4, 500)
+    with pytest.raises(ValueError, match="does not predict"):
+        fit_threshold(h, h > 2.0)
+    with pytest.raises(ValueError):
+        fit_threshold(h[:5], h[:5] < 1)
+
+
+def test_stdlib_examples_split_signature_and_docstring_from_body(tmp_path: Path) -> None:
+    (tmp_path / "mod.py").write_text(
+        "import os\n\n"
+        "@decorator\n"
+        "def documented(x):\n"
+        '    """Twice x.\n\n    More text.\n    """\n'
+        "    y = x * 2\n"
+        "    return y\n\n"
+        "def undocumented(x):\n"
+        "    return x\n\n"
+        "def only_docstring():\n"
+        '    """Nothing else."""\n\n'
+        "class C:\n"
+        "    def method(self):\n"
+        '        """Methods are skipped."""\n'
+        "        return 1\n"
+    )
+    examples = stdlib_examples(tmp_path)
+    assert examples == [
+        Example(
+            "stdlib:mod.documented",
+            '@decorator\ndef documented(x):\n    """Twice x.\n\n    More text.\n    """\n',
+            "    y = x * 2\n    return y\n",
+        )
+    ]
+
+
+def test_position_stats_match_next_token_dists_of_every_prefix(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    ex = Example("e", PROBLEM.prompt, "    return a + b\n")
+    fast = teacher_force(peaked_lm, ex)
+
+    class NoFastPath:  # the same model without position_stats: teacher_force falls back
+        def __init__(self, lm):  # type: ignore[no-untyped-def]
+            self.lm = lm
+
+        def encode(self, text: str) -> list[int]:
+            return self.lm.encode(text)  # type: ignore[no-any-return]
+
+        def next_token_dists(self, prefixes, k):  # type: ignore[no-untyped-def]
+            return self.lm.next_token_dists(prefixes, k)
+
+    peaked_lm.kv.clear()
+    slow = teacher_force(NoFastPath(peaked_lm), ex)  # type: ignore[arg-type]
+    assert len(fast) == len(slow) == len(peaked_lm.encode(ex.target))
+    for (h1, top1), (h2, top2) in zip(fast, slow, strict=True):
+        assert h1 == pytest.approx(h2, abs=1e-3)
+        assert top1 == top2
+
+
+def test_position_stats_rejects_a_start_outside_the_sequence(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError):
+        peaked_lm.position_stats([1, 2, 3], 0)
+    with pytest.raises(ValueError):
+        peaked_lm.position_stats([1, 2, 3], 3)
