@@ -223,18 +223,24 @@ class UidLease:
 
 
 def _pids_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes of ``uid``."""
+    """Live (not zombie) processes whose real or effective uid is ``uid``.
+
+    Read from /proc/PID/status, not the owner of /proc/PID: a process that changed credentials
+    and has not exec'd yet is non-dumpable, and its /proc entry is then owned by root.
+    """
     pids = []
     for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    with open(f"/proc/{name}/stat", "rb") as f:
-                        state = f.read().rsplit(b")", 1)[1].split()[0]
-                    if state not in (b"Z", b"X"):
-                        pids.append(int(name))
-            except (OSError, IndexError):
-                pass
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as f:
+                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+        except OSError:
+            continue
+        state = fields.get(b"State", b"").split()[:1]
+        uids = fields.get(b"Uid", b"").split()[:2]
+        if state and state[0] not in (b"Z", b"X") and str(uid).encode() in uids:
+            pids.append(int(name))
     return pids
 
 
