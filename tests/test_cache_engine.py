@@ -70,3 +70,39 @@ def test_search_finishes_on_memory_when_redis_dies_midway(tiny_lm, redis_server,
     assert cache.degraded
     assert after.token_ids == before.token_ids == again.token_ids
     assert len([r for r in caplog.records if r.name == "treedec.cache"]) == 1
+
+
+def test_a_pgtd_search_survives_redis_being_killed_midway(tiny_lm, redis_server, caplog) -> None:  # type: ignore[no-untyped-def]
+    problem = Problem(
+        id="comment",
+        prompt="def f():\n    return 1\n# ",
+        entry_point="f",
+        stop=["\n"],
+        public_tests=[FunctionTest(call="f()", expected="3")],  # never passes: the search runs to its cap
+        hidden_tests=[FunctionTest(call="f()", expected="1")],
+    )
+    params = {"rollouts": 6, "max_new_tokens": 8, "parallel_rollouts": 1}
+
+    def search(cache, events=None):  # type: ignore[no-untyped-def]
+        tiny_lm.kv.clear()
+        ctx = SearchContext.create(
+            tiny_lm, cache=cache, scorer=TestScorer(open_executor(), cache=cache), events=events
+        )
+        return planners.create("pgtd", params).solve(problem, ctx)
+
+    reference = search(MemoryCache())
+    cache = RedisCache.connect(redis_server.url)
+    seen: list[str] = []
+
+    def kill_after_first_rollout(event: dict) -> None:  # type: ignore[type-arg]
+        seen.append(event["event"])
+        if event["event"] == "rollout" and redis_server.alive:
+            redis_server.kill()
+
+    with caplog.at_level(logging.WARNING, logger="treedec.cache"):
+        result = search(cache, kill_after_first_rollout)
+    assert "rollout" in seen and not redis_server.alive
+    assert cache.degraded
+    assert result.stop_reason == reference.stop_reason
+    assert [c.completion for c in result.candidates] == [c.completion for c in reference.candidates]
+    assert len([r for r in caplog.records if r.name == "treedec.cache"]) == 1
