@@ -18,12 +18,27 @@ walked (nothing is wasted); if another candidate wins, its lookahead *is* the gr
 it, so the walk continues on that lookahead, and only the rest of the old chunk is wasted
 (counted as ``wasted_tokens``). With ``greedy_chunk=1`` this is the plain step-by-step loop; the
 committed tokens are the same for every chunk size.
+
+Two savings keep the lookahead cost down without changing a committed token:
+
+- *reuse*: at a pause inside a greedy path that ran ahead (a chunk, or a winner's lookahead), the
+  path's continuation after the pause *is* the argmax candidate's greedy lookahead.
+  ``lookahead_from_path`` cuts it by the same rules as the rollout (``FunctionBodyEnd`` on the
+  lookahead's own text, at most ``L`` tokens, end-of-sequence) and only the other B-1 candidates
+  are rolled out. When the path ends before the lookahead is decided, the argmax is rolled out too.
+  Reused tokens are counted as ``lookahead_tokens_reused`` (they were generated, and charged, once).
+- *skip*: a pause whose outcome cannot change the completion gets no lookahead at all
+  (``outcome_is_fixed``): every top-B candidate is a real token (not end-of-sequence), and with it
+  appended the problem's stop conditions cut the text strictly inside the text already committed,
+  at the same place for every candidate. The completion then ends there, with the same text and
+  tokens whichever candidate wins, so the argmax is committed and the decode stops. Counted as a
+  pause and as ``lookahead_skipped``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,17 +107,20 @@ def score_candidates(
     weight: float = 1.0,
     record_top_k: int = 0,
     stats: CallStats | None = None,
+    known: Mapping[int, Rollout] | None = None,
 ) -> list[ScoredCandidate]:
     """Score ``(token, logprob)`` candidates after ``prefix`` with greedy lookaheads, all in one
-    batched ``rollouts`` call. An end-of-sequence candidate has no lookahead."""
-    runnable = [tok for tok, _ in candidates if tok not in lm.eos_token_ids]
-    rolls: dict[int, Rollout] = {}
+    batched ``rollouts`` call. An end-of-sequence candidate has no lookahead; a candidate in
+    ``known`` uses that lookahead (e.g. from ``lookahead_from_path``) and is not rolled out."""
+    known = known or {}
+    runnable = [tok for tok, _ in candidates if tok not in lm.eos_token_ids and tok not in known]
+    rolls: dict[int, Rollout] = {tok: r for tok, r in known.items() if tok not in lm.eos_token_ids}
     if runnable:
         params = GenerationParams(max_new_tokens=lookahead_tokens, record_top_k=record_top_k)
         out = lm.rollouts(
             [list(prefix) + [tok] for tok in runnable], params, [FunctionBodyEnd()], stats=stats
         )
-        rolls = dict(zip(runnable, out, strict=True))
+        rolls.update(zip(runnable, out, strict=True))
     scored = []
     for tok, lp in candidates:
         roll = rolls.get(tok)
@@ -110,6 +128,74 @@ def score_candidates(
             ScoredCandidate(tok, lp, roll, candidate_score(lp, roll.logprobs if roll else [], weight))
         )
     return scored
+
+
+def lookahead_from_path(
+    lm: LanguageModel,
+    tokens: Sequence[int],
+    logprobs: Sequence[float],
+    dists: Sequence[TokenDist] | None,
+    start: int,
+    lookahead_tokens: int,
+) -> Rollout | None:
+    """The greedy lookahead of ``tokens[start - 1]`` read off a greedy path instead of generated.
+
+    ``tokens``/``logprobs`` are a greedy path (``dists`` its step distributions, one more than
+    tokens when it ended in end-of-sequence); the lookahead is the path from ``start`` on, cut
+    exactly as ``score_candidates``' rollout cuts it: after the token whose addition makes
+    ``FunctionBodyEnd`` find a cut in the lookahead's own text, after ``lookahead_tokens`` tokens,
+    or where the path chose end-of-sequence. ``None`` when the path ends before that is decided.
+    """
+    body_end = FunctionBodyEnd()
+    end = min(len(tokens), start + lookahead_tokens)
+
+    def roll(n: int, text: str, reason: str, n_dists: int) -> Rollout:
+        steps = list(dists[start : start + n_dists]) if dists is not None else None
+        return Rollout(
+            list(tokens[start : start + n]), list(logprobs[start : start + n]), text, reason, steps
+        )
+
+    text = ""
+    for i in range(start, end):
+        n = i - start + 1
+        text = lm.decode(list(tokens[start : i + 1]))
+        cut = body_end.find(text)
+        if cut is not None:
+            return roll(n, text[:cut], "stop", n)
+    n = max(0, end - start)
+    if n == lookahead_tokens:
+        return roll(n, text, "length", n)
+    if end == len(tokens) and dists is not None and len(dists) > len(tokens):
+        return roll(n, text, "eos", n + 1)  # the path chose end-of-sequence here
+    return None
+
+
+def outcome_is_fixed(
+    lm: LanguageModel, tokens: Sequence[int], candidates: Sequence[int], stops: Sequence[StopCondition]
+) -> bool:
+    """Whether the completion ends the same way whichever of ``candidates`` follows ``tokens``.
+
+    True when no candidate is end-of-sequence, the committed text has no stop yet, and with each
+    candidate appended the stop conditions cut the text at the same index strictly before the end
+    of the committed text (so the kept text and tokens never include the candidate, and later
+    tokens cannot move the earliest cut). A pause there needs no lookahead.
+    """
+    if not tokens or not candidates or any(c in lm.eos_token_ids for c in candidates):
+        return False
+    base = lm.decode(list(tokens))
+    if first_stop(base, stops) is not None:
+        return False
+    kept: str | None = None
+    for c in candidates:
+        text = lm.decode(list(tokens) + [c])
+        cut = first_stop(text, stops)
+        if cut is None or cut >= len(base):
+            return False
+        if kept is None:
+            kept = text[:cut]
+        elif text[:cut] != kept:
+            return False
+    return kept is not None and base.startswith(kept)
 
 
 @dataclass
@@ -151,6 +237,8 @@ class _Walk:
             "lookahead_tokens": 0,
             "greedy_calls": 0,
             "lookahead_calls": 0,
+            "lookahead_tokens_reused": 0,
+            "lookahead_skipped": 0,
         }
     )
 
@@ -192,7 +280,10 @@ class _Walk:
                 continue
             if self._stop_cut() is not None:
                 return "stop", seg
-            best = self._pause(dist)
+            best = self._pause(dist, seg)
+            if best is None:  # every candidate ends the completion here: take the argmax, stop
+                self._commit(dist.token_ids[0], dist.logprobs[0], "pause")
+                return "stop", seg
             if best.token in self.ctx.lm.eos_token_ids:
                 return "eos", seg
             self._commit(best.token, best.logprob, "pause")
@@ -204,10 +295,25 @@ class _Walk:
             seg = _Segment.of(best.lookahead, from_chunk=False)
         return None, seg
 
-    def _pause(self, dist: TokenDist) -> ScoredCandidate:
+    def _pause(self, dist: TokenDist, seg: _Segment) -> ScoredCandidate | None:
+        """Score the top-B candidates at ``seg.pos``; None when the pause cannot change the output."""
         self.ctx.meter.check()
         b = self.p.num_candidates
         cands = list(zip(dist.token_ids[:b], dist.logprobs[:b], strict=True))
+        self.counts["pauses"] += 1
+        if outcome_is_fixed(self.ctx.lm, self.tokens, [t for t, _ in cands], self.stops):
+            self.counts["lookahead_skipped"] += 1
+            self._record(dist, cands, None, cands[0][0])
+            return None
+        j = seg.pos
+        known: dict[int, Rollout] = {}
+        if j < len(seg.tokens) and seg.tokens[j] == cands[0][0]:
+            reused = lookahead_from_path(
+                self.ctx.lm, seg.tokens, seg.logprobs, seg.dists, j + 1, self.p.lookahead_tokens
+            )
+            if reused is not None:
+                known[cands[0][0]] = reused
+                self.counts["lookahead_tokens_reused"] += len(reused.token_ids)
         stats = CallStats()
         scored = score_candidates(
             self.ctx.lm,
@@ -217,15 +323,28 @@ class _Walk:
             self.p.lookahead_weight,
             record_top_k=b,
             stats=stats,
+            known=known,
         )
         best = scored[0]
         for cand in scored[1:]:
             if cand.score > best.score:
                 best = cand
-        self.counts["pauses"] += 1
-        self.counts["lookahead_calls"] += 1
+        eos = self.ctx.lm.eos_token_ids
+        if any(t not in eos and t not in known for t, _ in cands):
+            self.counts["lookahead_calls"] += 1  # score_candidates made one batched rollouts call
         self.counts["lookahead_tokens"] += stats.generated_tokens
-        record = {
+        self._record(dist, cands, scored, best.token)
+        return best
+
+    def _record(
+        self,
+        dist: TokenDist,
+        cands: Sequence[tuple[int, float]],
+        scored: Sequence[ScoredCandidate] | None,
+        chosen: int,
+    ) -> None:
+        """Keep the pause in the candidate's meta (``scored`` None: the lookahead was skipped)."""
+        record: dict[str, Any] = {
             "position": len(self.tokens),
             "entropy": round(dist.entropy, 4),
             "candidates": [
@@ -237,15 +356,27 @@ class _Walk:
                     "score": round(c.score, 4),
                 }
                 for c in scored
+            ]
+            if scored is not None
+            else [
+                {
+                    "token": t,
+                    "text": self.ctx.lm.decode([t]),
+                    "logprob": round(lp, 4),
+                    "lookahead": 0,
+                    "score": None,
+                }
+                for t, lp in cands
             ],
-            "chosen": best.token,
-            "switched": best.token != cands[0][0],
+            "chosen": chosen,
+            "switched": chosen != cands[0][0],
         }
+        if scored is None:
+            record["lookahead_skipped"] = True
         self.pauses.append(record)
         self.ctx.emit(
             "pause", position=record["position"], entropy=record["entropy"], switched=record["switched"]
         )
-        return best
 
     def _commit(self, token: int, logprob: float, origin: str) -> None:
         self.tokens.append(token)

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 import planners
-from planners.adadec import AdaDecParams, candidate_score, score_candidates
+import planners.adadec as adadec_mod
+from planners.adadec import (
+    AdaDecParams,
+    candidate_score,
+    lookahead_from_path,
+    outcome_is_fixed,
+    score_candidates,
+)
 from planners.base import PlannerError
 from planners.calibration import (
     Example,
@@ -25,9 +32,9 @@ from planners.thresholds import lookup, write_entry
 from search.budget import Budget, Meter
 from search.context import SearchContext, stops_for
 from search.hf_lm import HFModel
-from search.lm import GenerationParams, ModelIdentity
+from search.lm import GenerationParams, ModelIdentity, TokenDist
 from search.problem import Problem
-from search.stops import FunctionBodyEnd, first_stop
+from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop, first_stop
 
 try:
     from tests.tiny_model import make_tiny_lm
@@ -134,8 +141,12 @@ def test_chunked_greedy_needs_fewer_calls_and_counts_its_waste(peaked_lm) -> Non
     chunked = solve(peaked_lm, entropy_threshold=MID, max_new_tokens=12, greedy_chunk=64)
     assert chunked.best.token_ids == step.best.token_ids
     assert chunked.spend.extra["greedy_calls"] < step.spend.extra["greedy_calls"]
-    # Every generated token is accounted for: the useful ones are the same, the rest is waste.
-    useful = [s.generated_tokens - s.extra["wasted_tokens"] for s in (step.spend, chunked.spend)]
+    # Every generated token is accounted for: the useful ones (plus the lookahead tokens read off a
+    # chunk instead of generated) are the same, the rest is waste.
+    useful = [
+        s.generated_tokens - s.extra["wasted_tokens"] + s.extra["lookahead_tokens_reused"]
+        for s in (step.spend, chunked.spend)
+    ]
     assert useful[0] == useful[1]
 
 
@@ -176,6 +187,109 @@ def test_stops_when_the_token_budget_is_spent(peaked_lm) -> None:  # type: ignor
     assert res.stop_reason == "max_tokens"
     assert res.best is not None
     assert res.spend.generated_tokens <= 10 + 3 * 5  # at most one lookahead batch past the check
+
+
+# ----- savings: reused and skipped lookaheads -------------------------------------------------
+
+
+def test_lookahead_read_off_a_greedy_path_equals_the_rolled_out_one(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    prefix = peaked_lm.encode(PROBLEM.prompt)
+    peaked_lm.kv.clear()
+    path = peaked_lm.rollouts([prefix], GenerationParams(max_new_tokens=24, record_top_k=3))[0]
+    reused = 0
+    for j in range(len(path.token_ids)):
+        got = lookahead_from_path(peaked_lm, path.token_ids, path.logprobs, path.step_dists, j + 1, 5)
+        if j + 1 + 5 > len(path.token_ids):
+            assert got is None  # the path ends before the lookahead is decided
+            continue
+        assert got is not None
+        reused += 1
+        tok, lp = path.token_ids[j], path.logprobs[j]
+        peaked_lm.kv.clear()
+        rolled = score_candidates(peaked_lm, prefix + path.token_ids[:j], [(tok, lp)], lookahead_tokens=5)[0]
+        assert rolled.lookahead is not None
+        assert got.token_ids == rolled.lookahead.token_ids
+        assert got.finish_reason == rolled.lookahead.finish_reason
+        assert candidate_score(lp, got.logprobs, 1.0) == pytest.approx(rolled.score, abs=1e-4)
+    assert reused == len(path.token_ids) - 5
+
+
+def test_lookahead_from_path_cuts_at_the_body_end_like_the_rollout(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    toks = peaked_lm.encode("x = 1\n    y = 2\n\n    z = 3\n")
+    lps = [-0.1 * (i + 1) for i in range(len(toks))]
+    got = lookahead_from_path(peaked_lm, toks, lps, None, 0, 64)
+    assert got is not None and got.finish_reason == "stop"
+    # It ends after the first token whose text completes the blank line, as FunctionBodyEnd says.
+    n = next(i for i in range(1, len(toks) + 1) if FunctionBodyEnd().find(peaked_lm.decode(toks[:i])))
+    assert got.token_ids == toks[:n] and got.logprobs == lps[:n]
+    assert got.text == "x = 1\n    y = 2"
+    # Limited by L; and an unfinished path without end-of-sequence decides nothing.
+    short = lookahead_from_path(peaked_lm, toks, lps, None, 0, 2)
+    assert short is not None and short.token_ids == toks[:2] and short.finish_reason == "length"
+    word = peaked_lm.encode("abc")
+    assert lookahead_from_path(peaked_lm, word, [-1.0] * len(word), None, 0, 5) is None
+    # A path that chose end-of-sequence (one more step distribution than tokens) ends there.
+    dists = [TokenDist([t], [-1.0], 1.0) for t in word] + [
+        TokenDist([next(iter(peaked_lm.eos_token_ids))], [-0.5], 1.0)
+    ]
+    eos = lookahead_from_path(peaked_lm, word, [-1.0] * len(word), dists, 1, 5)
+    assert eos is not None and eos.finish_reason == "eos" and eos.token_ids == word[1:]
+
+
+def _no_savings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(adadec_mod, "lookahead_from_path", lambda *a, **k: None)
+    monkeypatch.setattr(adadec_mod, "outcome_is_fixed", lambda *a, **k: False)
+
+
+@pytest.mark.parametrize("threshold", [0.0, MID])
+def test_savings_keep_tokens_and_scores_and_cost_fewer_generated_tokens(
+    peaked_lm, monkeypatch: pytest.MonkeyPatch, threshold: float
+) -> None:  # type: ignore[no-untyped-def]
+    saved = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16)
+    with monkeypatch.context() as m:
+        _no_savings(m)
+        plain = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16)
+    assert saved.best.token_ids == plain.best.token_ids
+    assert saved.best.completion == plain.best.completion
+    assert saved.spend.extra["pauses"] == plain.spend.extra["pauses"]
+    assert plain.spend.extra["lookahead_tokens_reused"] == plain.spend.extra["lookahead_skipped"] == 0
+    reused, skipped = saved.spend.extra["lookahead_tokens_reused"], saved.spend.extra["lookahead_skipped"]
+    assert reused > 0
+    by_pos = {p["position"]: p for p in plain.best.meta["pauses"]}
+    for pause in saved.best.meta["pauses"]:
+        other = by_pos[pause["position"]]
+        assert pause["chosen"] == other["chosen"]
+        if pause.get("lookahead_skipped"):
+            continue
+        for a, b in zip(pause["candidates"], other["candidates"], strict=True):
+            assert (a["token"], a["lookahead"]) == (b["token"], b["lookahead"])
+            assert a["score"] == pytest.approx(b["score"], abs=2e-4)  # both rounded to 1e-4
+    # Every skipped pause saved at most B*L lookahead tokens; every reused token saved one.
+    saved_tokens = plain.spend.generated_tokens - saved.spend.generated_tokens
+    assert reused <= saved_tokens <= reused + skipped * 3 * 5
+    if threshold == 0.0:
+        assert skipped >= 1  # this model ends its body at a pause there
+
+
+def test_outcome_is_fixed_only_when_every_candidate_cuts_inside_the_committed_text(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    lm = peaked_lm
+    body = lm.encode("    return 1\n")
+    words = [lm.encode(w) for w in ("def", "print", "class")]
+    assert all(len(w) == 1 for w in words)
+    new_stmt = [w[0] for w in words]  # each starts a new top-level statement
+    indent = lm.encode("    ")
+    assert len(indent) == 1
+    stops = [TopLevelStop()]
+    eos = next(iter(lm.eos_token_ids))
+    assert outcome_is_fixed(lm, body, new_stmt, stops)
+    assert not outcome_is_fixed(lm, body, new_stmt + indent, stops)  # the body could go on
+    assert not outcome_is_fixed(lm, body, new_stmt + [eos], stops)  # eos keeps the trailing newline
+    assert not outcome_is_fixed(lm, [], new_stmt, stops)
+    assert not outcome_is_fixed(lm, body, [], stops)
+    # A cut at the very end of the committed text keeps the candidate's token: not fixed.
+    assert not outcome_is_fixed(lm, body, new_stmt[:1], [StopStrings(("def",))])
+    # Already stopped text is the walk's business, not a pause's.
+    assert not outcome_is_fixed(lm, body + new_stmt[:1] + body, new_stmt, stops)
 
 
 # ----- thresholds -----------------------------------------------------------------------------
