@@ -42,9 +42,11 @@ class Spend:
     """What a search spent. ``extra`` holds planner-specific counts (pauses, lookahead tokens...)."""
 
     generated_tokens: int = 0
+    cached_tokens: int = 0
     processed_tokens: int = 0
     forward_passes: int = 0
     executions: int = 0
+    cached_executions: int = 0
     rollouts: int = 0
     scorer_calls: int = 0
     cache_hits: int = 0
@@ -88,11 +90,11 @@ class Meter:
         b, s = self.budget, self.spend
         if self.cancelled.is_set():
             return "cancelled"
-        if b.max_tokens is not None and s.generated_tokens >= b.max_tokens:
+        if b.max_tokens is not None and self.tokens_used() >= b.max_tokens:
             return "max_tokens"
         if b.max_forward_passes is not None and s.forward_passes >= b.max_forward_passes:
             return "max_forward_passes"
-        if b.max_executions is not None and s.executions >= b.max_executions:
+        if b.max_executions is not None and s.executions + s.cached_executions >= b.max_executions:
             return "max_executions"
         if b.max_rollouts is not None and s.rollouts >= b.max_rollouts:
             return "max_rollouts"
@@ -106,7 +108,13 @@ class Meter:
     def remaining_tokens(self) -> int | None:
         if self.budget.max_tokens is None:
             return None
-        return max(0, self.budget.max_tokens - self.spend.generated_tokens)
+        return max(0, self.budget.max_tokens - self.tokens_used())
+
+    def tokens_used(self) -> int:
+        """Tokens the search consumed, generated now or served from the cache. A budget counts
+        both, so a search makes the same decisions whatever the cache holds (a second process on a
+        warm shared cache repeats the first one's search from the cache instead of searching further)."""
+        return self.spend.generated_tokens + self.spend.cached_tokens
 
     def check(self) -> None:
         reason = self.exhausted_reason()

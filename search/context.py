@@ -116,6 +116,9 @@ class MeteredLM:
             for i, raw in enumerate(self._cache_get(NS_ROLLOUT, keys)):
                 if raw is not None:
                     out[i] = self._decode_rollout(raw, params, stops)
+            served = [r for r in out if r is not None]
+            if served:
+                self.meter.charge(cached_tokens=sum(len(r.token_ids) for r in served))
         missing = [i for i, r in enumerate(out) if r is None]
         if missing:
             call = CallStats()
@@ -247,7 +250,9 @@ class SearchContext:
             raise RuntimeError("this planner needs a sandbox to run public tests; none is configured")
         rewards = list(self.scorer.score_many(problem, list(completions)))
         executed = sum(0 if getattr(r, "cached", False) else 1 for r in rewards)
-        self.meter.charge(executions=executed, scorer_calls=len(rewards))
+        self.meter.charge(
+            executions=executed, cached_executions=len(rewards) - executed, scorer_calls=len(rewards)
+        )
         return rewards
 
 
