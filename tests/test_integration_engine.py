@@ -15,14 +15,14 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_cli_solves_humaneval_0_greedy_with_a_passing_program_and_its_spend() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "api.cli", "solve", "humaneval:0", "--planner", "greedy", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_cli_solves_humaneval_0_greedy_with_a_passing_program_and_its_spend() -> None:
+    proc = run_cli("solve", "humaneval:0", "--planner", "greedy", "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["hidden"]["all_passed"] is True
@@ -45,25 +45,8 @@ def test_real_model_extends_a_cached_prefix_by_processing_only_new_tokens(real_l
 
 def test_eval_writes_human_eval_format_jsonl_and_reports_pass_at_1(tmp_path: Path) -> None:
     out = tmp_path / "greedy.jsonl"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "eval",
-            "--dataset",
-            "humaneval:0-1",
-            "--planner",
-            "greedy",
-            "--out",
-            str(out),
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    eval_args = ("eval", "--dataset", "humaneval:0-1", "--planner", "greedy", "--out", str(out), "--json")
+    proc = run_cli(*eval_args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout)
     assert summary["problems"] == 2 and 0 <= summary["passed"] <= 2
@@ -71,24 +54,6 @@ def test_eval_writes_human_eval_format_jsonl_and_reports_pass_at_1(tmp_path: Pat
     assert [r["task_id"] for r in rows] == ["HumanEval/0", "HumanEval/1"]
     assert all("completion" in r for r in rows)
     # Resuming does no work for problems already in the file.
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "api.cli",
-            "eval",
-            "--dataset",
-            "humaneval:0-1",
-            "--planner",
-            "greedy",
-            "--out",
-            str(out),
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    again = run_cli(*eval_args)
     assert json.loads(again.stdout)["passed"] == summary["passed"]
     assert len(out.read_text().splitlines()) == 2
