@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, build_request, supervise
+from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request, supervise
 
 DEFAULT_IMAGE = "python:3.11-slim"
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/work"}
@@ -91,7 +91,7 @@ class _DockerChannel:
             self.kill()
             raise
         self._raw = b""
-        self._replies = b""
+        self._replies = ReplyLines()
         self.output = b""
         self._cap = output_cap
         self._eof = False
@@ -118,19 +118,15 @@ class _DockerChannel:
                 break
             payload, self._raw = self._raw[8 : 8 + size], self._raw[8 + size :]
             if stream == 1:
-                self._replies += payload
+                self._replies.feed(payload)
             elif len(self.output) < self._cap:
                 self.output += payload[: self._cap - len(self.output)]
 
     def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
         while True:
-            nl = self._replies.find(b"\n")
-            if nl >= 0:
-                line, self._replies = self._replies[:nl], self._replies[nl + 1 :]
+            line = self._replies.pop(max_bytes)
+            if line is not None:
                 return line
-            if len(self._replies) > max_bytes:
-                self._replies = b""
-                return b"<oversized frame>"
             if self._eof:
                 raise ChannelClosed()
             left = deadline - time.monotonic()

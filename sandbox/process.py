@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, build_request, supervise
+from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request, supervise
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ class _ProcessChannel:
     def __init__(self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None) -> None:
         r, w = os.pipe()
         self._r = r
-        self._buf = b""
+        self._lines = ReplyLines()
         self.reply_fd = w
         try:
             self.proc = subprocess.Popen(
@@ -293,13 +293,9 @@ class _ProcessChannel:
 
     def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
         while True:
-            nl = self._buf.find(b"\n")
-            if nl >= 0:
-                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+            line = self._lines.pop(max_bytes)
+            if line is not None:
                 return line
-            if len(self._buf) > max_bytes:
-                self._buf = b""
-                return b"<oversized frame>"
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
@@ -309,7 +305,7 @@ class _ProcessChannel:
             chunk = os.read(self._r, 1 << 16)
             if not chunk:
                 raise ChannelClosed()
-            self._buf += chunk
+            self._lines.feed(chunk)
 
     def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
         try:

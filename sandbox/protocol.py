@@ -36,6 +36,27 @@ class ChannelClosed(Exception):
     """The sandbox closed its reply channel (it exited or was killed)."""
 
 
+class ReplyLines:
+    """Newline-framed replies as they arrive from a sandbox channel, with a cap on a frame's size."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def pop(self, max_bytes: int) -> bytes | None:
+        """The next complete line, ``b"<oversized frame>"`` past ``max_bytes``, or None for now."""
+        nl = self._buf.find(b"\n")
+        if nl >= 0:
+            line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+            return line
+        if len(self._buf) > max_bytes:
+            self._buf = b""
+            return b"<oversized frame>"
+        return None
+
+
 class Channel(Protocol):
     """One started sandbox process running the harness."""
 
