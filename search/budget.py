@@ -110,6 +110,11 @@ class Meter:
             return None
         return max(0, self.budget.max_tokens - self.tokens_used())
 
+    def remaining_forward_passes(self) -> int | None:
+        if self.budget.max_forward_passes is None:
+            return None
+        return max(0, self.budget.max_forward_passes - self.spend.forward_passes)
+
     def tokens_used(self) -> int:
         """Tokens the search consumed, generated now or served from the cache. A budget counts
         both, so a search makes the same decisions whatever the cache holds (a second process on a

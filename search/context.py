@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search import codec
+from search.batching import Guard, GuardStop
 from search.budget import Meter, Spend
 from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
 from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
@@ -122,7 +123,12 @@ class MeteredLM:
         missing = [i for i, r in enumerate(out) if r is None]
         if missing:
             call = CallStats()
-            fresh = self.inner.rollouts([prefixes[i] for i in missing], params, stops, call)
+            guard = self._deadline_stop()
+            inner_stops = [*stops, guard] if guard is not None else stops
+            fresh = self.inner.rollouts([prefixes[i] for i in missing], params, inner_stops, call)
+            if guard is not None and guard.fired:
+                for r in fresh:
+                    r.finish_reason = guard.fired
             self._charge(call, rollouts=len(missing))
             if stats is not None:
                 stats.add(call)
@@ -180,11 +186,25 @@ class MeteredLM:
         return Rollout(ids, lps, text if cut is None else text[:cut], reason, step_dists)
 
     def _clamp(self, params: GenerationParams, n: int) -> GenerationParams:
-        """Never let one call overshoot the token budget."""
+        """Never let one call overshoot the token or forward-pass budget: a batched rollout of
+        ``m`` new tokens a row costs ``n * m`` tokens and at most ``m`` forward passes."""
+        cap = params.max_new_tokens
         remaining = self.meter.remaining_tokens()
-        if remaining is None or remaining >= params.max_new_tokens * n:
+        if remaining is not None and remaining < cap * n:
+            cap = max(1, remaining // max(1, n))
+        passes = self.meter.remaining_forward_passes()
+        if passes is not None and passes < cap:
+            cap = max(1, passes)
+        if cap == params.max_new_tokens:
             return params
-        return params.model_copy(update={"max_new_tokens": max(1, remaining // max(1, n))})
+        return params.model_copy(update={"max_new_tokens": cap})
+
+    def _deadline_stop(self) -> GuardStop | None:
+        """A stop condition that ends the rows of a call once the budget's ``max_seconds`` passes
+        (or the search is cancelled), so one long call cannot overrun the wall-time budget."""
+        if self.meter.budget.max_seconds is None:
+            return None
+        return GuardStop(Guard(self.meter.cancelled, self.meter.started + self.meter.budget.max_seconds))
 
     def continuation_logprobs(
         self,

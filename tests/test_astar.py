@@ -135,6 +135,16 @@ def test_astar_stops_on_the_token_budget_and_says_so(tiny_lm) -> None:  # type: 
     assert result.best is not None
 
 
+@pytest.mark.parametrize("passes", [3, 10])
+def test_astar_never_overruns_the_forward_pass_budget(tiny_lm, passes: int) -> None:  # type: ignore[no-untyped-def]
+    never = Problem(id="never", prompt="Say:", prompt_is_code=False, stop=["\x07"])  # never completes
+    ctx = SearchContext.create(tiny_lm, meter=Meter(budget=Budget(max_forward_passes=passes)))
+    p = AStarParams(k=3, step_tokens=8, max_new_tokens=60, max_expansions=50)
+    result = AStar(p, scorer=HashScorer()).solve(never, ctx)
+    assert result.stop_reason.startswith("max_forward_passes")
+    assert result.spend.forward_passes <= passes
+
+
 def test_astar_without_goal_returns_best_partial_greedily_completed(tiny_lm) -> None:  # type: ignore[no-untyped-def]
     never = Problem(
         id="never", prompt="Say:", prompt_is_code=False, stop=["\x07"]

@@ -172,6 +172,26 @@ def test_a_token_budget_clamps_a_rollout(lm) -> None:  # type: ignore[no-untyped
     assert ctx.meter.exhausted_reason() == "max_tokens" or r.finish_reason != "length"
 
 
+def test_a_forward_pass_budget_clamps_a_batched_rollout(lm) -> None:  # type: ignore[no-untyped-def]
+    ctx = SearchContext.create(lm, meter=Meter(budget=Budget(max_forward_passes=4)))
+    prefix = lm.encode(PROMPT)
+    rolls = ctx.lm.rollouts([prefix + [i] for i in (5, 6, 7)], GenerationParams(max_new_tokens=50))
+    assert ctx.meter.spend.forward_passes <= 4
+    assert all(len(r.token_ids) <= 4 for r in rolls)
+
+
+def test_a_past_deadline_stops_a_rollout_at_its_next_step_and_is_not_cached(lm) -> None:  # type: ignore[no-untyped-def]
+    ctx = SearchContext.create(lm, meter=Meter(budget=Budget(max_seconds=5)))
+    ctx.meter.started -= 10  # the wall-time budget is already spent when the call starts
+    params = GenerationParams(max_new_tokens=40)
+    r = ctx.lm.rollouts([lm.encode(PROMPT)], params)[0]
+    assert r.finish_reason == "max_seconds"
+    assert len(r.token_ids) <= 1
+    fresh = SearchContext.create(lm, cache=ctx.lm.cache)
+    full = fresh.lm.rollouts([lm.encode(PROMPT)], params)[0]
+    assert len(full.token_ids) > 1  # the interrupted rollout was not stored as the answer
+
+
 def test_prefix_kv_cache_is_bounded_in_bytes() -> None:
     cache = PrefixKVCache(max_bytes=10_000)
     layer = (torch.zeros(2, 10, 8), torch.zeros(2, 10, 8))  # 1280 bytes each tensor

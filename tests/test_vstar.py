@@ -205,3 +205,10 @@ def test_vstar_stops_on_the_token_budget(tiny_lm) -> None:  # type: ignore[no-un
     assert result.stop_reason == "max_tokens"
     assert result.spend.generated_tokens <= 12
     assert result.best is not None
+
+
+@pytest.mark.parametrize("passes", [4, 15])
+def test_vstar_never_overruns_the_forward_pass_budget(tiny_lm, passes: int) -> None:  # type: ignore[no-untyped-def]
+    result, _ = run(tiny_lm, budget=Budget(max_forward_passes=passes), rollouts=50, max_new_tokens=12)
+    assert result.stop_reason == "max_forward_passes"
+    assert result.spend.forward_passes <= passes
