@@ -17,6 +17,7 @@ from planners.adadec import (
     candidate_score,
     lookahead_from_path,
     outcome_is_fixed,
+    prunable,
     score_candidates,
 )
 from planners.base import PlannerError
@@ -248,7 +249,8 @@ def test_savings_keep_tokens_and_scores_and_cost_fewer_generated_tokens(
     saved = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16)
     with monkeypatch.context() as m:
         _no_savings(m)
-        plain = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16)
+        plain = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16, prune=False)
+    assert saved.spend.extra["lookahead_pruned"] == 0  # this model is too flat for a bound to prune
     assert saved.best.token_ids == plain.best.token_ids
     assert saved.best.completion == plain.best.completion
     assert saved.spend.extra["pauses"] == plain.spend.extra["pauses"]
@@ -269,6 +271,46 @@ def test_savings_keep_tokens_and_scores_and_cost_fewer_generated_tokens(
     assert reused <= saved_tokens <= reused + skipped * 3 * 5
     if threshold == 0.0:
         assert skipped >= 1  # this model ends its body at a pause there
+
+
+@pytest.fixture(scope="module")
+def sharp_lm():  # type: ignore[no-untyped-def]
+    """Like ``peaked_lm`` with a larger output scale: step entropies of about 0 to 2.2 nats, so the
+    argmax often has a high log-prob and the score bound prunes other candidates."""
+    lm = make_tiny_lm(seed=1)
+    torch.manual_seed(0)
+    emb = lm.model.model.embed_tokens.weight
+    with torch.no_grad():
+        emb.normal_(0, 1.0)
+        lm.model.lm_head.weight = torch.nn.Parameter(torch.randn_like(emb) * 1.5)
+    lm.identity = ModelIdentity("tiny-sharp", "test", lm.identity.tokenizer_hash, "float32")
+    return lm
+
+
+def test_prunable_drops_only_candidates_whose_best_possible_score_cannot_win() -> None:
+    cands = [(1, -0.2), (2, -1.5), (3, -3.0)]
+    # bounds with L = 5: -0.25, -0.5
+    assert prunable(cands, argmax_score=-0.3, lookahead_tokens=5) == {3}
+    assert prunable(cands, argmax_score=-0.1, lookahead_tokens=5) == {2, 3}
+    assert prunable(cands, argmax_score=-0.6, lookahead_tokens=5) == set()
+    assert prunable(cands, argmax_score=-0.25, lookahead_tokens=5) == {2, 3}  # a tie never wins
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.65])
+def test_pruning_commits_the_same_tokens_with_fewer_lookahead_tokens(sharp_lm, threshold: float) -> None:  # type: ignore[no-untyped-def]
+    pruned = solve(sharp_lm, entropy_threshold=threshold, max_new_tokens=30)
+    full = solve(sharp_lm, entropy_threshold=threshold, max_new_tokens=30, prune=False)
+    assert pruned.best.token_ids == full.best.token_ids
+    assert [p["chosen"] for p in pruned.best.meta["pauses"]] == [
+        p["chosen"] for p in full.best.meta["pauses"]
+    ]
+    assert pruned.spend.extra["lookahead_pruned"] > 0
+    assert full.spend.extra["lookahead_pruned"] == 0
+    assert pruned.spend.extra["lookahead_tokens"] < full.spend.extra["lookahead_tokens"]
+    for pause in pruned.best.meta["pauses"]:
+        for c in pause["candidates"][1:]:
+            if c["score"] is None and not pause.get("lookahead_skipped"):
+                assert c["lookahead"] == 0  # a pruned candidate was never rolled out
 
 
 def test_outcome_is_fixed_only_when_every_candidate_cuts_inside_the_committed_text(peaked_lm) -> None:  # type: ignore[no-untyped-def]
