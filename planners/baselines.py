@@ -67,6 +67,11 @@ class SamplingParams(PlannerParams):
     seed: int = Field(0, description="base seed (samples are reproducible)")
     max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per sample")
     include_greedy: bool = Field(True, description="the first candidate is the greedy completion")
+    early_stop: bool = Field(
+        True,
+        description="best_of_n: stop after the first round with a program that passes every public "
+        "test (False: always draw all n, the textbook best-of-N)",
+    )
 
 
 def _sample_rounds(
@@ -106,7 +111,7 @@ def _sample_rounds(
             candidates.extend(new)
             best = best_candidate(candidates)
             ctx.emit("candidates", count=len(candidates), best_reward=best.reward if best else None)
-            if score and any(c.reward == 1.0 for c in new):
+            if score and p.early_stop and any(c.reward == 1.0 for c in new):
                 reason = "solved_public"
                 break
     except BudgetExhausted as e:

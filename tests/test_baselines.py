@@ -69,3 +69,23 @@ def test_unknown_planner_and_bad_params_are_planner_errors() -> None:
         planners.get("nope")
     with pytest.raises(ValueError, match="num_beams"):
         planners.create("beam", {"num_beams": 1})
+
+
+class _EveryProgramPasses:
+    """A reward double: every completion passes its one public test."""
+
+    def score_many(self, problem: Problem, completions: list[str]) -> list[object]:
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(pass_rate=1.0, passed=1, total=1, cached=False) for _ in completions]
+
+
+@pytest.mark.parametrize(("early_stop", "expected"), [(True, 1), (False, 5)])
+def test_best_of_n_stops_at_the_first_public_pass_only_when_asked(
+    tiny_lm, early_stop: bool, expected: int
+) -> None:  # type: ignore[no-untyped-def]
+    ctx = SearchContext.create(tiny_lm, scorer=_EveryProgramPasses())  # type: ignore[arg-type]
+    params = {"n": 5, "batch_size": 2, "max_new_tokens": 4, "early_stop": early_stop}
+    result = planners.create("best_of_n", params).solve(PROBLEM, ctx)
+    assert len(result.candidates) == expected
+    assert result.stop_reason == ("solved_public" if early_stop else "done")
