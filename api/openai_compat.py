@@ -238,19 +238,9 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                 }
             )
         prompt_tokens = sum(len(lm.encode(p)) for p in prompts)
-        return {
-            "id": "cmpl-" + uuid.uuid4().hex[:24],
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": req.model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-            "treedec": [_extras(j) for j in jobs],
-        }
+        return _response(
+            "cmpl-", "text_completion", req.model, choices, prompt_tokens, completion_tokens, jobs
+        )
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest) -> dict[str, Any]:
@@ -281,19 +271,34 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                 }
             )
         prompt_tokens = len(lm.encode(prompt))
-        return {
-            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": req.model,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-            "treedec": [_extras(j) for j in jobs],
-        }
+        return _response(
+            "chatcmpl-", "chat.completion", req.model, choices, prompt_tokens, completion_tokens, jobs
+        )
+
+
+def _response(
+    id_prefix: str,
+    kind: str,
+    model: str,
+    choices: list[dict[str, Any]],
+    prompt_tokens: int,
+    completion_tokens: int,
+    jobs: list[Any],
+) -> dict[str, Any]:
+    """The OpenAI response envelope shared by completions and chat, plus treedec's own extras."""
+    return {
+        "id": id_prefix + uuid.uuid4().hex[:24],
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "treedec": [_extras(j) for j in jobs],
+    }
 
 
 def _prompts(lm: Any, prompt: Any) -> list[str]:
