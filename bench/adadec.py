@@ -13,6 +13,13 @@ wall time per problem, pauses, and whether the outputs agree (both cut at the sa
 
     python bench/adadec.py speed [--problems 0,2,7] [--threshold H] [--out bench/results/adadec_speed.json]
 
+Where the two disagree it is one rule of the reference (read in its ``get_lookahead_score``): a
+lookahead that reaches the end of the function body stops counting its *length*, but the log-probs
+of the tokens it goes on generating up to ``L`` are still added to its score, so an early body end
+is penalised. treedec stops the lookahead there, as the AdaDec issue specifies. On HumanEval/4 this
+flips pauses (5 against the reference's 7); the same difference is there with the model in
+float32, where treedec's chunked and step-by-step decodes agree, so it is not rounding.
+
 ``chunks``: treedec's AdaDec at several ``greedy_chunk`` sizes (same output, different cost).
 
     python bench/adadec.py chunks [--problems 0,2] [--sizes 1,8,16,32,64]

@@ -1,9 +1,14 @@
 """A*-decoding vs best-of-N (tokens to equal accuracy) and V-STAR vs PG-TD (pass@1 and diversity at
-equal tokens), on a small HumanEval subset with the bundled model.
+equal tokens), on a HumanEval subset with the bundled model.
 
-1. ``best_of_n`` (n samples, greedy first, stops when one passes the public tests) and ``astar``
-   (default params) each solve every problem once; reported: hidden-test pass@1, total and mean
-   generated tokens, and the token ratio best_of_n / astar when A* reaches best-of-N's accuracy.
+1. ``best_of_n`` draws all of its samples (``early_stop=False``: greedy first, then rounds of
+   ``--bon-batch`` samples, ``--bon-n`` in all) and ``astar`` (default params) solves every problem
+   once. From the best-of-N samples, in the order drawn, the bench reads the whole best-of-N curve:
+   for each round boundary k, the best of the first k samples (public reward, then likelihood), its
+   hidden-test verdict and the tokens of those k samples. It also reads the *early-stopping*
+   variant (stop after the first round with a public pass; what ``best_of_n`` does by default),
+   a stronger baseline than the paper's. Reported: the tokens best-of-N needs to reach its best
+   accuracy, and to reach A*'s accuracy, each over A*'s tokens.
 2. ``vstar`` and ``pgtd`` (``pgtd`` falls back to ``best_of_n`` if it is not installed) each get
    the same ``Budget(max_tokens=T)`` per problem and no early stop; reported: hidden pass@1 of the
    answer and diversity = distinct programs (whitespace-normalised) that pass the public tests.
@@ -12,7 +17,8 @@ Every run gets a fresh partial-state cache and a fresh execution cache, so no pl
 from another's work (the model's KV cache is shared, which changes wall time only). Results are
 written after every run (JSON, resumable: finished runs are skipped).
 
-    python bench/astar_vstar.py --problems 8-11 --tokens 300 [--out bench/results/astar_vstar.json]
+    python bench/astar_vstar.py --problems 0-39 --tokens 300 [--parts 1,2] \
+        [--out bench/results/astar_vstar.json]
 """
 
 from __future__ import annotations
@@ -60,6 +66,19 @@ def run_one(
     completion = result.best.completion if result.best else ""
     hidden = scorer.score(problem, completion, hidden=True)
     passing = {normalise(c.completion) for c in result.candidates if c.reward == 1.0}
+    samples = None
+    if planner == "best_of_n":
+        samples = []
+        for c in result.candidates:  # in the order drawn
+            h = scorer.score(problem, c.completion, hidden=True)
+            samples.append(
+                {
+                    "tokens": len(c.token_ids),
+                    "logprob": c.logprob,
+                    "public_reward": c.reward,
+                    "hidden_pass": bool(h.total and h.passed == h.total),
+                }
+            )
     return {
         "problem": idx,
         "planner": planner,
@@ -75,7 +94,58 @@ def run_one(
         "candidates": len(result.candidates),
         "distinct_public_passing": len(passing),
         "extra": result.spend.extra,
+        **({"samples": samples} if samples is not None else {}),
     }
+
+
+def round_ends(n: int, batch: int) -> list[int]:
+    """Sample counts at which a best-of-N run (greedy first, then rounds of ``batch``) can stop.
+
+    >>> round_ends(9, 4)
+    [1, 5, 9]
+    """
+    ends, k = [1], 1
+    while k < n:
+        k = min(n, k + batch)
+        ends.append(k)
+    return ends
+
+
+def pick(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """best_candidate's rule on the recorded samples: public reward, then mean log-prob per token."""
+    return max(
+        samples,
+        key=lambda s: (
+            s["public_reward"] if s["public_reward"] is not None else float("-inf"),
+            s["logprob"] / max(1, s["tokens"]),
+        ),
+    )
+
+
+def bon_curve(rows: list[dict[str, Any]], ends: list[int]) -> dict[str, Any]:
+    """Best-of-k accuracy and tokens for every round boundary k, and the early-stopping variant."""
+    curve = []
+    for k in ends:
+        firsts = [r["samples"][:k] for r in rows]
+        curve.append(
+            {
+                "k": k,
+                "solved": sum(pick(s)["hidden_pass"] for s in firsts),
+                "tokens": sum(x["tokens"] for s in firsts for x in s),
+            }
+        )
+    early_solved, early_tokens = 0, 0
+    for r in rows:
+        samples = r["samples"]
+        stop = next((k for k in ends if any(x["public_reward"] == 1.0 for x in samples[:k])), ends[-1])
+        early_solved += pick(samples[:stop])["hidden_pass"]
+        early_tokens += sum(x["tokens"] for x in samples[:stop])
+    return {"curve": curve, "early_stop": {"solved": early_solved, "tokens": early_tokens}}
+
+
+def tokens_to_reach(curve: list[dict[str, Any]], solved: int) -> int | None:
+    """The fewest tokens at which best-of-k solves at least ``solved`` problems (None: never)."""
+    return next((c["tokens"] for c in curve if c["solved"] >= solved), None)
 
 
 def summarise(rows: list[dict[str, Any]], planner: str, part: str) -> dict[str, Any]:
@@ -97,7 +167,11 @@ def summarise(rows: list[dict[str, Any]], planner: str, part: str) -> dict[str, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", default="8-11", help="HumanEval indices, e.g. 8-11 or 0,3,5-7")
-    ap.add_argument("--bon-n", type=int, default=8, help="best-of-N samples")
+    ap.add_argument("--bon-n", type=int, default=17, help="best-of-N samples (greedy + rounds)")
+    ap.add_argument("--bon-batch", type=int, default=4, help="best-of-N samples per round")
+    ap.add_argument(
+        "--astar-expansions", default="16", help="A* max_expansions settings, e.g. 4,8,16 (16 = default)"
+    )
     ap.add_argument("--tokens", type=int, default=300, help="per-problem token budget of part 2")
     ap.add_argument("--parts", default="1,2", help="which parts to run")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "astar_vstar.json")
@@ -113,7 +187,12 @@ def main() -> None:
     rival = "pgtd" if "pgtd" in planners.names() else "best_of_n"
     plan: list[tuple[str, str, dict[str, Any], Budget]] = []
     if "1" in args.parts.split(","):
-        plan += [("1", "best_of_n", {"n": args.bon_n}, Budget()), ("1", "astar", {}, Budget())]
+        bon = {"n": args.bon_n, "batch_size": args.bon_batch, "early_stop": False}
+        plan += [("1", "best_of_n", bon, Budget())]
+        plan += [
+            ("1", astar_label(e), {"max_expansions": e}, Budget())
+            for e in sorted(int(x) for x in args.astar_expansions.split(","))
+        ]
     if "2" in args.parts.split(","):
         equal = Budget(max_tokens=args.tokens)
         rival_params: dict[str, Any] = (
@@ -124,7 +203,8 @@ def main() -> None:
     for _, idx, (part, planner, params, budget) in order:  # part 1 (paired per problem), then part 2
         if (part, planner, idx) in done:
             continue
-        row = {"part": part, **run_one(lm, executor, idx, planner, params, budget)}
+        name = "astar" if planner.startswith("astar") else planner
+        row = {"part": part, **run_one(lm, executor, idx, name, params, budget), "planner": planner}
         rows.append(row)
         keys = ("part", "planner", "problem", "hidden_pass", "tokens", "distinct_public_passing", "seconds")
         print(json.dumps({k: row[k] for k in keys} | {"stop_reason": row["stop_reason"]}), flush=True)
@@ -132,20 +212,66 @@ def main() -> None:
     write(args, problems, rows, rival)
 
 
+def astar_label(max_expansions: int) -> str:
+    """Row label of an A* setting; the default (16 expansions) is plain ``astar``."""
+    return "astar" if max_expansions == 16 else f"astar_e{max_expansions}"
+
+
 def write(args: argparse.Namespace, problems: list[int], rows: list[dict[str, Any]], rival: str) -> None:
-    part1 = {p: summarise(rows, p, "1") for p in ("best_of_n", "astar")}
-    bon, ast = part1["best_of_n"], part1["astar"]
-    ratio = None
-    if bon and ast and ast["pass@1"] >= bon["pass@1"] and ast["tokens_total"]:
-        ratio = round(bon["tokens_total"] / ast["tokens_total"], 2)
+    labels = sorted({r["planner"] for r in rows if r["part"] == "1" and r["planner"].startswith("astar")})
+    part1: dict[str, Any] = {p: summarise(rows, p, "1") for p in ("best_of_n", *labels)}
+    bon_rows = [r for r in rows if r["part"] == "1" and r["planner"] == "best_of_n" and "samples" in r]
+    by_label = {
+        label: {r["problem"]: r for r in rows if r["part"] == "1" and r["planner"] == label}
+        for label in labels
+    }
+    paired = [r for r in bon_rows if all(r["problem"] in got for got in by_label.values())]
+    if paired and labels:
+        curve = bon_curve(paired, round_ends(args.bon_n, args.bon_batch))
+        astar_curve = sorted(
+            (
+                {
+                    "setting": label,
+                    "solved": sum(by_label[label][r["problem"]]["hidden_pass"] for r in paired),
+                    "tokens": sum(by_label[label][r["problem"]]["tokens"] for r in paired),
+                }
+                for label in labels
+            ),
+            key=lambda c: c["tokens"],
+        )
+        best = max(c["solved"] for c in curve["curve"])
+        at_best = tokens_to_reach(curve["curve"], best)
+        # A*'s cheapest setting that reaches best-of-N's best accuracy (else its most accurate one)
+        reaching = [c for c in astar_curve if c["solved"] >= best]
+        chosen = reaching[0] if reaching else max(astar_curve, key=lambda c: (c["solved"], -c["tokens"]))
+        a_solved, a_tokens = chosen["solved"], chosen["tokens"]
+        at_astar = tokens_to_reach(curve["curve"], a_solved)
+        early = curve["early_stop"]
+        part1["comparison"] = {
+            "problems": len(paired),
+            "astar_settings": astar_curve,
+            "astar": chosen,
+            "best_of_k": curve["curve"],
+            "best_of_n_early_stop": early,
+            "bon_best_solved": best,
+            "bon_tokens_to_its_best": at_best,
+            "astar_reaches_bon_best": a_solved >= best,
+            "ratio_bon_tokens_to_its_best_over_astar": round(at_best / a_tokens, 2)
+            if at_best and a_solved >= best
+            else None,
+            "bon_tokens_to_astar_accuracy": at_astar,
+            "ratio_bon_tokens_to_astar_accuracy_over_astar": round(at_astar / a_tokens, 2)
+            if at_astar
+            else None,
+            "ratio_early_stop_bon_over_astar": round(early["tokens"] / a_tokens, 2)
+            if early["solved"] <= a_solved
+            else None,
+        }
     summary = {
         "subset": f"humaneval:{args.problems}",
         "problems": problems,
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
-        "part1_tokens_to_accuracy": {
-            **part1,
-            "bon_over_astar_token_ratio_at_equal_or_better_accuracy": ratio,
-        },
+        "part1_tokens_to_accuracy": part1,
         "part2_equal_tokens": {
             "tokens_per_problem": args.tokens,
             "rival": rival,
