@@ -57,3 +57,22 @@ def test_eval_writes_human_eval_format_jsonl_and_reports_pass_at_1(tmp_path: Pat
     again = run_cli(*eval_args)
     assert json.loads(again.stdout)["passed"] == summary["passed"]
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_cli_adadec_on_the_real_model_reports_pauses_and_lookahead_tokens() -> None:
+    proc = run_cli("solve", "humaneval:0", "--planner", "adadec", "--json", "--no-hidden", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    extra = json.loads(proc.stdout)["spend"]["extra"]
+    assert extra["pauses"] >= 1  # the shipped threshold makes the bundled model pause on this problem
+    for key in ("lookahead_tokens", "lookahead_pruned", "lookahead_tokens_reused", "wasted_tokens"):
+        assert key in extra
+
+
+def test_cli_astar_on_the_real_model_keeps_to_a_forward_pass_budget() -> None:
+    proc = run_cli(
+        "solve", "humaneval:1", "--planner", "astar", "--max-forward-passes", "40", "--json", "--no-hidden"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["spend"]["forward_passes"] <= 40
+    assert report["stop_reason"].startswith("max_forward_passes")
