@@ -34,7 +34,7 @@ Three savings keep the lookahead cost down without changing a committed token:
 - *prune*: when the argmax's lookahead was reused, its score is known before any rollout. A
   candidate's score is at most ``log p(c) / (L + 1)`` (lookahead log-probs are <= 0), so candidates
   whose bound does not exceed the argmax's score cannot win and are not rolled out
-  (``lookahead_pruned``). On HumanEval 0-20 (every 4th) this removed 39 of 51 lookaheads.
+  (``lookahead_pruned``): 1,388 lookaheads over all of HumanEval with the bundled model.
 - *skip*: a pause whose outcome cannot change the completion gets no lookahead at all
   (``outcome_is_fixed``): every top-B candidate is a real token (not end-of-sequence), and with it
   appended the problem's stop conditions cut the text strictly inside the text already committed,
