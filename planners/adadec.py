@@ -338,17 +338,19 @@ class _Walk:
         ends too soon (by length, not by a stop or end-of-sequence) it is extended first by a short
         greedy chunk, which the walk goes on with if the argmax wins (so the argmax costs no
         lookahead tokens of its own, and the others can be pruned against its score)."""
-        reused = lookahead_from_path(
-            self.ctx.lm, seg.tokens, seg.logprobs, seg.dists, j + 1, self.p.lookahead_tokens
-        )
+
+        def read() -> Rollout | None:
+            return lookahead_from_path(
+                self.ctx.lm, seg.tokens, seg.logprobs, seg.dists, j + 1, self.p.lookahead_tokens
+            )
+
+        reused = read()
         room = self.p.max_new_tokens - len(self.tokens) - (len(seg.tokens) - j)
         if reused is None and seg.finish == "length" and room > 0:
             # L + 1 tokens always decide the lookahead; a longer extension is wasted on a switch
             seg.extend(self._greedy(self.tokens + seg.tokens[j:], self.p.lookahead_tokens + 1))
             self.counts["path_extensions"] += 1
-            reused = lookahead_from_path(
-                self.ctx.lm, seg.tokens, seg.logprobs, seg.dists, j + 1, self.p.lookahead_tokens
-            )
+            reused = read()
         return reused
 
     def _walk(self, seg: _Segment) -> tuple[str | None, _Segment]:

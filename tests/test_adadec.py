@@ -48,18 +48,24 @@ PROBLEM = Problem(
 MID = 8.1  # about half of this model's steps have entropy above it (they range over ~7.5..8.5)
 
 
-@pytest.fixture(scope="module")
-def peaked_lm():  # type: ignore[no-untyped-def]
-    """A tiny model whose entropies vary from step to step (an untied, wider output layer), so a
-    threshold between them makes some steps pause and others not."""
+def untied_tiny_lm(output_scale: float, name: str) -> HFModel:
+    """The tiny model with an untied random output layer of the given scale: the larger the scale,
+    the more peaked (lower-entropy) its next-token distributions."""
     lm = make_tiny_lm(seed=1)
     torch.manual_seed(0)
     emb = lm.model.model.embed_tokens.weight
     with torch.no_grad():
         emb.normal_(0, 1.0)
-        lm.model.lm_head.weight = torch.nn.Parameter(torch.randn_like(emb) * 0.35)
-    lm.identity = ModelIdentity("tiny-peaked", "test", lm.identity.tokenizer_hash, "float32")
+        lm.model.lm_head.weight = torch.nn.Parameter(torch.randn_like(emb) * output_scale)
+    lm.identity = ModelIdentity(name, "test", lm.identity.tokenizer_hash, "float32")
     return lm
+
+
+@pytest.fixture(scope="module")
+def peaked_lm() -> HFModel:
+    """A tiny model whose entropies vary from step to step (an untied, wider output layer), so a
+    threshold between them makes some steps pause and others not."""
+    return untied_tiny_lm(0.35, "tiny-peaked")
 
 
 @pytest.fixture(autouse=True)
@@ -279,17 +285,10 @@ def test_savings_keep_tokens_and_scores_and_cost_fewer_lookahead_tokens(
 
 
 @pytest.fixture(scope="module")
-def sharp_lm():  # type: ignore[no-untyped-def]
+def sharp_lm() -> HFModel:
     """Like ``peaked_lm`` with a larger output scale: step entropies of about 0 to 2.2 nats, so the
     argmax often has a high log-prob and the score bound prunes other candidates."""
-    lm = make_tiny_lm(seed=1)
-    torch.manual_seed(0)
-    emb = lm.model.model.embed_tokens.weight
-    with torch.no_grad():
-        emb.normal_(0, 1.0)
-        lm.model.lm_head.weight = torch.nn.Parameter(torch.randn_like(emb) * 1.5)
-    lm.identity = ModelIdentity("tiny-sharp", "test", lm.identity.tokenizer_hash, "float32")
-    return lm
+    return untied_tiny_lm(1.5, "tiny-sharp")
 
 
 def test_prunable_drops_only_candidates_whose_best_possible_score_cannot_win() -> None:
