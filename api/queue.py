@@ -214,6 +214,7 @@ def spec_to_json(spec: dict[str, Any]) -> dict[str, Any]:
         "budget": spec["budget"].model_dump(mode="json"),
         "include_tree": bool(spec.get("include_tree", True)),
         "evaluate_hidden": bool(spec.get("evaluate_hidden", False)),
+        "prompt_style": str(spec.get("prompt_style", "auto")),
     }
 
 
@@ -225,6 +226,7 @@ def spec_from_json(data: dict[str, Any]) -> dict[str, Any]:
         "budget": Budget.model_validate(data["budget"]),
         "include_tree": bool(data.get("include_tree", True)),
         "evaluate_hidden": bool(data.get("evaluate_hidden", False)),
+        "prompt_style": str(data.get("prompt_style", "auto")),
     }
 
 
@@ -254,6 +256,7 @@ class RedisJob:
         self.budget: Budget = spec["budget"]
         self.include_tree: bool = spec["include_tree"]
         self.evaluate_hidden: bool = spec["evaluate_hidden"]
+        self.prompt_style: str = spec["prompt_style"]
         self.created = float(record.get("created") or 0.0)
         self.cancel = RemoteCancel(manager, job_id)
         self.future: Future[None] | None = None

@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from api.prompts import last_function
 from search.budget import Budget
-from search.problem import FunctionTest, Problem, TestCase
+from search.loaders import parse_docstring_tests
+from search.problem import FunctionTest, Problem, TestCase, with_kind
 
 
 class ServerSettings(BaseModel):
@@ -60,20 +62,32 @@ class ProblemIn(BaseModel):
     def _tests_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [value]
+        if isinstance(value, list):
+            return [with_kind(t) for t in value]
         return value
 
     def to_problem(self) -> Problem:
+        """The problem; a code prompt without public tests gets its docstring examples as public
+        tests (``public_tests_from="docstring"``), and its last function as the entry point."""
+
         def tests(items: list[Any]) -> list[Any]:
             return [FunctionTest(code=t) if isinstance(t, str) else t for t in items]
 
+        is_code = self.format == "completion"
+        entry = self.entry_point or (last_function(self.prompt) if is_code else None)
+        public = tests(self.public_tests)
+        derived = not public and is_code and entry is not None
+        if derived and entry is not None:
+            public = list(parse_docstring_tests(self.prompt, entry))
         return Problem(
             id=self.id,
             prompt=self.prompt,
-            entry_point=self.entry_point,
-            public_tests=tests(self.public_tests),
+            entry_point=entry,
+            public_tests=public,
             hidden_tests=tests(self.hidden_tests),
-            prompt_is_code=self.format == "completion",
+            prompt_is_code=is_code,
             stop=self.stop,
+            public_tests_from="docstring" if derived and public else "request",
         )
 
 
@@ -91,4 +105,7 @@ class SolveRequest(BaseModel):
     planner: str = Field("greedy", description="a planner name (GET /v1/planners)")
     params: dict[str, Any] = Field(default_factory=dict, description="the planner's parameters")
     budget: Budget = Field(default_factory=Budget)  # type: ignore[arg-type]
+    prompt_style: Literal["auto", "completion", "chat", "chat-prefill"] = Field(
+        "auto", description="how the problem is put to the model (auto: the model's measured default)"
+    )
     options: SolveOptions = Field(default_factory=SolveOptions)  # type: ignore[arg-type]

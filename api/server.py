@@ -164,6 +164,7 @@ class ServerState:
             "budget": self.effective_budget(req.budget),
             "include_tree": req.options.include_tree,
             "evaluate_hidden": req.options.evaluate_hidden and self.settings.evaluate_hidden,
+            "prompt_style": req.prompt_style,
         }
 
 

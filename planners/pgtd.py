@@ -166,7 +166,7 @@ class _Search:
     def __init__(self, planner: str, problem: Problem, ctx: SearchContext, p: PGTDParams) -> None:
         self.name, self.problem, self.ctx, self.p = planner, problem, ctx, p
         self.stops: list[StopCondition] = stops_for(problem)
-        self.prompt = ctx.lm.encode(problem.prompt)
+        self.prompt = ctx.lm.encode(problem.model_text)
         self.eos = ctx.lm.eos_token_ids
         self.tree = Tree()
         self.root = self.tree.add_root(

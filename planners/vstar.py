@@ -138,7 +138,7 @@ class _Search:
         if ctx.scorer is None or not problem.public_tests:
             raise PlannerError("vstar needs public tests and a sandbox: its values are test rewards")
         self.p, self.problem, self.ctx = p, problem, ctx
-        self.prompt = ctx.lm.encode(problem.prompt)
+        self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
         self.tree = Tree()
         self.nodes: dict[int, _Node] = {}

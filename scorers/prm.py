@@ -226,7 +226,7 @@ class CodeAwareScorer:
         ok = [self.completable(problem, s) for s in states]
         lookaheads: list[Lookahead | None] = [None] * len(states)
         if tests:
-            prompt = ctx.lm.encode(problem.prompt)
+            prompt = ctx.lm.encode(problem.model_text)
             todo = []
             for i, s in enumerate(states):
                 if not ok[i] or s.complete:

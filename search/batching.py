@@ -176,6 +176,9 @@ class BatchingLM:
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.inner.decode(token_ids)
 
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        return self.inner.chat_text(messages)
+
     def next_token_dists(
         self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
     ) -> list[TokenDist]:

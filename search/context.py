@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from search import codec
+from search import codec, prompting
 from search.batching import Guard, GuardStop
 from search.budget import Meter, Spend
 from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
@@ -48,6 +48,9 @@ class MeteredLM:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.inner.decode(token_ids)
+
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        return self.inner.chat_text(messages)
 
     def _charge(self, stats: CallStats, rollouts: int = 0) -> None:
         self.meter.charge(
@@ -337,13 +340,5 @@ def best_candidate(candidates: Sequence[Candidate]) -> Candidate | None:
 
 
 def stops_for(problem: Problem) -> list[StopCondition]:
-    """Where a completion of this problem ends: for a function to complete (a code prompt with an
-    entry point), a new top-level statement (the body is done); plus the problem's stop strings."""
-    from search.stops import StopStrings, TopLevelStop
-
-    stops: list[StopCondition] = []
-    if problem.prompt_is_code and problem.entry_point:
-        stops.append(TopLevelStop())
-    if problem.stop:
-        stops.append(StopStrings(problem.stop))
-    return stops
+    """Where a continuation of this problem ends (its prompt style decides; see search/prompting.py)."""
+    return prompting.stops_for(problem)

@@ -30,6 +30,7 @@ from search.lm import (
     Rollout,
     TokenDist,
 )
+from search.prompting import template_text
 from search.stops import StopCondition, StopStrings, first_stop
 
 log = logging.getLogger("treedec.lm")
@@ -131,6 +132,9 @@ class HFModel:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
+
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        return template_text(self.tokenizer, messages)
 
     # ----- protocol -----------------------------------------------------------------------
     @torch.inference_mode()

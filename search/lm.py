@@ -141,6 +141,10 @@ class LanguageModel(Protocol):
 
     def decode(self, token_ids: Sequence[int]) -> str: ...
 
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        """The chat template over ``messages`` with the assistant turn opened (None: no template)."""
+        ...
+
     def next_token_dists(
         self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
     ) -> list[TokenDist]: ...

@@ -37,6 +37,7 @@ class BundledModel:
     parts: tuple[PackagedFile, ...]
     sha256: str
     size_bytes: int
+    prompt_style: str | None = None  # the measured best style for ``--prompt-style auto``
 
 
 _QWEN_PARTS = tuple(
@@ -73,6 +74,12 @@ ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
 def treedec_home() -> Path:
     return Path(os.environ.get("TREEDEC_HOME", Path.home() / ".cache" / "treedec"))
+
+
+def default_prompt_style(name: str) -> str | None:
+    """The prompt style a bundled model is measured best in (``None``: not bundled or unmeasured)."""
+    bundled = BUNDLED.get(ALIASES.get(name, name))
+    return bundled.prompt_style if bundled is not None else None
 
 
 def canonical_name(spec: str) -> str | None:

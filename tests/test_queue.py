@@ -306,6 +306,7 @@ def test_job_specs_round_trip_through_json() -> None:
         "budget": Budget(max_tokens=9),
         "include_tree": False,
         "evaluate_hidden": True,
+        "prompt_style": "chat-prefill",
     }
     back = spec_from_json(json.loads(json.dumps(spec_to_json(spec))))
     assert back == spec

@@ -321,7 +321,12 @@ BAD_INPUTS = [
         422,
         "problem.public_tests.0",
     ),
-    ("tests_without_entry_point", {"problem": {**PROBLEM, "entry_point": None}}, 422, "problem.entry_point"),
+    (
+        "tests_without_entry_point",
+        {"problem": {**PROBLEM, "entry_point": None, "prompt": "x = 1\n"}},
+        422,
+        "problem.entry_point",
+    ),
     ("missing_prompt", {"problem": {"entry_point": "add"}}, 422, "problem.prompt"),
     ("unknown_field", {"problem": PROBLEM, "planer": "greedy"}, 422, "planer"),
     (

@@ -1,0 +1,57 @@
+"""The quality chart: pass@1 against mean generated tokens and against mean wall seconds per
+problem, one point per configuration, the Pareto frontier drawn (PNG and SVG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Points no other point beats on both cost (lower) and pass@1 (higher), by cost.
+
+    >>> [p[2] for p in pareto([(1, 0.4, "a"), (2, 0.3, "b"), (3, 0.6, "c")])]
+    ['a', 'c']
+    """
+    frontier: list[tuple[float, float, str]] = []
+    for cost, score, name in sorted(points):
+        if not frontier or score > frontier[-1][1]:
+            frontier.append((cost, score, name))
+    return frontier
+
+
+def draw(summary: dict[str, Any], stem: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    for ax, key, label in (
+        (axes[0], "mean_generated_tokens", "mean generated tokens per problem"),
+        (axes[1], "mean_wall_seconds", "mean wall seconds per problem (2-core CPU)"),
+    ):
+        points = [(s[key], 100 * s["pass@1"], name) for name, s in summary.items()]
+        for cost, score, name in points:
+            ax.scatter(
+                cost,
+                score,
+                s=30,
+                color="tab:blue" if name.startswith(("greedy", "beam", "bon")) else "tab:red",
+            )
+            ax.annotate(name, (cost, score), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        front = pareto(points)
+        ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="gray", label="Pareto frontier")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("pass@1 on hidden tests (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    n = max((s["problems"] for s in summary.values()), default=0)
+    fig.suptitle(
+        f"HumanEval, {n} problems, bundled Qwen2.5-Coder-0.5B-Instruct (blue: plain decoding, red: search)"
+    )
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(f"{stem}.{ext}", dpi=120)
+    plt.close(fig)
