@@ -11,7 +11,14 @@ from typing import Any
 
 from planners.base import Planner, PlannerError
 
-_MODULES = ["planners.baselines", "planners.pgtd", "planners.adadec", "planners.astar", "planners.vstar"]
+_MODULES = [
+    "planners.baselines",
+    "planners.pgtd",
+    "planners.adadec",
+    "planners.astar",
+    "planners.vstar",
+    "planners.styles",
+]
 _REGISTRY: dict[str, type[Planner]] = {}
 _loaded = False
 

@@ -503,11 +503,21 @@ class _Walk:
         )
 
 
-def resolve_threshold(p: AdaDecParams, ctx: SearchContext) -> tuple[float, str]:
-    """The entropy threshold to use and where it came from; refuses when there is none."""
+def resolve_threshold(
+    p: AdaDecParams, ctx: SearchContext, prompt_style: str = "completion"
+) -> tuple[float, str]:
+    """The entropy threshold to use and where it came from (the one calibrated in this prompt
+    style, else the completion-style one, said in the source); refuses when there is none."""
     if p.entropy_threshold is not None:
         return p.entropy_threshold, "param"
-    entry = lookup(ctx.lm.identity)
+    entry = lookup(ctx.lm.identity, prompt_style=prompt_style)
+    if entry is None and prompt_style != "completion":
+        entry = lookup(ctx.lm.identity)
+        if entry is not None:
+            entry = {
+                **entry,
+                "file": f"{entry['file']} (completion style; not calibrated for {prompt_style})",
+            }
     if entry is None or not isinstance(entry.get("entropy_threshold"), (int, float)):
         name = ctx.lm.identity.name
         raise PlannerError(
@@ -534,7 +544,7 @@ class AdaDec(Planner):
 
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         p: AdaDecParams = self.params  # type: ignore[assignment]
-        threshold, source = resolve_threshold(p, ctx)
+        threshold, source = resolve_threshold(p, ctx, problem.prompt_style)
         walk = _Walk(ctx, p, threshold, ctx.lm.encode(problem.model_text), stops_for(problem))
         try:
             reason = walk.run()

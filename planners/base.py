@@ -24,6 +24,9 @@ class Planner:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs_sandbox: ClassVar[bool] = False
+    # True when the planner renders the problem in prompt styles itself (it is handed the problem
+    # in completion style and returns completions that continue the prompt).
+    renders_problem: ClassVar[bool] = False
     Params: ClassVar[type[PlannerParams]] = PlannerParams
 
     def __init__(self, params: PlannerParams | None = None) -> None:

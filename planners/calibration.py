@@ -250,12 +250,14 @@ class Calibration:
     functions: int
     positions: int
     seconds: float
+    prompt_style: str = "completion"
 
     def entry(self) -> dict[str, Any]:
         """The JSON entry stored for the model (see planners/thresholds.py)."""
         f = self.fit
         return {
             "entropy_threshold": round(f.entropy_threshold, 4),
+            "prompt_style": self.prompt_style,
             "source": self.source,
             "functions": self.functions,
             "positions": self.positions,
@@ -274,10 +276,25 @@ class Calibration:
         return {
             **asdict(self.fit),
             "source": self.source,
+            "prompt_style": self.prompt_style,
             "functions": self.functions,
             "positions": self.positions,
             "seconds": round(self.seconds, 1),
         }
+
+
+def in_style(example: Example, lm: LanguageModel, prompt_style: str) -> Example:
+    """The example as the model sees it in a prompt style: the prompt rendered (see
+    search/prompting.py); in the chat style the model writes the whole function, so the target
+    is the signature and docstring followed by the body."""
+    if prompt_style == "completion":
+        return example
+    from search.problem import Problem
+    from search.prompting import render
+
+    rendered = render(Problem(id=example.id, prompt=example.prompt), prompt_style, lm)
+    target = example.prompt + example.target if rendered.prompt_style == "chat" else example.target
+    return Example(example.id, rendered.model_text, target)
 
 
 def calibrate(
@@ -286,12 +303,14 @@ def calibrate(
     limit: int | None = 120,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    prompt_style: str = "completion",
 ) -> Calibration:
-    """Teacher-force ``lm`` over the source's functions and fit its entropy threshold."""
+    """Teacher-force ``lm`` over the source's functions, put to it in ``prompt_style``, and fit
+    its entropy threshold."""
     import time
 
     started = time.monotonic()
-    examples = load_examples(source, limit, seed)
+    examples = [in_style(ex, lm, prompt_style) for ex in load_examples(source, limit, seed)]
     entropies: list[float] = []
     rank1: list[bool] = []
     groups: list[int] = []
@@ -307,7 +326,7 @@ def calibrate(
         if progress is not None:
             progress(i + 1, len(examples))
     fit = fit_threshold(np.array(entropies), np.array(rank1), np.array(groups), seed=seed)
-    return Calibration(fit, source, used, len(entropies), time.monotonic() - started)
+    return Calibration(fit, source, used, len(entropies), time.monotonic() - started, prompt_style)
 
 
 def source_problem_ids(source: str) -> set[str]:
@@ -322,7 +341,8 @@ def source_problem_ids(source: str) -> set[str]:
 def summarise(cal: Calibration, path: Path, model_name: str) -> str:
     f = cal.fit
     return (
-        f"{model_name}: H* = {f.entropy_threshold:.4f} nats (cut-off p = {f.cutoff:.3f}; "
+        f"{model_name} ({cal.prompt_style} style): H* = {f.entropy_threshold:.4f} nats "
+        f"(cut-off p = {f.cutoff:.3f}; "
         f"logistic a = {f.intercept:.3f}, b = {f.coef:.3f})\n"
         f"  data: {cal.source}, {cal.functions} functions, {cal.positions} positions "
         f"(rank-1 rate {f.rank1_rate:.3f}); held-out accuracy {f.accuracy:.3f}, "
@@ -340,6 +360,7 @@ def run(
     dtype: str = "auto",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    prompt_style: str = "completion",
 ) -> tuple[Calibration, Path, Any]:
     """What ``treedec calibrate`` does: load, calibrate, store. Returns the calibration, the file
     written and the model identity."""
@@ -347,7 +368,7 @@ def run(
     from search.models import load_model
 
     lm = load_model(model, device=device, dtype=dtype)
-    cal = calibrate(lm, source, limit, seed, progress)
+    cal = calibrate(lm, source, limit, seed, progress, prompt_style)
     path = out if out is not None else user_file()
     write_entry(path, lm.identity, cal.entry())
     return cal, path, lm.identity

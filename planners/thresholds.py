@@ -1,6 +1,8 @@
-"""Where AdaDec's learned entropy thresholds live, keyed by model identity.
+"""Where AdaDec's learned entropy thresholds live, keyed by model identity and prompt style.
 
-A thresholds file is a JSON object ``{identity.key(): entry}``; an entry holds the threshold
+A thresholds file is a JSON object ``{identity.key(): entry}`` (completion style) or
+``{identity.key() + ":" + style: entry}`` (other prompt styles: a chat turn shifts the model's
+entropies, so each style is calibrated on its own); an entry holds the threshold
 (``entropy_threshold``, nats) plus how it was made (``name``, ``revision``, ``source``,
 ``functions``, ``positions``, ``accuracy``, ``cutoff``, ``date`` ...), so a person can read it.
 
@@ -50,29 +52,44 @@ def read_entries(path: Path) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in data.items() if isinstance(v, dict) and "entropy_threshold" in v}
 
 
-def find_entry(entries: dict[str, dict[str, Any]], identity: ModelIdentity) -> dict[str, Any] | None:
-    """The entry for this model: exact identity, else same name and revision (another dtype)."""
-    if identity.key() in entries:
-        return entries[identity.key()]
+def entry_key(identity: ModelIdentity, prompt_style: str = "completion") -> str:
+    return identity.key() if prompt_style == "completion" else f"{identity.key()}:{prompt_style}"
+
+
+def find_entry(
+    entries: dict[str, dict[str, Any]], identity: ModelIdentity, prompt_style: str = "completion"
+) -> dict[str, Any] | None:
+    """The entry for this model and style: exact identity, else same name and revision (another
+    dtype)."""
+    key = entry_key(identity, prompt_style)
+    if key in entries:
+        return entries[key]
     for entry in entries.values():
-        if entry.get("name") == identity.name and entry.get("revision") == identity.revision:
+        if (
+            entry.get("name") == identity.name
+            and entry.get("revision") == identity.revision
+            and entry.get("prompt_style", "completion") == prompt_style
+        ):
             return entry
     return None
 
 
-def lookup(identity: ModelIdentity, paths: list[Path] | None = None) -> dict[str, Any] | None:
-    """The stored entry for a model, searching the user's file first, then the shipped one."""
+def lookup(
+    identity: ModelIdentity, paths: list[Path] | None = None, prompt_style: str = "completion"
+) -> dict[str, Any] | None:
+    """The stored entry for a model and style, searching the user's file first, then the shipped one."""
     for path in paths if paths is not None else [user_file(), SHIPPED]:
-        entry = find_entry(read_entries(path), identity)
+        entry = find_entry(read_entries(path), identity, prompt_style)
         if entry is not None:
             return {**entry, "file": str(path)}
     return None
 
 
 def write_entry(path: Path, identity: ModelIdentity, entry: dict[str, Any]) -> None:
-    """Add or replace this model's entry, keeping the others; the file is replaced atomically."""
+    """Add or replace this model's entry (for the entry's ``prompt_style``), keeping the others;
+    the file is replaced atomically."""
     entries = read_entries(path)
-    entries[identity.key()] = {
+    entries[entry_key(identity, str(entry.get("prompt_style", "completion")))] = {
         "name": identity.name,
         "revision": identity.revision,
         "dtype": identity.dtype,

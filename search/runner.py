@@ -110,7 +110,7 @@ class Engine:
     ) -> dict[str, Any]:
         """Run one search and evaluate its answer on the public (and hidden) tests."""
         instance = planners.create(planner, params)
-        problem = self.render(problem, prompt_style)
+        problem = self.render(problem, "completion" if instance.renders_problem else prompt_style)
         ctx = self.context(budget, events, cancel)
         result = instance.solve(problem, ctx)
         if on_result is not None:

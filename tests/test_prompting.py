@@ -128,11 +128,28 @@ def engine(tiny_lm):  # type: ignore[no-untyped-def]
         ("adadec", {"max_new_tokens": 8, "entropy_threshold": 0.5}),
         ("astar", {"max_new_tokens": 12, "max_expansions": 2, "k": 2}),
         ("vstar", {"max_new_tokens": 12, "rollouts": 2}),
+        ("styles", {"max_new_tokens": 12}),
     ],
 )
 def test_every_planner_runs_in_every_style(engine, planner, params, style) -> None:  # type: ignore[no-untyped-def]
     report = engine.solve(PROBLEM, planner, params, include_tree=False, prompt_style=style)
-    assert report["prompt_style"] == style
+    assert report["prompt_style"] == ("completion" if planner == "styles" else style)
     assert report["program"] == PROBLEM.prompt + report["prompt_completion"]
     assert report["hidden"] is not None and report["hidden"]["total"] == 1
     assert report["spend"]["generated_tokens"] > 0
+
+
+def test_styles_planner_keeps_the_first_style_whose_program_passes(engine, tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    report = engine.solve(PROBLEM, "styles", {"max_new_tokens": 12, "early_stop": False}, include_tree=False)
+    tried = [c["meta"]["style"] for c in report["candidates"]]
+    assert tried == ["chat-prefill", "completion", "chat"]
+    rewards = [c["reward"] for c in report["candidates"]]
+    winner = report["candidates"][rewards.index(max(rewards))]
+    assert report["completion"] == winner["completion"]
+    assert report["spend"]["executions"] + report["spend"]["cached_executions"] == 3
+
+
+def test_styles_planner_answer_is_the_styles_own_program(engine, tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    styled = engine.solve(PROBLEM, "styles", {"max_new_tokens": 12, "styles": ["chat"]}, include_tree=False)
+    plain = engine.solve(PROBLEM, "greedy", {"max_new_tokens": 12}, include_tree=False, prompt_style="chat")
+    assert styled["program"] == plain["program"]

@@ -1,0 +1,80 @@
+"""Search over prompt styles: greedy decoding in several styles, the answer chosen by public tests.
+
+The styles of ``search/prompting.py`` fail on different problems (a model asked in a chat turn
+and a model continuing raw code make different mistakes), and public tests can tell which answer
+is right. This planner decodes greedily in each style in turn, runs each program on the public
+tests, and stops at the first that passes them all; otherwise the best pass rate wins, ties going
+to the earlier style.
+
+Every style's program starts with the prompt, so the engine hands this planner the problem in
+``completion`` style and the chosen answer is returned as the text that continues the prompt.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from planners import register
+from planners.base import Planner, PlannerParams
+from search.budget import BudgetExhausted
+from search.context import Candidate, SearchContext, SearchResult, stops_for
+from search.lm import GenerationParams
+from search.problem import Problem
+from search.prompting import render
+
+Style = Literal["completion", "chat", "chat-prefill"]
+
+
+class StylesParams(PlannerParams):
+    styles: list[Style] = Field(
+        default_factory=lambda: ["chat-prefill", "completion", "chat"],
+        min_length=1,
+        description="prompt styles to decode in, in order (ties go to the earlier one)",
+    )
+    max_new_tokens: int = Field(512, ge=1, le=8192, description="tokens per completion")
+    early_stop: bool = Field(
+        True, description="stop at the first style whose program passes all public tests"
+    )
+
+
+@register
+class Styles(Planner):
+    name = "styles"
+    description = "Greedy in several prompt styles; the program that passes most public tests wins."
+    needs_sandbox = True
+    renders_problem: ClassVar[bool] = True
+    Params = StylesParams
+
+    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
+        p: StylesParams = self.params  # type: ignore[assignment]
+        candidates: list[Candidate] = []
+        reason = "done"
+        try:
+            for style in p.styles:
+                candidates.append(self._decode(problem, style, ctx, p.max_new_tokens))
+                if p.early_stop and candidates[-1].reward == 1.0:
+                    reason = "solved_public"
+                    break
+        except BudgetExhausted as e:
+            reason = str(e)
+        best = max(candidates, key=lambda c: c.reward or 0.0, default=None)  # max keeps the first tie
+        return SearchResult(self.name, problem.id, best, candidates, ctx.meter.finish(), reason)
+
+    def _decode(self, base: Problem, style: str, ctx: SearchContext, max_new_tokens: int) -> Candidate:
+        rendered = render(base, style, ctx.lm)
+        prompt = ctx.lm.encode(rendered.model_text)
+        r = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=max_new_tokens), stops_for(rendered))[0]
+        reward = ctx.reward(rendered, [r.text])[0] if rendered.public_tests else None
+        cand = Candidate(
+            rendered.prompt_completion(r.text),
+            list(r.token_ids),
+            r.sum_logprob,
+            reward.pass_rate if reward is not None else None,
+            reward.passed if reward is not None else None,
+            reward.total if reward is not None else None,
+            meta={"style": style, "finish": r.finish_reason},
+        )
+        ctx.emit("candidate", style=style, tokens=len(r.token_ids), best_reward=cand.reward)
+        return cand
