@@ -25,11 +25,12 @@ from search.problem import Problem
 from search.prompting import render
 
 Style = Literal["completion", "chat", "chat-prefill"]
+DEFAULT_ORDER: tuple[Style, ...] = ("chat-prefill", "completion", "chat")
 
 
 class StylesParams(PlannerParams):
     styles: list[Style] = Field(
-        default_factory=lambda: ["chat-prefill", "completion", "chat"],
+        default_factory=lambda: list(DEFAULT_ORDER),
         min_length=1,
         description="prompt styles to decode in, in order (ties go to the earlier one)",
     )
