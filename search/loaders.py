@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from search.problem import FunctionTest, IOTest, Problem
+from search.problem import FunctionTest, IOTest, Problem, with_kind
 
 
 class ProblemError(ValueError):
@@ -189,12 +189,31 @@ def _humaneval_index(ref: str) -> int:
 def _from_dict(data: dict[str, Any], source: str, index: int = 0) -> Problem:
     if "input_output" in data or "question" in data:
         return apps_problem(data, default_id=f"{Path(source).stem}-{index}")
+    data = {
+        **data,
+        **{
+            k: [with_kind(t) for t in data[k]]
+            for k in ("public_tests", "hidden_tests")
+            if isinstance(data.get(k), list)
+        },
+    }
     try:
-        return Problem.model_validate(data)
+        return with_docstring_tests(Problem.model_validate(data))
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"]) or "problem"
         raise ProblemError(f"{source}: invalid problem (field '{where}': {first['msg']})") from e
+
+
+def with_docstring_tests(problem: Problem) -> Problem:
+    """A code problem without public tests gets its entry point's docstring examples as public
+    tests (``public_tests_from="docstring"``); any other problem is returned as it is."""
+    if problem.public_tests or not problem.prompt_is_code or not problem.entry_point:
+        return problem
+    derived = parse_docstring_tests(problem.prompt, problem.entry_point)
+    if not derived:
+        return problem
+    return problem.model_copy(update={"public_tests": derived, "public_tests_from": "docstring"})
 
 
 def apps_problem(data: dict[str, Any], default_id: str = "apps", public_count: int = 1) -> Problem:

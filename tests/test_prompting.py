@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pytest
@@ -153,3 +154,17 @@ def test_styles_planner_answer_is_the_styles_own_program(engine, tiny_lm) -> Non
     styled = engine.solve(PROBLEM, "styles", {"max_new_tokens": 12, "styles": ["chat"]}, include_tree=False)
     plain = engine.solve(PROBLEM, "greedy", {"max_new_tokens": 12}, include_tree=False, prompt_style="chat")
     assert styled["program"] == plain["program"]
+
+
+def test_problem_files_derive_docstring_tests_and_take_kindless_tests(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from search.loaders import load_problem
+
+    path = tmp_path / "p.json"
+    path.write_text(
+        '{"id": "d", "prompt": ' + json.dumps(PROMPT) + ', "entry_point": "double", '
+        '"hidden_tests": [{"call": "double(5)", "expected": "10"}]}'
+    )
+    p = load_problem(str(path))
+    assert p.public_tests_from == "docstring"
+    assert [t.describe() for t in p.public_tests] == ["double(2) == 4"]
+    assert [t.describe() for t in p.hidden_tests] == ["double(5) == 10"]

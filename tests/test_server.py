@@ -448,3 +448,40 @@ def test_concurrent_solves_share_batches_without_mixing_results(server: str, tin
 def _metric(text: str, name: str) -> float:
     line = next(line for line in text.splitlines() if line.startswith(name + " "))
     return float(line.split()[1])
+
+
+def test_openai_chat_turns_a_fenced_function_into_a_problem_with_docstring_tests(oai: openai.OpenAI) -> None:
+    """As harnesses send HumanEval: an instruction, the function in a fence, their own n and top_p."""
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Complete the following function.\n```python\n" + ADD + "```\n"},
+    ]
+    r = oai.chat.completions.create(
+        model="treedec-best_of_n",
+        messages=messages,  # type: ignore[arg-type]
+        n=2,
+        top_p=0.95,
+        max_completion_tokens=6,
+        extra_body={"params": {"n": 2, "batch_size": 1}},
+    )
+    assert len(r.choices) == 2
+    for choice in r.choices:
+        content = choice.message.content or ""
+        assert content.startswith("```python\n") and content.endswith("\n```")
+    extras = r.model_extra["treedec"]  # type: ignore[index]
+    assert all(e["public"]["total"] == 1 for e in extras)  # add(1, 2) == 3, from the docstring
+
+
+def test_solve_derives_public_tests_from_docstring_examples_and_says_so(client: httpx.Client) -> None:
+    body = {
+        "problem": {"prompt": ADD},
+        "planner": "best_of_n",
+        "params": {"n": 2, "batch_size": 1, "max_new_tokens": 4},
+        "prompt_style": "chat-prefill",
+    }
+    r = client.post("/v1/solve", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["public_tests"] == {"from": "docstring", "tests": ["add(1, 2) == 3"]}
+    assert out["public"]["total"] == 1
+    assert out["prompt_style"] == "chat-prefill"
