@@ -81,7 +81,23 @@ def verdict(summary: dict[str, Any] | None) -> bool:
     return bool(summary and summary["all_passed"])
 
 
-def run_one(lm: Any, executor: Any, problem: Any, config: Config) -> dict[str, Any]:
+def code_commit() -> str:
+    """The commit the benchmark code runs at (run long benchmarks from a worktree at a fixed one)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return out.stdout.strip()[:12] + ("+dirty" if dirty else "")
+
+
+def run_one(lm: Any, executor: Any, problem: Any, config: Config, commit: str = "") -> dict[str, Any]:
     from scorers.tests import TestScorer
     from search.budget import Budget
     from search.cache import MemoryCache
@@ -116,6 +132,7 @@ def run_one(lm: Any, executor: Any, problem: Any, config: Config) -> dict[str, A
         "wall_seconds": round(wall, 2),
         "stop_reason": report["stop_reason"],
         "spend": spend,
+        "commit": commit,
     }
     if config.preset in DERIVED:
         row["samples"] = report["candidates"]
@@ -239,9 +256,10 @@ def run(args: argparse.Namespace) -> None:
     lm = load_model(args.model)
     executor = importlib.import_module("sandbox").open_executor("auto")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    commit = code_commit()
     with open(args.out, "a") as sink:
         for i, (config, problem) in enumerate(todo, 1):
-            row = run_one(lm, executor, problem, config)
+            row = run_one(lm, executor, problem, config, commit)
             sink.write(json.dumps(row) + "\n")
             sink.flush()
             print(
