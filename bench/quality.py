@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "greedy": ("greedy", {}),
     "styles": ("styles", {}),
+    "cascade": ("cascade", {}),
     "beam3": ("beam", {"num_beams": 3}),
     "bon16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0}),
     "adadec": ("adadec", {}),

@@ -18,6 +18,7 @@ _MODULES = [
     "planners.astar",
     "planners.vstar",
     "planners.styles",
+    "planners.cascade",
 ]
 _REGISTRY: dict[str, type[Planner]] = {}
 _loaded = False

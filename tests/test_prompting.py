@@ -130,11 +130,12 @@ def engine(tiny_lm):  # type: ignore[no-untyped-def]
         ("astar", {"max_new_tokens": 12, "max_expansions": 2, "k": 2}),
         ("vstar", {"max_new_tokens": 12, "rollouts": 2}),
         ("styles", {"max_new_tokens": 12}),
+        ("cascade", {"max_new_tokens": 12, "search_params": {"rollouts": 2, "max_new_tokens": 12}}),
     ],
 )
 def test_every_planner_runs_in_every_style(engine, planner, params, style) -> None:  # type: ignore[no-untyped-def]
     report = engine.solve(PROBLEM, planner, params, include_tree=False, prompt_style=style)
-    assert report["prompt_style"] == ("completion" if planner == "styles" else style)
+    assert report["prompt_style"] == ("completion" if planner in ("styles", "cascade") else style)
     assert report["program"] == PROBLEM.prompt + report["prompt_completion"]
     assert report["hidden"] is not None and report["hidden"]["total"] == 1
     assert report["spend"]["generated_tokens"] > 0
@@ -168,3 +169,19 @@ def test_problem_files_derive_docstring_tests_and_take_kindless_tests(tmp_path) 
     assert p.public_tests_from == "docstring"
     assert [t.describe() for t in p.public_tests] == ["double(2) == 4"]
     assert [t.describe() for t in p.hidden_tests] == ["double(5) == 10"]
+
+
+def test_cascade_searches_only_when_no_greedy_style_passes(engine) -> None:  # type: ignore[no-untyped-def]
+    params = {"max_new_tokens": 12, "search_params": {"rollouts": 2, "max_new_tokens": 12}}
+    report = engine.solve(PROBLEM, "cascade", params, include_tree=False)
+    greedy = [c for c in report["candidates"] if "iteration" not in c.get("meta", {})][:3]
+    assert [c["meta"]["style"] for c in greedy] == ["chat-prefill", "completion", "chat"]
+    searched = report["spend"]["extra"].get("searched", 0)
+    assert searched == (0 if any(c["reward"] == 1.0 for c in greedy) else 1)
+    if searched:  # the tiny random model solves nothing: PG-TD ran in chat-prefill after the greedy styles
+        assert len(report["candidates"]) > 3
+        assert report["candidates"][3]["meta"]["style"] == "chat-prefill"
+    untested = PROBLEM.model_copy(update={"public_tests": []})
+    plain = engine.solve(untested, "cascade", params, include_tree=False)
+    assert plain["spend"]["extra"].get("searched", 0) == 0  # nothing to tell answers apart: no search
+    assert len(plain["candidates"]) == 3
