@@ -88,3 +88,23 @@ def test_eval_jsonl_is_accepted_by_human_evals_evaluator(
     judged = [json.loads(line) for line in Path(str(out) + "_results.jsonl").read_text().splitlines()]
     assert [j["passed"] for j in judged] == [r["passed"] for r in rows]  # both judges agree
     assert score["pass@1"] == pytest.approx(sum(r["passed"] for r in rows) / 2)
+
+
+def test_chat_style_answers_still_continue_the_harness_prompt(tiny_lm: Any) -> None:
+    model = harness.TreedecLM(
+        planner="greedy", params={"max_new_tokens": 8}, prompt_style="chat", engine=Engine(lm=tiny_lm)
+    )
+    row = _humaneval_rows()[0]
+    request = type("Req", (), {"args": (row["prompt"], {"until": []}), "doc": row})()
+    model.cache_hook = type("Hook", (), {"add_partial": lambda *a: None})()
+    [text] = model.generate_until([request])
+    problem = harness.problem_from_prompt(row["prompt"], entry_point=row["entry_point"], stop=[])
+    report = Engine(lm=tiny_lm).solve(problem, "greedy", {"max_new_tokens": 8}, prompt_style="chat")
+    assert report["prompt_style"] == "chat"
+    assert text == report["prompt_completion"]
+    assert row["prompt"] + text == report["program"]
+
+
+def test_unknown_prompt_style_fails_naming_the_styles(tiny_lm: Any) -> None:
+    with pytest.raises(ValueError, match="chat-prefill"):
+        harness.TreedecLM(prompt_style="fancy", engine=Engine(lm=tiny_lm))
