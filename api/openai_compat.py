@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import FastAPI, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import JsonValue
 
-from api.errors import APIError
+from api.errors import APIError, error_responses
 from api.prompts import code_in_message, last_function, looks_like_code, problem_from_prompt
+from api.schemas import IO_TESTS_ONLY, NonBlank, strict_body
 from search.budget import Budget
 from search.problem import Problem, TestCase, answer_code, with_kind
 
@@ -38,25 +40,40 @@ MODEL_PREFIX = "treedec-"
 FENCE = "```python\n"
 
 
+# Function tests need an entry point (given, or the prompt's last top-level def when it is code);
+# the schema asks for it whenever a test is not an IO test.
+_ENTRY_POINT_RULE: list[JsonValue] = [
+    {"required": ["entry_point"], "properties": {"entry_point": {"type": "string"}}},
+    {"properties": {"tests": {"anyOf": [{"type": "null"}, IO_TESTS_ONLY]}}},
+]
+TokenId = Annotated[int, Field(ge=0, description="a token id of the model's vocabulary")]
+
+
 class _Common(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: str
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": _ENTRY_POINT_RULE})
+    model: str = Field(description="treedec-<planner> (GET /v1/models)")
     max_tokens: int | None = Field(None, ge=1, le=8192)
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, gt=0, le=1)
-    n: int = Field(1, ge=1)
+    n: int = Field(1, ge=1, description="searches per prompt (at most the server's max_n)")
     stop: str | list[str] | None = None
     seed: int | None = None
-    stream: bool = False
+    stream: bool = Field(
+        False,
+        description="not supported (searches answer when done; follow a job's events instead): false only",
+        json_schema_extra={"enum": [False]},
+    )
     user: str | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
     # treedec extensions
-    tests: list[TestCase | str] | None = Field(None, description="public tests for test-driven planners")
-    entry_point: str | None = None
+    tests: list[TestCase | NonBlank] | None = Field(
+        None, description="public tests for test-driven planners (a string: assert-style code)"
+    )
+    entry_point: str | None = Field(None, min_length=1, description="the function the tests call")
     budget: Budget = Field(default_factory=Budget)
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, description="the planner's parameters")
     prompt_style: Literal["auto", "completion", "chat", "chat-prefill"] | None = Field(
         None,
         description="render a code prompt in this style (completions: default completion, the prompt "
@@ -75,9 +92,22 @@ class _Common(BaseModel):
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[str] | list[int] | list[list[int]]
-    echo: bool = False
-    logprobs: int | None = None
+    prompt: (
+        NonBlank
+        | Annotated[list[NonBlank], Field(min_length=1)]
+        | Annotated[list[TokenId], Field(min_length=1)]
+        | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1)]
+    ) = Field(description="text, texts, token ids, or lists of token ids (at most the server's max_prompts)")
+    echo: bool = Field(
+        False,
+        description="not supported (no log-likelihood scoring): false only",
+        json_schema_extra={"enum": [False]},
+    )
+    logprobs: int | None = Field(
+        None,
+        description="not supported (no log-likelihood scoring): null only",
+        json_schema_extra={"enum": [None]},
+    )
     best_of: int | None = None
     suffix: str | None = None
 
@@ -96,7 +126,9 @@ class ChatMessage(BaseModel):
 class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    logprobs: bool | None = None
+    logprobs: bool | None = Field(
+        None, description="not supported: false or null only", json_schema_extra={"enum": [False, None]}
+    )
     top_logprobs: int | None = None
     response_format: dict[str, Any] | None = None
 
@@ -222,8 +254,9 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             ],
         }
 
-    @app.post("/v1/completions")
-    async def completions(req: CompletionRequest) -> dict[str, Any]:
+    @app.post("/v1/completions", responses=error_responses(400, 404, 413, 422, 429, 500, 504))
+    async def completions(req: CompletionRequest, request: Request) -> dict[str, Any]:
+        req = await strict_body(request, CompletionRequest)
         _check_common(state, req)
         if req.echo or req.logprobs is not None:
             raise APIError(
@@ -257,8 +290,9 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             "cmpl-", "text_completion", req.model, choices, prompt_tokens, completion_tokens, jobs
         )
 
-    @app.post("/v1/chat/completions")
-    async def chat(req: ChatRequest) -> dict[str, Any]:
+    @app.post("/v1/chat/completions", responses=error_responses(400, 404, 413, 422, 429, 500, 504))
+    async def chat(req: ChatRequest, request: Request) -> dict[str, Any]:
+        req = await strict_body(request, ChatRequest)
         _check_common(state, req)
         if req.logprobs:
             raise APIError(
@@ -322,12 +356,42 @@ def _response(
     }
 
 
+def vocab_size(lm: Any) -> int | None:
+    """Token ids the model's tokenizer knows (None: the backend does not say)."""
+    tokenizer = getattr(lm, "tokenizer", None)
+    try:
+        return len(tokenizer) if tokenizer is not None else None
+    except TypeError:
+        return None
+
+
 def _prompts(lm: Any, prompt: Any) -> list[str]:
+    """The prompt texts; token ids must be in the vocabulary and decode to some non-blank text."""
     if isinstance(prompt, str):
         return [prompt]
-    if prompt and all(isinstance(x, int) for x in prompt):
-        return [lm.decode(prompt)]
-    return [p if isinstance(p, str) else lm.decode(p) for p in prompt]
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt)
+    id_lists = [prompt] if all(isinstance(x, int) for x in prompt) else prompt
+    vocab = vocab_size(lm)
+    texts = []
+    for ids in id_lists:
+        outside = [t for t in ids if vocab is not None and t >= vocab]
+        if outside:
+            raise APIError(
+                422,
+                f"invalid value for 'prompt': token id {outside[0]} is outside the model's vocabulary "
+                f"(0..{vocab - 1 if vocab else 0})",
+                "prompt",
+            )
+        try:
+            text = lm.decode(ids)
+        except (OverflowError, ValueError, IndexError) as e:
+            message = f"invalid value for 'prompt': the token ids do not decode ({e})"
+            raise APIError(422, message, "prompt") from e
+        if not text.strip():
+            raise APIError(422, "invalid value for 'prompt': the token ids decode to blank text", "prompt")
+        texts.append(text)
+    return texts
 
 
 def _problem(prompt: str, req: _Common, primed: str | None, pid: str) -> Problem:
@@ -341,8 +405,10 @@ def _problem(prompt: str, req: _Common, primed: str | None, pid: str) -> Problem
             problem_id=pid,
         )
     except ValueError as e:
-        msg = str(e).splitlines()[0]
-        param = "entry_point" if "entry_point" in str(e) else "tests" if "test" in str(e) else "prompt"
+        errors = e.errors() if isinstance(e, ValidationError) else []
+        text = str(errors[0].get("msg", "")) if errors else str(e)
+        msg = text.removeprefix("Value error, ").splitlines()[0]
+        param = "entry_point" if "entry_point" in msg else "tests" if "test" in msg else "prompt"
         raise APIError(422, f"invalid value for '{param}': {msg}", param) from e
 
 

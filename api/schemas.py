@@ -7,14 +7,80 @@ Every request is validated here, so a bad field fails with a 4xx that names it
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import Request
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import JsonDict, JsonValue
 
 from api.prompts import last_function
 from search.budget import Budget
 from search.loaders import parse_docstring_tests
 from search.problem import FunctionTest, Problem, TestCase, with_kind
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_numbers(value: Any) -> Any:
+    """``value`` with integral floats as ints: JSON Schema counts 3.0 as an integer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_numbers(v) for v in value]
+    return value
+
+
+async def strict_body(request: Request, model: type[M]) -> M:
+    """The request body validated with JSON's types as the schema states them: no string for a
+    number, no 0 for a boolean (FastAPI's own validation is lax and coerces them). Route handlers
+    call it after FastAPI has validated (and documented) the body."""
+    from api.errors import read_json, validation_error
+
+    try:
+        return model.model_validate(json_numbers(await read_json(request)), strict=True)
+    except ValidationError as e:
+        raise validation_error(e) from e
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or blank")
+    return value
+
+
+# A string with at least one non-blank character: enforced here and stated in the schema.
+NOT_BLANK_SCHEMA: JsonDict = {"minLength": 1, "pattern": r"\S"}
+NonBlank = Annotated[str, Field(json_schema_extra=NOT_BLANK_SCHEMA), AfterValidator(_not_blank)]
+
+# A problem's function tests need an entry point: given, or the prompt's last top-level ``def`` when
+# the prompt is code to continue; IO tests alone need none (see ``search.problem.Problem``).
+DEF_PATTERN = r"(^|\n)def\s+[A-Za-z_][A-Za-z0-9_]*\s*\("
+IO_TEST: JsonDict = {  # a test object that is (or, without a kind, is taken as) an IO test
+    "type": "object",
+    "anyOf": [
+        {"required": ["kind"], "properties": {"kind": {"const": "io"}}},
+        {
+            "not": {"required": ["kind"]},
+            "anyOf": [{"required": ["expected_stdout"]}, {"required": ["stdin"]}],
+        },
+    ],
+}
+IO_TESTS_ONLY: JsonDict = {"type": "array", "items": IO_TEST}
+PROBLEM_ENTRY_POINT_RULE: list[JsonValue] = [
+    {"required": ["entry_point"], "properties": {"entry_point": {"type": "string"}}},
+    {"properties": {"public_tests": IO_TESTS_ONLY, "hidden_tests": IO_TESTS_ONLY}},
+    {"properties": {"format": {"const": "completion"}, "prompt": {"pattern": DEF_PATTERN}}},
+]
+
+
+def _or_one_test(schema: JsonDict) -> None:
+    """A tests field also takes one test as a plain string (``_tests_list``): say so."""
+    array = {k: v for k, v in schema.items() if k not in ("title", "description", "default")}
+    for key in array:
+        del schema[key]
+    schema["anyOf"] = [array, {"type": "string", **NOT_BLANK_SCHEMA}]
 
 
 class ServerSettings(BaseModel):
@@ -39,23 +105,49 @@ class ServerSettings(BaseModel):
     )
     batch_max_rows: int = Field(32, ge=1, le=1024, description="most rows in one merged model call")
     keep_jobs: int = Field(1000, ge=1, description="finished jobs kept for GET /v1/jobs/{id}")
+    prm_models: list[str] = Field(
+        default_factory=list,
+        description="process reward models (paths or hub ids) a request may name as a planner's `prm`; "
+        "none: requests use the code scorer only (no client makes the server load a model of its choice)",
+    )
     evaluate_hidden: bool = Field(True, description="run the hidden tests given in requests")
 
 
 class ProblemIn(BaseModel):
     """A problem as a client sends it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": PROBLEM_ENTRY_POINT_RULE})
     id: str = Field("request", min_length=1, max_length=200)
-    prompt: str = Field(description="code to continue (format=completion) or a task text (format=program)")
-    entry_point: str | None = Field(None, description="the function the tests call")
-    public_tests: list[TestCase | str] = Field(default_factory=list, description="tests the search may run")
-    hidden_tests: list[TestCase | str] = Field(default_factory=list, description="tests for evaluation only")
+    prompt: str = Field(
+        json_schema_extra=NOT_BLANK_SCHEMA,
+        description="code to continue (format=completion) or a task text (format=program); not blank",
+    )
+    entry_point: str | None = Field(
+        None,
+        min_length=1,
+        description="the function the tests call; needed with function tests unless the prompt is code "
+        "(format=completion) whose last top-level def is taken",
+    )
+    public_tests: list[TestCase | NonBlank] = Field(
+        default_factory=list,
+        description="tests the search may run (a string: assert-style code)",
+        json_schema_extra=_or_one_test,
+    )
+    hidden_tests: list[TestCase | NonBlank] = Field(
+        default_factory=list, description="tests for evaluation only", json_schema_extra=_or_one_test
+    )
     format: Literal["completion", "program"] = Field(
         "completion",
         description="completion: the answer continues the prompt; program: the answer is the program",
     )
     stop: list[str] | None = Field(None, max_length=16, description="extra stop strings")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt is empty: give the code or the task text the model should continue")
+        return value
 
     @field_validator("public_tests", "hidden_tests", mode="before")
     @classmethod
@@ -109,3 +201,12 @@ class SolveRequest(BaseModel):
         "auto", description="how the problem is put to the model (auto: the model's measured default)"
     )
     options: SolveOptions = Field(default_factory=SolveOptions)  # type: ignore[arg-type]
+
+
+class JobCreated(BaseModel):
+    """Answer of ``POST /v1/jobs``: where to follow the job."""
+
+    id: str = Field(description="the job id (GET/DELETE /v1/jobs/{id})")
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    events: str = Field(description="path of its server-sent events")
+    tree: str = Field(description="path of its search tree")

@@ -28,19 +28,20 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
 
 import planners
-from api.errors import APIError, install_handlers, internal_error, validation_error
+from api.contract import server_openapi
+from api.errors import APIError, error_responses, install_handlers, internal_error, validation_error
 from api.jobs import TERMINAL, Job, JobManager, QueueFull
 from api.metrics import Metrics
-from api.schemas import ServerSettings, SolveRequest
+from api.schemas import JobCreated, ServerSettings, SolveRequest, strict_body
 from api.tree_view import render_html, render_svg, tree_from_report
 from planners.base import PlannerError
 from search.batching import BatchingLM
@@ -68,10 +69,37 @@ class ServerState:
         except PlannerError as e:
             raise APIError(400, str(e), param_name) from e
         try:
-            planners.create(name, params)
+            cls(cls.Params.model_validate(params, strict=True))  # JSON types only, as the schema says
         except ValidationError as e:
             raise validation_error(e, params_prefix) from e
+        self.check_prm(params, params_prefix)
+        for param in cls.required_params(self.engine.lm):
+            if params.get(param) is None:
+                raise APIError(
+                    422,
+                    f"invalid value for '{params_prefix}.{param}': planner {name!r} needs it with this model",
+                    f"{params_prefix}.{param}",
+                )
         return cls
+
+    def check_prm(self, params: dict[str, Any], prefix: str) -> None:
+        """A process reward model only from the server's list (``settings.prm_models``)."""
+        allowed = self.settings.prm_models
+        if params.get("scorer") == "prm" and not allowed:
+            raise APIError(
+                422,
+                f"invalid value for '{prefix}.scorer': this server loads no process reward model; use 'code'",
+                f"{prefix}.scorer",
+            )
+        prm = params.get("prm")
+        if (prm is not None and prm not in allowed) or (params.get("scorer") == "prm" and prm is None):
+            raise APIError(
+                422,
+                f"invalid value for '{prefix}.prm': give one of this server's models: {', '.join(allowed)}"
+                if allowed
+                else f"invalid value for '{prefix}.prm': this server loads no process reward model",
+                f"{prefix}.prm",
+            )
 
     def check_problem(self, problem: Problem, cls: type[planners.Planner], prefix: str = "problem") -> None:
         s = self.settings
@@ -239,6 +267,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None, jobs: Any
     from api.openai_compat import add_openai_routes
 
     add_openai_routes(app, state)
+    app.openapi = lambda: server_openapi(app, settings, engine.lm)  # type: ignore[method-assign]
     return app
 
 
@@ -250,9 +279,10 @@ def _get_job(state: ServerState, job_id: str) -> Job:
 
 
 def _add_core_routes(app: FastAPI, state: ServerState) -> None:
-    @app.post("/v1/solve")
-    async def solve(req: SolveRequest) -> JSONResponse:
+    @app.post("/v1/solve", responses=error_responses(400, 413, 422, 429, 500, 504))
+    async def solve(req: SolveRequest, request: Request) -> JSONResponse:
         """Run a search and answer with its result (the server caps ``budget.max_seconds``)."""
+        req = await strict_body(request, SolveRequest)
         jobs = state.submit([state.solve_spec(req)])
         await state.wait(jobs)
         job = jobs[0]
@@ -262,8 +292,14 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
             )
         return JSONResponse(job_result(job))
 
-    @app.post("/v1/jobs", status_code=202)
-    async def create_job(req: SolveRequest) -> JSONResponse:
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        response_model=JobCreated,
+        responses=error_responses(400, 413, 422, 429),
+    )
+    async def create_job(req: SolveRequest, request: Request) -> JSONResponse:
+        req = await strict_body(request, SolveRequest)
         job = state.submit([state.solve_spec(req)])[0]
         return JSONResponse(
             {
@@ -275,18 +311,41 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
             202,
         )
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get("/v1/jobs/{job_id}", responses=error_responses(404))
     async def get_job(job_id: str) -> dict[str, Any]:
         return _get_job(state, job_id).summary()
 
-    @app.delete("/v1/jobs/{job_id}")
+    @app.delete("/v1/jobs/{job_id}", responses=error_responses(404))
     async def cancel_job(job_id: str) -> dict[str, Any]:
         job = _get_job(state, job_id)
         was_done = job.done
         state.jobs.cancel(job_id)
         return {"id": job.id, "status": job.status, "cancel_requested": not was_done}
 
-    @app.get("/v1/jobs/{job_id}/events")
+    @app.get(
+        "/v1/jobs/{job_id}/events",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "description": "server-sent events: started, the planner's progress, then succeeded, "
+                "failed or cancelled; data is JSON",
+                "content": {
+                    "text/event-stream": {
+                        "schema": {
+                            "type": "object",
+                            "description": "one event; data is the event as JSON (seq, t, event, ...)",
+                            "properties": {
+                                "event": {"type": "string"},
+                                "id": {"type": "string"},
+                                "data": {"type": "string"},
+                            },
+                        }
+                    }
+                },
+            },
+            **error_responses(404),
+        },
+    )
     async def job_events(job_id: str, request: Request) -> EventSourceResponse:
         job = _get_job(state, job_id)
 
@@ -309,14 +368,26 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
 
         return EventSourceResponse(stream(), ping=15)
 
-    @app.get("/v1/jobs/{job_id}/tree", response_model=None)
+    @app.get(
+        "/v1/jobs/{job_id}/tree",
+        response_model=None,
+        responses={
+            200: {
+                "description": "the search tree as JSON, or a picture of it (format=svg or html)",
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "image/svg+xml": {"schema": {"type": "string"}},
+                    "text/html": {"schema": {"type": "string"}},
+                },
+            },
+            **error_responses(404, 409, 422),
+        },
+    )
     async def job_tree(
         job_id: str,
-        format: str = Query("json", description="json | svg | html"),
+        format: Literal["json", "svg", "html"] = Query("json", description="json | svg | html"),
         max_nodes: int = Query(300, ge=1, le=5000),
     ) -> Response:
-        if format not in ("json", "svg", "html"):
-            raise APIError(422, f"invalid value for 'format': {format!r}; use json, svg or html", "format")
         job = _get_job(state, job_id)
         if not job.done:
             raise APIError(409, f"job {job_id} is {job.status}; its tree is ready when it finishes", "job_id")
@@ -345,7 +416,16 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
             "capacity": state.jobs.capacity,
         }
 
-    @app.get("/metrics")
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics_route() -> Response:
         body = state.metrics.render(state.engine.lm, state.jobs.running, state.jobs.active)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

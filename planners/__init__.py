@@ -69,7 +69,7 @@ def describe() -> list[dict[str, Any]]:
         schema = cls.Params.model_json_schema()
         params = {
             key: {
-                "default": field.default,
+                "default": field.get_default(call_default_factory=True),
                 "description": field.description or "",
                 "type": schema.get("properties", {}).get(key, {}).get("type"),
             }

@@ -536,6 +536,17 @@ def resolve_threshold(
 @register
 class AdaDec(Planner):
     name = "adadec"
+
+    @classmethod
+    def required_params(cls, lm: Any) -> list[str]:
+        """``entropy_threshold`` unless this model has a calibrated one."""
+        if lm is None:
+            return []
+        entry = lookup(lm.identity)
+        value = entry.get("entropy_threshold") if entry is not None else None
+        usable = isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+        return [] if usable else ["entropy_threshold"]
+
     description = (
         "Greedy with entropy-triggered pauses: at uncertain steps the top-B tokens are re-ranked "
         "by a short greedy lookahead (learned threshold per model)."

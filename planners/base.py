@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,6 +27,13 @@ class Planner:
     # True when the planner renders the problem in prompt styles itself (it is handed the problem
     # in completion style and returns completions that continue the prompt).
     renders_problem: ClassVar[bool] = False
+
+    @classmethod
+    def required_params(cls, lm: Any) -> list[str]:
+        """Parameters without a usable default on this model (None: not known yet), which a request
+        must give (the REST API refuses it without them, and says so in its schema)."""
+        return []
+
     Params: ClassVar[type[PlannerParams]] = PlannerParams
 
     def __init__(self, params: PlannerParams | None = None) -> None:

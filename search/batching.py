@@ -255,7 +255,9 @@ class BatchingLM:
     def _interrupted(self, call: _Call, reason: str) -> Any:
         """A guarded call that was stopped before it reached the model."""
         if call.kind == "roll":
-            return [Rollout([], [], "", reason) for _ in call.prefixes]
+            # no steps were taken: record_top_k callers get an empty list of step distributions
+            record = call.params is not None and call.params.record_top_k > 0
+            return [Rollout([], [], "", reason, [] if record else None) for _ in call.prefixes]
         raise BudgetExhausted(reason)
 
     # ----- dispatcher --------------------------------------------------------------------------

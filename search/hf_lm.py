@@ -461,7 +461,11 @@ class HFModel:
             batch.fresh = True
             self._step(batch, chosen, stats)
         return [
-            r if r is not None else Rollout(gens[i], lps[i], self.decode(gens[i]), "length")
+            r
+            if r is not None
+            else Rollout(
+                gens[i], lps[i], self.decode(gens[i]), "length", dists[i] if params.record_top_k else None
+            )
             for i, r in enumerate(results)
         ]
 
@@ -569,6 +573,12 @@ def _topk_dists(logp: torch.Tensor, k: int) -> list[TokenDist]:
     ]
 
 
+def torch_seed(seed: int) -> int:
+    """A seed torch accepts: any int in its range as is, others folded into 64 bits (a client may
+    send any integer as a seed)."""
+    return seed if -(2**63) <= seed < 2**64 else seed % 2**64
+
+
 def _generators(params: GenerationParams, n: int, device: torch.device) -> list[torch.Generator] | None:
     if params.mode != DecodeMode.sample:
         return None
@@ -576,7 +586,7 @@ def _generators(params: GenerationParams, n: int, device: torch.device) -> list[
     gens = []
     for i in range(n):
         g = torch.Generator(device=device)
-        g.manual_seed(seed + 1_000_003 * i)
+        g.manual_seed(torch_seed(seed + 1_000_003 * i))
         gens.append(g)
     return gens
 

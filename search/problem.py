@@ -34,7 +34,31 @@ class FunctionTest(BaseModel):
     'add(1, 2) == 3'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The schema states the rule of ``_one_form``: non-blank ``code``, or ``call`` and ``expected``.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["code"],
+                    "properties": {"code": {"type": "string", "pattern": r"\S"}},
+                    "not": {
+                        "required": ["call", "expected"],
+                        "properties": {"call": {"type": "string"}, "expected": {"type": "string"}},
+                    },
+                },
+                {
+                    "required": ["call", "expected"],
+                    "properties": {
+                        "call": {"type": "string"},
+                        "expected": {"type": "string"},
+                        "code": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": r"^\s*$"}]},
+                    },
+                },
+            ]
+        },
+    )
     kind: Literal["function"] = "function"
     code: str | None = None
     call: str | None = None
@@ -49,7 +73,7 @@ class FunctionTest(BaseModel):
         return self
 
     def describe(self) -> str:
-        if self.code is not None:
+        if self.code and self.code.strip():  # a call test may carry a blank code
             return self.code.strip().splitlines()[0][:120]
         return f"{self.call} == {self.expected}"
 
