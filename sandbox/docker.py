@@ -1,11 +1,11 @@
-"""The Docker backend: the same harness and host-side supervisor, in a throw-away container.
+"""The Docker backend: the same program server and host-side judge, in a throw-away container.
 
 Each sandbox start creates a container from ``image`` (any image with ``python3`` on PATH; the
 harness needs only the standard library) with the network disabled, a read-only root, a tmpfs
 ``/work``, memory/CPU/pids limits, all capabilities dropped, ``no-new-privileges``, an
-unprivileged user; the request goes in on stdin and replies come back on the container's stdout
-(the program's own stdout and stderr are sent to the container's stderr). The container is
-removed afterwards, also when it hangs.
+unprivileged user; requests go in on stdin and replies come back on the container's stdout (the
+program's own stdout and stderr are sent to the container's stderr). The container's memory and
+pids limits bound the whole execution. The container is removed afterwards, also when it hangs.
 
 Without an engine, ``DockerExecutor()`` raises ``SandboxUnavailable`` with one line saying so.
 """
@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request, supervise
+from sandbox.judge import STARTUP_ALLOWANCE, supervise
+from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request
 
 DEFAULT_IMAGE = "python:3.11-slim"
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/work"}
@@ -96,12 +97,23 @@ class _DockerChannel:
         self._cap = output_cap
         self._eof = False
 
-    def send_request(self, data: bytes) -> None:
+    def send(self, data: bytes, deadline: float) -> bool:
+        view = memoryview(data)
+        self._sock.setblocking(False)
         try:
-            self._sock.sendall(data)
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+            while view:
+                try:
+                    view = view[self._sock.send(view) :]
+                except BlockingIOError:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    select.select([], [self._sock], [], left)
+                except OSError:
+                    raise ChannelClosed() from None
+        finally:
+            self._sock.setblocking(True)
+        return True
 
     def _pump(self, timeout: float) -> None:
         ready, _, _ = select.select([self._sock], [], [], max(timeout, 0))
@@ -192,14 +204,20 @@ class DockerExecutor:
         options = container_options(self.image, limits, self.cpus)
         channels: list[_DockerChannel] = []
 
-        def start(wire: list[dict[str, Any]], pre: dict[str, str]) -> _DockerChannel:
+        def start(load: bool) -> _DockerChannel:
             chan = _DockerChannel(self.client, options, limits.output_bytes)
             channels.append(chan)
-            extra = {"reply_fd": None, "workdir": "/work", "env": SANDBOX_ENV, "pre_eval": pre}
-            chan.send_request(build_request(program, entry_point, wire, limits, extra))
+            extra = {"reply_fd": None, "workdir": "/work", "env": SANDBOX_ENV, "single_process": False}
+            try:
+                chan.send(
+                    build_request(program, entry_point, limits, load, extra),
+                    time.monotonic() + STARTUP_ALLOWANCE,
+                )
+            except ChannelClosed:
+                pass  # the judge reads the end of the stream
             return chan
 
-        result, starts = supervise(start, program, tests, limits)
+        result, starts = supervise(start, tests, limits, entry_point)
         result.stdout = b"".join(c.output for c in channels)[: limits.output_bytes].decode("utf-8", "replace")
-        result.layer, result.starts = "docker", starts
+        result.layer, result.starts, result.resource_scope = "docker", starts, "container"
         return result

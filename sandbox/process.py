@@ -1,4 +1,4 @@
-"""The local backend: the harness in a bubblewrap sandbox, else ``unshare`` namespaces, else rlimits.
+"""The local backend: the program server in a bubblewrap sandbox, else ``unshare`` namespaces, else rlimits.
 
 Layers (the best the machine allows is used, and reported as ``ExecutionResult.layer``):
 
@@ -8,12 +8,13 @@ Layers (the best the machine allows is used, and reported as ``ExecutionResult.l
 - ``unshare``: pid/net/ipc/uts/mount namespaces, but the host file system stays visible;
 - ``plain``: rlimits and a process group only, with a loud one-time warning.
 
-Always: the harness drops to a uid of its own (when the host runs as root; ``RLIMIT_NPROC`` does
+Always: the program server drops to a uid of its own (when the host runs as root; ``RLIMIT_NPROC`` does
 not apply to root) leased per execution, so concurrent executions never share a process count and
 every process an execution leaves behind can be found and killed by uid; rlimits for CPU, address
-space, file size, open files and processes; a host-side wall clock; a scrubbed environment; stdout
-and stderr written to files (an escaped child cannot hold a pipe open); the real interpreter, not a
-pyenv shim.
+space, file size, open files and processes; memory and processes bounded per execution (a cgroup
+per execution, else one process: ``sandbox/resources.py``); a host-side wall clock; a scrubbed
+environment; stdout and stderr written to files (an escaped child cannot hold a pipe open); the
+real interpreter, not a pyenv shim. Tests and verdicts stay on the host (``sandbox/judge.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request, supervise
+from sandbox.judge import STARTUP_ALLOWANCE, supervise
+from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request
+from sandbox.resources import ExecutionCgroup, cgroup_parent
 
 log = logging.getLogger(__name__)
 
@@ -263,15 +266,19 @@ def kill_uid(uid: int, timeout: float = 2.0) -> None:
 
 
 class _ProcessChannel:
+    """A started server: requests on its stdin pipe, replies on a pipe it gets as ``reply_fd``."""
+
     def __init__(self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None) -> None:
         r, w = os.pipe()
+        req_r, req_w = os.pipe()
         self._r = r
+        self._w = req_w
         self._lines = ReplyLines()
         self.reply_fd = w
         try:
             self.proc = subprocess.Popen(
                 cmd,
-                stdin=subprocess.PIPE,
+                stdin=req_r,
                 stdout=out,
                 stderr=err,
                 pass_fds=(w,),
@@ -280,16 +287,28 @@ class _ProcessChannel:
                 start_new_session=True,
                 close_fds=True,
             )
+        except BaseException:
+            os.close(r)
+            os.close(req_w)
+            raise
         finally:
             os.close(w)
+            os.close(req_r)
+        os.set_blocking(req_w, False)
 
-    def send_request(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
+    def send(self, data: bytes, deadline: float) -> bool:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._w, view) :]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([], [self._w], [], left)
+            except OSError:
+                raise ChannelClosed() from None
+        return True
 
     def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
         while True:
@@ -328,12 +347,12 @@ class _ProcessChannel:
                 pass
             self.proc.kill()
         self.proc.wait()
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
+        for fd in (self._r, self._w):
             try:
-                self.proc.stdin.close()
+                os.close(fd)
             except OSError:
                 pass
-        os.close(self._r)
+        self._r = self._w = -1
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -385,6 +404,8 @@ class ProcessExecutor:
         limits = limits or self.default_limits
         root = os.geteuid() == 0
         lease = UidLease() if root else None
+        parent = cgroup_parent()
+        cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
         tmp = Path(tempfile.mkdtemp(prefix="treedec-sbx-"))
         try:
             out_path, err_path = tmp / "stdout", tmp / "stderr"
@@ -393,10 +414,10 @@ class ProcessExecutor:
             try:
                 workdir = self._workdir(tmp, lease)
 
-                def start(wire: list[dict[str, Any]], pre: dict[str, str]) -> _ProcessChannel:
-                    return self._start(program, entry_point, wire, pre, limits, lease, workdir, out, err)
+                def start(load: bool) -> _ProcessChannel:
+                    return self._start(program, entry_point, load, limits, lease, workdir, out, err, cgroup)
 
-                result, starts = supervise(start, program, tests, limits)
+                result, starts = supervise(start, tests, limits, entry_point)
             finally:
                 os.close(out)
                 os.close(err)
@@ -404,8 +425,11 @@ class ProcessExecutor:
             result.stderr = _read_capped(err_path, limits.output_bytes)
             result.layer = self._layer
             result.starts = starts
+            result.resource_scope = "cgroup" if cgroup is not None else "process"
             return result
         finally:
+            if cgroup is not None:
+                cgroup.close()
             if lease is not None:
                 lease.release()
             shutil.rmtree(tmp, ignore_errors=True)
@@ -425,13 +449,13 @@ class ProcessExecutor:
         self,
         program: str,
         entry_point: str | None,
-        wire: list[dict[str, Any]],
-        pre: dict[str, str],
+        load: bool,
         limits: Limits,
         lease: UidLease | None,
         workdir: str,
         out: int,
         err: int,
+        cgroup: ExecutionCgroup | None,
     ) -> _ProcessChannel:
         if self._layer == "bwrap":
             cmd = bwrap_command(self.python, self.prefixes, limits)
@@ -439,6 +463,8 @@ class ProcessExecutor:
             cmd = unshare_command(self.python)
         else:
             cmd = [self.python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+        if cgroup is not None:
+            cmd = cgroup.wrap(cmd)
         env = {**SANDBOX_ENV, "HOME": workdir}
         chan = _ProcessChannel(cmd, env, out, err, cwd=None if self._layer == "bwrap" else workdir)
         chan.wrapped = self._layer != "plain"
@@ -446,9 +472,14 @@ class ProcessExecutor:
             "reply_fd": chan.reply_fd,
             "workdir": workdir,
             "env": env,
-            "pre_eval": pre,
             "uid": lease.uid if lease else None,
             "gid": lease.uid if lease else None,
+            "single_process": cgroup is None,
         }
-        chan.send_request(build_request(program, entry_point, wire, limits, extra))
+        request = build_request(program, entry_point, limits, load, extra)
+        try:
+            if not chan.send(request, time.monotonic() + STARTUP_ALLOWANCE):
+                log.warning("sandbox: the program server did not read its request in time")
+        except ChannelClosed:
+            pass  # it died at once: the judge reads the end of its reply channel
         return chan
