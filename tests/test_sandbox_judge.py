@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sandbox.executor import ExecutionResult, Limits
+from sandbox.executor import ExecutionResult, Limits, TestLike
 from sandbox.judge import Judge
 from sandbox.protocol import ChannelClosed
 from sandbox.wire import WireError, decode_value, parse_frame
@@ -183,7 +183,7 @@ def test_names_the_test_takes_from_the_program_become_proxies_values_or_stdlib_m
 
 
 def test_expected_values_and_test_code_never_reach_the_sandbox() -> None:
-    tests = [
+    tests: list[TestLike] = [
         FunctionTest(call="f(1)", expected=repr(SECRET)),
         FunctionTest(code=f"def check(candidate):\n    assert candidate(1) == {SECRET!r}\n"),
         IOTest(stdin="1\n", expected_stdout=SECRET),
@@ -266,7 +266,7 @@ def test_the_judge_never_raises_and_never_passes_on_replies_that_do_not_know_the
     lines: list[bytes],
 ) -> None:
     pool = list(lines)
-    tests = [
+    tests: list[TestLike] = [
         FunctionTest(call="f(1)", expected=repr(SECRET)),
         FunctionTest(code=f"def check(candidate):\n    assert candidate(1) == {SECRET!r}\n"),
         FunctionTest(code=f"assert helper(1) == {SECRET!r}"),
