@@ -1,22 +1,28 @@
-"""The trusted judge: runs every test on the host and decides every verdict from plain values.
+"""The judge: runs every test and decides every verdict from plain values, in a process of its own.
 
-The program runs in a fresh interpreter in the sandbox (``sandbox/_server.py``) that never sees a
-test's code or an expected value. The judge talks to it over a ``Channel``:
+The judge runs in a sandbox of its own (``sandbox/host.py`` starts it with the same layers as
+program servers: bwrap or unshare namespaces, an unprivileged uid of its own, rlimits), never in
+treedec's process, and never in the program's process. It holds the tests and the expected values;
+the program runs in another sandbox (``sandbox/_server.py``) that never sees a test's code or an
+expected value, and the host relays bytes between the two (``RelayChannel``):
 
-- ``call``/``expected`` tests: the sandbox evaluates the call and sends back the value; the judge
-  decodes it (``sandbox/wire.py``) and compares it with the expected value it holds;
-- ``IOTest``: the sandbox runs the whole program on the stdin and sends back its stdout;
+- ``call``/``expected`` tests: the program server evaluates the call and sends back the value; the
+  judge decodes it (``sandbox/wire.py``) and compares it with the expected value it holds;
+- ``IOTest``: the program server runs the whole program on the stdin and sends back its stdout;
 - assert-style ``code`` tests (HumanEval's ``check(candidate)``) run *here*, in a namespace where
   ``candidate``, the entry point and the other names the test takes from the program are
-  ``ProgramFunction`` proxies: each call goes to the sandbox and returns decoded built-in values,
-  so every ``==`` in a test is between values the program never touched.
+  ``ProgramFunction`` proxies: each call goes to the program server and returns decoded built-in
+  values, so every ``==`` in a test is between values the program never touched.
 
-Whatever the sandbox sends is untrusted: a malformed, mistyped, oversized or out-of-order reply is a
-protocol violation (the test errors, the sandbox is killed and restarted for the tests after it), a
-non-plain value fails the call, and nothing the sandbox sends can raise out of ``Judge.run``.
+Whatever the program server sends is untrusted: a malformed, mistyped, oversized or out-of-order
+reply is a protocol violation (the test errors, the server is killed and restarted for the tests
+after it), a non-plain value fails the call, and nothing it sends can raise out of ``Judge.run``.
 Program exceptions re-enter the test as built-in exceptions of the same name (or ``ProgramError``),
 so tests that expect a ``ValueError`` still work; an ``AssertionError`` *raised by the program* is
 an error, not a failed assertion.
+
+Standard library only: the host ships this module, ``sandbox/wire.py`` and ``sandbox/framing.py``
+into the judge's sandbox as source (``sandbox/protocol.py``: ``JUDGE_BOOT``).
 """
 
 from __future__ import annotations
@@ -24,16 +30,32 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib
+import json
 import math
+import os
+import resource
+import select
 import signal
 import sys
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sandbox.executor import ExecutionResult, Limits, Status, TestLike, TestVerdict
-from sandbox.protocol import Channel, ChannelClosed, StartFn, frame_request
+from sandbox.framing import (
+    CONTROL,
+    PROGRAM_LINE,
+    PROGRAM_REQUEST,
+    Channel,
+    ChannelClosed,
+    FrameError,
+    FrameReader,
+    StartFn,
+    frame_request,
+    pack,
+    split_generation,
+    with_generation,
+)
 from sandbox.wire import (
     Shape,
     WireError,
@@ -51,7 +73,6 @@ from sandbox.wire import (
     str_list,
     text_field,
 )
-from search.problem import FunctionTest
 
 STARTUP_ALLOWANCE = 3.0  # seconds for the sandbox to start before the program's own clock runs
 _BUILTIN_NAMES = frozenset(dir(builtins))
@@ -132,6 +153,37 @@ def program_names(tree: ast.AST) -> set[str]:
     return loads - bound - _BUILTIN_NAMES
 
 
+class Verdict:
+    """The outcome of one test, as the judge sends it to the host (``frame``)."""
+
+    __slots__ = ("index", "status", "exc_type", "message", "duration", "stdout", "signal")
+
+    def __init__(
+        self,
+        index: int,
+        status: str,
+        exc_type: str | None = None,
+        message: str | None = None,
+        duration: float = 0.0,
+        stdout: str | None = None,
+        signal: int | None = None,
+    ) -> None:
+        self.index, self.status, self.exc_type, self.message = index, status, exc_type, message
+        self.duration, self.stdout, self.signal = duration, stdout, signal
+
+    def frame(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"t": "verdict", "i": self.index, "s": self.status}
+        for key, value in (
+            ("et", self.exc_type),
+            ("em", self.message),
+            ("so", self.stdout),
+            ("sig", self.signal),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+
 # --- what a test sees ------------------------------------------------------------------------
 
 
@@ -175,24 +227,25 @@ class ProgramFunction:
 class _TestRun:
     """The state of one test: its clocks, and the verdict once something decided it."""
 
-    def __init__(self, index: int, limits: Limits, end: float) -> None:
+    def __init__(self, index: int, limits: dict[str, Any], end: float) -> None:
         self.index = index
         self.started = time.monotonic()
-        self.soft = min(end, self.started + limits.wall_per_test)
-        self.hard = min(end, self.started + limits.wall_per_test + limits.grace)
+        self.per_test = float(limits["wall_per_test"])
+        self.grace = float(limits["grace"])
+        self.soft = min(end, self.started + self.per_test)
+        self.hard = min(end, self.started + self.per_test + self.grace)
         self.end = end
-        self.per_test = limits.wall_per_test
-        self.grace = limits.grace
-        self.decided: TestVerdict | None = None
+        self.alarmed = False
+        self.decided: Verdict | None = None
         self.program_errors: list[tuple[BaseException, str, str]] = []
 
-    def decide(self, status: Status, exc_type: str | None = None, message: str | None = None) -> _Abort:
+    def decide(self, status: str, exc_type: str | None = None, message: str | None = None) -> _Abort:
         """Fix the verdict (the first decision wins) and return the exception that ends the test."""
         return self.decide_verdict(
-            TestVerdict(index=self.index, status=status, exc_type=exc_type, message=message)
+            Verdict(index=self.index, status=status, exc_type=exc_type, message=message)
         )
 
-    def decide_verdict(self, verdict: TestVerdict) -> _Abort:
+    def decide_verdict(self, verdict: Verdict) -> _Abort:
         if self.decided is None:
             self.decided = verdict
         return _Abort()
@@ -376,16 +429,14 @@ class Session:
         return frame
 
 
-def death_verdict(i: int, code: int | None, sig: int | None, duration: float) -> TestVerdict:
+def death_verdict(i: int, code: int | None, sig: int | None, duration: float) -> Verdict:
     """The verdict of a test during which the sandbox died."""
     if sig == signal.SIGXCPU:
-        return TestVerdict(index=i, status="timeout", message="CPU time limit", signal=sig, duration=duration)
+        return Verdict(index=i, status="timeout", message="CPU time limit", signal=sig, duration=duration)
     if sig is not None:
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        return TestVerdict(
-            index=i, status="signal", signal=sig, message=f"killed by {name}", duration=duration
-        )
-    return TestVerdict(
+        return Verdict(index=i, status="signal", signal=sig, message=f"killed by {name}", duration=duration)
+    return Verdict(
         index=i,
         status="error",
         exc_type="ProgramExit",
@@ -394,27 +445,40 @@ def death_verdict(i: int, code: int | None, sig: int | None, duration: float) ->
     )
 
 
-# --- the judge -------------------------------------------------------------------------------
+# --- the judge ---
 
 _Outcome = tuple[str, str | None, str | None]  # program status, exception type, message
+Emit = Callable[[dict[str, Any]], None]
 
 
 class Judge:
-    """Runs one program's tests through program servers started by ``start`` and decides verdicts."""
+    """Runs one program's tests through program servers started by ``start`` and decides verdicts.
 
-    def __init__(self, tests: Sequence[TestLike], limits: Limits, entry_point: str | None) -> None:
+    ``tests`` are plain dicts: ``{"kind": "function", "code", "call", "expected"}`` or
+    ``{"kind": "io", "stdin", "expected_stdout"}``; ``limits`` is ``Limits.model_dump()``.
+    """
+
+    def __init__(
+        self,
+        tests: Sequence[dict[str, Any]],
+        limits: dict[str, Any],
+        entry_point: str | None,
+        alarm: bool = False,
+    ) -> None:
         self.tests = list(tests)
         self.limits = limits
         self.entry = entry_point
+        self.alarm = alarm
         self.expected: dict[int, Any] = {}
         self.expected_error: dict[int, str] = {}
-        self.load = any(isinstance(t, FunctionTest) for t in self.tests)
+        self.load = any(t.get("kind") == "function" for t in self.tests)
+        self._armed: _TestRun | None = None
         for i, t in enumerate(self.tests):
-            if isinstance(t, FunctionTest) and not (t.code and t.code.strip()):
-                self._prepare_expected(i, t.expected or "")
+            if t.get("kind") == "function" and not (t.get("code") or "").strip():
+                self._prepare_expected(i, t.get("expected") or "")
 
     def _prepare_expected(self, i: int, text: str) -> None:
-        """The expected value of a call test, from trusted test text: a literal, else an expression."""
+        """The expected value of a call test, from the test text: a literal, else an expression."""
         try:
             self.expected[i] = ast.literal_eval(text)
             return
@@ -425,52 +489,53 @@ class Judge:
         except Exception as e:
             self.expected_error[i] = f"the expected value {text[:200]!r} raised {type(e).__name__}: {e}"
 
-    def run(self, start: StartFn) -> tuple[ExecutionResult, int]:
-        """All verdicts (restarting the sandbox after it dies or hangs) and the number of starts."""
-        t0 = time.monotonic()
-        end = t0 + self.limits.wall_total
-        max_line = 4 * self.limits.output_bytes + (1 << 20)
-        verdicts: dict[int, TestVerdict] = {}
-        pending = list(range(len(self.tests)))
-        result = ExecutionResult(verdicts=[])
+    def run(self, start: StartFn, indices: Sequence[int], end: float, emit: Emit) -> int:
+        """Emit a ``test`` frame before and a ``verdict`` frame after each test of ``indices``, a
+        verdict for each test not run, then one ``done`` frame; return the program servers started."""
+        max_line = 4 * int(self.limits["output_bytes"]) + (1 << 20)
+        pending = list(indices)
+        status: _Outcome = ("ok", None, None)
         starts = 0
         while (pending or starts == 0) and time.monotonic() < end:
             starts += 1
             session = Session(start(self.load), max_line)
             try:
-                status, et, em = self._open(session, end)
-                if status != "ok":
-                    result.program_status, result.exc_type, result.message = status, et, em  # type: ignore[assignment]
+                status = self._open(session, end)
+                if status[0] != "ok":
                     break
                 while pending and session.alive and time.monotonic() < end:
                     i = pending.pop(0)
-                    verdicts[i] = self._run_test(session, i, end)
+                    emit({"t": "test", "i": i})
+                    emit(self._run_test(session, i, end).frame())
             finally:
                 session.channel.kill()
-        for i in range(len(self.tests)):
-            if i not in verdicts:
-                verdicts[i] = self._not_run(i, result, time.monotonic() >= end)
-        result.verdicts = [verdicts[i] for i in range(len(self.tests))]
-        result.duration = time.monotonic() - t0
-        return result, starts
+        over = time.monotonic() >= end
+        for i in pending:
+            emit(self._not_run(i, status, over).frame())
+        done: dict[str, Any] = {"t": "done", "ps": status[0]}
+        if status[1] is not None:
+            done["et"] = status[1]
+        if status[2] is not None:
+            done["em"] = status[2]
+        emit(done)
+        return starts
 
     @staticmethod
-    def _not_run(i: int, result: ExecutionResult, over: bool) -> TestVerdict:
-        if result.program_status == "compile_error":
-            return TestVerdict(
-                index=i, status="error", exc_type=result.exc_type, message=f"compile error: {result.message}"
-            )
-        if result.program_status == "load_timeout":
-            return TestVerdict(index=i, status="timeout", exc_type="Timeout", message=result.message)
-        if result.program_status != "ok":
-            return TestVerdict(index=i, status="error", exc_type=result.exc_type, message=result.message)
+    def _not_run(i: int, status: _Outcome, over: bool) -> Verdict:
+        program_status, et, em = status
+        if program_status == "compile_error":
+            return Verdict(index=i, status="error", exc_type=et, message=f"compile error: {em}")
+        if program_status == "load_timeout":
+            return Verdict(index=i, status="timeout", exc_type="Timeout", message=em)
+        if program_status != "ok":
+            return Verdict(index=i, status="error", exc_type=et, message=em)
         msg = "not run: the total wall-clock limit was reached" if over else "not run"
-        return TestVerdict(index=i, status="not_run", message=msg)
+        return Verdict(index=i, status="not_run", message=msg)
 
     def _open(self, session: Session, end: float) -> _Outcome:
         """Wait for the server's ``loaded`` frame: ("ok", None, None) or why the program did not load."""
-        limits = self.limits
-        deadline = min(end, time.monotonic() + STARTUP_ALLOWANCE + limits.wall_per_test + limits.grace)
+        per_test, grace = float(self.limits["wall_per_test"]), float(self.limits["grace"])
+        deadline = min(end, time.monotonic() + STARTUP_ALLOWANCE + per_test + grace)
         try:
             line = session.channel.read_line(deadline, session.max_line)
         except ChannelClosed:
@@ -491,56 +556,83 @@ class Judge:
         if frame.get("compile_error"):
             return "compile_error", et, em
         if frame.get("s") == "timeout":
-            return (
-                "load_timeout",
-                "Timeout",
-                f"the program did not finish loading in {limits.wall_per_test:.1f}s",
-            )
+            return "load_timeout", "Timeout", f"the program did not finish loading in {per_test:.1f}s"
         return "load_error", et, em
 
-    def _run_test(self, session: Session, i: int, end: float) -> TestVerdict:
+    # the test's own code is bounded too: an alarm at the test's hard deadline ends it (in the
+    # judge's process only; the host kills the judge if the test code swallows the alarm)
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        run = self._armed
+        if run is None:
+            return
+        self._armed = None
+        run.alarmed = True
+        raise run.decide("timeout", "Timeout", run.timeout_message(hard=True))
+
+    def _arm(self, run: _TestRun) -> None:
+        if self.alarm:
+            self._armed = run
+            signal.setitimer(signal.ITIMER_REAL, max(run.hard - time.monotonic(), 0.0) + 0.05)
+
+    def _disarm(self) -> None:
+        if self.alarm:
+            self._armed = None
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _run_test(self, session: Session, i: int, end: float) -> Verdict:
         run = _TestRun(i, self.limits, end)
         session.run = run
         test = self.tests[i]
+        verdict: Verdict | None = None
         try:
-            if isinstance(test, FunctionTest) and test.code and test.code.strip():
-                verdict = self._code_test(session, run, test.code)
-            elif isinstance(test, FunctionTest):
-                verdict = self._call_test(session, run, test)
-            else:
-                verdict = self._io_test(session, run, test.stdin, test.expected_stdout)
+            self._arm(run)
+            try:
+                if test.get("kind") == "function" and (test.get("code") or "").strip():
+                    verdict = self._code_test(session, run, test["code"])
+                elif test.get("kind") == "function":
+                    verdict = self._call_test(session, run, test)
+                else:
+                    verdict = self._io_test(
+                        session, run, test.get("stdin") or "", test.get("expected_stdout") or ""
+                    )
+            finally:
+                self._disarm()
         except _Abort:
-            verdict = None
+            pass
         except KeyboardInterrupt:
             raise
         except BaseException as e:  # the test's own code failed; the judge never raises
             verdict = self._from_exception(run, e)
+        if run.alarmed and session.alive:  # the alarm may have cut a request in half
+            session.alive = False
+            session.channel.kill()
         if run.decided is not None:
             verdict = run.decided
-        assert verdict is not None
+        if verdict is None:
+            verdict = Verdict(index=i, status="error", exc_type="JudgeError", message="no verdict")
         verdict.duration = time.monotonic() - run.started
         return verdict
 
     @staticmethod
-    def _from_exception(run: _TestRun, e: BaseException) -> TestVerdict:
+    def _from_exception(run: _TestRun, e: BaseException) -> Verdict:
         """The verdict of a test whose code ended with ``e``."""
         for exc, et, em in run.program_errors:
             if exc is e:
-                return TestVerdict(index=run.index, status="error", exc_type=et, message=em)
+                return Verdict(index=run.index, status="error", exc_type=et, message=em)
         if isinstance(e, AssertionError):
-            return TestVerdict(
+            return Verdict(
                 index=run.index, status="failed", exc_type="AssertionError", message=str(e) or None
             )
-        return TestVerdict(
+        return Verdict(
             index=run.index, status="error", exc_type=type(e).__name__, message=short_repr(str(e), 2000)
         )
 
-    def _code_test(self, session: Session, run: _TestRun, code: str) -> TestVerdict:
+    def _code_test(self, session: Session, run: _TestRun, code: str) -> Verdict:
         try:
             tree = ast.parse(code, "<test>")
             compiled = compile(tree, "<test>", "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            return TestVerdict(
+            return Verdict(
                 index=run.index, status="error", exc_type="BadTest", message=f"the test does not compile: {e}"
             )
         ns: dict[str, Any] = {"__builtins__": dict(builtins.__dict__), "__name__": "__test__"}
@@ -557,23 +649,24 @@ class Judge:
             if not (isinstance(check, types.FunctionType) and check.__code__.co_filename == "<test>"):
                 raise NameError("the test does not define check(candidate)")
             check(ns.get(self.entry or "candidate", ns.get("candidate")))
-        return TestVerdict(index=run.index, status="passed")
+        return Verdict(index=run.index, status="passed")
 
-    def _call_test(self, session: Session, run: _TestRun, test: FunctionTest) -> TestVerdict:
+    def _call_test(self, session: Session, run: _TestRun, test: dict[str, Any]) -> Verdict:
         i = run.index
         if i in self.expected_error:
-            return TestVerdict(index=i, status="error", exc_type="BadTest", message=self.expected_error[i])
-        got = session.evaluate(test.call or "")
+            return Verdict(index=i, status="error", exc_type="BadTest", message=self.expected_error[i])
+        call = test.get("call") or ""
+        got = session.evaluate(call)
         if values_equal(got, self.expected.get(i)):
-            return TestVerdict(index=i, status="passed")
-        message = f"{test.call} returned {short_repr(got)}, expected {test.expected}"
-        return TestVerdict(index=i, status="failed", message=message)
+            return Verdict(index=i, status="passed")
+        message = f"{call} returned {short_repr(got)}, expected {test.get('expected')}"
+        return Verdict(index=i, status="failed", message=message)
 
-    def _io_test(self, session: Session, run: _TestRun, stdin: str, expected: str) -> TestVerdict:
+    def _io_test(self, session: Session, run: _TestRun, stdin: str, expected: str) -> Verdict:
         frame = session.run_io(stdin)
         out, status = frame["o"], frame["s"]
         if status == "timeout":
-            return TestVerdict(
+            return Verdict(
                 index=run.index,
                 status="timeout",
                 exc_type="Timeout",
@@ -581,20 +674,191 @@ class Judge:
                 stdout=out,
             )
         if status == "memory":
-            return TestVerdict(
+            return Verdict(
                 index=run.index, status="memory", exc_type="MemoryError", message="memory limit", stdout=out
             )
         if status == "error":
-            return TestVerdict(
+            return Verdict(
                 index=run.index, status="error", exc_type=frame.get("et"), message=frame.get("em"), stdout=out
             )
         same = not frame["ot"] and normalize_stdout(out) == normalize_stdout(expected)
         msg = None if same else f"stdout {short_repr(out[:200])} != expected {short_repr(expected[:200])}"
-        return TestVerdict(index=run.index, status="passed" if same else "failed", message=msg, stdout=out)
+        return Verdict(index=run.index, status="passed" if same else "failed", message=msg, stdout=out)
 
 
-def supervise(
-    start: StartFn, tests: Sequence[TestLike], limits: Limits, entry_point: str | None
-) -> tuple[ExecutionResult, int]:
-    """Run all tests with a fresh ``Judge``; ``start(load)`` starts one program server."""
-    return Judge(tests, limits, entry_point).run(start)
+# --- the judge's side of the host relay --------------------------------------------------------
+
+
+class HostLink:
+    """The judge process's link to the host: control frames and program requests out, program
+    reply lines and ``closed`` notices in (each tagged with the program server's generation)."""
+
+    def __init__(self, in_fd: int, out_fd: int, max_line: int) -> None:
+        self.in_fd, self.out_fd = in_fd, out_fd
+        self.reader = FrameReader({PROGRAM_LINE: max_line + 8, CONTROL: 1 << 16})
+        self.lines: dict[int, list[bytes]] = {}
+        self.closed: dict[int, tuple[int | None, int | None]] = {}
+
+    def write(self, kind: bytes, payload: bytes) -> None:
+        data = pack(kind, payload)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # never half a frame
+        try:
+            while data:
+                data = data[os.write(self.out_fd, data) :]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def control(self, frame: dict[str, Any]) -> None:
+        self.write(CONTROL, json.dumps(frame, ensure_ascii=True, allow_nan=False).encode())
+
+    def _pump(self, deadline: float | None) -> bool:
+        """Read what the host sent until ``deadline``; False if nothing arrived in time."""
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            ready, _, _ = select.select([self.in_fd], [], [], left)
+            if not ready:
+                return False
+            chunk = os.read(self.in_fd, 1 << 16)
+            if not chunk:
+                os._exit(0)  # the host is gone
+            self.reader.feed(chunk)
+            try:
+                while (frame := self.reader.pop()) is not None:
+                    self._take(*frame)
+            except (FrameError, ValueError, KeyError, TypeError):
+                os._exit(75)  # the host is trusted: this cannot happen
+            return True
+
+    def _take(self, kind: bytes, payload: bytes) -> None:
+        if kind == PROGRAM_LINE:
+            gen, line = split_generation(payload)
+            self.lines.setdefault(gen, []).append(line)
+        else:
+            msg = json.loads(payload)
+            if msg["t"] == "closed":
+                self.closed[int(msg["g"])] = (msg.get("code"), msg.get("sig"))
+
+    def next_line(self, gen: int, deadline: float) -> bytes | None:
+        while True:
+            queue = self.lines.get(gen)
+            if queue:
+                return queue.pop(0)
+            if gen in self.closed:
+                raise ChannelClosed()
+            if not self._pump(deadline):
+                return None
+
+    def forget(self, gen: int) -> None:
+        self.lines.pop(gen, None)
+
+
+class RelayChannel:
+    """One program server, reached through the host (a ``Channel`` for ``Session``)."""
+
+    def __init__(self, link: HostLink, gen: int) -> None:
+        self.link, self.gen = link, gen
+        self.killed = False
+
+    def send(self, data: bytes, deadline: float) -> bool:
+        if self.killed or self.gen in self.link.closed:
+            raise ChannelClosed()
+        self.link.write(PROGRAM_REQUEST, with_generation(self.gen, data))
+        return True
+
+    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
+        line = self.link.next_line(self.gen, deadline)
+        return line if line is None or len(line) <= max_bytes else b"<oversized frame>"
+
+    def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
+        end = time.monotonic() + wait
+        while self.gen not in self.link.closed and self.link._pump(end):
+            pass
+        return self.link.closed.get(self.gen, (None, None))
+
+    def kill(self) -> None:
+        if not self.killed:
+            self.killed = True
+            self.link.control({"t": "kill", "g": self.gen})
+            self.link.forget(self.gen)
+
+
+def _set_limits(limits: dict[str, Any]) -> None:
+    R = resource
+
+    def cap(which: int, value: int) -> None:
+        try:
+            _, hard = R.getrlimit(which)
+            if hard != R.RLIM_INFINITY:
+                value = min(value, hard)
+            R.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            pass
+
+    cap(R.RLIMIT_CORE, 0)
+    cap(R.RLIMIT_FSIZE, int(limits["file_bytes"]))
+    cap(R.RLIMIT_NOFILE, int(limits["open_files"]))
+    cap(R.RLIMIT_AS, int(limits["memory_bytes"]))
+    cap(R.RLIMIT_NPROC, 1)  # the judge never starts a process or a thread
+    try:
+        cpu = int(limits["cpu_seconds"])
+        R.setrlimit(R.RLIMIT_CPU, (cpu, cpu + 1))
+    except (ValueError, OSError):
+        pass
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    chunks = []
+    while n > 0:
+        b = os.read(fd, min(n, 1 << 20))
+        if not b:
+            raise EOFError()
+        chunks.append(b)
+        n -= len(b)
+    return b"".join(chunks)
+
+
+def main() -> None:
+    """The judge process: read the job, drop to its uid and limits, run the tests through the host."""
+    import marshal
+    import struct
+
+    (n,) = struct.unpack(">I", _read_exact(0, 4))
+    job = marshal.loads(_read_exact(0, n))
+    in_fd = os.dup(0)
+    out_fd = job["reply_fd"] if job.get("reply_fd") is not None else os.dup(1)
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)  # a test that reads stdin reads nothing, never the host's frames
+    if job.get("reply_fd") is None:
+        os.dup2(2, 1)
+    os.close(null)
+    for fd in (in_fd, out_fd):
+        os.set_inheritable(fd, False)
+    uid = job.get("uid")
+    if uid is not None and os.getuid() == 0:
+        os.setgroups([])
+        os.setgid(job.get("gid", uid))
+        os.setuid(uid)
+    if job.get("workdir"):
+        os.chdir(job["workdir"])
+    os.environ.clear()
+    os.environ.update(job.get("env") or {})
+    limits = job["limits"]
+    _set_limits(limits)
+    link = HostLink(in_fd, out_fd, 4 * int(limits["output_bytes"]) + (1 << 20))
+    judge = Judge(job["tests"], limits, job.get("entry_point"), alarm=True)
+    signal.signal(signal.SIGALRM, judge._on_alarm)
+    gens = [int(job.get("first_generation", 1)) - 1]
+
+    def start(load: bool) -> RelayChannel:
+        gens[0] += 1
+        link.control({"t": "start", "g": gens[0], "load": load})
+        return RelayChannel(link, gens[0])
+
+    judge.run(start, job["indices"], time.monotonic() + float(job["end_in"]), link.control)
+    sys.stdout.flush()
+    os._exit(0)
+
+
+__all__ = ["Channel", "Judge", "Verdict", "frame_request", "main"]

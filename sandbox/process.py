@@ -14,7 +14,11 @@ every process an execution leaves behind can be found and killed by uid; rlimits
 space, file size, open files and processes; memory and processes bounded per execution (a cgroup
 per execution, else one process: ``sandbox/resources.py``); a host-side wall clock; a scrubbed
 environment; stdout and stderr written to files (an escaped child cannot hold a pipe open); the
-real interpreter, not a pyenv shim. Tests and verdicts stay on the host (``sandbox/judge.py``).
+real interpreter, not a pyenv shim.
+
+The judge (``sandbox/judge.py``: the tests, the expected values, assert-style test code) runs in a
+sandbox of the same layer started by ``JudgeLauncher``, with a uid, pid namespace and work directory
+of its own; treedec's process only relays between the two (``sandbox/host.py``).
 """
 
 from __future__ import annotations
@@ -32,14 +36,16 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.judge import STARTUP_ALLOWANCE, supervise
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request
+from sandbox.framing import ChannelClosed
+from sandbox.host import run_execution
+from sandbox.judge import STARTUP_ALLOWANCE
+from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_request
 from sandbox.resources import ExecutionCgroup, cgroup_parent
 
 log = logging.getLogger(__name__)
@@ -120,7 +126,9 @@ def _bwrap_fs_args(python: str, prefixes: Sequence[str], limits: Limits) -> list
     return args
 
 
-def bwrap_command(python: str, prefixes: Sequence[str], limits: Limits) -> list[str]:
+def bwrap_command(
+    python: str, prefixes: Sequence[str], limits: Limits, source: str = HARNESS_SOURCE
+) -> list[str]:
     root = os.geteuid() == 0
     cmd = [
         "bwrap",
@@ -139,14 +147,25 @@ def bwrap_command(python: str, prefixes: Sequence[str], limits: Limits) -> list[
     else:
         cmd += ["--unshare-user"]
     cmd += _bwrap_fs_args(python, prefixes, limits)
-    return cmd + ["--", python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+    return cmd + ["--", python, "-I", "-S", "-B", "-c", source]
 
 
-def unshare_command(python: str) -> list[str]:
+def unshare_command(python: str, source: str = HARNESS_SOURCE) -> list[str]:
     cmd = ["unshare", "--fork", "--pid", "--kill-child", "--mount-proc", "--net", "--ipc", "--uts"]
     if os.geteuid() != 0:
         cmd.insert(1, "--map-root-user")
-    return cmd + ["--", python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+    return cmd + ["--", python, "-I", "-S", "-B", "-c", source]
+
+
+def sandbox_command(
+    layer: str, python: str, prefixes: Sequence[str], limits: Limits, source: str
+) -> list[str]:
+    """The command that runs ``python -c source`` in ``layer``."""
+    if layer == "bwrap":
+        return bwrap_command(python, prefixes, limits, source)
+    if layer == "unshare":
+        return unshare_command(python, source)
+    return [python, "-I", "-S", "-B", "-c", source]
 
 
 def _probe(cmd: list[str]) -> bool:
@@ -266,15 +285,20 @@ def kill_uid(uid: int, timeout: float = 2.0) -> None:
 
 
 class _ProcessChannel:
-    """A started server: requests on its stdin pipe, replies on a pipe it gets as ``reply_fd``."""
+    """A started sandbox: frames in on its stdin pipe, replies out on a pipe it gets as ``reply_fd``.
+
+    ``cleanup`` runs once it is killed (the judge's uid lease and work directory).
+    """
+
+    wrapped = False
 
     def __init__(self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None) -> None:
         r, w = os.pipe()
         req_r, req_w = os.pipe()
         self._r = r
         self._w = req_w
-        self._lines = ReplyLines()
         self.reply_fd = w
+        self.cleanup: list[Callable[[], None]] = []
         try:
             self.proc = subprocess.Popen(
                 cmd,
@@ -296,7 +320,18 @@ class _ProcessChannel:
             os.close(req_r)
         os.set_blocking(req_w, False)
 
+    def fileno(self) -> int:
+        return self._r
+
+    def write_fileno(self) -> int:
+        return self._w
+
+    def read_some(self) -> bytes | None:
+        """One read (call it when ``fileno`` is readable: it does not block then); None at EOF."""
+        return os.read(self._r, 1 << 16) or None
+
     def send(self, data: bytes, deadline: float) -> bool:
+        """Write a whole frame by ``deadline`` (a sandbox's first frame); ``ChannelClosed`` at EOF."""
         view = memoryview(data)
         while view:
             try:
@@ -310,21 +345,13 @@ class _ProcessChannel:
                 raise ChannelClosed() from None
         return True
 
-    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
-        while True:
-            line = self._lines.pop(max_bytes)
-            if line is not None:
-                return line
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self._r], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(self._r, 1 << 16)
-            if not chunk:
-                raise ChannelClosed()
-            self._lines.feed(chunk)
+    def write_nowait(self, data: bytes) -> int:
+        try:
+            return os.write(self._w, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            raise ChannelClosed() from None
 
     def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
         try:
@@ -336,8 +363,6 @@ class _ProcessChannel:
         if rc > 128 and self.wrapped:
             return None, rc - 128
         return rc, None
-
-    wrapped = False
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -353,6 +378,11 @@ class _ProcessChannel:
             except OSError:
                 pass
         self._r = self._w = -1
+        while self.cleanup:
+            try:
+                self.cleanup.pop()()
+            except Exception:
+                log.exception("sandbox: cleanup failed")
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -363,6 +393,66 @@ def _read_capped(path: Path, cap: int) -> str:
         return ""
     text = data[:cap].decode("utf-8", "replace")
     return text + ("\n[... truncated]" if len(data) > cap else "")
+
+
+def _private_workdir(tmp: Path, lease: UidLease | None) -> str:
+    """``tmp/work``, reachable only by the lease's uid (and root)."""
+    work = tmp / "work"
+    work.mkdir(mode=0o700)
+    if lease is not None:
+        os.chown(tmp, 0, 0)
+        os.chmod(tmp, 0o711)
+        os.chown(work, lease.uid, lease.uid)
+    return str(work)
+
+
+class JudgeLauncher:
+    """Starts judges (``sandbox/judge.py``) in a layer's sandbox, each with a uid and a work directory of
+    its own: never the program's uid, pid namespace or writable directory."""
+
+    def __init__(self, layer: str) -> None:
+        self.layer = layer
+        self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+
+    def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
+        lease = UidLease() if os.geteuid() == 0 else None
+        tmp = Path(tempfile.mkdtemp(prefix="treedec-judge-"))
+        try:
+            workdir = "/work" if self.layer == "bwrap" else _private_workdir(tmp, lease)
+            log_path = tmp / "judge.log"
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            env = {**SANDBOX_ENV, "HOME": workdir}
+            cmd = sandbox_command(self.layer, self.python, self.prefixes, limits, JUDGE_BOOT)
+            try:
+                chan = _ProcessChannel(
+                    cmd, env, log_fd, log_fd, cwd=None if self.layer == "bwrap" else workdir
+                )
+            finally:
+                os.close(log_fd)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        chan.wrapped = self.layer != "plain"
+
+        def cleanup() -> None:
+            if lease is not None:
+                lease.release()
+            text = _read_capped(log_path, 4000)
+            if text.strip():
+                log.debug("sandbox: judge output: %s", text)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        chan.cleanup.append(cleanup)
+        extra = {
+            "reply_fd": chan.reply_fd,
+            "workdir": workdir,
+            "env": env,
+            "uid": lease.uid if lease else None,
+            "gid": lease.uid if lease else None,
+        }
+        return chan, extra
 
 
 class ProcessExecutor:
@@ -386,6 +476,7 @@ class ProcessExecutor:
         self._layer = layer
         self.default_limits = default_limits or Limits()
         self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        self.judges = JudgeLauncher(layer)
         if layer == "plain":
             _warn_plain()
 
@@ -417,7 +508,10 @@ class ProcessExecutor:
                 def start(load: bool) -> _ProcessChannel:
                     return self._start(program, entry_point, load, limits, lease, workdir, out, err, cgroup)
 
-                result, starts = supervise(start, tests, limits, entry_point)
+                def start_judge() -> tuple[_ProcessChannel, dict[str, Any]]:
+                    return self.judges.start(limits)
+
+                result, starts = run_execution(start_judge, start, tests, limits, entry_point)
             finally:
                 os.close(out)
                 os.close(err)
@@ -435,15 +529,7 @@ class ProcessExecutor:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _workdir(self, tmp: Path, lease: UidLease | None) -> str:
-        if self._layer == "bwrap":
-            return "/work"
-        work = tmp / "work"
-        work.mkdir(mode=0o700)
-        if lease is not None:
-            os.chown(tmp, 0, 0)
-            os.chmod(tmp, 0o711)
-            os.chown(work, lease.uid, lease.uid)
-        return str(work)
+        return "/work" if self._layer == "bwrap" else _private_workdir(tmp, lease)
 
     def _start(
         self,
@@ -457,12 +543,7 @@ class ProcessExecutor:
         err: int,
         cgroup: ExecutionCgroup | None,
     ) -> _ProcessChannel:
-        if self._layer == "bwrap":
-            cmd = bwrap_command(self.python, self.prefixes, limits)
-        elif self._layer == "unshare":
-            cmd = unshare_command(self.python)
-        else:
-            cmd = [self.python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+        cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, HARNESS_SOURCE)
         if cgroup is not None:
             cmd = cgroup.wrap(cmd)
         env = {**SANDBOX_ENV, "HOME": workdir}

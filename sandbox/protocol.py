@@ -1,86 +1,70 @@
-"""The transport between the host and the program server, shared by every backend.
+"""What the host starts in a sandbox, shared by every backend: the program server and the judge.
 
-A backend starts the program server (``sandbox/_server.py``) somewhere with ``build_request`` as
-its first frame and hands back a ``Channel`` (send request frames with a deadline, read reply lines
-with a deadline, kill). The judge (``sandbox/judge.py``) does the rest: it runs the tests, decides
-every verdict on the host, enforces the per-test and total wall clock, and restarts the server when
-it dies or hangs.
+- The program server (``sandbox/_server.py``, ``HARNESS_SOURCE``) gets ``build_request`` as its
+  first frame: the program and how to run it, never a test or an expected value.
+- The judge (``sandbox/judge.py``) is started as ``python3 -I -S -B -c JUDGE_BOOT``; its first
+  frame carries the source of the judge's modules (standard library only), its second frame the
+  job from ``build_judge_job``: the tests, the limits, the clock.
 
-Host to sandbox: 4-byte big-endian length + ``marshal`` data (the host is trusted; the sandbox never
-sends marshal data back). Sandbox to host: newline-framed JSON lines, untrusted, checked by
-``sandbox/wire.py``.
-
->>> lines = ReplyLines()
->>> lines.feed(b'{"t": 1}\\n{"t"')
->>> lines.pop(100), lines.pop(100)
-(b'{"t": 1}', None)
+The host (``sandbox/host.py``) relays between the two and decides nothing but the deadlines.
+Host or judge to program server: 4-byte big-endian length + ``marshal`` data. Program server to
+judge: newline-framed JSON lines, untrusted, checked by ``sandbox/wire.py``. Host and judge:
+``sandbox/framing.py``.
 """
 
 from __future__ import annotations
 
-import marshal
-import struct
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from sandbox.executor import Limits
+from sandbox.framing import Channel, ChannelClosed, ReplyLines, StartFn, frame_request
 
-HARNESS_SOURCE = (Path(__file__).parent / "_server.py").read_text()
-HARNESS_VERSION = "2"  # part of the execution cache key: results of the in-sandbox harness are stale
+if TYPE_CHECKING:
+    from sandbox.executor import Limits
 
+_HERE = Path(__file__).parent
+HARNESS_SOURCE = (_HERE / "_server.py").read_text()
+HARNESS_VERSION = "3"  # part of the execution cache key: results of older harnesses are stale
+JUDGE_MODULES = tuple(
+    (f"sandbox.{name}", (_HERE / f"{name}.py").read_text()) for name in ("framing", "wire", "judge")
+)
 
-class ChannelClosed(Exception):
-    """The sandbox closed its reply channel (it exited or was killed)."""
+JUDGE_BOOT = """\
+import marshal, os, struct, sys, types
+def _rx(n):
+    b = b""
+    while len(b) < n:
+        c = os.read(0, n - len(b))
+        if not c:
+            os._exit(71)
+        b += c
+    return b
+_req = marshal.loads(_rx(struct.unpack(">I", _rx(4))[0]))
+_pkg = types.ModuleType("sandbox")
+_pkg.__path__ = []
+sys.modules["sandbox"] = _pkg
+for _name, _src in _req["modules"]:
+    _m = types.ModuleType(_name)
+    _m.__file__ = "<" + _name + ">"
+    sys.modules[_name] = _m
+    setattr(_pkg, _name.rpartition(".")[2], _m)
+    exec(compile(_src, _m.__file__, "exec"), _m.__dict__)
+del _req, _pkg, _m, _src
+sys.modules["sandbox.judge"].main()
+"""
 
-
-class ReplyLines:
-    """Newline-framed replies as they arrive from a sandbox channel, with a cap on a frame's size."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def pop(self, max_bytes: int) -> bytes | None:
-        """The next complete line, ``b"<oversized frame>"`` past ``max_bytes``, or None for now."""
-        nl = self._buf.find(b"\n", 0, max_bytes + 1)
-        if nl >= 0:
-            line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
-            return line
-        if len(self._buf) > max_bytes:
-            self._buf = b""
-            return b"<oversized frame>"
-        return None
-
-
-class Channel(Protocol):
-    """One started program server."""
-
-    def send(self, data: bytes, deadline: float) -> bool:
-        """Write a request frame; False if it could not be written by the deadline; ChannelClosed at EOF."""
-        ...
-
-    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
-        """The next reply line; ``None`` at the deadline; raises ``ChannelClosed`` at EOF."""
-        ...
-
-    def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
-        """``(exit code, signal)`` of the server once it has exited, else ``(None, None)``."""
-        ...
-
-    def kill(self) -> None: ...
-
-
-StartFn = Callable[[bool], Channel]
-"""Starts one program server; the argument says whether it must load the program (function tests)."""
-
-
-def frame_request(obj: dict[str, Any]) -> bytes:
-    """A host-to-sandbox frame: 4-byte length and marshal data."""
-    data = marshal.dumps(obj)
-    return struct.pack(">I", len(data)) + data
+__all__ = [
+    "HARNESS_SOURCE",
+    "HARNESS_VERSION",
+    "JUDGE_BOOT",
+    "Channel",
+    "ChannelClosed",
+    "ReplyLines",
+    "StartFn",
+    "build_judge_boot",
+    "build_request",
+    "frame_request",
+]
 
 
 def build_request(
@@ -96,3 +80,8 @@ def build_request(
         **extra,
     }
     return frame_request(req)
+
+
+def build_judge_boot() -> bytes:
+    """The judge's first frame: the source of its modules."""
+    return frame_request({"modules": list(JUDGE_MODULES)})

@@ -7,11 +7,18 @@ of them, and never the hidden ``check(candidate)``. Real programs in the real bw
 
 from __future__ import annotations
 
+import builtins
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
+from pathlib import Path
 
 import pytest
 
 from sandbox.executor import ExecutionResult, Limits
+from sandbox.host import JUDGE_SLACK
 from sandbox.process import ProcessExecutor, layer_available
 from search.loaders import humaneval
 from search.problem import FunctionTest, Problem
@@ -308,3 +315,136 @@ def hold():
         assert [v.status for v in result.verdicts] == ["passed"]  # no child: one process per execution
     else:
         assert result.resource_scope == "cgroup"  # children share the execution's memory.max
+
+
+# --- client-supplied test code runs in the judge's sandbox, never in treedec's process -------------
+
+
+def test_client_test_code_cannot_read_host_files(bwrap: ProcessExecutor, tmp_path: Path) -> None:
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text("host secret")
+    tests = [
+        FunctionTest(code=f"assert open({str(secret)!r}).read() != 'host secret'"),
+        FunctionTest(code=f"import os\nassert {secret.name!r} not in os.listdir({str(tmp_path)!r})"),
+        FunctionTest(code="import os\nassert not os.path.exists('/work/main') and not os.listdir('/work')"),
+    ]
+    result = bwrap.run("def f(x):\n    return x\n", tests, LIMITS, entry_point="f")
+    assert [(v.status, v.exc_type) for v in result.verdicts] == [
+        ("error", "FileNotFoundError"),
+        ("error", "FileNotFoundError"),
+        ("passed", None),
+    ]
+
+
+def test_client_test_code_cannot_open_a_network_connection(bwrap: ProcessExecutor) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1).sendall(b'x')"
+        result = bwrap.run("def f(x):\n    return x\n", [FunctionTest(code=code)], LIMITS, entry_point="f")
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    v = result.verdicts[0]
+    assert v.status == "error" and v.exc_type in ("OSError", "ConnectionRefusedError"), (
+        v.exc_type,
+        v.message,
+    )
+
+
+def test_client_test_code_that_runs_forever_times_out_in_the_judge_from_a_worker_thread(
+    bwrap: ProcessExecutor,
+) -> None:
+    tests = [
+        FunctionTest(code="while True:\n    pass\n"),
+        FunctionTest(
+            code="while True:\n    try:\n        while True: pass\n    except BaseException: pass\n"
+        ),
+        FunctionTest(code="assert f(1) == 1"),
+    ]
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:  # the REST server runs executions off the main thread
+        result = pool.submit(bwrap.run, "def f(x):\n    return x\n", tests, LIMITS, entry_point="f").result()
+    assert [v.status for v in result.verdicts] == ["timeout", "timeout", "passed"]
+    assert time.monotonic() - t0 < 3 * (LIMITS.wall_per_test + LIMITS.grace + JUDGE_SLACK) + 3
+
+
+def test_client_test_code_leaves_treedecs_process_untouched(bwrap: ProcessExecutor, tmp_path: Path) -> None:
+    marker = tmp_path / "written-by-a-test"
+    code = f"""
+import builtins, os, signal
+builtins.TREEDEC_PWNED = True
+for pid in ({os.getpid()}, {os.getppid()}, 1, -1):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+with open({str(marker)!r}, "w") as out:
+    out.write("pwned")
+"""
+    result = bwrap.run("def f(x):\n    return x\n", [FunctionTest(code=code)], LIMITS, entry_point="f")
+    assert [(v.status, v.exc_type) for v in result.verdicts] == [("error", "FileNotFoundError")]
+    assert not hasattr(builtins, "TREEDEC_PWNED") and not marker.exists()
+
+
+SECRET = "judge-only-expected-value-5d1e0b"
+PROBE = """
+import os, signal
+
+_SECRET = (@SECRET@).encode()
+
+def _others():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+
+def probe():
+    reached = {"pids": _others(), "mem": [], "killed": [], "secret": False}
+    for pid in reached["pids"]:
+        try:
+            with open("/proc/%d/mem" % pid, "rb") as mem, open("/proc/%d/maps" % pid) as maps:
+                for line in maps:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    try:
+                        mem.seek(lo)
+                        if _SECRET in mem.read(min(hi - lo, 1 << 24)):
+                            reached["secret"] = True
+                    except OSError:
+                        pass
+                reached["mem"].append(pid)
+        except OSError:
+            pass
+        for name in ("environ", "cmdline"):
+            try:
+                with open("/proc/%d/%s" % (pid, name), "rb") as f:
+                    if _SECRET in f.read():
+                        reached["secret"] = True
+            except OSError:
+                pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+            reached["killed"].append(pid)
+        except OSError:
+            pass
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    return {"mem": reached["mem"], "killed": reached["killed"], "secret": reached["secret"]}
+
+def f(x):
+    return x + 1
+""".replace("@SECRET@", repr(SECRET[:12]) + " + " + repr(SECRET[12:]))
+
+
+def test_a_program_cannot_reach_the_judges_memory_or_signal_it(bwrap: ProcessExecutor) -> None:
+    tests = [
+        FunctionTest(call="probe()", expected="{'mem': [], 'killed': [], 'secret': False}"),
+        FunctionTest(code=f"assert f(1) == 2 and {SECRET!r}"),
+        FunctionTest(call="f(2)", expected="3"),
+        FunctionTest(call="f(3)", expected=repr(SECRET)),
+    ]
+    result = bwrap.run(PROBE, tests, LIMITS, entry_point="f")
+    assert [v.status for v in result.verdicts] == ["passed", "passed", "passed", "failed"], [
+        (v.status, v.message) for v in result.verdicts
+    ]
+    assert result.starts == 1  # neither the judge nor the program server had to be restarted

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import marshal
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.executor import ExecutionResult, Limits, TestLike
+from sandbox.framing import ChannelClosed, StartFn
+from sandbox.host import Verdicts, judge_payload
 from sandbox.judge import Judge
-from sandbox.protocol import ChannelClosed
 from sandbox.wire import WireError, decode_value, parse_frame
 from search.problem import FunctionTest, IOTest
 
@@ -54,6 +56,20 @@ class ScriptedChannel:
         self.killed = True
 
 
+def judge(tests: list[TestLike], start: StartFn) -> tuple[ExecutionResult, int]:
+    """The judge's logic in this process, its frames checked by the host's parser as on the wire."""
+    verdicts = Verdicts(len(tests), LIMITS)
+
+    def emit(frame: dict[str, Any]) -> None:
+        verdicts.take(json.loads(json.dumps(frame)))
+
+    payloads = [judge_payload(t) for t in tests]
+    starts = Judge(payloads, LIMITS.model_dump(), "f").run(
+        start, range(len(tests)), time.monotonic() + 5.0, emit
+    )
+    return verdicts.result(False, None), starts
+
+
 def run(tests: list[Any], reply: Reply, first: list[bytes] | None = None) -> tuple[ExecutionResult, int]:
     channels: list[ScriptedChannel] = []
 
@@ -61,7 +77,7 @@ def run(tests: list[Any], reply: Reply, first: list[bytes] | None = None) -> tup
         channels.append(ScriptedChannel(reply, first))
         return channels[-1]
 
-    return Judge(tests, LIMITS, "f").run(start)
+    return judge(tests, start)
 
 
 def value(v: Any) -> Reply:
@@ -199,7 +215,7 @@ def test_expected_values_and_test_code_never_reach_the_sandbox() -> None:
         channels.append(ScriptedChannel(reply))
         return channels[-1]
 
-    result, _ = Judge(tests, LIMITS, "f").run(start)
+    result, _ = judge(tests, start)
     assert statuses(result) == ["failed", "failed", "failed"]
     sent = repr([c.requests for c in channels])
     assert SECRET not in sent and "check" not in sent and "assert" not in sent
@@ -276,5 +292,5 @@ def test_the_judge_never_raises_and_never_passes_on_replies_that_do_not_know_the
     def start(load: bool) -> ScriptedChannel:
         return ScriptedChannel(lambda req: [pool.pop(0)] if pool else [], first=[LOADED])
 
-    result, _ = Judge(tests, LIMITS, "f").run(start)
+    result, _ = judge(tests, start)
     assert len(result.verdicts) == 4 and "passed" not in statuses(result)
