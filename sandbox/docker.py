@@ -29,7 +29,7 @@ from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
 from sandbox.framing import ChannelClosed
-from sandbox.host import HostChannel, run_execution
+from sandbox.host import JudgeHandle, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import HARNESS_SOURCE, build_request
 
@@ -231,8 +231,8 @@ class DockerExecutor:
                 pass  # the judge reads the end of the stream
             return chan
 
-        def start_judge() -> tuple[HostChannel, dict[str, Any]]:
-            return self.judges.start(limits)
+        def start_judge(key: str) -> JudgeHandle:
+            return self.judges.acquire(limits, key)
 
         result, starts = run_execution(start_judge, start, tests, limits, entry_point)
         result.stdout = b"".join(c.output for c in channels)[: limits.output_bytes].decode("utf-8", "replace")

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 PROGRAM_LINE = b"L"  # host -> judge: 4-byte generation + one reply line of the program server
 PROGRAM_REQUEST = b"P"  # judge -> host: 4-byte generation + one request frame for the program server
 CONTROL = b"J"  # both ways: one JSON object (start, kill, test, verdict, done / closed)
+JOB = b"N"  # host -> warm judge: the next job (marshal), for the same tests as its first one
 _HEADER = struct.Struct(">cI")
 _GEN = struct.Struct(">I")
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import select
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sandbox.executor import ExecutionResult, Limits, TestLike, TestVerdict
 from sandbox.framing import (
     CONTROL,
+    JOB,
     PROGRAM_LINE,
     PROGRAM_REQUEST,
     ChannelClosed,
@@ -86,8 +89,24 @@ class HostChannel(Protocol):
 
 StartProgram = Callable[[bool], HostChannel]
 """Starts a program server (the argument: load the program) with its first request written."""
-StartJudge = Callable[[], tuple[HostChannel, dict[str, Any]]]
-"""Starts a judge; returns it and the job fields of its launch (reply fd, uid, workdir, env)."""
+
+
+@dataclass
+class JudgeHandle:
+    """A started judge: its channel, the job fields of its launch (reply fd, uid, workdir, env), and
+    for a warm judge (one that finished a job for the same tests) the next program generation."""
+
+    chan: HostChannel
+    extra: dict[str, Any]
+    release: Callable[[JudgeHandle, bool], None]
+    """Called once when the execution ends: ``True`` if the judge may serve the next job."""
+    warm: bool = False
+    next_gen: int = 1
+    uses: int = 0
+
+
+StartJudge = Callable[[str], JudgeHandle]
+"""Starts (or reuses, for the same key: tests, entry point, limits) a judge."""
 
 
 def judge_payload(test: TestLike) -> dict[str, Any]:
@@ -104,7 +123,10 @@ class JudgeViolation(Exception):
 _TEST: Shape = ({"t": one_of("test"), "i": is_int}, {})
 _START: Shape = ({"t": one_of("start"), "g": is_int, "load": is_bool}, {})
 _KILL: Shape = ({"t": one_of("kill"), "g": is_int}, {})
-_DONE: Shape = ({"t": one_of("done"), "ps": one_of(*PROGRAM_STATUSES)}, {"et": is_str, "em": is_str})
+_DONE: Shape = (
+    {"t": one_of("done"), "ps": one_of(*PROGRAM_STATUSES)},
+    {"et": is_str, "em": is_str, "cpu_ms": is_int},
+)
 _VERDICT: Shape = (
     {"t": one_of("verdict"), "i": is_int, "s": one_of(*STATUSES)},
     {"et": is_str, "em": is_str, "so": is_str, "sig": is_int},
@@ -215,17 +237,14 @@ def _read_into(chan: HostChannel, sink: Callable[[bytes], None]) -> bool:
 class _Relay:
     """One judge process and the program servers it asks for."""
 
-    def __init__(
-        self,
-        execution: Execution,
-        first_gen: int,
-        indices: list[int],
-    ) -> None:
+    def __init__(self, execution: Execution, indices: list[int]) -> None:
         self.x = execution
         limits = execution.limits
         self.max_line = 4 * limits.output_bytes + (1 << 20)
+        self.handle = execution.start_judge(execution.key)
+        self.judge, extra = self.handle.chan, self.handle.extra
+        first_gen = self.handle.next_gen
         self.gen = first_gen - 1
-        self.judge, extra = execution.start_judge()
         self.reader = FrameReader(
             {CONTROL: 8 * limits.output_bytes + (1 << 20), PROGRAM_REQUEST: MAX_PROGRAM_REQUEST}
         )
@@ -238,7 +257,10 @@ class _Relay:
             "end_in": max(execution.end - time.monotonic(), 0.001),
             "first_generation": first_gen,
         }
-        self.to_judge = bytearray(build_judge_boot() + frame_request(job))
+        if self.handle.warm:
+            self.to_judge = bytearray(pack(JOB, marshal.dumps(job)))
+        else:
+            self.to_judge = bytearray(build_judge_boot() + frame_request(job))
         # the first program server starts while the judge boots
         self.program: HostChannel | None = None
         self.program_open = False
@@ -252,6 +274,7 @@ class _Relay:
         self.last_msg = time.monotonic()
         self.failed: str | None = None
         self.program_lines = ReplyLines()
+        self.cpu_ms = 0
 
     def _kill_program(self) -> None:
         if self.program is not None:
@@ -261,11 +284,22 @@ class _Relay:
         self.to_program.clear()
 
     def close(self) -> None:
+        """Kill the program servers; keep the judge for the next job if it ended cleanly."""
         self._kill_program()
         if self.spare is not None:
             self.spare.kill()
             self.spare = None
-        self.judge.kill()
+        handle = self.handle
+        keep = (
+            self.failed is None
+            and not self.to_judge
+            and self.x.verdicts.status is not None
+            and self.cpu_ms < 500 * self.x.limits.cpu_seconds
+        )
+        handle.warm, handle.next_gen, handle.uses = True, self.gen + 1, handle.uses + 1
+        if not keep:
+            self.judge.kill()
+        handle.release(handle, keep)
 
     def _control(self, frame: dict[str, Any]) -> bool:
         """Act on one judge control frame; True when the judge is done."""
@@ -292,7 +326,10 @@ class _Relay:
                 self._kill_program()
             return False
         self.x.verdicts.take(frame)
-        return kind == "done"
+        if kind == "done":
+            self.cpu_ms = int(frame.get("cpu_ms", 0))
+            return True
+        return False
 
     def _from_judge(self) -> bool:
         """Handle the judge's complete frames; True when it is done."""
@@ -419,6 +456,7 @@ class Execution:
         self.limits = limits
         self.entry_point = entry_point
         self.load = any(p["kind"] == "function" for p in self.payloads)
+        self.key = json.dumps([self.payloads, entry_point, limits.model_dump()], sort_keys=True)
         self.verdicts = Verdicts(len(self.payloads), limits)
         self.starts = 0
         self.end = 0.0
@@ -436,7 +474,7 @@ class Execution:
                 over = True
                 break
             first = False
-            relay = _Relay(self, self.starts + 1, self.verdicts.pending())
+            relay = _Relay(self, self.verdicts.pending())
             try:
                 relay.run()
             finally:

@@ -44,6 +44,7 @@ from typing import Any
 
 from sandbox.framing import (
     CONTROL,
+    JOB,
     PROGRAM_LINE,
     PROGRAM_REQUEST,
     Channel,
@@ -695,7 +696,8 @@ class HostLink:
 
     def __init__(self, in_fd: int, out_fd: int, max_line: int) -> None:
         self.in_fd, self.out_fd = in_fd, out_fd
-        self.reader = FrameReader({PROGRAM_LINE: max_line + 8, CONTROL: 1 << 16})
+        self.reader = FrameReader({PROGRAM_LINE: max_line + 8, CONTROL: 1 << 16, JOB: 1 << 30})
+        self.jobs: list[dict[str, Any]] = []
         self.lines: dict[int, list[bytes]] = {}
         self.closed: dict[int, tuple[int | None, int | None]] = {}
 
@@ -727,12 +729,16 @@ class HostLink:
             try:
                 while (frame := self.reader.pop()) is not None:
                     self._take(*frame)
-            except (FrameError, ValueError, KeyError, TypeError):
+            except (FrameError, ValueError, KeyError, TypeError, EOFError):
                 os._exit(75)  # the host is trusted: this cannot happen
             return True
 
     def _take(self, kind: bytes, payload: bytes) -> None:
-        if kind == PROGRAM_LINE:
+        if kind == JOB:
+            import marshal
+
+            self.jobs.append(marshal.loads(payload))
+        elif kind == PROGRAM_LINE:
             gen, line = split_generation(payload)
             self.lines.setdefault(gen, []).append(line)
         else:
@@ -752,6 +758,16 @@ class HostLink:
 
     def forget(self, gen: int) -> None:
         self.lines.pop(gen, None)
+        self.closed = {g: v for g, v in self.closed.items() if g >= gen}
+
+    def next_job(self, idle: float) -> dict[str, Any] | None:
+        """The next job of a warm judge, or None after ``idle`` seconds without one."""
+        end = time.monotonic() + idle
+        while not self.jobs:
+            if not self._pump(end):
+                return None
+        self.lines.clear()
+        return self.jobs.pop(0)
 
 
 class RelayChannel:
@@ -847,7 +863,19 @@ def main() -> None:
     limits = job["limits"]
     _set_limits(limits)
     link = HostLink(in_fd, out_fd, 4 * int(limits["output_bytes"]) + (1 << 20))
-    judge = Judge(job["tests"], limits, job.get("entry_point"), alarm=True)
+    current: dict[str, Any] | None = job
+    while current is not None:
+        _serve(link, current)
+        current = link.next_job(IDLE_EXIT)  # a warm judge: the same tests, another program
+    sys.stdout.flush()
+    os._exit(0)
+
+
+IDLE_EXIT = 60.0  # seconds a warm judge waits for its next job
+
+
+def _serve(link: HostLink, job: dict[str, Any]) -> None:
+    judge = Judge(job["tests"], job["limits"], job.get("entry_point"), alarm=True)
     signal.signal(signal.SIGALRM, judge._on_alarm)
     gens = [int(job.get("first_generation", 1)) - 1]
 
@@ -856,9 +884,13 @@ def main() -> None:
         link.control({"t": "start", "g": gens[0], "load": load})
         return RelayChannel(link, gens[0])
 
-    judge.run(start, job["indices"], time.monotonic() + float(job["end_in"]), link.control)
-    sys.stdout.flush()
-    os._exit(0)
+    def emit(frame: dict[str, Any]) -> None:
+        if frame.get("t") == "done":
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            frame["cpu_ms"] = int(1000 * (usage.ru_utime + usage.ru_stime))
+        link.control(frame)
+
+    judge.run(start, job["indices"], time.monotonic() + float(job["end_in"]), emit)
 
 
 __all__ = ["Channel", "Judge", "Verdict", "frame_request", "main"]

@@ -43,7 +43,7 @@ from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
 from sandbox.framing import ChannelClosed
-from sandbox.host import run_execution
+from sandbox.host import JudgeHandle, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_request
 from sandbox.resources import ExecutionCgroup, cgroup_parent
@@ -408,11 +408,44 @@ def _private_workdir(tmp: Path, lease: UidLease | None) -> str:
 
 class JudgeLauncher:
     """Starts judges (``sandbox/judge.py``) in a layer's sandbox, each with a uid and a work directory of
-    its own: never the program's uid, pid namespace or writable directory."""
+    its own: never the program's uid, pid namespace or writable directory.
 
-    def __init__(self, layer: str) -> None:
+    Warm judges: each thread (an executor-pool worker) keeps the judge of its last execution, and
+    reuses it for its next execution with the same key (the same tests, entry point and limits: the
+    same request) for at most ``MAX_USES`` executions and ``REUSE_IDLE`` seconds apart. A judge
+    never runs program code, so reusing it hands the next program nothing of the last one.
+    """
+
+    MAX_USES = 200
+    REUSE_IDLE = 20.0  # the judge itself exits after judge.IDLE_EXIT seconds without a job
+
+    def __init__(self, layer: str, reuse: bool = True) -> None:
         self.layer = layer
+        self.reuse = reuse
         self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        self._local = threading.local()
+
+    def acquire(self, limits: Limits, key: str) -> JudgeHandle:
+        """The thread's warm judge for ``key``, else a new one (the old one is killed)."""
+        warm = getattr(self._local, "warm", None)
+        self._local.warm = None
+        if warm is not None:
+            handle, warm_key, since = warm
+            chan = handle.chan
+            fresh = time.monotonic() - since < self.REUSE_IDLE
+            if warm_key == key and fresh and isinstance(chan, _ProcessChannel) and chan.proc.poll() is None:
+                return handle
+            chan.kill()
+        chan, extra = self.start(limits)
+
+        def release(handle: JudgeHandle, keep: bool) -> None:
+            old = getattr(self._local, "warm", None)
+            if keep and self.reuse and handle.uses < self.MAX_USES and old is None:
+                self._local.warm = (handle, key, time.monotonic())
+            else:
+                handle.chan.kill()
+
+        return JudgeHandle(chan, extra, release)
 
     def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
         lease = UidLease() if os.geteuid() == 0 else None
@@ -508,8 +541,8 @@ class ProcessExecutor:
                 def start(load: bool) -> _ProcessChannel:
                     return self._start(program, entry_point, load, limits, lease, workdir, out, err, cgroup)
 
-                def start_judge() -> tuple[_ProcessChannel, dict[str, Any]]:
-                    return self.judges.start(limits)
+                def start_judge(key: str) -> JudgeHandle:
+                    return self.judges.acquire(limits, key)
 
                 result, starts = run_execution(start_judge, start, tests, limits, entry_point)
             finally:

@@ -448,3 +448,14 @@ def test_a_program_cannot_reach_the_judges_memory_or_signal_it(bwrap: ProcessExe
         (v.status, v.message) for v in result.verdicts
     ]
     assert result.starts == 1  # neither the judge nor the program server had to be restarted
+
+
+def test_a_warm_judge_serves_only_the_same_tests(bwrap: ProcessExecutor) -> None:
+    """Judges are reused per worker only for the same request (tests, entry point, limits)."""
+    leave = "import os\nopen('/work/left-by-a', 'a').write('x')\nassert f(1) == 1"
+    look = "import os\nassert not os.path.exists('/work/left-by-a')"
+    program = "def f(x):\n    return x\n"
+    first = bwrap.run(program, [FunctionTest(code=leave)], LIMITS, entry_point="f")
+    again = bwrap.run(program, [FunctionTest(code=leave)], LIMITS, entry_point="f")
+    other = bwrap.run(program, [FunctionTest(code=look)], LIMITS, entry_point="f")
+    assert [first.all_passed, again.all_passed, other.all_passed] == [True, True, True]
