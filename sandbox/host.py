@@ -101,6 +101,8 @@ class JudgeHandle:
     release: Callable[[JudgeHandle, bool], None]
     """Called once when the execution ends: ``True`` if the judge may serve the next job."""
     warm: bool = False
+    compiled: bool = False
+    """The judge runs treedec's own interpreter: its modules can be sent compiled."""
     next_gen: int = 1
     uses: int = 0
 
@@ -260,7 +262,7 @@ class _Relay:
         if self.handle.warm:
             self.to_judge = bytearray(pack(JOB, marshal.dumps(job)))
         else:
-            self.to_judge = bytearray(build_judge_boot() + frame_request(job))
+            self.to_judge = bytearray(build_judge_boot(self.handle.compiled) + frame_request(job))
         # the first program server starts while the judge boots
         self.program: HostChannel | None = None
         self.program_open = False

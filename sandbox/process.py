@@ -445,7 +445,8 @@ class JudgeLauncher:
             else:
                 handle.chan.kill()
 
-        return JudgeHandle(chan, extra, release)
+        same = os.path.realpath(self.python) == os.path.realpath(sys.executable)
+        return JudgeHandle(chan, extra, release, compiled=same)
 
     def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
         lease = UidLease() if os.geteuid() == 0 else None

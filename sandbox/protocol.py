@@ -48,7 +48,7 @@ for _name, _src in _req["modules"]:
     _m.__file__ = "<" + _name + ">"
     sys.modules[_name] = _m
     setattr(_pkg, _name.rpartition(".")[2], _m)
-    exec(compile(_src, _m.__file__, "exec"), _m.__dict__)
+    exec(compile(_src, _m.__file__, "exec") if isinstance(_src, str) else _src, _m.__dict__)
 del _req, _pkg, _m, _src
 sys.modules["sandbox.judge"].main()
 """
@@ -82,6 +82,10 @@ def build_request(
     return frame_request(req)
 
 
-def build_judge_boot() -> bytes:
-    """The judge's first frame: the source of its modules."""
-    return frame_request({"modules": list(JUDGE_MODULES)})
+_COMPILED = tuple((name, compile(src, f"<{name}>", "exec", dont_inherit=True)) for name, src in JUDGE_MODULES)
+
+
+def build_judge_boot(compiled: bool = False) -> bytes:
+    """The judge's first frame: its modules as source, or as code objects when the judge runs this
+    very interpreter (``compiled``: marshal's code format is specific to the Python version)."""
+    return frame_request({"modules": list(_COMPILED if compiled else JUDGE_MODULES)})
