@@ -44,6 +44,7 @@ from api.metrics import Metrics
 from api.schemas import JobCreated, ServerSettings, SolveRequest, strict_body
 from api.tree_view import render_html, render_svg, tree_from_report
 from planners.base import PlannerError
+from sandbox.resources import health as sandbox_health
 from search.batching import BatchingLM
 from search.budget import Budget
 from search.problem import Problem
@@ -414,6 +415,7 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
             "running": state.jobs.running,
             "waiting": state.jobs.active - state.jobs.running,
             "capacity": state.jobs.capacity,
+            "sandbox": sandbox_health(),
         }
 
     @app.get(

@@ -3,7 +3,10 @@
 Prints JSON: one entry per layer (bwrap, and plain for comparison) with execs/s, the mean latency
 of one execution, and how many results were all-passed (they all should be).
 
-    python bench/sandbox_throughput.py [--n 200] [--workers N]
+    python bench/sandbox_throughput.py [--n 200] [--workers N] [--per-problem K]
+
+``--per-problem K``: K programs in a row per problem (a search scoring candidates for one request),
+where each worker's judge is reused; the default 1 gives every execution another problem.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from sandbox.process import ProcessExecutor, layer_available  # noqa: E402
 from search.problem import FunctionTest  # noqa: E402
 
 
-def humaneval_jobs(n: int) -> list[Job]:
+def humaneval_jobs(n: int, per_problem: int = 1) -> list[Job]:
     problems = list(read_problems().values())
     jobs = []
     for k in range(n):
-        p = problems[k % len(problems)]
+        p = problems[(k // per_problem) % len(problems)]
         program = p["prompt"] + p["canonical_solution"]
         jobs.append(Job(program, [FunctionTest(code=p["test"])], Limits(), p["entry_point"]))
     return jobs
@@ -56,8 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200, help="executions per layer")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--per-problem", type=int, default=1, help="programs in a row per problem")
     args = parser.parse_args()
-    jobs = humaneval_jobs(args.n)
+    jobs = humaneval_jobs(args.n, args.per_problem)
     layers = [x for x in ("bwrap", "plain") if layer_available(x)]
     out = {"cores": os.cpu_count(), "results": [bench_layer(x, jobs, args.workers) for x in layers]}
     print(json.dumps(out, indent=2))

@@ -1,7 +1,8 @@
 """``treedec run-tests PROGRAM.py --problem PROBLEM [--hidden] [--json]``: the command's logic.
 
-``run_tests_main`` prints per-test verdicts (a rich table on a terminal, JSON with ``--json``) and
-returns the exit code: 0 when every test passed, 1 when some did not, 2 for a user error (one line
+``run_tests_main`` prints per-test verdicts (a rich table on a terminal, JSON with ``--json``, both
+saying what bounds the execution's resources: ``resource_scope``) and returns the exit code: 0 when
+every test passed, 1 when some did not, 2 for a user error (one line
 on stderr, never a traceback).
 """
 
@@ -11,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from sandbox.display import rich_text
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable
 from search.problem import Problem
 
@@ -22,28 +24,34 @@ def _load_problem(spec: str) -> Problem:
 
 
 def _print_table(result: ExecutionResult, problem: Problem, hidden: bool) -> None:
+    """A rich table; every text that comes from the program or the tests is shown literally."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     tests = problem.hidden_tests if hidden else problem.public_tests
-    table = Table(title=f"{problem.id}: {result.passed}/{result.total} passed ({result.layer} sandbox)")
+    title = f"{problem.id}: {result.passed}/{result.total} passed ({result.layer} sandbox)"
+    table = Table(title=rich_text(title, 200))
     for col in ("#", "test", "verdict", "detail", "s"):
         table.add_column(col)
     colours = {"passed": "green", "failed": "red"}
     for v in result.verdicts:
         detail = " ".join(x for x in (v.exc_type, v.message) if x)
-        colour = colours.get(v.status, "yellow")
         table.add_row(
             str(v.index),
-            tests[v.index].describe(),
-            f"[{colour}]{v.status}[/]",
-            detail[:100],
+            rich_text(tests[v.index].describe(), 120),
+            Text(v.status, style=colours.get(v.status, "yellow")),
+            rich_text(detail, 100),
             f"{v.duration:.3f}",
         )
     console = Console()
     if result.program_status != "ok":
-        console.print(f"[red]{result.program_status}[/]: {result.exc_type or ''} {result.message or ''}")
+        line = Text(result.program_status, style="red")
+        line.append(": ")
+        line.append(rich_text(f"{result.exc_type or ''} {result.message or ''}", 500))
+        console.print(line)
     console.print(table)
+    console.print(rich_text(f"resources bounded per execution: {result.resource_scope}", 100))
 
 
 def run_tests_main(program_path: str, problem_spec: str, hidden: bool, as_json: bool, sandbox: str) -> int:

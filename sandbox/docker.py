@@ -1,11 +1,18 @@
-"""The Docker backend: the same harness and host-side supervisor, in a throw-away container.
+"""The Docker backend: the same program server in a throw-away container, the judge in a local sandbox.
 
 Each sandbox start creates a container from ``image`` (any image with ``python3`` on PATH; the
 harness needs only the standard library) with the network disabled, a read-only root, a tmpfs
 ``/work``, memory/CPU/pids limits, all capabilities dropped, ``no-new-privileges``, an
-unprivileged user; the request goes in on stdin and replies come back on the container's stdout
-(the program's own stdout and stderr are sent to the container's stderr). The container is
-removed afterwards, also when it hangs.
+unprivileged user; requests go in on stdin and replies come back on the container's stdout (the
+program's own stdout and stderr are sent to the container's stderr). The container's memory and
+pids limits bound the whole execution. The container is removed afterwards, also when it hangs.
+
+The judge (``sandbox/judge.py``: tests, expected values, assert-style test code) does not run in the
+program's container nor in treedec's process: it runs in the best local process sandbox (bwrap,
+else unshare, else rlimits: ``sandbox.process.JudgeLauncher``) under a uid of its own, and the host
+relays between the two (``sandbox/host.py``). A second container per execution would cost a
+container start per judge for no isolation the program could exploit: the judge holds nothing
+the program may not learn, only what the client who reads the verdicts sent.
 
 Without an engine, ``DockerExecutor()`` raises ``SandboxUnavailable`` with one line saying so.
 """
@@ -21,7 +28,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request, supervise
+from sandbox.framing import ChannelClosed
+from sandbox.host import JudgeHandle, run_execution
+from sandbox.judge import STARTUP_ALLOWANCE
+from sandbox.protocol import HARNESS_SOURCE, build_request
 
 DEFAULT_IMAGE = "python:3.11-slim"
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/work"}
@@ -91,48 +101,60 @@ class _DockerChannel:
             self.kill()
             raise
         self._raw = b""
-        self._replies = ReplyLines()
         self.output = b""
         self._cap = output_cap
         self._eof = False
 
-    def send_request(self, data: bytes) -> None:
-        try:
-            self._sock.sendall(data)
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    def send(self, data: bytes, deadline: float) -> bool:
+        """Write a whole frame by ``deadline`` (the server's first frame)."""
+        view = memoryview(data)
+        while view:
+            n = self.write_nowait(bytes(view[: 1 << 20]))
+            view = view[n:]
+            if view and n == 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([], [self._sock], [], left)
+        return True
 
-    def _pump(self, timeout: float) -> None:
-        ready, _, _ = select.select([self._sock], [], [], max(timeout, 0))
-        if not ready:
-            return
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def write_fileno(self) -> int:
+        return self._sock.fileno()
+
+    def write_nowait(self, data: bytes) -> int:
+        self._sock.setblocking(False)
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            raise ChannelClosed() from None
+        finally:
+            self._sock.setblocking(True)
+
+    def read_some(self) -> bytes | None:
+        """The server's reply bytes in one read of the attach stream (program output is kept apart)."""
+        if self._eof:
+            return None
         chunk = self._sock.recv(1 << 16)
         if not chunk:
             self._eof = True
-            return
+            return None
         self._raw += chunk
+        replies = b""
         while len(self._raw) >= 8:
             stream, size = struct.unpack(">BxxxL", self._raw[:8])
             if len(self._raw) < 8 + size:
                 break
             payload, self._raw = self._raw[8 : 8 + size], self._raw[8 + size :]
             if stream == 1:
-                self._replies.feed(payload)
+                replies += payload
             elif len(self.output) < self._cap:
                 self.output += payload[: self._cap - len(self.output)]
-
-    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
-        while True:
-            line = self._replies.pop(max_bytes)
-            if line is not None:
-                return line
-            if self._eof:
-                raise ChannelClosed()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self._pump(left)
+        return replies
 
     def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
         try:
@@ -160,6 +182,8 @@ class DockerExecutor:
     def __init__(self, image: str = DEFAULT_IMAGE, cpus: float = 1.0, base_url: str | None = None) -> None:
         import docker
 
+        from sandbox.process import JudgeLauncher, best_layer
+
         self.image, self.cpus = image, cpus
         url = base_url or _engine_url()
         try:
@@ -175,6 +199,8 @@ class DockerExecutor:
             raise SandboxUnavailable(
                 f"Docker image {image!r} is not available: run `docker pull {image}`"
             ) from e
+        # the judge never shares the program's container: it runs in the best local process sandbox
+        self.judges = JudgeLauncher(best_layer())
 
     @property
     def layer(self) -> str:
@@ -192,14 +218,23 @@ class DockerExecutor:
         options = container_options(self.image, limits, self.cpus)
         channels: list[_DockerChannel] = []
 
-        def start(wire: list[dict[str, Any]], pre: dict[str, str]) -> _DockerChannel:
+        def start(load: bool) -> _DockerChannel:
             chan = _DockerChannel(self.client, options, limits.output_bytes)
             channels.append(chan)
-            extra = {"reply_fd": None, "workdir": "/work", "env": SANDBOX_ENV, "pre_eval": pre}
-            chan.send_request(build_request(program, entry_point, wire, limits, extra))
+            extra = {"reply_fd": None, "workdir": "/work", "env": SANDBOX_ENV, "single_process": False}
+            try:
+                chan.send(
+                    build_request(program, entry_point, limits, load, extra),
+                    time.monotonic() + STARTUP_ALLOWANCE,
+                )
+            except ChannelClosed:
+                pass  # the judge reads the end of the stream
             return chan
 
-        result, starts = supervise(start, program, tests, limits)
+        def start_judge(key: str) -> JudgeHandle:
+            return self.judges.acquire(limits, key)
+
+        result, starts = run_execution(start_judge, start, tests, limits, entry_point)
         result.stdout = b"".join(c.output for c in channels)[: limits.output_bytes].decode("utf-8", "replace")
-        result.layer, result.starts = "docker", starts
+        result.layer, result.starts, result.resource_scope = "docker", starts, "container"
         return result

@@ -1,18 +1,18 @@
 """The sandbox contract: ``Limits`` in, ``ExecutionResult`` out, through an ``Executor``.
 
 An executor runs **one program against a list of tests** (``FunctionTest`` and ``IOTest`` from
-``search/problem.py``) in one sandboxed process that reports per test. The verdict of each test is
-decided by the host-side supervisor (``sandbox/protocol.py``), never by what the program prints or
-its exit code:
+``search/problem.py``): the program runs in a sandboxed interpreter that only answers requests
+with plain values, and the verdict of each test is decided by the judge on the host
+(``sandbox/judge.py``), never by what the program prints, sends or its exit code:
 
-- ``call``/``expected`` tests: the sandbox only sends back the *value* the call returned; the host
+- ``call``/``expected`` tests: the sandbox only sends back the *value* the call returned; the judge
   compares it with the expected value, which never enters the sandbox;
-- ``IOTest``: the sandbox sends back the captured stdout; the host compares it with
+- ``IOTest``: the sandbox sends back the captured stdout; the judge compares it with
   ``expected_stdout``, which never enters the sandbox;
-- assert-style ``code`` tests run inside the sandbox (they must call the program), with a clean
-  copy of the builtins, the entry point wrapped so that only plain values come back, and each
-  report tied to a per-test nonce; a program that exits early leaves its remaining tests
-  ``not_run``/``error``, never ``passed``.
+- assert-style ``code`` tests run in the judge, never in the sandbox: the entry point (and any other
+  program name the test uses) is a proxy that calls the program and returns decoded built-in
+  values, so every comparison is between values the program never touched; a program that exits
+  early leaves its remaining tests ``not_run``/``error``, never ``passed``.
 
 >>> Limits(wall_per_test=2.0).wall_per_test
 2.0
@@ -53,7 +53,9 @@ class Limits(BaseModel):
     wall_total: float = Field(default=30.0, gt=0, le=3600, description="wall seconds for the whole execution")
     cpu_seconds: int = Field(default=10, ge=1, le=3600, description="CPU seconds per sandbox process")
     memory_bytes: int = Field(
-        default=1024 * MiB, ge=64 * MiB, description="address space of the sandbox process"
+        default=1024 * MiB,
+        ge=64 * MiB,
+        description="memory of the whole execution (a cgroup's memory.max, else one process's address space)",
     )
     output_bytes: int = Field(
         default=64 * 1024, ge=1024, description="stdout/stderr kept per stream and per test"
@@ -61,7 +63,12 @@ class Limits(BaseModel):
     file_bytes: int = Field(
         default=16 * MiB, ge=1024, description="largest file (and captured stdout) it may write"
     )
-    processes: int = Field(default=16, ge=1, le=4096, description="processes/threads it may run at once")
+    processes: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="processes/threads it may run at once (with a cgroup; else the execution is one process)",
+    )
     open_files: int = Field(default=64, ge=16, le=65536, description="open file descriptors")
     grace: float = Field(default=0.5, ge=0.05, le=30, description="host backstop after the in-sandbox timer")
 
@@ -96,6 +103,9 @@ class ExecutionResult(BaseModel):
     duration: float = 0.0
     layer: str = Field(default="", description="isolation used: bwrap | unshare | plain | docker")
     starts: int = Field(default=1, description="sandbox processes started (restarts after a hard timeout)")
+    resource_scope: str = Field(
+        default="", description="what bounds memory and processes: cgroup | process | container"
+    )
 
     @property
     def total(self) -> int:

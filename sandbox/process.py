@@ -1,4 +1,4 @@
-"""The local backend: the harness in a bubblewrap sandbox, else ``unshare`` namespaces, else rlimits.
+"""The local backend: the program server in a bubblewrap sandbox, else ``unshare`` namespaces, else rlimits.
 
 Layers (the best the machine allows is used, and reported as ``ExecutionResult.layer``):
 
@@ -8,12 +8,17 @@ Layers (the best the machine allows is used, and reported as ``ExecutionResult.l
 - ``unshare``: pid/net/ipc/uts/mount namespaces, but the host file system stays visible;
 - ``plain``: rlimits and a process group only, with a loud one-time warning.
 
-Always: the harness drops to a uid of its own (when the host runs as root; ``RLIMIT_NPROC`` does
+Always: the program server drops to a uid of its own (when the host runs as root; ``RLIMIT_NPROC`` does
 not apply to root) leased per execution, so concurrent executions never share a process count and
 every process an execution leaves behind can be found and killed by uid; rlimits for CPU, address
-space, file size, open files and processes; a host-side wall clock; a scrubbed environment; stdout
-and stderr written to files (an escaped child cannot hold a pipe open); the real interpreter, not a
-pyenv shim.
+space, file size, open files and processes; memory and processes bounded per execution (a cgroup
+per execution, else one process: ``sandbox/resources.py``); a host-side wall clock; a scrubbed
+environment; stdout and stderr written to files (an escaped child cannot hold a pipe open); the
+real interpreter, not a pyenv shim.
+
+The judge (``sandbox/judge.py``: the tests, the expected values, assert-style test code) runs in a
+sandbox of the same layer started by ``JudgeLauncher``, with a uid, pid namespace and work directory
+of its own; treedec's process only relays between the two (``sandbox/host.py``).
 """
 
 from __future__ import annotations
@@ -31,13 +36,17 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.protocol import HARNESS_SOURCE, ChannelClosed, ReplyLines, build_request, supervise
+from sandbox.framing import ChannelClosed
+from sandbox.host import JudgeHandle, run_execution
+from sandbox.judge import STARTUP_ALLOWANCE
+from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_request
+from sandbox.resources import ExecutionCgroup, cgroup_parent
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +126,9 @@ def _bwrap_fs_args(python: str, prefixes: Sequence[str], limits: Limits) -> list
     return args
 
 
-def bwrap_command(python: str, prefixes: Sequence[str], limits: Limits) -> list[str]:
+def bwrap_command(
+    python: str, prefixes: Sequence[str], limits: Limits, source: str = HARNESS_SOURCE
+) -> list[str]:
     root = os.geteuid() == 0
     cmd = [
         "bwrap",
@@ -136,14 +147,25 @@ def bwrap_command(python: str, prefixes: Sequence[str], limits: Limits) -> list[
     else:
         cmd += ["--unshare-user"]
     cmd += _bwrap_fs_args(python, prefixes, limits)
-    return cmd + ["--", python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+    return cmd + ["--", python, "-I", "-S", "-B", "-c", source]
 
 
-def unshare_command(python: str) -> list[str]:
+def unshare_command(python: str, source: str = HARNESS_SOURCE) -> list[str]:
     cmd = ["unshare", "--fork", "--pid", "--kill-child", "--mount-proc", "--net", "--ipc", "--uts"]
     if os.geteuid() != 0:
         cmd.insert(1, "--map-root-user")
-    return cmd + ["--", python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+    return cmd + ["--", python, "-I", "-S", "-B", "-c", source]
+
+
+def sandbox_command(
+    layer: str, python: str, prefixes: Sequence[str], limits: Limits, source: str
+) -> list[str]:
+    """The command that runs ``python -c source`` in ``layer``."""
+    if layer == "bwrap":
+        return bwrap_command(python, prefixes, limits, source)
+    if layer == "unshare":
+        return unshare_command(python, source)
+    return [python, "-I", "-S", "-B", "-c", source]
 
 
 def _probe(cmd: list[str]) -> bool:
@@ -263,15 +285,24 @@ def kill_uid(uid: int, timeout: float = 2.0) -> None:
 
 
 class _ProcessChannel:
+    """A started sandbox: frames in on its stdin pipe, replies out on a pipe it gets as ``reply_fd``.
+
+    ``cleanup`` runs once it is killed (the judge's uid lease and work directory).
+    """
+
+    wrapped = False
+
     def __init__(self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None) -> None:
         r, w = os.pipe()
+        req_r, req_w = os.pipe()
         self._r = r
-        self._lines = ReplyLines()
+        self._w = req_w
         self.reply_fd = w
+        self.cleanup: list[Callable[[], None]] = []
         try:
             self.proc = subprocess.Popen(
                 cmd,
-                stdin=subprocess.PIPE,
+                stdin=req_r,
                 stdout=out,
                 stderr=err,
                 pass_fds=(w,),
@@ -280,32 +311,47 @@ class _ProcessChannel:
                 start_new_session=True,
                 close_fds=True,
             )
+        except BaseException:
+            os.close(r)
+            os.close(req_w)
+            raise
         finally:
             os.close(w)
+            os.close(req_r)
+        os.set_blocking(req_w, False)
 
-    def send_request(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
+    def fileno(self) -> int:
+        return self._r
+
+    def write_fileno(self) -> int:
+        return self._w
+
+    def read_some(self) -> bytes | None:
+        """One read (call it when ``fileno`` is readable: it does not block then); None at EOF."""
+        return os.read(self._r, 1 << 16) or None
+
+    def send(self, data: bytes, deadline: float) -> bool:
+        """Write a whole frame by ``deadline`` (a sandbox's first frame); ``ChannelClosed`` at EOF."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._w, view) :]
+            except BlockingIOError:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                select.select([], [self._w], [], left)
+            except OSError:
+                raise ChannelClosed() from None
+        return True
+
+    def write_nowait(self, data: bytes) -> int:
         try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass
-
-    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
-        while True:
-            line = self._lines.pop(max_bytes)
-            if line is not None:
-                return line
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self._r], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(self._r, 1 << 16)
-            if not chunk:
-                raise ChannelClosed()
-            self._lines.feed(chunk)
+            return os.write(self._w, data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            raise ChannelClosed() from None
 
     def exit_signal(self, wait: float) -> tuple[int | None, int | None]:
         try:
@@ -318,8 +364,6 @@ class _ProcessChannel:
             return None, rc - 128
         return rc, None
 
-    wrapped = False
-
     def kill(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -328,12 +372,17 @@ class _ProcessChannel:
                 pass
             self.proc.kill()
         self.proc.wait()
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
+        for fd in (self._r, self._w):
             try:
-                self.proc.stdin.close()
+                os.close(fd)
             except OSError:
                 pass
-        os.close(self._r)
+        self._r = self._w = -1
+        while self.cleanup:
+            try:
+                self.cleanup.pop()()
+            except Exception:
+                log.exception("sandbox: cleanup failed")
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -344,6 +393,100 @@ def _read_capped(path: Path, cap: int) -> str:
         return ""
     text = data[:cap].decode("utf-8", "replace")
     return text + ("\n[... truncated]" if len(data) > cap else "")
+
+
+def _private_workdir(tmp: Path, lease: UidLease | None) -> str:
+    """``tmp/work``, reachable only by the lease's uid (and root)."""
+    work = tmp / "work"
+    work.mkdir(mode=0o700)
+    if lease is not None:
+        os.chown(tmp, 0, 0)
+        os.chmod(tmp, 0o711)
+        os.chown(work, lease.uid, lease.uid)
+    return str(work)
+
+
+class JudgeLauncher:
+    """Starts judges (``sandbox/judge.py``) in a layer's sandbox, each with a uid and a work directory of
+    its own: never the program's uid, pid namespace or writable directory.
+
+    Warm judges: each thread (an executor-pool worker) keeps the judge of its last execution, and
+    reuses it for its next execution with the same key (the same tests, entry point and limits: the
+    same request) for at most ``MAX_USES`` executions and ``REUSE_IDLE`` seconds apart. A judge
+    never runs program code, so reusing it hands the next program nothing of the last one.
+    """
+
+    MAX_USES = 200
+    REUSE_IDLE = 20.0  # the judge itself exits after judge.IDLE_EXIT seconds without a job
+
+    def __init__(self, layer: str, reuse: bool = True) -> None:
+        self.layer = layer
+        self.reuse = reuse
+        self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        self._local = threading.local()
+
+    def acquire(self, limits: Limits, key: str) -> JudgeHandle:
+        """The thread's warm judge for ``key``, else a new one (the old one is killed)."""
+        warm = getattr(self._local, "warm", None)
+        self._local.warm = None
+        if warm is not None:
+            handle, warm_key, since = warm
+            chan = handle.chan
+            fresh = time.monotonic() - since < self.REUSE_IDLE
+            if warm_key == key and fresh and isinstance(chan, _ProcessChannel) and chan.proc.poll() is None:
+                return handle
+            chan.kill()
+        chan, extra = self.start(limits)
+
+        def release(handle: JudgeHandle, keep: bool) -> None:
+            old = getattr(self._local, "warm", None)
+            if keep and self.reuse and handle.uses < self.MAX_USES and old is None:
+                self._local.warm = (handle, key, time.monotonic())
+            else:
+                handle.chan.kill()
+
+        same = os.path.realpath(self.python) == os.path.realpath(sys.executable)
+        return JudgeHandle(chan, extra, release, compiled=same)
+
+    def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
+        lease = UidLease() if os.geteuid() == 0 else None
+        tmp = Path(tempfile.mkdtemp(prefix="treedec-judge-"))
+        try:
+            workdir = "/work" if self.layer == "bwrap" else _private_workdir(tmp, lease)
+            log_path = tmp / "judge.log"
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            env = {**SANDBOX_ENV, "HOME": workdir}
+            cmd = sandbox_command(self.layer, self.python, self.prefixes, limits, JUDGE_BOOT)
+            try:
+                chan = _ProcessChannel(
+                    cmd, env, log_fd, log_fd, cwd=None if self.layer == "bwrap" else workdir
+                )
+            finally:
+                os.close(log_fd)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        chan.wrapped = self.layer != "plain"
+
+        def cleanup() -> None:
+            if lease is not None:
+                lease.release()
+            text = _read_capped(log_path, 4000)
+            if text.strip():
+                log.debug("sandbox: judge output: %s", text)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+        chan.cleanup.append(cleanup)
+        extra = {
+            "reply_fd": chan.reply_fd,
+            "workdir": workdir,
+            "env": env,
+            "uid": lease.uid if lease else None,
+            "gid": lease.uid if lease else None,
+        }
+        return chan, extra
 
 
 class ProcessExecutor:
@@ -367,6 +510,7 @@ class ProcessExecutor:
         self._layer = layer
         self.default_limits = default_limits or Limits()
         self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        self.judges = JudgeLauncher(layer)
         if layer == "plain":
             _warn_plain()
 
@@ -385,6 +529,8 @@ class ProcessExecutor:
         limits = limits or self.default_limits
         root = os.geteuid() == 0
         lease = UidLease() if root else None
+        parent = cgroup_parent()
+        cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
         tmp = Path(tempfile.mkdtemp(prefix="treedec-sbx-"))
         try:
             out_path, err_path = tmp / "stdout", tmp / "stderr"
@@ -393,10 +539,13 @@ class ProcessExecutor:
             try:
                 workdir = self._workdir(tmp, lease)
 
-                def start(wire: list[dict[str, Any]], pre: dict[str, str]) -> _ProcessChannel:
-                    return self._start(program, entry_point, wire, pre, limits, lease, workdir, out, err)
+                def start(load: bool) -> _ProcessChannel:
+                    return self._start(program, entry_point, load, limits, lease, workdir, out, err, cgroup)
 
-                result, starts = supervise(start, program, tests, limits)
+                def start_judge(key: str) -> JudgeHandle:
+                    return self.judges.acquire(limits, key)
+
+                result, starts = run_execution(start_judge, start, tests, limits, entry_point)
             finally:
                 os.close(out)
                 os.close(err)
@@ -404,41 +553,33 @@ class ProcessExecutor:
             result.stderr = _read_capped(err_path, limits.output_bytes)
             result.layer = self._layer
             result.starts = starts
+            result.resource_scope = "cgroup" if cgroup is not None else "process"
             return result
         finally:
+            if cgroup is not None:
+                cgroup.close()
             if lease is not None:
                 lease.release()
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _workdir(self, tmp: Path, lease: UidLease | None) -> str:
-        if self._layer == "bwrap":
-            return "/work"
-        work = tmp / "work"
-        work.mkdir(mode=0o700)
-        if lease is not None:
-            os.chown(tmp, 0, 0)
-            os.chmod(tmp, 0o711)
-            os.chown(work, lease.uid, lease.uid)
-        return str(work)
+        return "/work" if self._layer == "bwrap" else _private_workdir(tmp, lease)
 
     def _start(
         self,
         program: str,
         entry_point: str | None,
-        wire: list[dict[str, Any]],
-        pre: dict[str, str],
+        load: bool,
         limits: Limits,
         lease: UidLease | None,
         workdir: str,
         out: int,
         err: int,
+        cgroup: ExecutionCgroup | None,
     ) -> _ProcessChannel:
-        if self._layer == "bwrap":
-            cmd = bwrap_command(self.python, self.prefixes, limits)
-        elif self._layer == "unshare":
-            cmd = unshare_command(self.python)
-        else:
-            cmd = [self.python, "-I", "-S", "-B", "-c", HARNESS_SOURCE]
+        cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, HARNESS_SOURCE)
+        if cgroup is not None:
+            cmd = cgroup.wrap(cmd)
         env = {**SANDBOX_ENV, "HOME": workdir}
         chan = _ProcessChannel(cmd, env, out, err, cwd=None if self._layer == "bwrap" else workdir)
         chan.wrapped = self._layer != "plain"
@@ -446,9 +587,14 @@ class ProcessExecutor:
             "reply_fd": chan.reply_fd,
             "workdir": workdir,
             "env": env,
-            "pre_eval": pre,
             "uid": lease.uid if lease else None,
             "gid": lease.uid if lease else None,
+            "single_process": cgroup is None,
         }
-        chan.send_request(build_request(program, entry_point, wire, limits, extra))
+        request = build_request(program, entry_point, limits, load, extra)
+        try:
+            if not chan.send(request, time.monotonic() + STARTUP_ALLOWANCE):
+                log.warning("sandbox: the program server did not read its request in time")
+        except ChannelClosed:
+            pass  # it died at once: the judge reads the end of its reply channel
         return chan

@@ -149,6 +149,7 @@ def test_run_tests_command_exit_codes_and_json(tmp_path: Path, capsys: pytest.Ca
     assert run_tests_main(str(good), str(problem), hidden=False, as_json=True, sandbox="auto") == 0
     out = json.loads(capsys.readouterr().out)
     assert out["all_passed"] is True and [v["status"] for v in out["verdicts"]] == ["passed"] * 4
+    assert out["resource_scope"] in ("cgroup", "process")
     assert run_tests_main(str(bad), str(problem), hidden=True, as_json=False, sandbox="auto") == 1
     assert "failed" in capsys.readouterr().out
 
@@ -173,3 +174,17 @@ def test_execution_result_round_trips_as_json(executor: ProcessExecutor) -> None
     )
     again = ExecutionResult.model_validate_json(result.model_dump_json())
     assert again == result and again.all_passed
+
+
+def test_run_tests_shows_program_text_literally_never_as_markup_or_terminal_codes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    problem = _problem_file(tmp_path)
+    evil = tmp_path / "evil.py"
+    message = "[bold]PASS[/bold] [link=https://evil.example]x[/link] \x1b[32mok\x1b[0m\r"
+    evil.write_text(f"def add(a, b):\n    raise ValueError({message!r})\n")
+    assert run_tests_main(str(evil), str(problem), hidden=True, as_json=False, sandbox="auto") == 1
+    out = capsys.readouterr().out
+    assert "ValueError [bold]PASS[/bold] [link=https://evil.example]x[/link]" in out
+    assert "\\x1b[32mok" in out and "\x1b" not in out and "\r" not in out

@@ -194,6 +194,7 @@ def test_health_and_metrics_count_requests_and_spend(client: httpx.Client) -> No
     client.post("/v1/solve", json={"problem": PROBLEM, "params": {"max_new_tokens": 3}})
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model"].startswith("tiny-qwen2")
+    assert health["sandbox"]["resource_scope"] in ("cgroup", "process")
     text = client.get("/metrics").text
     solves = [
         line
