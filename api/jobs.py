@@ -107,10 +107,12 @@ class JobManager:
         max_waiting: int,
         keep_jobs: int = 1000,
         on_done: Callable[[Job], None] | None = None,
+        keep_seconds: float = 86_400.0,
     ) -> None:
         self.engine = engine
         self.capacity = max_running + max_waiting
         self.keep_jobs = keep_jobs
+        self.keep_seconds = keep_seconds
         self.on_done = on_done
         self._pool = ThreadPoolExecutor(max_workers=max_running, thread_name_prefix="treedec-job")
         self._jobs: OrderedDict[str, Job] = OrderedDict()
@@ -144,7 +146,9 @@ class JobManager:
         return self.submit_many([spec])[0]
 
     def get(self, job_id: str) -> Job | None:
-        return self._jobs.get(job_id)
+        with self._lock:
+            self._prune()
+            return self._jobs.get(job_id)
 
     def cancel(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
@@ -153,9 +157,14 @@ class JobManager:
         return job
 
     def _prune(self) -> None:
+        """Forget finished jobs beyond the newest ``keep_jobs`` and those finished more than
+        ``keep_seconds`` ago (their results, events and trees go with them). Caller holds the lock."""
         finished = [j for j in self._jobs.values() if j.done]
-        for job in finished[: max(0, len(finished) - self.keep_jobs)]:
-            del self._jobs[job.id]
+        expired = time.time() - self.keep_seconds
+        stale = finished[: max(0, len(finished) - self.keep_jobs)]
+        stale += [j for j in finished if j.finished is not None and j.finished < expired]
+        for job in stale:
+            self._jobs.pop(job.id, None)
 
     def _run(self, job: Job) -> None:
         try:
@@ -209,6 +218,8 @@ class JobManager:
                 self.on_done(job)
             except Exception:  # metrics must never break a job
                 log.exception("on_done hook failed for %s", job.id)
+        with self._lock:
+            self._prune()
 
     def shutdown(self) -> None:
         for job in list(self._jobs.values()):

@@ -105,6 +105,9 @@ class ServerSettings(BaseModel):
     )
     batch_max_rows: int = Field(32, ge=1, le=1024, description="most rows in one merged model call")
     keep_jobs: int = Field(1000, ge=1, description="finished jobs kept for GET /v1/jobs/{id}")
+    keep_seconds: float = Field(
+        86_400.0, gt=0, le=30 * 86_400, description="seconds a finished job is kept for GET /v1/jobs/{id}"
+    )
     prm_models: list[str] = Field(
         default_factory=list,
         description="process reward models (paths or hub ids) a request may name as a planner's `prm`; "

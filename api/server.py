@@ -231,7 +231,12 @@ def create_app(engine: Engine, settings: ServerSettings | None = None, jobs: Any
     record = lambda j: metrics.record_search(j.planner, j.status, (j.result or {}).get("spend"))  # noqa: E731
     if jobs is None:
         jobs = JobManager(
-            engine, settings.max_running, settings.max_waiting, settings.keep_jobs, on_done=record
+            engine,
+            settings.max_running,
+            settings.max_waiting,
+            settings.keep_jobs,
+            on_done=record,
+            keep_seconds=settings.keep_seconds,
         )
     elif getattr(jobs, "on_done", None) is None:
         jobs.on_done = record

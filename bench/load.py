@@ -216,6 +216,10 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
         "30",
         "--keep-jobs",
         str(args.keep_jobs),
+        "--keep-seconds",
+        str(args.keep_seconds),
+        "--cache-mb",
+        str(args.cache_mb),
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -283,6 +287,8 @@ async def run(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]:
             "max_running": args.max_running,
             "max_waiting": args.max_waiting,
             "keep_jobs": args.keep_jobs,
+            "keep_seconds": args.keep_seconds,
+            "cache_mb": args.cache_mb,
         },
         "mix": MIX,
         "requests": total,
@@ -325,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-running", type=int, default=2)
     ap.add_argument("--max-waiting", type=int, default=16)
     ap.add_argument("--keep-jobs", type=int, default=1000)
+    ap.add_argument("--keep-seconds", type=float, default=86_400.0, help="seconds a finished job is kept")
+    ap.add_argument("--cache-mb", type=int, default=256, help="the server's partial-state cache bound")
     ap.add_argument("--url", help="an already running server on loopback (default: start one)")
     ap.add_argument("--pid", type=int, help="with --url: its process id, for memory readings")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")

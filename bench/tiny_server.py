@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-waiting", type=int, default=16)
     ap.add_argument("--max-seconds", type=float, default=30.0)
     ap.add_argument("--keep-jobs", type=int, default=1000)
+    ap.add_argument("--keep-seconds", type=float, default=86_400.0, help="seconds a finished job is kept")
+    ap.add_argument("--cache-mb", type=int, default=256, help="bound of the in-memory partial-state cache")
     ap.add_argument(
         "--set",
         action="append",
@@ -58,11 +60,12 @@ def main(argv: list[str] | None = None) -> None:
             "max_waiting": args.max_waiting,
             "max_seconds": args.max_seconds,
             "keep_jobs": args.keep_jobs,
+            "keep_seconds": args.keep_seconds,
             **extra,
         },
         strict=False,
     )
-    engine = Engine(lm=make_tiny_lm(), cache=MemoryCache(), sandbox=args.sandbox)
+    engine = Engine(lm=make_tiny_lm(), cache=MemoryCache(max_bytes=args.cache_mb << 20), sandbox=args.sandbox)
     engine.scorer()
     app = create_app(engine, settings)
     # IPPROTO_TCP explicitly, so asyncio sets TCP_NODELAY (see api.server.BackgroundServer).

@@ -16,9 +16,10 @@ import openai
 import pytest
 
 import planners
-from api.schemas import ServerSettings
+from api.schemas import ProblemIn, ServerSettings
 from api.server import BackgroundServer, create_app
 from planners.base import Planner
+from search.budget import Budget
 from search.runner import Engine
 
 ADD = 'def add(a, b):\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    """\n'
@@ -486,3 +487,22 @@ def test_solve_derives_public_tests_from_docstring_examples_and_says_so(client: 
     assert out["public_tests"] == {"from": "docstring", "tests": ["add(1, 2) == 3"]}
     assert out["public"]["total"] == 1
     assert out["prompt_style"] == "chat-prefill"
+
+
+def test_finished_jobs_expire_after_keep_seconds(tiny_lm: Any) -> None:
+    from api.jobs import JobManager
+
+    manager = JobManager(Engine(lm=tiny_lm), max_running=1, max_waiting=4, keep_jobs=100, keep_seconds=0.05)
+    spec = {
+        "problem": ProblemIn.model_validate(PROBLEM).to_problem(),
+        "planner": "greedy",
+        "params": {"max_new_tokens": 2},
+        "budget": Budget(),
+    }
+    job = manager.submit(**spec)
+    assert job.future is not None
+    job.future.result(timeout=60)
+    assert job.done
+    time.sleep(0.1)
+    assert manager.get(job.id) is None  # its result, events and tree are gone
+    manager.shutdown()
