@@ -349,11 +349,13 @@ def test_pgtd_solves_a_humaneval_problem_that_greedy_fails(real_lm) -> None:  # 
     problem = load_problem("humaneval:9")  # rolling_max: greedy's program fails the docstring example
     assert problem.public_tests
     engine = Engine(lm=real_lm, cache=MemoryCache())
-    greedy = engine.solve(problem, "greedy", {"max_new_tokens": 384}, include_tree=False)
+    greedy = engine.solve(
+        problem, "greedy", {"max_new_tokens": 384}, include_tree=False, prompt_style="completion"
+    )
     assert greedy["hidden"]["all_passed"] is False
     # verified with parallel_rollouts=1 (sequential MCTS, as in the paper) on this machine
     params = {"rollouts": 16, "parallel_rollouts": 1}
-    report = engine.solve(problem, "pgtd", params, budget=Budget(max_tokens=2048))
+    report = engine.solve(problem, "pgtd", params, budget=Budget(max_tokens=2048), prompt_style="completion")
     assert report["stop_reason"] == "solved_public"
     assert report["public"]["all_passed"] is True
     assert report["hidden"]["all_passed"] is True
