@@ -105,6 +105,12 @@ class JudgeHandle:
     """The judge runs treedec's own interpreter: its modules can be sent compiled."""
     next_gen: int = 1
     uses: int = 0
+    boot: bytes | None = None
+    """What of the judge's boot frame is still to be sent (None: all of it; a pre-started judge was sent
+    it, or most of it, when it started, and is loading its modules already)."""
+    after_start: Callable[[], None] | None = None
+    """Work for after the execution's first program server started (pre-starting a spare judge,
+    killing a judge that may not serve this execution): off the path of the execution's start-up."""
 
 
 StartJudge = Callable[[str], JudgeHandle]
@@ -262,7 +268,11 @@ class _Relay:
         if self.handle.warm:
             self.to_judge = bytearray(pack(JOB, marshal.dumps(job)))
         else:
-            self.to_judge = bytearray(build_judge_boot(self.handle.compiled) + frame_request(job))
+            boot = self.handle.boot
+            if boot is None:
+                boot = build_judge_boot(self.handle.compiled)
+            self.handle.boot = b""
+            self.to_judge = bytearray(boot + frame_request(job))
         # the first program server starts while the judge boots
         self.program: HostChannel | None = None
         self.program_open = False
@@ -272,6 +282,12 @@ class _Relay:
             self.spare = execution.start_program(execution.load)
         except Exception:
             self.spare = None
+        after, self.handle.after_start = self.handle.after_start, None
+        if after is not None:
+            try:
+                after()
+            except Exception:
+                log.exception("sandbox: judge housekeeping failed")
         self.spare_gen = first_gen
         self.last_msg = time.monotonic()
         self.failed: str | None = None
@@ -287,6 +303,9 @@ class _Relay:
 
     def close(self) -> None:
         """Kill the program servers; keep the judge for the next job if it ended cleanly."""
+        after, self.handle.after_start = self.handle.after_start, None
+        if after is not None:
+            after()
         self._kill_program()
         if self.spare is not None:
             self.spare.kill()

@@ -840,6 +840,9 @@ def main() -> None:
     import marshal
     import struct
 
+    ready, _, _ = select.select([0], [], [], IDLE_EXIT)  # a pre-started judge waits for its first job
+    if not ready:
+        os._exit(0)
     (n,) = struct.unpack(">I", _read_exact(0, 4))
     job = marshal.loads(_read_exact(0, n))
     in_fd = os.dup(0)
@@ -871,7 +874,7 @@ def main() -> None:
     os._exit(0)
 
 
-IDLE_EXIT = 60.0  # seconds a warm judge waits for its next job
+IDLE_EXIT = 60.0  # seconds a judge waits for its next job (or a pre-started one for its first)
 
 
 def _serve(link: HostLink, job: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -45,11 +46,12 @@ from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLi
 from sandbox.framing import ChannelClosed
 from sandbox.host import JudgeHandle, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
-from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_request
+from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_judge_boot, build_request
 from sandbox.resources import ExecutionCgroup, cgroup_parent
 
 log = logging.getLogger(__name__)
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 UID_BASE = 2_000_000
 UID_RANGE = 65_536
 LAYERS = ("bwrap", "unshare", "plain")
@@ -244,24 +246,41 @@ class UidLease:
         os.close(self._fd)
 
 
+def _status_field(data: bytes, key: bytes) -> list[bytes]:
+    """The words of one ``Key:`` line of a /proc/PID/status text (``data`` starts with a newline)."""
+    i = data.find(b"\n" + key + b":")
+    if i < 0:
+        return []
+    start = i + len(key) + 2
+    end = data.find(b"\n", start)
+    return data[start : end if end >= 0 else len(data)].split()
+
+
 def _pids_of_uid(uid: int) -> list[int]:
     """Live (not zombie) processes whose real or effective uid is ``uid``.
 
     Read from /proc/PID/status, not the owner of /proc/PID: a process that changed credentials
-    and has not exec'd yet is non-dumpable, and its /proc entry is then owned by root.
+    and has not exec'd yet is non-dumpable, and its /proc entry is then owned by root. (One raw
+    read per process, and only its State and Uid lines parsed: this runs after every execution.)
     """
+    want = str(uid).encode()
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/status", "rb") as f:
-                fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+            fd = os.open(f"/proc/{name}/status", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
-        state = fields.get(b"State", b"").split()[:1]
-        uids = fields.get(b"Uid", b"").split()[:2]
-        if state and state[0] not in (b"Z", b"X") and str(uid).encode() in uids:
+        try:
+            data = b"\n" + os.read(fd, 8192)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        state = _status_field(data, b"State")[:1]
+        uids = _status_field(data, b"Uid")[:2]
+        if state and state[0] not in (b"Z", b"X") and want in uids:
             pids.append(int(name))
     return pids
 
@@ -292,13 +311,22 @@ class _ProcessChannel:
 
     wrapped = False
 
-    def __init__(self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None) -> None:
+    def __init__(
+        self, cmd: list[str], env: dict[str, str], out: int, err: int, cwd: str | None, pipe_size: int = 0
+    ) -> None:
         r, w = os.pipe()
         req_r, req_w = os.pipe()
+        if pipe_size:
+            try:
+                fcntl.fcntl(req_w, F_SETPIPE_SZ, pipe_size)
+            except OSError:
+                pass  # the pipe keeps its size: the rest of a frame is written later
         self._r = r
         self._w = req_w
         self.reply_fd = w
         self.cleanup: list[Callable[[], None]] = []
+        self.extra: dict[str, Any] = {}
+        self.boot_left: bytes | None = None
         try:
             self.proc = subprocess.Popen(
                 cmd,
@@ -322,6 +350,9 @@ class _ProcessChannel:
 
     def fileno(self) -> int:
         return self._r
+
+    def alive(self) -> bool:
+        return self._r >= 0 and self.proc.poll() is None
 
     def write_fileno(self) -> int:
         return self._w
@@ -413,42 +444,141 @@ class JudgeLauncher:
     Warm judges: each thread (an executor-pool worker) keeps the judge of its last execution, and
     reuses it for its next execution with the same key (the same tests, entry point and limits: the
     same request) for at most ``MAX_USES`` executions and ``REUSE_IDLE`` seconds apart. A judge
-    never runs program code, so reusing it hands the next program nothing of the last one.
+    never runs program code, so reusing it hands the next program nothing of the last one; a judge
+    that was given a job is never given another key's job.
+
+    Spare judges (``prestart``): after an execution took a judge that was not warm, its thread starts
+    one blank judge in the background (it boots, loads its modules and waits for its first job; it
+    holds nothing), and its next execution with other tests takes it instead of starting one. A spare
+    that sat idle ``SPARE_IDLE`` seconds is killed instead of used (the judge itself exits after
+    ``judge.IDLE_EXIT`` seconds without a job). ``close`` (and the end of treedec's process) kills
+    every idle judge.
     """
 
     MAX_USES = 200
     REUSE_IDLE = 20.0  # the judge itself exits after judge.IDLE_EXIT seconds without a job
+    SPARE_IDLE = 20.0
+    PIPE_SIZE = 1 << 18  # the judge's request pipe holds its whole boot frame
 
-    def __init__(self, layer: str, reuse: bool = True) -> None:
+    def __init__(self, layer: str, reuse: bool = True, prestart: bool = True) -> None:
         self.layer = layer
         self.reuse = reuse
+        self.prestart = prestart
         self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        self.compiled = os.path.realpath(self.python) == os.path.realpath(sys.executable)
+        self.started = 0  # judges started, spares included
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._idle: set[_ProcessChannel] = set()  # warm and spare judges, not in an execution
+        self._closed = False
+        self._commands: dict[Limits, list[str]] = {}
+        # idle judges die with the launcher, or at the latest when treedec's process exits
+        self._finalizer = weakref.finalize(self, JudgeLauncher._kill_idle, self._lock, self._idle)
+
+    @staticmethod
+    def _kill_idle(lock: threading.Lock, idle: set[_ProcessChannel]) -> None:
+        with lock:
+            chans = list(idle)
+            idle.clear()
+        for chan in chans:
+            chan.kill()
+
+    def close(self) -> None:
+        """Kill every idle (warm or spare) judge; from now on none is kept."""
+        with self._lock:
+            self._closed = True
+        self._kill_idle(self._lock, self._idle)
+
+    def _take(self, name: str) -> Any:
+        """The thread's warm or spare entry, no longer idle; None if there is none (or it was closed)."""
+        with self._lock:
+            entry = getattr(self._local, name, None)
+            setattr(self._local, name, None)
+            if entry is None or entry[0] not in self._idle:
+                return None
+            self._idle.discard(entry[0])
+            return entry
+
+    def _keep(self, name: str, entry: tuple[Any, ...]) -> bool:
+        """Keep ``entry`` (its first item a channel) as the thread's warm or spare judge, if allowed."""
+        with self._lock:
+            if self._closed or getattr(self._local, name, None) is not None:
+                return False
+            setattr(self._local, name, entry)
+            self._idle.add(entry[0])
+            return True
+
+    def _command(self, limits: Limits) -> list[str]:
+        cmd = self._commands.get(limits)
+        if cmd is None:
+            cmd = sandbox_command(self.layer, self.python, self.prefixes, limits, JUDGE_BOOT)
+            if len(self._commands) < 64:
+                self._commands[limits] = cmd
+        return cmd
 
     def acquire(self, limits: Limits, key: str) -> JudgeHandle:
-        """The thread's warm judge for ``key``, else a new one (the old one is killed)."""
-        warm = getattr(self._local, "warm", None)
-        self._local.warm = None
+        """The thread's warm judge for ``key``, else its spare (blank) judge, else a new one."""
+        later: list[Callable[[], None]] = []
+        warm = self._take("warm")
         if warm is not None:
-            handle, warm_key, since = warm
-            chan = handle.chan
+            chan, handle, warm_key, since = warm
             fresh = time.monotonic() - since < self.REUSE_IDLE
-            if warm_key == key and fresh and isinstance(chan, _ProcessChannel) and chan.proc.poll() is None:
+            if warm_key == key and fresh and isinstance(chan, _ProcessChannel) and chan.alive():
                 return handle
-            chan.kill()
-        chan, extra = self.start(limits)
+            later.append(chan.kill)
+        cmd = self._command(limits)
+        chan = None
+        spare = self._take("spare")
+        if spare is not None:
+            spare_chan, spare_cmd, since = spare
+            if spare_cmd == cmd and time.monotonic() - since < self.SPARE_IDLE and spare_chan.alive():
+                chan = spare_chan
+            else:
+                later.append(spare_chan.kill)
+        if chan is None:
+            try:
+                chan = self._start(limits, cmd)
+            except BaseException:
+                for work in later:
+                    work()
+                raise
+        if self.prestart and self.reuse:
+            later.append(lambda: self._prestart(limits, cmd))
 
         def release(handle: JudgeHandle, keep: bool) -> None:
-            old = getattr(self._local, "warm", None)
-            if keep and self.reuse and handle.uses < self.MAX_USES and old is None:
-                self._local.warm = (handle, key, time.monotonic())
-            else:
+            if not (
+                keep
+                and self.reuse
+                and handle.uses < self.MAX_USES
+                and self._keep("warm", (handle.chan, handle, key, time.monotonic()))
+            ):
                 handle.chan.kill()
 
-        same = os.path.realpath(self.python) == os.path.realpath(sys.executable)
-        return JudgeHandle(chan, extra, release, compiled=same)
+        def after_start() -> None:
+            for work in later:
+                try:
+                    work()
+                except Exception:
+                    log.exception("sandbox: judge housekeeping failed")
+
+        handle = JudgeHandle(chan, chan.extra, release, compiled=self.compiled, boot=chan.boot_left)
+        handle.after_start = after_start
+        return handle
+
+    def _prestart(self, limits: Limits, cmd: list[str]) -> None:
+        """Start the thread's spare judge, unless it has one."""
+        if getattr(self._local, "spare", None) is not None or self._closed:
+            return
+        chan = self._start(limits, cmd)
+        if not self._keep("spare", (chan, cmd, time.monotonic())):
+            chan.kill()
 
     def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
+        """A new judge, its boot frame sent (or being sent), and the job fields of its launch."""
+        chan = self._start(limits, self._command(limits))
+        return chan, chan.extra
+
+    def _start(self, limits: Limits, cmd: list[str]) -> _ProcessChannel:
         lease = UidLease() if os.geteuid() == 0 else None
         tmp = Path(tempfile.mkdtemp(prefix="treedec-judge-"))
         try:
@@ -456,10 +586,14 @@ class JudgeLauncher:
             log_path = tmp / "judge.log"
             log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             env = {**SANDBOX_ENV, "HOME": workdir}
-            cmd = sandbox_command(self.layer, self.python, self.prefixes, limits, JUDGE_BOOT)
             try:
                 chan = _ProcessChannel(
-                    cmd, env, log_fd, log_fd, cwd=None if self.layer == "bwrap" else workdir
+                    cmd,
+                    env,
+                    log_fd,
+                    log_fd,
+                    cwd=None if self.layer == "bwrap" else workdir,
+                    pipe_size=self.PIPE_SIZE,
                 )
             finally:
                 os.close(log_fd)
@@ -468,6 +602,7 @@ class JudgeLauncher:
                 lease.release()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        self.started += 1
         chan.wrapped = self.layer != "plain"
 
         def cleanup() -> None:
@@ -479,14 +614,20 @@ class JudgeLauncher:
             shutil.rmtree(tmp, ignore_errors=True)
 
         chan.cleanup.append(cleanup)
-        extra = {
+        chan.extra = {
             "reply_fd": chan.reply_fd,
             "workdir": workdir,
             "env": env,
             "uid": lease.uid if lease else None,
             "gid": lease.uid if lease else None,
         }
-        return chan, extra
+        # the judge loads its modules now, and then waits for its job
+        boot = build_judge_boot(self.compiled)
+        try:
+            chan.boot_left = boot[chan.write_nowait(boot) :]
+        except ChannelClosed:
+            chan.boot_left = b""  # it died at once: the host reads the end of its channel
+        return chan
 
 
 class ProcessExecutor:
@@ -517,6 +658,10 @@ class ProcessExecutor:
     @property
     def layer(self) -> str:
         return self._layer
+
+    def close(self) -> None:
+        """Kill the idle (warm and spare) judges; later runs still work, each with a judge of its own."""
+        self.judges.close()
 
     def run(
         self,

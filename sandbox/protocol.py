@@ -14,6 +14,7 @@ judge: newline-framed JSON lines, untrusted, checked by ``sandbox/wire.py``. Hos
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,7 @@ def build_request(
 _COMPILED = tuple((name, compile(src, f"<{name}>", "exec", dont_inherit=True)) for name, src in JUDGE_MODULES)
 
 
+@lru_cache(maxsize=2)
 def build_judge_boot(compiled: bool = False) -> bytes:
     """The judge's first frame: its modules as source, or as code objects when the judge runs this
     very interpreter (``compiled``: marshal's code format is specific to the Python version)."""

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.executor import ExecutionResult, Limits
-from sandbox.host import JUDGE_SLACK
-from sandbox.process import ProcessExecutor, layer_available
+from sandbox.host import JUDGE_SLACK, JudgeHandle
+from sandbox.process import ProcessExecutor, _ProcessChannel, layer_available
 from search.loaders import humaneval
 from search.problem import FunctionTest, Problem
 
@@ -459,3 +459,99 @@ def test_a_warm_judge_serves_only_the_same_tests(bwrap: ProcessExecutor) -> None
     again = bwrap.run(program, [FunctionTest(code=leave)], LIMITS, entry_point="f")
     other = bwrap.run(program, [FunctionTest(code=look)], LIMITS, entry_point="f")
     assert [first.all_passed, again.all_passed, other.all_passed] == [True, True, True]
+
+
+class JudgeSpy:
+    """Records the judge process each execution of ``ex`` gets: (key, pid, uses before it)."""
+
+    def __init__(self, ex: ProcessExecutor) -> None:
+        self.launcher = ex.judges
+        self.given: list[tuple[str, int, int]] = []
+        acquire = self.launcher.acquire
+
+        def spy(limits: Limits, key: str) -> JudgeHandle:
+            handle = acquire(limits, key)
+            assert isinstance(handle.chan, _ProcessChannel)
+            self.given.append((key, handle.chan.proc.pid, handle.uses))
+            return handle
+
+        self.launcher.acquire = spy  # type: ignore[method-assign]
+
+    def spare_pid(self) -> int | None:
+        spare = getattr(self.launcher._local, "spare", None)
+        return spare[0].proc.pid if spare is not None else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            return b"State:\tZ" not in f.read()
+    except OSError:
+        return False
+
+
+def named_tests(name: str) -> list[FunctionTest]:
+    return [FunctionTest(code=f"assert f({name!r}) == {name!r}")]
+
+
+IDENTITY = "def f(x):\n    return x\n"
+
+
+@pytest.mark.bwrap
+def test_an_execution_with_new_tests_takes_a_pre_started_blank_judge() -> None:
+    if not layer_available("bwrap"):
+        pytest.skip("bubblewrap (bwrap) does not work here")
+    ex = ProcessExecutor("bwrap")
+    spy = JudgeSpy(ex)
+    try:
+        assert ex.run(IDENTITY, named_tests("a"), LIMITS, entry_point="f").all_passed
+        assert ex.judges.started == 2  # its judge, and a blank spare started while it ran
+        spare = spy.spare_pid()
+        assert spare is not None and spare != spy.given[0][1] and alive(spare)
+        assert ex.run(IDENTITY, named_tests("b"), LIMITS, entry_point="f").all_passed
+        assert spy.given[1][1:] == (spare, 0)  # new tests: the blank spare, never given a job before
+        assert ex.judges.started == 3  # the next spare
+        assert not alive(spy.given[0][1])  # the judge of other tests is gone
+        assert ex.run(IDENTITY, named_tests("b"), LIMITS, entry_point="f").all_passed
+        assert spy.given[2][1:] == (spare, 1) and ex.judges.started == 3  # the same tests: warm
+    finally:
+        ex.close()
+    assert not any(alive(pid) for _, pid, _ in spy.given)
+
+
+@pytest.mark.bwrap
+def test_a_used_judge_is_never_given_different_tests() -> None:
+    if not layer_available("bwrap"):
+        pytest.skip("bubblewrap (bwrap) does not work here")
+    ex = ProcessExecutor("bwrap")
+    spy = JudgeSpy(ex)
+    try:
+        for name in "aabaabbcab":
+            assert ex.run(IDENTITY, named_tests(name), LIMITS, entry_point="f").all_passed
+    finally:
+        ex.close()
+    keys_of: dict[int, set[str]] = {}
+    for key, pid, _ in spy.given:
+        keys_of.setdefault(pid, set()).add(key)
+    assert all(len(keys) == 1 for keys in keys_of.values()), keys_of
+    assert [uses for _, _, uses in spy.given] == [0, 1, 0, 0, 1, 0, 1, 0, 0, 0]
+    assert not any(alive(pid) for pid in keys_of)
+
+
+@pytest.mark.bwrap
+def test_a_spare_judge_that_sat_idle_too_long_is_recycled() -> None:
+    if not layer_available("bwrap"):
+        pytest.skip("bubblewrap (bwrap) does not work here")
+    ex = ProcessExecutor("bwrap")
+    spy = JudgeSpy(ex)
+    ex.judges.SPARE_IDLE = 0.2
+    try:
+        assert ex.run(IDENTITY, named_tests("a"), LIMITS, entry_point="f").all_passed
+        stale = spy.spare_pid()
+        assert stale is not None
+        time.sleep(0.3)
+        assert ex.run(IDENTITY, named_tests("b"), LIMITS, entry_point="f").all_passed
+        assert spy.given[1][1] != stale and not alive(stale)
+    finally:
+        ex.close()
+    assert spy.spare_pid() is None or not alive(spy.spare_pid() or 0)
