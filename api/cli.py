@@ -142,7 +142,7 @@ def progress_display(enabled: bool) -> Iterator[Progress | None]:
 def _engine(
     model: str, cache: str | None, sandbox: str, device: str, dtype: str, progress: Progress | None
 ) -> Any:
-    from search.runner import Engine
+    from api.engine import Engine
 
     return Engine(
         model_spec=model,

@@ -20,10 +20,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from api.engine import Engine
 from search.batching import request_guard
 from search.budget import Budget
 from search.problem import Problem
-from search.runner import Engine
 
 log = logging.getLogger("treedec.server")
 

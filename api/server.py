@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
 
 import planners
+from api.engine import Engine
 from api.errors import APIError, install_handlers, internal_error, validation_error
 from api.jobs import TERMINAL, Job, JobManager, QueueFull
 from api.metrics import Metrics
@@ -46,7 +47,6 @@ from planners.base import PlannerError
 from search.batching import BatchingLM
 from search.budget import Budget
 from search.problem import Problem
-from search.runner import Engine
 
 log = logging.getLogger("treedec.server")
 SOLVE_GRACE_SECONDS = 60.0  # evaluation after the search (sandbox) may take a little longer

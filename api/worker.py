@@ -35,10 +35,10 @@ from rq.job import Job as RQJob
 from rq.queue import Queue
 from rq.worker import SimpleWorker
 
+from api.engine import Engine
 from api.jobs import TERMINAL
 from api.queue import DEFAULT_PREFIX, QUEUE_NAME, JobStore, redact, spec_from_json
 from search.batching import request_guard
-from search.runner import Engine
 
 log = logging.getLogger("treedec.worker")
 

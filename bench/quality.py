@@ -81,10 +81,10 @@ def verdict(summary: dict[str, Any] | None) -> bool:
 
 
 def run_one(lm: Any, executor: Any, problem: Any, config: Config) -> dict[str, Any]:
+    from api.engine import Engine
     from scorers.tests import TestScorer
     from search.budget import Budget
     from search.cache import MemoryCache
-    from search.runner import Engine
 
     cache = MemoryCache()
     if hasattr(lm, "kv"):

@@ -16,10 +16,10 @@ import openai
 import pytest
 
 import planners
+from api.engine import Engine
 from api.schemas import ServerSettings
 from api.server import BackgroundServer, create_app
 from planners.base import Planner
-from search.runner import Engine
 
 ADD = 'def add(a, b):\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    """\n'
 PROBLEM = {"prompt": ADD, "entry_point": "add", "public_tests": ["assert add(1, 2) == 3"]}
