@@ -54,12 +54,12 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Planner, PlannerError, PlannerParams
-from planners.steps import in_context
 from planners.thresholds import lookup
 from search.budget import BudgetExhausted
 from search.context import Candidate, SearchContext, SearchResult, stops_for
 from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
 from search.problem import Problem
+from search.steps import in_context
 from search.stops import FunctionBodyEnd, StopCondition, first_stop
 
 

@@ -1,6 +1,6 @@
 """A*-decoding (Chatziveroglou, "A*-Decoding: Token-Efficient Inference Scaling", 2025), on the engine.
 
-Best-first search over *partial solutions at step granularity* (planners/steps.py: a ``line``, a
+Best-first search over *partial solutions at step granularity* (search/steps.py: a ``line``, a
 Python ``statement`` or a blank-line ``chunk``). Each state s is the prompt plus the steps chosen
 so far; a process scorer (scorers/prm.py) gives it r(s) in [0, 1]. The priority is::
 
@@ -56,7 +56,6 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Planner, PlannerParams
-from planners.steps import StepKind, in_context, step_stop
 from scorers.prm import (
     CodeAwareScorer,
     Lookahead,
@@ -70,6 +69,7 @@ from search.budget import BudgetExhausted
 from search.context import Candidate, SearchContext, SearchResult, best_candidate, stops_for
 from search.lm import DecodeMode, GenerationParams, Rollout
 from search.problem import Problem
+from search.steps import StepKind, in_context, step_stop
 from search.stops import StopCondition, first_stop
 from search.tree import Tree
 

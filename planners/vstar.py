@@ -62,12 +62,12 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Planner, PlannerError, PlannerParams
-from planners.steps import context_tail, in_context
 from scorers.value import ValueModel, node_features
 from search.budget import BudgetExhausted
 from search.context import Candidate, SearchContext, SearchResult, stops_for
 from search.lm import GenerationParams, Rollout, TokenDist
 from search.problem import Problem
+from search.steps import context_tail, in_context
 from search.stops import StopCondition, first_stop
 from search.tree import Tree
 

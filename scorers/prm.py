@@ -56,10 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from planners.steps import in_context
 from search.context import stops_for
 from search.lm import GenerationParams
 from search.problem import Problem
+from search.steps import context_tail, in_context
 
 if TYPE_CHECKING:
     from search.context import SearchContext
@@ -275,7 +275,7 @@ class CodeAwareScorer:
         params = GenerationParams(max_new_tokens=self.lookahead_tokens)
         groups: dict[str, list[int]] = {}
         for i, s in enumerate(states):
-            groups.setdefault(_tail(s.completion), []).append(i)
+            groups.setdefault(context_tail(s.completion), []).append(i)
         out: list[Lookahead | None] = [None] * len(states)
         for idxs in groups.values():
             ctx_text = states[idxs[0]].completion
@@ -296,11 +296,6 @@ class CodeAwareScorer:
                 if fin:
                     self.memo.put(prompt + states[i].token_ids, la, states[i].completion)
         return [la for la in out if la is not None]
-
-
-def _tail(text: str) -> str:
-    i = text.rfind("\n")
-    return text if i < 0 else text[i:]
 
 
 # ----- model-based PRM ------------------------------------------------------------------------
