@@ -543,6 +543,6 @@ class AdaDec(Planner):
         cand = walk.candidate(reason)
         cand.meta["threshold_source"] = source
         for name, n in walk.counts.items():
-            ctx.meter.spend.add_extra(name, n)
+            ctx.count(name, n)
         ctx.emit("candidate", tokens=len(cand.token_ids), pauses=walk.counts["pauses"])
         return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), cand.meta["finish"])

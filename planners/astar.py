@@ -226,7 +226,7 @@ class _Search:
             self.apply(s, sc, step_nll)
             if sc.parts.get("completable") == 0.0 and s.node != self.tree.root:
                 self.tree.update(s.node, pruned="not completable", r=0.0)
-                self.ctx.meter.spend.add_extra("pruned_states")
+                self.ctx.count("pruned_states")
                 continue
             if s.complete:
                 self.tree.update(s.node, reward=s.reward)
@@ -275,22 +275,22 @@ class _Search:
         problem_stops = in_context(self.base_stops, s.text)
         stops = [step_stop(p.step, s.text), *problem_stops]
         self.expansions += 1
-        self.ctx.meter.spend.add_extra("astar_expansions")
+        self.ctx.count("astar_expansions")
         remaining = self.ctx.meter.remaining_tokens()
         k = p.k if remaining is None else max(1, min(p.k, remaining))  # never overrun the token budget
         rolls = self.ctx.lm.rollouts([self.prompt + s.tokens] * k, params, stops)
-        self.ctx.meter.spend.add_extra("steps_sampled", len(rolls))
+        self.ctx.count("steps_sampled", len(rolls))
         children: list[_State] = []
         seen: set[tuple[bool, str]] = set()
         for r in rolls:
             complete, step_text = self.step_outcome(r, problem_stops, room)
             if (complete, step_text) in seen:
-                self.ctx.meter.spend.add_extra("duplicate_steps")
+                self.ctx.count("duplicate_steps")
                 continue
             seen.add((complete, step_text))
             text = s.text + step_text
             if complete and text in self.programs:
-                self.ctx.meter.spend.add_extra("duplicate_steps")
+                self.ctx.count("duplicate_steps")
                 continue
             if complete:
                 self.programs.add(text)
@@ -335,7 +335,7 @@ class _Search:
                 self.ctx.meter.check()
                 _, _, _, s = heapq.heappop(self.heap)
                 self.pops += 1
-                self.ctx.meter.spend.add_extra("astar_pops")
+                self.ctx.count("astar_pops")
                 self.tree.update(s.node, popped=self.pops, popped_at=next(self.clock))
                 if s.complete:
                     if self.is_goal(s):
@@ -380,7 +380,7 @@ class _Search:
                 reason = f"{reason}: no complete state; returned the best partial state, greedily completed"
             if best is not None:
                 candidates.append(best)
-        self.ctx.meter.spend.add_extra("astar_tree_nodes", len(self.tree))
+        self.ctx.count("astar_tree_nodes", len(self.tree))
         return SearchResult(
             AStar.name,
             self.problem.id,

@@ -258,7 +258,7 @@ class _Search:
                 evals[leaf] = self._terminal_eval(leaf)
             elif (hit := self._sequence_hit(leaf)) is not None:
                 evals[leaf] = hit
-                self.ctx.meter.spend.add_extra("sequence_cache_hits")
+                self.ctx.count("sequence_cache_hits")
             else:
                 to_roll.append(leaf)
         if to_roll:
@@ -277,7 +277,7 @@ class _Search:
         return out
 
     def _terminal_eval(self, leaf: int) -> _Eval:
-        self.ctx.meter.spend.add_extra("terminal_evals")
+        self.ctx.count("terminal_evals")
         toks = self.gen[leaf]
         if toks and toks[-1] in self.eos:
             return _Eval(toks[:-1], self.gen_lp[leaf] - self.tree[leaf]["logprob"], "terminal")
@@ -309,8 +309,8 @@ class _Search:
         source = (
             "model" if cached == 0 else "rollout_cache" if cached == len(leaves) else "model+rollout_cache"
         )
-        ctx.meter.spend.add_extra("rollout_cache_hits", cached)
-        ctx.meter.spend.add_extra("rollout_calls")
+        ctx.count("rollout_cache_hits", cached)
+        ctx.count("rollout_calls")
         out = {}
         for leaf, r, rem in zip(leaves, rolls, remaining, strict=True):
             ids, lps, finish = list(r.token_ids), list(r.logprobs), r.finish_reason
@@ -365,8 +365,8 @@ class _Search:
         hits_before = ctx.meter.spend.cache_hits
         dists = ctx.lm.next_token_dists([self.prompt + self.gen[n] for n in nodes], self.p.width)
         hits = ctx.meter.spend.cache_hits - hits_before
-        ctx.meter.spend.add_extra("tree_cache_hits", hits)
-        ctx.meter.spend.add_extra("expansions", len(nodes))
+        ctx.count("tree_cache_hits", hits)
+        ctx.count("expansions", len(nodes))
         for node, dist in zip(nodes, dists, strict=True):
             priors = dist.topk_softmax()
             for tok, lp, prior in zip(dist.token_ids, dist.logprobs, priors, strict=True):
@@ -398,8 +398,8 @@ class _Search:
         if best is not None:
             self.tree.mark_path(int(best.meta["node"]))
         spend = self.ctx.meter.spend
-        spend.add_extra("iterations", self.iterations)
-        spend.add_extra("tree_nodes", len(self.tree))
+        self.ctx.count("iterations", self.iterations)
+        self.ctx.count("tree_nodes", len(self.tree))
         for n in self.tree.nodes():
             self.tree[n].pop("expanded", None)
         return SearchResult(

@@ -169,7 +169,7 @@ class _Search:
         if refit and self.values.fit(
             [self.features(n) for n in visited], [self.tree[n]["reward"] for n in visited]
         ):
-            self.ctx.meter.spend.add_extra("value_refits")
+            self.ctx.count("value_refits")
         for n in self.tree.nodes():
             a = self.tree[n]
             v = self.values.blend(a.get("reward"), a["visits"], self.features(n))
@@ -232,7 +232,7 @@ class _Search:
             rolls = self.ctx.lm.rollouts(prefixes, params, stops)
             self.rollouts_done += len(rolls)
             self.since_fit += len(rolls)
-            self.ctx.meter.spend.add_extra("vstar_rollouts", len(rolls))
+            self.ctx.count("vstar_rollouts", len(rolls))
             programs = [t + r.text for t, r in zip(texts, rolls, strict=True)]
             rewards = self.ctx.reward(self.problem, programs)
             for (n, tok), r, program, rw in zip(items, rolls, programs, rewards, strict=True):
@@ -266,7 +266,7 @@ class _Search:
             )
             self.nodes[parent].tried.add(seg[j])  # its first child continues with the greedy token
             prev = j
-            self.ctx.meter.spend.add_extra("branch_points")
+            self.ctx.count("branch_points")
         leaf = self._add_node(
             parent, seg[prev:], seg_lps[prev:], None, reward, compile_error, [], program=program
         )
@@ -341,7 +341,7 @@ class _Search:
                     break
                 for _, n, tok, _ in chosen:
                     self.ctx.emit("expand", node=n, token=tok, value=self.value(n))
-                self.ctx.meter.spend.add_extra("vstar_expansions", len(chosen))
+                self.ctx.count("vstar_expansions", len(chosen))
                 self.rollout_many([(n, tok) for _, n, tok, _ in chosen])
                 refit = self.since_fit >= self.p.refit_every
                 if refit:
@@ -389,9 +389,9 @@ class _Search:
         best = candidates[0] if candidates else None
         if best is not None:
             self.tree.mark_path(int(best.meta["node"]))
-        self.ctx.meter.spend.add_extra("vstar_tree_nodes", len(self.tree))
-        self.ctx.meter.spend.add_extra("distinct_programs", len(candidates))
-        self.ctx.meter.spend.add_extra("distinct_passing_programs", len(self.passing_programs()))
+        self.ctx.count("vstar_tree_nodes", len(self.tree))
+        self.ctx.count("distinct_programs", len(candidates))
+        self.ctx.count("distinct_passing_programs", len(self.passing_programs()))
         return SearchResult(
             VStar.name,
             self.problem.id,

@@ -221,7 +221,7 @@ class CodeAwareScorer:
         """Scores with their parts; with ``lookahead`` the pass term is each state's own."""
         self.calls += len(states)
         ctx.meter.charge(scorer_calls=len(states))
-        ctx.meter.spend.add_extra("process_scorer_calls", len(states))
+        ctx.count("process_scorer_calls", len(states))
         tests = has_public_tests(problem, ctx) and self.w_pass > 0
         ok = [self.completable(problem, s) for s in states]
         lookaheads: list[Lookahead | None] = [None] * len(states)
@@ -233,7 +233,7 @@ class CodeAwareScorer:
                     continue
                 lookaheads[i] = self.memo.get(prompt + s.token_ids, s.completion)
                 if lookaheads[i] is not None:
-                    ctx.meter.spend.add_extra("lookahead_memo_hits")
+                    ctx.count("lookahead_memo_hits")
                 elif lookahead:
                     todo.append(i)
             if todo:
@@ -282,8 +282,8 @@ class CodeAwareScorer:
             rolls = ctx.lm.rollouts(
                 [prompt + states[i].token_ids for i in idxs], params, in_context(base, ctx_text)
             )
-            ctx.meter.spend.add_extra("lookahead_tokens", sum(len(r.token_ids) for r in rolls))
-            ctx.meter.spend.add_extra("lookaheads", len(rolls))
+            ctx.count("lookahead_tokens", sum(len(r.token_ids) for r in rolls))
+            ctx.count("lookaheads", len(rolls))
             done = [r.finish_reason in ("stop", "eos") for r in rolls]
             rewards = ctx.reward(
                 problem, [states[i].completion + r.text for i, r in zip(idxs, rolls, strict=True)]
@@ -406,8 +406,8 @@ class HFProcessRewardModel:
         before = self.forward_passes
         per_step = self.step_scores(problem.prompt, [s.steps or [s.completion] for s in states])
         ctx.meter.charge(scorer_calls=len(states))
-        ctx.meter.spend.add_extra("prm_forward_passes", self.forward_passes - before)
-        ctx.meter.spend.add_extra("process_scorer_calls", len(states))
+        ctx.count("prm_forward_passes", self.forward_passes - before)
+        ctx.count("process_scorer_calls", len(states))
         return [self._aggregate(scores) for scores in per_step]
 
     def _aggregate(self, scores: list[float]) -> float:

@@ -54,9 +54,6 @@ class Spend:
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
-    def add_extra(self, name: str, amount: float = 1) -> None:
-        self.extra[name] = self.extra.get(name, 0) + amount
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seconds"] = round(self.seconds, 4)
@@ -81,6 +78,17 @@ class Meter:
         with self._lock:
             for name, amount in amounts.items():
                 setattr(self.spend, name, getattr(self.spend, name) + amount)
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Add to a planner-specific counter in ``spend.extra`` (created at 0 on first use).
+
+        >>> m = Meter()
+        >>> m.count("pauses"); m.count("pauses", 2); m.count("switches", 0)
+        >>> m.spend.extra
+        {'pauses': 3, 'switches': 0}
+        """
+        with self._lock:
+            self.spend.extra[name] = self.spend.extra.get(name, 0) + amount
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

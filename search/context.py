@@ -267,6 +267,10 @@ class SearchContext:
             }
         )
 
+    def count(self, name: str, amount: float = 1) -> None:
+        """Add to a planner-specific spend counter (``spend.extra[name]``); thread-safe."""
+        self.meter.count(name, amount)
+
     def reward(self, problem: Problem, completions: Sequence[str]) -> list[Any]:
         """Public-test rewards of completions, charged to the budget (cache hits are free)."""
         if self.scorer is None:
