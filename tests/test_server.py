@@ -19,7 +19,7 @@ import planners
 from api.engine import Engine
 from api.schemas import ServerSettings
 from api.server import BackgroundServer, create_app
-from planners.base import Planner
+from planners.base import Planner, PlannerParams
 
 ADD = 'def add(a, b):\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    """\n'
 PROBLEM = {"prompt": ADD, "entry_point": "add", "public_tests": ["assert add(1, 2) == 3"]}
@@ -373,9 +373,10 @@ def test_bad_openai_requests_are_4xx_in_the_openai_shape(oai: openai.OpenAI, cli
     )
 
 
-class _Broken(Planner):
+class _Broken(Planner[PlannerParams]):
     name = "test-broken"
     description = "raises (a bug)"
+    Params = PlannerParams
 
     def solve(self, problem: Any, ctx: Any) -> Any:
         raise RuntimeError("planner bug")
