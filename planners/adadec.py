@@ -47,16 +47,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerError, PlannerParams
+from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
 from planners.thresholds import lookup
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, stops_for
+from search.context import Candidate, SearchContext, stops_for
 from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
 from search.problem import Problem
 from search.steps import in_context
@@ -274,22 +273,22 @@ def _need_dists(r: Rollout) -> None:
         raise PlannerError("adadec needs a model backend that records step distributions (record_top_k)")
 
 
-@dataclass
-class _Walk:
+class _Walk(Search[AdaDecParams]):
     """The state of one AdaDec decode."""
 
-    ctx: SearchContext
-    p: AdaDecParams
-    threshold: float
-    prompt: list[int]
-    stops: list[StopCondition]
-    tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    pauses: list[dict[str, Any]] = field(default_factory=list)
-    origins: list[str] = field(default_factory=list)  # per committed token: chunk | lookahead | pause
-    chunk_tokens: int = 0  # tokens the greedy chunk calls generated
-    counts: dict[str, int] = field(
-        default_factory=lambda: {
+    def __init__(
+        self, p: AdaDecParams, problem: Problem, ctx: SearchContext, threshold: float, source: str
+    ) -> None:
+        super().__init__(p, problem, ctx)
+        self.threshold, self.threshold_source = threshold, source
+        self.prompt = ctx.lm.encode(problem.model_text)
+        self.stops: list[StopCondition] = stops_for(problem)
+        self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.pauses: list[dict[str, Any]] = []
+        self.origins: list[str] = []  # per committed token: chunk | lookahead | pause
+        self.chunk_tokens = 0  # tokens the greedy chunk calls generated
+        self.counts: dict[str, int] = {
             "pauses": 0,
             "switches": 0,
             "lookahead_tokens": 0,
@@ -300,7 +299,6 @@ class _Walk:
             "lookahead_pruned": 0,
             "path_extensions": 0,
         }
-    )
 
     def run(self) -> str:
         """Decode until a stop, end-of-sequence or the token limit; returns the finish reason."""
@@ -479,6 +477,14 @@ class _Walk:
         """Where the completion's text ends by the problem's stop conditions, or None."""
         return first_stop(self.ctx.lm.decode(self.tokens), self.stops) if self.tokens else None
 
+    def outcome(self, reason: str) -> Outcome:
+        cand = self.candidate(reason)
+        cand.meta["threshold_source"] = self.threshold_source
+        for name, n in self.counts.items():
+            self.ctx.count(name, n)
+        self.ctx.emit("candidate", tokens=len(cand.token_ids), pauses=self.counts["pauses"])
+        return Outcome(cand, [cand], cand.meta["finish"])
+
     def candidate(self, reason: str) -> Candidate:
         """The finished completion: text cut at the stop, tokens up to the one in which it began."""
         text = self.ctx.lm.decode(self.tokens)
@@ -524,7 +530,7 @@ def resolve_threshold(p: AdaDecParams, ctx: SearchContext) -> tuple[float, str]:
 
 
 @register
-class AdaDec(Planner):
+class AdaDec(Planner[AdaDecParams]):
     name = "adadec"
     description = (
         "Greedy with entropy-triggered pauses: at uncertain steps the top-B tokens are re-ranked "
@@ -532,17 +538,6 @@ class AdaDec(Planner):
     )
     Params = AdaDecParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: AdaDecParams = self.params  # type: ignore[assignment]
-        threshold, source = resolve_threshold(p, ctx)
-        walk = _Walk(ctx, p, threshold, ctx.lm.encode(problem.model_text), stops_for(problem))
-        try:
-            reason = walk.run()
-        except BudgetExhausted as e:
-            reason = str(e)
-        cand = walk.candidate(reason)
-        cand.meta["threshold_source"] = source
-        for name, n in walk.counts.items():
-            ctx.count(name, n)
-        ctx.emit("candidate", tokens=len(cand.token_ids), pauses=walk.counts["pauses"])
-        return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), cand.meta["finish"])
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[AdaDecParams]:
+        threshold, source = resolve_threshold(self.params, ctx)
+        return _Walk(self.params, problem, ctx, threshold, source)
