@@ -92,7 +92,7 @@ def pucb(q: float, prior: float, parent_visits: float, child_visits: float, c: f
     """P-UCB score of a child (``ln N(s)`` with ``N(s)`` clamped to >= 1).
 
     >>> round(pucb(0.0, 0.5, 3, 0, 4.0, 10.0), 4)
-    2.2066
+    2.2726
     >>> pucb(0.7, 0.9, 1, 0, 4.0, 10.0)  # a parent visited once: no exploration yet
     0.7
     """

@@ -4,8 +4,8 @@ Each condition looks at the text generated so far (not the prompt) and returns t
 which to cut it, or ``None`` to go on. ``key()`` names the condition in cache keys, so two
 rollouts are only shared when they stop by the same rule.
 
->>> TopLevelStop().find("    return 1\\n\\ndef other():\\n")
-12
+>>> TopLevelStop().find("    return 1\\n\\ndef other():\\n")  # keeps "    return 1\\n"
+13
 >>> StopStrings(("\\nprint(",)).find("x = 1\\nprint(x)")
 5
 """
