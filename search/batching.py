@@ -35,7 +35,6 @@ its deadline, with finish reason ``"cancelled"`` / ``"max_seconds"`` (never cach
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import threading
@@ -155,12 +154,12 @@ class BatchingLM:
         self.identity = inner.identity
         self.eos_token_ids = inner.eos_token_ids
         self.counters = inner.counters
+        self.vocab_size = inner.vocab_size
         self.batching = BatchingStats()
         self._pending: list[_Call] = []
         self._cond = threading.Condition()
         self._seen: dict[int, float] = {}
         self._ids = itertools.count()
-        self._row_stops = "row_stops" in inspect.signature(inner.rollouts).parameters
         self._thread = threading.Thread(target=self._loop, name="treedec-batching", daemon=True)
         self._thread.start()
 
@@ -198,7 +197,17 @@ class BatchingLM:
         params: GenerationParams,
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
+        row_stops: Sequence[Sequence[StopCondition]] | None = None,
     ) -> list[Rollout]:
+        if row_stops is not None:  # a caller's own per-row stops: its call runs alone
+            call = _Call(
+                "solo",
+                ("solo", next(self._ids)),
+                [list(p) for p in prefixes],
+                threading.get_ident(),
+                thunk=lambda s: self.inner.rollouts(prefixes, params, stops, s, row_stops),
+            )
+            return self._submit(call, stats)  # type: ignore[no-any-return]
         mergeable = params.mode == DecodeMode.greedy
         key: Hashable = ("roll", params, stops_key(stops)) if mergeable else ("solo", next(self._ids))
         call = _Call(
@@ -226,6 +235,11 @@ class BatchingLM:
             thunk=lambda s: self.inner.continuation_logprobs(prefix, continuations, s),
         )
         return self._submit(call, stats)  # type: ignore[no-any-return]
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        return self.inner.position_stats(tokens, start, stats)
 
     # ----- caller side -------------------------------------------------------------------------
     def _submit(self, call: _Call, stats: CallStats | None) -> Any:
@@ -330,14 +344,14 @@ class BatchingLM:
         guards = [GuardStop(c.guard) if c.guard is not None else None for c in group]
         prefixes = [p for c in group for p in c.prefixes]
         stops = list(head.stops)
-        kwargs: dict[str, Any] = {}
+        row_stops: list[list[StopCondition]] | None = None
         if len(group) == 1 and guards[0] is not None:
             stops.append(guards[0])
-        elif self._row_stops and any(guards):
-            kwargs["row_stops"] = [
+        elif any(guards):
+            row_stops = [
                 [g] if g is not None else [] for c, g in zip(group, guards, strict=True) for _ in c.prefixes
             ]
-        out = self.inner.rollouts(prefixes, head.params, stops, total, **kwargs)
+        out = self.inner.rollouts(prefixes, head.params, stops, total, row_stops)
         at, passes, generated = 0, [], []
         for call, guard in zip(group, guards, strict=True):
             mine = out[at : at + len(call.prefixes)]

@@ -41,6 +41,7 @@ class MeteredLM:
         self.identity = lm.identity
         self.eos_token_ids = lm.eos_token_ids
         self.counters = lm.counters
+        self.vocab_size = lm.vocab_size
         self._model_key = lm.identity.key()
 
     def encode(self, text: str) -> list[int]:
@@ -111,15 +112,18 @@ class MeteredLM:
         params: GenerationParams,
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
+        row_stops: Sequence[Sequence[StopCondition]] | None = None,
     ) -> list[Rollout]:
         params = self._clamp(params, len(prefixes))
+        # a row's stops are the call's and its own (a row is cached as if all were the call's)
+        rows = [[*stops, *extra] for extra in row_stops] if row_stops is not None else None
         out: list[Rollout | None] = [None] * len(prefixes)
         keys: list[str] = []
         if params.deterministic:
-            keys = [self._rollout_key(p, params, stops) for p in prefixes]
+            keys = [self._rollout_key(p, params, rows[i] if rows else stops) for i, p in enumerate(prefixes)]
             for i, raw in enumerate(self._cache_get(NS_ROLLOUT, keys)):
                 if raw is not None:
-                    out[i] = self._decode_rollout(raw, params, stops)
+                    out[i] = self._decode_rollout(raw, params, rows[i] if rows else stops)
             served = [r for r in out if r is not None]
             if served:
                 self.meter.charge(cached_tokens=sum(len(r.token_ids) for r in served))
@@ -128,7 +132,13 @@ class MeteredLM:
             call = CallStats()
             guard = self._deadline_stop()
             inner_stops = [*stops, guard] if guard is not None else stops
-            fresh = self.inner.rollouts([prefixes[i] for i in missing], params, inner_stops, call)
+            fresh = self.inner.rollouts(
+                [prefixes[i] for i in missing],
+                params,
+                inner_stops,
+                call,
+                row_stops=[list(row_stops[i]) for i in missing] if row_stops is not None else None,
+            )
             if guard is not None and guard.fired:
                 for r in fresh:
                     r.finish_reason = guard.fired
@@ -208,6 +218,16 @@ class MeteredLM:
         if self.meter.budget.max_seconds is None:
             return None
         return GuardStop(Guard(self.meter.cancelled, self.meter.started + self.meter.budget.max_seconds))
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        call = CallStats()
+        out = self.inner.position_stats(tokens, start, call)
+        self._charge(call)
+        if stats is not None:
+            stats.add(call)
+        return out
 
     def continuation_logprobs(
         self,

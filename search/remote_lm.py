@@ -78,6 +78,7 @@ from search.lm import (
     ModelIdentity,
     Rollout,
     TokenDist,
+    position_stats_from_dists,
 )
 from search.prompting import template_text
 from search.stops import StopCondition, StopStrings, first_stop
@@ -431,6 +432,12 @@ class RemoteModel:
         stats.forward_passes += max(passes, default=0)
         self._count(stats)
         return out
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        """Teacher forcing over a server: the next-token distribution of every prefix."""
+        return position_stats_from_dists(self, tokens, start, stats)
 
     def continuation_logprobs(
         self,
