@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from search.stops import Guard
+
 
 class Budget(BaseModel):
     """Limits for one search; ``None`` means unlimited (a planner's own defaults still apply).
@@ -89,6 +91,13 @@ class Meter:
         """
         with self._lock:
             self.spend.extra[name] = self.spend.extra.get(name, 0) + amount
+
+    def guard(self) -> Guard:
+        """The search's one stop: its cancel event and its wall-time deadline. The planner loop
+        sees it through ``check``; model calls get it handed down (``MeteredLM``, and the Engine's
+        ``request_guard`` for the batching dispatcher)."""
+        limit = self.budget.max_seconds
+        return Guard(self.cancelled, self.started + limit if limit is not None else None)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search import codec, prompting
-from search.batching import Guard, GuardStop
 from search.budget import Meter, Spend
 from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
 from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
 from search.problem import Problem
-from search.stops import StopCondition, first_stop, stops_key
+from search.stops import GuardStop, StopCondition, first_stop, stops_key
 
 log = logging.getLogger("treedec.search")
 
@@ -131,13 +130,12 @@ class MeteredLM:
         if missing:
             call = CallStats()
             guard = self._deadline_stop()
-            inner_stops = [*stops, guard] if guard is not None else stops
+            # the guard is this search's own: handed down with each of its rows, never shared
+            own = [list(row_stops[i]) if row_stops is not None else [] for i in missing]
+            if guard is not None:
+                own = [[*r, guard] for r in own]
             fresh = self.inner.rollouts(
-                [prefixes[i] for i in missing],
-                params,
-                inner_stops,
-                call,
-                row_stops=[list(row_stops[i]) for i in missing] if row_stops is not None else None,
+                [prefixes[i] for i in missing], params, stops, call, row_stops=own if any(own) else None
             )
             if guard is not None and guard.fired:
                 for r in fresh:
@@ -217,7 +215,7 @@ class MeteredLM:
         (or the search is cancelled), so one long call cannot overrun the wall-time budget."""
         if self.meter.budget.max_seconds is None:
             return None
-        return GuardStop(Guard(self.meter.cancelled, self.meter.started + self.meter.budget.max_seconds))
+        return GuardStop(self.meter.guard())
 
     def position_stats(
         self, tokens: Sequence[int], start: int, stats: CallStats | None = None
