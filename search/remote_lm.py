@@ -62,7 +62,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -178,9 +178,8 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="treedec-remote-lm", daemon=True)
         self.thread.start()
 
-    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
-        future: Any = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-        return future.result(timeout)
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
