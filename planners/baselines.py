@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from planners import register
-from planners.base import Outcome, Planner, PlannerParams, Search
+from planners.base import Outcome, P, Planner, PlannerParams, Search
 from search.context import Candidate, SearchContext, best_candidate, stops_for
 from search.lm import DecodeMode, GenerationParams, Rollout
 from search.problem import Problem
@@ -19,13 +19,21 @@ class GreedyParams(PlannerParams):
     max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
 
 
-class GreedySearch(Search[GreedyParams]):
+class OneRollout(Search[P]):
+    """One completion of the prompt with fixed generation settings (greedy, beam)."""
+
+    def __init__(
+        self, p: P, problem: Problem, ctx: SearchContext, params: GenerationParams, emit: bool
+    ) -> None:
+        super().__init__(p, problem, ctx)
+        self.params, self.emit = params, emit
+
     def run(self) -> str:
         prompt = self.ctx.lm.encode(self.problem.model_text)
-        params = GenerationParams(max_new_tokens=self.p.max_new_tokens)
-        r = self.ctx.lm.rollouts([prompt], params, stops_for(self.problem))[0]
+        r = self.ctx.lm.rollouts([prompt], self.params, stops_for(self.problem))[0]
         self.candidates.append(rollout_candidate(r, finish=r.finish_reason))
-        self.ctx.emit("candidate", tokens=len(r.token_ids))
+        if self.emit:
+            self.ctx.emit("candidate", tokens=len(r.token_ids))
         return r.finish_reason
 
 
@@ -35,24 +43,14 @@ class Greedy(Planner[GreedyParams]):
     description = "Argmax decoding, one completion (the baseline)."
     Params = GreedyParams
 
-    def start(self, problem: Problem, ctx: SearchContext) -> GreedySearch:
-        return GreedySearch(self.params, problem, ctx)
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[GreedyParams]:
+        params = GenerationParams(max_new_tokens=self.params.max_new_tokens)
+        return OneRollout(self.params, problem, ctx, params, emit=True)
 
 
 class BeamParams(PlannerParams):
     max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
     num_beams: int = Field(4, ge=2, le=32, description="beam width")
-
-
-class BeamSearch(Search[BeamParams]):
-    def run(self) -> str:
-        prompt = self.ctx.lm.encode(self.problem.model_text)
-        params = GenerationParams(
-            max_new_tokens=self.p.max_new_tokens, mode=DecodeMode.beam, num_beams=self.p.num_beams
-        )
-        r = self.ctx.lm.rollouts([prompt], params, stops_for(self.problem))[0]
-        self.candidates.append(rollout_candidate(r, finish=r.finish_reason))
-        return r.finish_reason
 
 
 @register
@@ -61,8 +59,11 @@ class Beam(Planner[BeamParams]):
     description = "Beam search with length-normalised log-probability; returns the best beam."
     Params = BeamParams
 
-    def start(self, problem: Problem, ctx: SearchContext) -> BeamSearch:
-        return BeamSearch(self.params, problem, ctx)
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[BeamParams]:
+        p = self.params
+        beam = DecodeMode.beam
+        params = GenerationParams(max_new_tokens=p.max_new_tokens, mode=beam, num_beams=p.num_beams)
+        return OneRollout(p, problem, ctx, params, emit=False)
 
 
 class SamplingParams(PlannerParams):
