@@ -9,6 +9,7 @@ step, with ``H`` the Shannon entropy (nats) of the full next-token distribution:
   ``(log p(c) + lambda * sum(lookahead log-probs)) / (lookahead length + 1)`` and commit the best.
 
 ``H*`` is learned per model (``treedec calibrate``, see ``planners/calibration.py``) or given.
+``paper_rule`` is this rule written out step by step, one model call per step and per candidate.
 
 How it runs without one model call per token: greedy runs ahead in chunks (one ``rollouts`` call
 with ``record_top_k``, which also returns every step's entropy and top-B), and the walk over a
@@ -111,6 +112,47 @@ def candidate_score(logprob: float, lookahead_logprobs: Sequence[float], weight:
     -1.0
     """
     return (logprob + weight * float(sum(lookahead_logprobs))) / (len(lookahead_logprobs) + 1)
+
+
+def paper_rule(
+    lm: LanguageModel,
+    prompt: Sequence[int],
+    stops: Sequence[StopCondition],
+    threshold: float,
+    num_candidates: int = 3,
+    lookahead_tokens: int = 5,
+    weight: float = 1.0,
+    max_new_tokens: int = 384,
+) -> tuple[list[int], int]:
+    """AdaDec's rule as the paper states it, one model call per step and per candidate: the
+    committed tokens (cut where the stops end the text) and the number of pauses.
+
+    ``_Walk`` commits the same tokens with far fewer calls (chunks, reused and pruned lookaheads);
+    the tests hold it to this function.
+    """
+    tokens: list[int] = []
+    pauses = 0
+    for _ in range(max_new_tokens):
+        if tokens and first_stop(lm.decode(tokens), stops) is not None:
+            break
+        dist = lm.next_token_dists([[*prompt, *tokens]], num_candidates)[0]
+        token = dist.token_ids[0]  # H < H*: the argmax
+        if dist.entropy >= threshold:  # pause: re-rank the top-B by a greedy lookahead each
+            pauses += 1
+            best = -math.inf
+            for cand, lp in zip(dist.token_ids[:num_candidates], dist.logprobs[:num_candidates], strict=True):
+                params = GenerationParams(max_new_tokens=lookahead_tokens)
+                roll = lm.rollouts([[*prompt, *tokens, cand]], params, [FunctionBodyEnd()])[0]
+                score = candidate_score(lp, roll.logprobs, weight)
+                if score > best:
+                    best, token = score, cand
+        if token in lm.eos_token_ids:
+            break
+        tokens.append(token)
+    cut = first_stop(lm.decode(tokens), stops)
+    if cut is not None:
+        tokens = tokens[: next(i for i in range(1, len(tokens) + 1) if len(lm.decode(tokens[:i])) > cut)]
+    return tokens, pauses
 
 
 def score_upper_bound(logprob: float, lookahead_tokens: int) -> float:

@@ -17,6 +17,7 @@ from planners.adadec import (
     candidate_score,
     lookahead_from_path,
     outcome_is_fixed,
+    paper_rule,
     prunable,
     score_candidates,
 )
@@ -35,7 +36,7 @@ from search.context import SearchContext, stops_for
 from search.hf_lm import HFModel
 from search.lm import GenerationParams, ModelIdentity, TokenDist, position_stats_from_dists
 from search.problem import Problem
-from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop, first_stop
+from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop
 
 try:
     from tests.tiny_model import make_tiny_lm
@@ -85,30 +86,7 @@ def naive_adadec(
 ) -> tuple[list[int], int]:
     """The rule step by step, one uncached model call per step and per candidate."""
     prompt, stops = lm.encode(PROBLEM.prompt), stops_for(PROBLEM)
-    toks: list[int] = []
-    pauses = 0
-    for _ in range(max_new):
-        if toks and first_stop(lm.decode(toks), stops) is not None:
-            break
-        dist = lm.next_token_dists([prompt + toks], b)[0]
-        tok = dist.token_ids[0]
-        if dist.entropy >= threshold:
-            pauses += 1
-            best = -math.inf
-            for cand, lp in zip(dist.token_ids[:b], dist.logprobs[:b], strict=True):
-                roll = lm.rollouts(
-                    [prompt + toks + [cand]], GenerationParams(max_new_tokens=lookahead), [FunctionBodyEnd()]
-                )[0]
-                score = (lp + sum(roll.logprobs)) / (len(roll.logprobs) + 1)
-                if score > best:
-                    best, tok = score, cand
-        if tok in lm.eos_token_ids:
-            break
-        toks.append(tok)
-    cut = first_stop(lm.decode(toks), stops)
-    if cut is not None:
-        toks = toks[: next(i for i in range(1, len(toks) + 1) if len(lm.decode(toks[:i])) > cut)]
-    return toks, pauses
+    return paper_rule(lm, prompt, stops, threshold, b, lookahead, 1.0, max_new)
 
 
 # ----- the decoding rule ----------------------------------------------------------------------
