@@ -142,7 +142,7 @@ def progress_display(enabled: bool) -> Iterator[Progress | None]:
 def _engine(
     model: str, cache: str | None, sandbox: str, device: str, dtype: str, progress: Progress | None
 ) -> Any:
-    from search.runner import Engine
+    from api.engine import Engine
 
     return Engine(
         model_spec=model,
@@ -533,7 +533,7 @@ def run_tests(
     sandbox: str = SandboxOpt,
 ) -> None:
     """Run a program against a problem's tests in the sandbox; exit 0 only when all pass."""
-    from sandbox.cli_run_tests import run_tests_main
+    from api.run_tests import run_tests_main
 
     raise typer.Exit(run_tests_main(str(program), problem, hidden, as_json, sandbox))
 

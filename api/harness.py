@@ -29,10 +29,10 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from api.engine import Engine
 from api.prompts import problem_from_prompt
 from search.budget import Budget
 from search.prompting import parse_style
-from search.runner import Engine
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 HARNESSES = ("lm-eval", "lm_eval")

@@ -4,8 +4,8 @@
 ``max_waiting`` more wait; beyond that ``submit`` raises ``QueueFull`` (the server answers 429
 with Retry-After). Each job keeps its own search state (the engine makes a new ``SearchContext``
 per solve), its progress events (the planner's ``ctx.emit`` plus ``started`` / ``finished`` /
-``failed`` / ``cancelled``) and a cancel event wired to the search's meter and to the batching
-model's per-request guard, so a cancelled search stops at its next step or decoding step.
+``failed`` / ``cancelled``) and a cancel event handed to ``Engine.solve``: it is part of the
+search's one guard (``Meter.guard()``), so a cancelled search stops at its next step or decoding step.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from search.batching import request_guard
+from api.engine import Engine
 from search.budget import Budget
 from search.problem import Problem
-from search.runner import Engine
 
 log = logging.getLogger("treedec.server")
 
@@ -175,19 +174,17 @@ class JobManager:
                 self._running += 1
             job.status, job.started = "running", time.time()
             job.emit({"event": "started", "planner": job.planner})
-            deadline = time.monotonic() + job.budget.max_seconds if job.budget.max_seconds else None
-            with request_guard(job.cancel, deadline):
-                job.result = self.engine.solve(
-                    job.problem,
-                    job.planner,
-                    job.params,
-                    job.budget,
-                    events=job.emit,
-                    evaluate_hidden=job.evaluate_hidden,
-                    include_tree=job.include_tree,
-                    cancel=job.cancel,
-                    prompt_style=job.prompt_style,
-                )
+            job.result = self.engine.solve(  # the cancel event stops the search (Engine.solve)
+                job.problem,
+                job.planner,
+                job.params,
+                job.budget,
+                events=job.emit,
+                evaluate_hidden=job.evaluate_hidden,
+                include_tree=job.include_tree,
+                cancel=job.cancel,
+                prompt_style=job.prompt_style,
+            )
             self._finish(job, "cancelled" if job.cancel.is_set() else "succeeded")
         except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
             job.error_id = uuid.uuid4().hex[:12]

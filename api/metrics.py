@@ -12,6 +12,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from search.batching import BatchingLM
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -71,8 +73,7 @@ class Metrics:
             stats = lm.counters.stats
             self.model_passes.set(stats.forward_passes)
             self.model_tokens.set(stats.generated_tokens)
-            batching = getattr(lm, "batching", None)
-            if batching is not None:
-                self.merged_calls.set(batching.merged_calls)
-                self.batches.set(batching.batches)
+            if isinstance(lm, BatchingLM):
+                self.merged_calls.set(lm.batching.merged_calls)
+                self.batches.set(lm.batching.batches)
         return bytes(generate_latest(self.registry))

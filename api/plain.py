@@ -98,7 +98,7 @@ class PlainCompletions:
 
     def __init__(self, lm: LanguageModel) -> None:
         self.lm = lm
-        self.vocab_size = _vocab_size(lm)
+        self.vocab_size = lm.vocab_size
 
     def complete(self, req: CompletionRequest) -> dict[str, Any]:
         prompts = _prompts(self.lm, req.prompt)
@@ -313,15 +313,6 @@ def _which_stop(full: str, cut: str, stops: Sequence[str]) -> str | None:
         if rest.startswith(s):
             return s
     return None
-
-
-def _vocab_size(lm: LanguageModel) -> int:
-    tokenizer = getattr(lm, "tokenizer", None)
-    model = getattr(lm, "model", None)
-    sizes = [len(tokenizer)] if tokenizer is not None else []
-    if model is not None and getattr(model, "config", None) is not None:
-        sizes.append(int(model.config.vocab_size))
-    return max(sizes) if sizes else 2**31
 
 
 def create_plain_app(lm: LanguageModel, batch_window_ms: float | None = 2.0) -> FastAPI:

@@ -581,7 +581,7 @@ def serve_queued(
     """``treedec serve --queue redis://...``: an API replica in front of the queue."""
     import uvicorn
 
-    from search.runner import Engine
+    from api.engine import Engine
 
     engine = Engine(model_spec=model, cache_spec=cache, device=device, dtype=dtype)
     app = create_queued_app(engine, queue_url, settings, max_queued=max_queued)

@@ -38,6 +38,7 @@ from sse_starlette.sse import EventSourceResponse
 
 import planners
 from api.contract import server_openapi
+from api.engine import Engine
 from api.errors import APIError, error_responses, install_handlers, internal_error, validation_error
 from api.jobs import TERMINAL, Job, JobManager, QueueFull
 from api.metrics import Metrics
@@ -48,7 +49,6 @@ from sandbox.resources import health as sandbox_health
 from search.batching import BatchingLM
 from search.budget import Budget
 from search.problem import Problem
-from search.runner import Engine
 
 log = logging.getLogger("treedec.server")
 SOLVE_GRACE_SECONDS = 60.0  # evaluation after the search (sandbox) may take a little longer

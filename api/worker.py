@@ -35,10 +35,9 @@ from rq.job import Job as RQJob
 from rq.queue import Queue
 from rq.worker import SimpleWorker
 
+from api.engine import Engine
 from api.jobs import TERMINAL
 from api.queue import DEFAULT_PREFIX, QUEUE_NAME, JobStore, redact, spec_from_json
-from search.batching import request_guard
-from search.runner import Engine
 
 log = logging.getLogger("treedec.worker")
 
@@ -86,22 +85,20 @@ def run_job(job_id: str) -> dict[str, Any]:
 
     emit({"event": "started", "planner": spec["planner"], "attempt": attempt, "worker": _WORKER_NAME})
     budget = spec["budget"]
-    deadline = time.monotonic() + budget.max_seconds if budget.max_seconds else None
     result: dict[str, Any] | None = None
     error = error_id = None
     try:
-        with request_guard(cancel, deadline):
-            result = engine.solve(
-                spec["problem"],
-                spec["planner"],
-                spec["params"],
-                budget,
-                events=emit,
-                evaluate_hidden=spec["evaluate_hidden"],
-                include_tree=spec["include_tree"],
-                cancel=cancel,
-                prompt_style=spec["prompt_style"],
-            )
+        result = engine.solve(  # the cancel event stops the search (Engine.solve)
+            spec["problem"],
+            spec["planner"],
+            spec["params"],
+            budget,
+            events=emit,
+            evaluate_hidden=spec["evaluate_hidden"],
+            include_tree=spec["include_tree"],
+            cancel=cancel,
+            prompt_style=spec["prompt_style"],
+        )
         status = "cancelled" if cancel.is_set() else "succeeded"
     except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
         error_id = uuid.uuid4().hex[:12]

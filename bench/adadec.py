@@ -56,7 +56,7 @@ def _indices(spec: str) -> list[int]:
 
 
 def quality(args: argparse.Namespace) -> dict[str, Any]:
-    from search.runner import Engine
+    from api.engine import Engine
 
     engine = Engine(model_spec=args.model)
     lm = engine.model()

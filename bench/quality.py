@@ -99,10 +99,10 @@ def code_commit() -> str:
 
 
 def run_one(lm: Any, executor: Any, problem: Any, config: Config, commit: str = "") -> dict[str, Any]:
+    from api.engine import Engine
     from scorers.tests import TestScorer
     from search.budget import Budget
     from search.cache import MemoryCache
-    from search.runner import Engine
 
     cache = MemoryCache()
     if hasattr(lm, "kv"):

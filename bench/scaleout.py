@@ -44,9 +44,9 @@ def load() -> list[float]:
 def throughput(workers: int, jobs: int, tokens: int) -> dict[str, Any]:
     from rq import Worker
 
+    from api.engine import Engine
     from api.queue import create_queued_app
     from api.server import BackgroundServer
-    from search.runner import Engine
 
     server = RedisServer.start()
     procs = [

@@ -24,10 +24,10 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import uvicorn  # noqa: E402
 
+from api.engine import Engine  # noqa: E402
 from api.schemas import ServerSettings  # noqa: E402
 from api.server import create_app  # noqa: E402
 from search.cache import MemoryCache  # noqa: E402
-from search.runner import Engine  # noqa: E402
 from tests.tiny_model import make_tiny_lm  # noqa: E402
 
 

@@ -20,11 +20,11 @@ _MODULES = [
     "planners.styles",
     "planners.cascade",
 ]
-_REGISTRY: dict[str, type[Planner]] = {}
+_REGISTRY: dict[str, type[Planner[Any]]] = {}
 _loaded = False
 
 
-def register(cls: type[Planner]) -> type[Planner]:
+def register(cls: type[Planner[Any]]) -> type[Planner[Any]]:
     """Class decorator: make a planner available everywhere under ``cls.name``."""
     _REGISTRY[cls.name] = cls
     return cls
@@ -48,14 +48,14 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> type[Planner]:
+def get(name: str) -> type[Planner[Any]]:
     _load()
     if name not in _REGISTRY:
         raise PlannerError(f"unknown planner {name!r}; available: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
-def create(name: str, params: dict[str, Any] | None = None) -> Planner:
+def create(name: str, params: dict[str, Any] | None = None) -> Planner[Any]:
     """Instantiate a planner with validated parameters (errors name the field)."""
     cls = get(name)
     return cls(cls.Params.model_validate(params or {}))

@@ -9,6 +9,7 @@ step, with ``H`` the Shannon entropy (nats) of the full next-token distribution:
   ``(log p(c) + lambda * sum(lookahead log-probs)) / (lookahead length + 1)`` and commit the best.
 
 ``H*`` is learned per model (``treedec calibrate``, see ``planners/calibration.py``) or given.
+``paper_rule`` is this rule written out step by step, one model call per step and per candidate.
 
 How it runs without one model call per token: greedy runs ahead in chunks (one ``rollouts`` call
 with ``record_top_k``, which also returns every step's entropy and top-B), and the walk over a
@@ -19,7 +20,7 @@ it, so the walk continues on that lookahead, and only the rest of the old chunk 
 (counted as ``wasted_tokens``). With ``greedy_chunk=1`` this is the plain step-by-step loop; the
 committed tokens are the same for every chunk size in exact arithmetic (tested on the float32 tiny
 model); in bfloat16 a reused path's log-probs and a fresh batched rollout's differ in the last bits,
-which can flip a pause whose candidate scores nearly tie (seen once in 4 HumanEval problems).
+which can flip a pause whose candidate scores nearly tie.
 
 Three savings keep the lookahead cost down without changing a committed token:
 
@@ -34,7 +35,7 @@ Three savings keep the lookahead cost down without changing a committed token:
 - *prune*: when the argmax's lookahead was reused, its score is known before any rollout. A
   candidate's score is at most ``log p(c) / (L + 1)`` (lookahead log-probs are <= 0), so candidates
   whose bound does not exceed the argmax's score cannot win and are not rolled out
-  (``lookahead_pruned``): 1,388 lookaheads over all of HumanEval with the bundled model.
+  (``lookahead_pruned``).
 - *skip*: a pause whose outcome cannot change the completion gets no lookahead at all
   (``outcome_is_fixed``): every top-B candidate is a real token (not end-of-sequence), and with it
   appended the problem's stop conditions cut the text strictly inside the text already committed,
@@ -47,19 +48,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerError, PlannerParams
-from planners.steps import in_context
+from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
 from planners.thresholds import lookup
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, stops_for
+from search.context import Candidate, SearchContext, stops_for
 from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
 from search.problem import Problem
+from search.steps import in_context
 from search.stops import FunctionBodyEnd, StopCondition, first_stop
 
 
@@ -114,13 +114,54 @@ def candidate_score(logprob: float, lookahead_logprobs: Sequence[float], weight:
     return (logprob + weight * float(sum(lookahead_logprobs))) / (len(lookahead_logprobs) + 1)
 
 
+def paper_rule(
+    lm: LanguageModel,
+    prompt: Sequence[int],
+    stops: Sequence[StopCondition],
+    threshold: float,
+    num_candidates: int = 3,
+    lookahead_tokens: int = 5,
+    weight: float = 1.0,
+    max_new_tokens: int = 384,
+) -> tuple[list[int], int]:
+    """AdaDec's rule as the paper states it, one model call per step and per candidate: the
+    committed tokens (cut where the stops end the text) and the number of pauses.
+
+    ``_Walk`` commits the same tokens with far fewer calls (chunks, reused and pruned lookaheads);
+    the tests hold it to this function.
+    """
+    tokens: list[int] = []
+    pauses = 0
+    for _ in range(max_new_tokens):
+        if tokens and first_stop(lm.decode(tokens), stops) is not None:
+            break
+        dist = lm.next_token_dists([[*prompt, *tokens]], num_candidates)[0]
+        token = dist.token_ids[0]  # H < H*: the argmax
+        if dist.entropy >= threshold:  # pause: re-rank the top-B by a greedy lookahead each
+            pauses += 1
+            best = -math.inf
+            for cand, lp in zip(dist.token_ids[:num_candidates], dist.logprobs[:num_candidates], strict=True):
+                params = GenerationParams(max_new_tokens=lookahead_tokens)
+                roll = lm.rollouts([[*prompt, *tokens, cand]], params, [FunctionBodyEnd()])[0]
+                score = candidate_score(lp, roll.logprobs, weight)
+                if score > best:
+                    best, token = score, cand
+        if token in lm.eos_token_ids:
+            break
+        tokens.append(token)
+    cut = first_stop(lm.decode(tokens), stops)
+    if cut is not None:
+        tokens = tokens[: next(i for i in range(1, len(tokens) + 1) if len(lm.decode(tokens[:i])) > cut)]
+    return tokens, pauses
+
+
 def score_upper_bound(logprob: float, lookahead_tokens: int) -> float:
     """The best score a candidate of log-prob ``logprob`` can reach, whatever its lookahead.
 
     Lookahead log-probs are at most 0 and the weight is not negative, so the score is at most
     ``logprob / (n + 1)`` for a lookahead of ``n <= L`` tokens, largest at ``n = L``.
 
-    >>> score_upper_bound(-1.2, 5)
+    >>> round(score_upper_bound(-1.2, 5), 6)
     -0.2
     """
     return logprob / (lookahead_tokens + 1)
@@ -274,22 +315,22 @@ def _need_dists(r: Rollout) -> None:
         raise PlannerError("adadec needs a model backend that records step distributions (record_top_k)")
 
 
-@dataclass
-class _Walk:
+class _Walk(Search[AdaDecParams]):
     """The state of one AdaDec decode."""
 
-    ctx: SearchContext
-    p: AdaDecParams
-    threshold: float
-    prompt: list[int]
-    stops: list[StopCondition]
-    tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    pauses: list[dict[str, Any]] = field(default_factory=list)
-    origins: list[str] = field(default_factory=list)  # per committed token: chunk | lookahead | pause
-    chunk_tokens: int = 0  # tokens the greedy chunk calls generated
-    counts: dict[str, int] = field(
-        default_factory=lambda: {
+    def __init__(
+        self, p: AdaDecParams, problem: Problem, ctx: SearchContext, threshold: float, source: str
+    ) -> None:
+        super().__init__(p, problem, ctx)
+        self.threshold, self.threshold_source = threshold, source
+        self.prompt = ctx.lm.encode(problem.model_text)
+        self.stops: list[StopCondition] = stops_for(problem)
+        self.tokens: list[int] = []
+        self.logprobs: list[float] = []
+        self.pauses: list[dict[str, Any]] = []
+        self.origins: list[str] = []  # per committed token: chunk | lookahead | pause
+        self.chunk_tokens = 0  # tokens the greedy chunk calls generated
+        self.counts: dict[str, int] = {
             "pauses": 0,
             "switches": 0,
             "lookahead_tokens": 0,
@@ -300,7 +341,6 @@ class _Walk:
             "lookahead_pruned": 0,
             "path_extensions": 0,
         }
-    )
 
     def run(self) -> str:
         """Decode until a stop, end-of-sequence or the token limit; returns the finish reason."""
@@ -479,6 +519,14 @@ class _Walk:
         """Where the completion's text ends by the problem's stop conditions, or None."""
         return first_stop(self.ctx.lm.decode(self.tokens), self.stops) if self.tokens else None
 
+    def outcome(self, reason: str) -> Outcome:
+        cand = self.candidate(reason)
+        cand.meta["threshold_source"] = self.threshold_source
+        for name, n in self.counts.items():
+            self.ctx.count(name, n)
+        self.ctx.emit("candidate", tokens=len(cand.token_ids), pauses=self.counts["pauses"])
+        return Outcome(cand, [cand], cand.meta["finish"])
+
     def candidate(self, reason: str) -> Candidate:
         """The finished completion: text cut at the stop, tokens up to the one in which it began."""
         text = self.ctx.lm.decode(self.tokens)
@@ -534,7 +582,7 @@ def resolve_threshold(
 
 
 @register
-class AdaDec(Planner):
+class AdaDec(Planner[AdaDecParams]):
     name = "adadec"
 
     @classmethod
@@ -553,17 +601,6 @@ class AdaDec(Planner):
     )
     Params = AdaDecParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: AdaDecParams = self.params  # type: ignore[assignment]
-        threshold, source = resolve_threshold(p, ctx, problem.prompt_style)
-        walk = _Walk(ctx, p, threshold, ctx.lm.encode(problem.model_text), stops_for(problem))
-        try:
-            reason = walk.run()
-        except BudgetExhausted as e:
-            reason = str(e)
-        cand = walk.candidate(reason)
-        cand.meta["threshold_source"] = source
-        for name, n in walk.counts.items():
-            ctx.meter.spend.add_extra(name, n)
-        ctx.emit("candidate", tokens=len(cand.token_ids), pauses=walk.counts["pauses"])
-        return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), cand.meta["finish"])
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[AdaDecParams]:
+        threshold, source = resolve_threshold(self.params, ctx, problem.prompt_style)
+        return _Walk(self.params, problem, ctx, threshold, source)

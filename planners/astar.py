@@ -1,6 +1,6 @@
 """A*-decoding (Chatziveroglou, "A*-Decoding: Token-Efficient Inference Scaling", 2025), on the engine.
 
-Best-first search over *partial solutions at step granularity* (planners/steps.py: a ``line``, a
+Best-first search over *partial solutions at step granularity* (search/steps.py: a ``line``, a
 Python ``statement`` or a blank-line ``chunk``). Each state s is the prompt plus the steps chosen
 so far; a process scorer (scorers/prm.py) gives it r(s) in [0, 1]. The priority is::
 
@@ -55,8 +55,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerParams
-from planners.steps import StepKind, in_context, step_stop
+from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
 from scorers.prm import (
     CodeAwareScorer,
     Lookahead,
@@ -66,10 +65,10 @@ from scorers.prm import (
     has_public_tests,
     load_prm,
 )
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, best_candidate, stops_for
+from search.context import Candidate, SearchContext, best_candidate, stops_for
 from search.lm import DecodeMode, GenerationParams, Rollout
 from search.problem import Problem
+from search.steps import StepKind, in_context, step_stop
 from search.stops import StopCondition, first_stop
 from search.tree import Tree
 
@@ -138,13 +137,12 @@ class _State:
         )
 
 
-class _Search:
+class _Search(Search[AStarParams]):
     """One A* search: its tree, queue and bookkeeping."""
 
-    def __init__(self, planner: AStar, problem: Problem, ctx: SearchContext) -> None:
-        self.p: AStarParams = planner.params  # type: ignore[assignment]
-        self.problem, self.ctx = problem, ctx
-        self.scorer = planner.make_scorer()
+    def __init__(self, p: AStarParams, problem: Problem, ctx: SearchContext, scorer: ProcessScorer) -> None:
+        super().__init__(p, problem, ctx)
+        self.scorer = scorer
         self.g_weight = self.p.g_weight if self.p.g_weight is not None else G_DEFAULT_WEIGHT[self.p.g]
         self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
@@ -160,6 +158,7 @@ class _Search:
         self.partials: list[_State] = []
         self.partial_nodes: set[int] = set()
         self.clock = itertools.count(1)
+        self.answer: _State | None = None  # the goal state popped
 
     # ----- queue ------------------------------------------------------------------------------
     def push(self, s: _State) -> None:
@@ -226,7 +225,7 @@ class _Search:
             self.apply(s, sc, step_nll)
             if sc.parts.get("completable") == 0.0 and s.node != self.tree.root:
                 self.tree.update(s.node, pruned="not completable", r=0.0)
-                self.ctx.meter.spend.add_extra("pruned_states")
+                self.ctx.count("pruned_states")
                 continue
             if s.complete:
                 self.tree.update(s.node, reward=s.reward)
@@ -275,22 +274,22 @@ class _Search:
         problem_stops = in_context(self.base_stops, s.text)
         stops = [step_stop(p.step, s.text), *problem_stops]
         self.expansions += 1
-        self.ctx.meter.spend.add_extra("astar_expansions")
+        self.ctx.count("astar_expansions")
         remaining = self.ctx.meter.remaining_tokens()
         k = p.k if remaining is None else max(1, min(p.k, remaining))  # never overrun the token budget
         rolls = self.ctx.lm.rollouts([self.prompt + s.tokens] * k, params, stops)
-        self.ctx.meter.spend.add_extra("steps_sampled", len(rolls))
+        self.ctx.count("steps_sampled", len(rolls))
         children: list[_State] = []
         seen: set[tuple[bool, str]] = set()
         for r in rolls:
             complete, step_text = self.step_outcome(r, problem_stops, room)
             if (complete, step_text) in seen:
-                self.ctx.meter.spend.add_extra("duplicate_steps")
+                self.ctx.count("duplicate_steps")
                 continue
             seen.add((complete, step_text))
             text = s.text + step_text
             if complete and text in self.programs:
-                self.ctx.meter.spend.add_extra("duplicate_steps")
+                self.ctx.count("duplicate_steps")
                 continue
             if complete:
                 self.programs.add(text)
@@ -323,43 +322,40 @@ class _Search:
         return False, full
 
     # ----- the loop ---------------------------------------------------------------------------
-    def run(self) -> SearchResult:
+    def run(self) -> str:
+        """Pop the lowest f; a goal ends the search, a lazily scored state is rescored exactly,
+        any other state is expanded into K sampled next steps."""
         root_node = self.tree.add_root(text=self.problem.prompt, kind="root", complete=False)
         root = _State(root_node, [], [], "", [], False)
-        answer: _State | None = None
-        reason = "queue_empty"
-        try:
+        self.ctx.meter.check()
+        self.score_and_push([root], lookahead=True)
+        while self.heap:
             self.ctx.meter.check()
-            self.score_and_push([root], lookahead=True)
-            while self.heap:
-                self.ctx.meter.check()
-                _, _, _, s = heapq.heappop(self.heap)
-                self.pops += 1
-                self.ctx.meter.spend.add_extra("astar_pops")
-                self.tree.update(s.node, popped=self.pops, popped_at=next(self.clock))
-                if s.complete:
-                    if self.is_goal(s):
-                        answer, reason = s, "goal"
-                        break
-                    continue
-                if not s.exact:
-                    self.score_and_push([s], lookahead=True)
-                    continue
-                if self.expansions >= self.p.max_expansions:
-                    heapq.heappush(self.heap, (self.f(s), 1, next(self.counter), s))
-                    reason = "max_expansions"
-                    break
-                self.expand(s)
-        except BudgetExhausted as e:
-            reason = str(e)
-        return self.finish(answer, reason)
+            _, _, _, s = heapq.heappop(self.heap)
+            self.pops += 1
+            self.ctx.count("astar_pops")
+            self.tree.update(s.node, popped=self.pops, popped_at=next(self.clock))
+            if s.complete:
+                if self.is_goal(s):
+                    self.answer = s
+                    return "goal"
+                continue
+            if not s.exact:
+                self.score_and_push([s], lookahead=True)
+                continue
+            if self.expansions >= self.p.max_expansions:
+                heapq.heappush(self.heap, (self.f(s), 1, next(self.counter), s))
+                return "max_expansions"
+            self.expand(s)
+        return "queue_empty"
 
     def is_goal(self, s: _State) -> bool:
         if not self.tests or self.p.accept_failing:
             return True
         return s.reward is not None and s.reward >= 1.0
 
-    def finish(self, answer: _State | None, reason: str) -> SearchResult:
+    def outcome(self, reason: str) -> Outcome:
+        answer = self.answer
         candidates = [self.candidate(s) for s in self.complete]
         best: Candidate | None
         if answer is not None:
@@ -380,16 +376,8 @@ class _Search:
                 reason = f"{reason}: no complete state; returned the best partial state, greedily completed"
             if best is not None:
                 candidates.append(best)
-        self.ctx.meter.spend.add_extra("astar_tree_nodes", len(self.tree))
-        return SearchResult(
-            AStar.name,
-            self.problem.id,
-            best,
-            candidates,
-            self.ctx.meter.finish(),
-            reason,
-            tree=self.tree.to_dict(),
-        )
+        self.ctx.count("astar_tree_nodes", len(self.tree))
+        return Outcome(best, candidates, reason, self.tree.to_dict())
 
     def candidate(self, s: _State) -> Candidate:
         total = len(self.problem.public_tests) if self.tests else None
@@ -428,7 +416,7 @@ class _Search:
 
 
 @register
-class AStar(Planner):
+class AStar(Planner[AStarParams]):
     name = "astar"
     description = (
         "A*-decoding: best-first search over steps (lines/statements), f = g + h with h = 1 - r "
@@ -437,7 +425,7 @@ class AStar(Planner):
     needs_sandbox = True
     Params = AStarParams
 
-    def __init__(self, params: PlannerParams | None = None, scorer: ProcessScorer | None = None) -> None:
+    def __init__(self, params: AStarParams | None = None, scorer: ProcessScorer | None = None) -> None:
         super().__init__(params)
         self.scorer = scorer
 
@@ -445,14 +433,12 @@ class AStar(Planner):
         """The scorer given to the constructor, else a fresh one from the params (one per search)."""
         if self.scorer is not None:
             return self.scorer
-        p: AStarParams = self.params  # type: ignore[assignment]
+        p = self.params
         if p.scorer == "prm":
             if not p.prm:
-                from planners.base import PlannerError
-
                 raise PlannerError("scorer=prm needs --set prm=PATH_OR_HUB_ID (a process reward model)")
             return load_prm(p.prm, mode=p.prm_mode, step_tag=p.prm_step_tag)
         return CodeAwareScorer(w_lp=p.w_lp, w_pass=p.w_pass, lookahead_tokens=p.lookahead_tokens)
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        return _Search(self, problem, ctx).run()
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[AStarParams]:
+        return _Search(self.params, problem, ctx, self.make_scorer())

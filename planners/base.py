@@ -1,12 +1,42 @@
-"""The planner interface: a name, a validated ``Params`` model, and ``solve``."""
+"""The planner template: a name, a validated ``Params`` model, and one search's loop.
+
+A planner class owns the frame every search shares; a planner module writes only its loop.
+``Planner.solve`` starts a ``Search`` (the state of one search: its tree, queue, candidates),
+runs its loop, turns a spent budget (``BudgetExhausted``) into the stop reason, asks the search
+for its ``Outcome`` (the answer, the candidates, the tree) and builds the ``SearchResult`` with
+the finished spend::
+
+    class Greedy(Planner[GreedyParams]):
+        Params = GreedyParams
+
+        def start(self, problem, ctx):
+            return GreedySearch(self.params, problem, ctx)
+
+>>> class EchoParams(PlannerParams):
+...     text: str = "x"
+>>> class Echo(Search[EchoParams]):
+...     def run(self) -> str:
+...         self.candidates.append(Candidate(self.p.text, [], 0.0))
+...         return "done"
+>>> class EchoPlanner(Planner[EchoParams]):
+...     name = "echo"
+...     Params = EchoParams
+...
+...     def start(self, problem, ctx):
+...         return Echo(self.params, problem, ctx)
+>>> EchoPlanner().params.text, EchoPlanner(EchoParams(text="y")).params.text
+('x', 'y')
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from search.context import SearchContext, SearchResult
+from search.budget import BudgetExhausted
+from search.context import Candidate, SearchContext, SearchResult, best_candidate
 from search.problem import Problem
 
 
@@ -18,8 +48,37 @@ class PlannerParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Planner:
-    """Subclasses set ``name``, ``description``, ``Params`` and implement ``solve``."""
+P = TypeVar("P", bound=PlannerParams)
+
+
+@dataclass
+class Outcome:
+    """What a search hands back: its answer, every complete candidate, why it stopped, its tree."""
+
+    best: Candidate | None
+    candidates: list[Candidate]
+    stop_reason: str
+    tree: dict[str, Any] | None = None
+
+
+class Search(Generic[P]):
+    """The state of one search. ``run`` is the planner's loop (it returns why it stopped; a spent
+    budget raises ``BudgetExhausted`` out of it); ``outcome`` reads the answer off the state, also
+    after the loop was cut short. The default outcome: the best of ``candidates``."""
+
+    def __init__(self, p: P, problem: Problem, ctx: SearchContext) -> None:
+        self.p, self.problem, self.ctx = p, problem, ctx
+        self.candidates: list[Candidate] = []
+
+    def run(self) -> str:
+        raise NotImplementedError
+
+    def outcome(self, reason: str) -> Outcome:
+        return Outcome(best_candidate(self.candidates), list(self.candidates), reason)
+
+
+class Planner(Generic[P]):
+    """Subclasses set ``name``, ``description``, ``Params`` and implement ``start``."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -34,10 +93,23 @@ class Planner:
         must give (the REST API refuses it without them, and says so in its schema)."""
         return []
 
-    Params: ClassVar[type[PlannerParams]] = PlannerParams
+    Params: type[P]
 
-    def __init__(self, params: PlannerParams | None = None) -> None:
-        self.params = params if params is not None else self.Params()
+    def __init__(self, params: P | None = None) -> None:
+        self.params: P = params if params is not None else self.Params()
+
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[P]:
+        """A new search of ``problem`` (validation that needs the problem or context goes here)."""
+        raise NotImplementedError
 
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        raise NotImplementedError
+        """Run one search: its loop until it stops or the budget is spent, then its outcome."""
+        search = self.start(problem, ctx)
+        try:
+            reason = search.run()
+        except BudgetExhausted as e:
+            reason = str(e)
+        out = search.outcome(reason)
+        return SearchResult(
+            self.name, problem.id, out.best, out.candidates, ctx.meter.finish(), out.stop_reason, out.tree
+        )

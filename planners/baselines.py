@@ -5,9 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerParams
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, best_candidate, stops_for
+from planners.base import Outcome, P, Planner, PlannerParams, Search
+from search.context import Candidate, SearchContext, best_candidate, stops_for
 from search.lm import DecodeMode, GenerationParams, Rollout
 from search.problem import Problem
 
@@ -20,21 +19,33 @@ class GreedyParams(PlannerParams):
     max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
 
 
+class OneRollout(Search[P]):
+    """One completion of the prompt with fixed generation settings (greedy, beam)."""
+
+    def __init__(
+        self, p: P, problem: Problem, ctx: SearchContext, params: GenerationParams, emit: bool
+    ) -> None:
+        super().__init__(p, problem, ctx)
+        self.params, self.emit = params, emit
+
+    def run(self) -> str:
+        prompt = self.ctx.lm.encode(self.problem.model_text)
+        r = self.ctx.lm.rollouts([prompt], self.params, stops_for(self.problem))[0]
+        self.candidates.append(rollout_candidate(r, finish=r.finish_reason))
+        if self.emit:
+            self.ctx.emit("candidate", tokens=len(r.token_ids))
+        return r.finish_reason
+
+
 @register
-class Greedy(Planner):
+class Greedy(Planner[GreedyParams]):
     name = "greedy"
     description = "Argmax decoding, one completion (the baseline)."
     Params = GreedyParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: GreedyParams = self.params  # type: ignore[assignment]
-        prompt = ctx.lm.encode(problem.model_text)
-        r = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=p.max_new_tokens), stops_for(problem))[
-            0
-        ]
-        cand = rollout_candidate(r, finish=r.finish_reason)
-        ctx.emit("candidate", tokens=len(r.token_ids))
-        return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), r.finish_reason)
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[GreedyParams]:
+        params = GenerationParams(max_new_tokens=self.params.max_new_tokens)
+        return OneRollout(self.params, problem, ctx, params, emit=True)
 
 
 class BeamParams(PlannerParams):
@@ -43,20 +54,16 @@ class BeamParams(PlannerParams):
 
 
 @register
-class Beam(Planner):
+class Beam(Planner[BeamParams]):
     name = "beam"
     description = "Beam search with length-normalised log-probability; returns the best beam."
     Params = BeamParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: BeamParams = self.params  # type: ignore[assignment]
-        prompt = ctx.lm.encode(problem.model_text)
-        params = GenerationParams(
-            max_new_tokens=p.max_new_tokens, mode=DecodeMode.beam, num_beams=p.num_beams
-        )
-        r = ctx.lm.rollouts([prompt], params, stops_for(problem))[0]
-        cand = rollout_candidate(r, finish=r.finish_reason)
-        return SearchResult(self.name, problem.id, cand, [cand], ctx.meter.finish(), r.finish_reason)
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[BeamParams]:
+        p = self.params
+        beam = DecodeMode.beam
+        params = GenerationParams(max_new_tokens=p.max_new_tokens, mode=beam, num_beams=p.num_beams)
+        return OneRollout(p, problem, ctx, params, emit=False)
 
 
 class SamplingParams(PlannerParams):
@@ -74,23 +81,25 @@ class SamplingParams(PlannerParams):
     )
 
 
-def _sample_rounds(
-    problem: Problem, ctx: SearchContext, p: SamplingParams, score: bool
-) -> tuple[list[Candidate], str]:
-    """Draw up to ``p.n`` completions in batched rounds; with ``score``, stop once one passes all public
-    tests."""
-    prompt = ctx.lm.encode(problem.model_text)
-    stops = stops_for(problem)
-    candidates: list[Candidate] = []
-    reason = "done"
-    round_no = 0
-    try:
-        while len(candidates) < p.n:
+class SampleRounds(Search[SamplingParams]):
+    """Up to ``n`` completions drawn in batched rounds (the first greedy when ``include_greedy``);
+    with ``score``, each is scored on the public tests and the rounds stop once one passes all."""
+
+    def __init__(self, p: SamplingParams, problem: Problem, ctx: SearchContext, score: bool) -> None:
+        super().__init__(p, problem, ctx)
+        self.score = score
+
+    def run(self) -> str:
+        p, ctx = self.p, self.ctx
+        prompt = ctx.lm.encode(self.problem.model_text)
+        stops = stops_for(self.problem)
+        round_no = 0
+        while len(self.candidates) < p.n:
             ctx.meter.check()
-            if p.include_greedy and not candidates:
+            if p.include_greedy and not self.candidates:
                 rolls = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=p.max_new_tokens), stops)
             else:
-                count = min(p.batch_size, p.n - len(candidates))
+                count = min(p.batch_size, p.n - len(self.candidates))
                 params = GenerationParams(
                     max_new_tokens=p.max_new_tokens,
                     mode=DecodeMode.sample,
@@ -101,45 +110,44 @@ def _sample_rounds(
                 rolls = ctx.lm.rollouts([prompt] * count, params, stops)
                 round_no += 1
             new = [rollout_candidate(r, finish=r.finish_reason) for r in rolls]
-            if score:
-                for cand, reward in zip(new, ctx.reward(problem, [c.completion for c in new]), strict=True):
+            if self.score:
+                rewards = ctx.reward(self.problem, [c.completion for c in new])
+                for cand, reward in zip(new, rewards, strict=True):
                     cand.reward, cand.public_passed, cand.public_total = (
                         reward.pass_rate,
                         reward.passed,
                         reward.total,
                     )
-            candidates.extend(new)
-            best = best_candidate(candidates)
-            ctx.emit("candidates", count=len(candidates), best_reward=best.reward if best else None)
-            if score and p.early_stop and any(c.reward == 1.0 for c in new):
-                reason = "solved_public"
-                break
-    except BudgetExhausted as e:
-        reason = str(e)
-    return candidates, reason
+            self.candidates.extend(new)
+            best = best_candidate(self.candidates)
+            ctx.emit("candidates", count=len(self.candidates), best_reward=best.reward if best else None)
+            if self.score and p.early_stop and any(c.reward == 1.0 for c in new):
+                return "solved_public"
+        return "done"
+
+    def outcome(self, reason: str) -> Outcome:
+        if self.score:  # best public-test reward, ties broken by likelihood
+            return super().outcome(reason)
+        best = max(self.candidates, key=lambda c: c.logprob / max(1, len(c.token_ids)), default=None)
+        return Outcome(best, list(self.candidates), reason)
 
 
 @register
-class Sampling(Planner):
+class Sampling(Planner[SamplingParams]):
     name = "sampling"
     description = "N temperature samples; returns the most likely one (no tests run)."
     Params = SamplingParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: SamplingParams = self.params  # type: ignore[assignment]
-        cands, reason = _sample_rounds(problem, ctx, p, score=False)
-        best = max(cands, key=lambda c: c.logprob / max(1, len(c.token_ids)), default=None)
-        return SearchResult(self.name, problem.id, best, cands, ctx.meter.finish(), reason)
+    def start(self, problem: Problem, ctx: SearchContext) -> SampleRounds:
+        return SampleRounds(self.params, problem, ctx, score=False)
 
 
 @register
-class BestOfN(Planner):
+class BestOfN(Planner[SamplingParams]):
     name = "best_of_n"
     description = "Sampling + filter: N samples scored on the public tests in the sandbox; best reward wins."
     needs_sandbox = True
     Params = SamplingParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: SamplingParams = self.params  # type: ignore[assignment]
-        cands, reason = _sample_rounds(problem, ctx, p, score=True)
-        return SearchResult(self.name, problem.id, best_candidate(cands), cands, ctx.meter.finish(), reason)
+    def start(self, problem: Problem, ctx: SearchContext) -> SampleRounds:
+        return SampleRounds(self.params, problem, ctx, score=True)

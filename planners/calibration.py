@@ -122,22 +122,13 @@ def teacher_force(
 ) -> list[tuple[float, bool]]:
     """(entropy, true token is argmax) at every target position of one example.
 
-    Uses the backend's one-pass ``position_stats`` when it has one; otherwise next-token
-    distributions of every prefix, in batches."""
+    The backend's ``position_stats``: one forward pass in process, the next-token distributions
+    of every prefix over a server (``search.lm.position_stats_from_dists``)."""
     prompt = lm.encode(example.prompt)
     target = lm.encode(example.target)[:max_target_tokens]
     if not prompt or not target:
         return []
-    tokens = prompt + target
-    fast = getattr(lm, "position_stats", None)
-    if fast is not None:
-        return list(fast(tokens, len(prompt)))
-    out: list[tuple[float, bool]] = []
-    for lo in range(len(prompt), len(tokens), 16):
-        prefixes = [tokens[:i] for i in range(lo, min(lo + 16, len(tokens)))]
-        for i, dist in zip(range(lo, lo + len(prefixes)), lm.next_token_dists(prefixes, 1), strict=True):
-            out.append((dist.entropy, dist.token_ids[0] == tokens[i]))
-    return out
+    return list(lm.position_stats(prompt + target, len(prompt)))
 
 
 # ----- the fit --------------------------------------------------------------------------------

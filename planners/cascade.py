@@ -16,9 +16,9 @@ from pydantic import Field
 
 import planners
 from planners import register
-from planners.base import Planner, PlannerParams
+from planners.base import Outcome, Planner, PlannerParams, Search
 from planners.styles import DEFAULT_ORDER, Style, StylesParams
-from search.context import Candidate, SearchContext, SearchResult
+from search.context import Candidate, SearchContext
 from search.problem import Problem
 from search.prompting import render
 
@@ -35,8 +35,32 @@ class CascadeParams(PlannerParams):
     search_params: dict[str, Any] = Field(default_factory=dict, description="the search planner's parameters")
 
 
+class CascadeSearch(Search[CascadeParams]):
+    def run(self) -> str:
+        p, ctx = self.p, self.ctx
+        search = planners.create(p.search, p.search_params)  # invalid parameters fail before any work
+        greedy = StylesParams(styles=p.styles, max_new_tokens=p.max_new_tokens)
+        first = planners.create("styles", greedy.model_dump()).solve(self.problem, ctx)
+        self.candidates.extend(first.candidates)
+        solved = first.best is not None and first.best.reward == 1.0
+        if solved or not self.problem.public_tests or ctx.meter.exhausted():
+            return first.stop_reason
+        rendered = render(self.problem, p.search_style, ctx.lm)
+        ctx.count("searched", 1)
+        second = search.solve(rendered, ctx)
+        self.candidates.extend(_continuing_prompt(rendered, c) for c in second.candidates)
+        self.tree = second.tree
+        return second.stop_reason
+
+    tree: dict[str, Any] | None = None
+
+    def outcome(self, reason: str) -> Outcome:
+        best = max(self.candidates, key=lambda c: c.reward if c.reward is not None else -1.0, default=None)
+        return Outcome(best, list(self.candidates), reason, self.tree)
+
+
 @register
-class Cascade(Planner):
+class Cascade(Planner[CascadeParams]):
     name = "cascade"
     description = (
         "Greedy in several prompt styles; only when no program passes the public tests, a search "
@@ -46,32 +70,8 @@ class Cascade(Planner):
     renders_problem: ClassVar[bool] = True
     Params = CascadeParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: CascadeParams = self.params  # type: ignore[assignment]
-        search = planners.create(p.search, p.search_params)  # invalid parameters fail before any work
-        styles = planners.create(
-            "styles", StylesParams(styles=p.styles, max_new_tokens=p.max_new_tokens).model_dump()
-        )
-        first = styles.solve(problem, ctx)
-        solved = first.best is not None and first.best.reward == 1.0
-        if solved or not problem.public_tests or ctx.meter.exhausted():
-            return self._result(problem, first.candidates, first.stop_reason, ctx)
-        rendered = render(problem, p.search_style, ctx.lm)
-        ctx.meter.spend.add_extra("searched", 1)
-        second = search.solve(rendered, ctx)
-        found = [_continuing_prompt(rendered, c) for c in second.candidates]
-        return self._result(problem, first.candidates + found, second.stop_reason, ctx, second.tree)
-
-    def _result(
-        self,
-        problem: Problem,
-        candidates: list[Candidate],
-        reason: str,
-        ctx: SearchContext,
-        tree: dict[str, Any] | None = None,
-    ) -> SearchResult:
-        best = max(candidates, key=lambda c: c.reward if c.reward is not None else -1.0, default=None)
-        return SearchResult(self.name, problem.id, best, candidates, ctx.meter.finish(), reason, tree=tree)
+    def start(self, problem: Problem, ctx: SearchContext) -> CascadeSearch:
+        return CascadeSearch(self.params, problem, ctx)
 
 
 def _continuing_prompt(rendered: Problem, cand: Candidate) -> Candidate:

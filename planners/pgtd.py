@@ -49,9 +49,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerParams
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, best_candidate, stops_for
+from planners.base import Outcome, Planner, PlannerParams, Search
+from search.context import Candidate, SearchContext, best_candidate, stops_for
 from search.lm import DecodeMode, GenerationParams, Rollout
 from search.problem import Problem
 from search.stops import StopCondition, first_stop
@@ -93,7 +92,7 @@ def pucb(q: float, prior: float, parent_visits: float, child_visits: float, c: f
     """P-UCB score of a child (``ln N(s)`` with ``N(s)`` clamped to >= 1).
 
     >>> round(pucb(0.0, 0.5, 3, 0, 4.0, 10.0), 4)
-    2.2066
+    2.2726
     >>> pucb(0.7, 0.9, 1, 0, 4.0, 10.0)  # a parent visited once: no exploration yet
     0.7
     """
@@ -160,11 +159,20 @@ class _Eval:
     source: str  # model | sequence_cache | rollout_cache | model+rollout_cache | terminal
 
 
-class _Search:
+@dataclass
+class _Prefix:
+    """A tree node's generated tokens (after the prompt) and their summed log-probability; the
+    search statistics (visits, q, prior) live on the tree, which is the search's JSON record."""
+
+    tokens: list[int]
+    logprob: float
+
+
+class _Search(Search[PGTDParams]):
     """The state of one PG-TD search (tree, caches, candidates)."""
 
-    def __init__(self, planner: str, problem: Problem, ctx: SearchContext, p: PGTDParams) -> None:
-        self.name, self.problem, self.ctx, self.p = planner, problem, ctx, p
+    def __init__(self, p: PGTDParams, problem: Problem, ctx: SearchContext) -> None:
+        super().__init__(p, problem, ctx)
         self.stops: list[StopCondition] = stops_for(problem)
         self.prompt = ctx.lm.encode(problem.model_text)
         self.eos = ctx.lm.eos_token_ids
@@ -172,12 +180,11 @@ class _Search:
         self.root = self.tree.add_root(
             text="", prior=1.0, logprob=0.0, q=None, reward=None, terminal=False, expanded=False
         )
-        self.gen: dict[int, list[int]] = {self.root: []}  # generated tokens of each node
-        self.gen_lp: dict[int, float] = {self.root: 0.0}  # their summed log-probability
+        self.prefix: dict[int, _Prefix] = {self.root: _Prefix([], 0.0)}
         self.paths: list[_Path] = []
         self.pending: dict[int, int] = {}
         self.rewards: dict[str, Any] = {}  # completion -> TestReward (local memo)
-        self.candidates: dict[str, Candidate] = {}
+        self.programs: dict[str, Candidate] = {}  # completion -> its most likely candidate
         self.iterations = 0
         if p.lookahead == "beam":
             self.gparams = GenerationParams(
@@ -187,31 +194,26 @@ class _Search:
             self.gparams = GenerationParams(max_new_tokens=p.max_new_tokens, record_top_k=p.width)
 
     # -- the loop --------------------------------------------------------------------------------
-    def run(self) -> SearchResult:
+    def run(self) -> str:
+        """Select leaves by P-UCB, evaluate them (lookahead + public tests), expand, back up."""
         p, ctx = self.p, self.ctx
-        reason = "rollouts"
-        try:
-            while self.iterations < p.rollouts:
-                ctx.meter.check()
-                leaves = self._select_batch(self._batch_size())
-                rewards = self._evaluate(leaves)
-                best = max(c.reward for c in self.candidates.values() if c.reward is not None)
-                ctx.emit(
-                    "rollout",
-                    iteration=self.iterations,
-                    best_reward=best,
-                    nodes=len(self.tree),
-                    rewards=[round(r, 4) for r in rewards],
-                )
-                if p.early_stop and any(self._solved(c) for c in self.candidates.values()):
-                    reason = "solved_public"
-                    break
-                if not self.problem.public_tests:
-                    reason = "no_public_tests"  # no signal to search on: the first program is the answer
-                    break
-        except BudgetExhausted as e:
-            reason = str(e)
-        return self._result(reason)
+        while self.iterations < p.rollouts:
+            ctx.meter.check()
+            leaves = self._select_batch(self._batch_size())
+            rewards = self._evaluate(leaves)  # rollouts, rewards, backup and expansion
+            best = max(c.reward for c in self.programs.values() if c.reward is not None)
+            ctx.emit(
+                "rollout",
+                iteration=self.iterations,
+                best_reward=best,
+                nodes=len(self.tree),
+                rewards=[round(r, 4) for r in rewards],
+            )
+            if p.early_stop and any(self._solved(c) for c in self.programs.values()):
+                return "solved_public"
+            if not self.problem.public_tests:
+                return "no_public_tests"  # no signal to search on: the first program is the answer
+        return "rollouts"
 
     def _batch_size(self) -> int:
         """Leaves per step: ``parallel_rollouts``, but never past the iteration or rollout budget."""
@@ -258,7 +260,7 @@ class _Search:
                 evals[leaf] = self._terminal_eval(leaf)
             elif (hit := self._sequence_hit(leaf)) is not None:
                 evals[leaf] = hit
-                self.ctx.meter.spend.add_extra("sequence_cache_hits")
+                self.ctx.count("sequence_cache_hits")
             else:
                 to_roll.append(leaf)
         if to_roll:
@@ -277,49 +279,53 @@ class _Search:
         return out
 
     def _terminal_eval(self, leaf: int) -> _Eval:
-        self.ctx.meter.spend.add_extra("terminal_evals")
-        toks = self.gen[leaf]
+        self.ctx.count("terminal_evals")
+        toks = self.prefix[leaf].tokens
         if toks and toks[-1] in self.eos:
-            return _Eval(toks[:-1], self.gen_lp[leaf] - self.tree[leaf]["logprob"], "terminal")
-        return _Eval(list(toks), self.gen_lp[leaf], "terminal")
+            return _Eval(toks[:-1], self.prefix[leaf].logprob - self.tree[leaf]["logprob"], "terminal")
+        return _Eval(list(toks), self.prefix[leaf].logprob, "terminal")
 
     def _sequence_hit(self, leaf: int) -> _Eval | None:
         """Greedy from a point on an earlier greedy path continues along that path."""
         if self.p.lookahead != "greedy":
             return None
-        g = self.gen[leaf]
+        g = self.prefix[leaf].tokens
         for path in self.paths:
             complete = path.finish in ("eos", "stop") or len(path.tokens) >= self.p.max_new_tokens
             if complete and path.start <= len(g) <= len(path.tokens) and path.tokens[: len(g)] == g:
                 return _Eval(
-                    list(path.tokens), self.gen_lp[leaf] + sum(path.logprobs[len(g) :]), "sequence_cache"
+                    list(path.tokens),
+                    self.prefix[leaf].logprob + sum(path.logprobs[len(g) :]),
+                    "sequence_cache",
                 )
         return None
 
     def _rollout(self, leaves: list[int]) -> dict[int, _Eval]:
         """One batched lookahead call for ``leaves``; each row is held to its own horizon."""
         ctx = self.ctx
-        remaining = [self.p.max_new_tokens - len(self.gen[n]) for n in leaves]
+        remaining = [self.p.max_new_tokens - len(self.prefix[n].tokens) for n in leaves]
         params = self.gparams.model_copy(update={"max_new_tokens": max(remaining)})
         before = ctx.meter.spend.rollouts
         rolls: Sequence[Rollout] = ctx.lm.rollouts(
-            [self.prompt + self.gen[n] for n in leaves], params, self.stops
+            [self.prompt + self.prefix[n].tokens for n in leaves], params, self.stops
         )
         cached = len(leaves) - (ctx.meter.spend.rollouts - before)
         source = (
             "model" if cached == 0 else "rollout_cache" if cached == len(leaves) else "model+rollout_cache"
         )
-        ctx.meter.spend.add_extra("rollout_cache_hits", cached)
-        ctx.meter.spend.add_extra("rollout_calls")
+        ctx.count("rollout_cache_hits", cached)
+        ctx.count("rollout_calls")
         out = {}
         for leaf, r, rem in zip(leaves, rolls, remaining, strict=True):
             ids, lps, finish = list(r.token_ids), list(r.logprobs), r.finish_reason
             if len(ids) > rem:  # a longer row of the batch set the call's length
                 ids, lps, finish = ids[:rem], lps[:rem], "length"
-            toks = self.gen[leaf] + ids
-            out[leaf] = _Eval(toks, self.gen_lp[leaf] + sum(lps), source)
+            toks = self.prefix[leaf].tokens + ids
+            out[leaf] = _Eval(toks, self.prefix[leaf].logprob + sum(lps), source)
             if self.p.lookahead == "greedy":
-                self.paths.append(_Path(toks, self._path_logprobs(leaf) + lps, len(self.gen[leaf]), finish))
+                self.paths.append(
+                    _Path(toks, self._path_logprobs(leaf) + lps, len(self.prefix[leaf].tokens), finish)
+                )
         return out
 
     def _path_logprobs(self, node: int) -> list[float]:
@@ -342,11 +348,11 @@ class _Search:
         a = self.tree[leaf]
         if a.get("reward") is None:
             a["reward"] = value
-            a["rollout_tokens"] = len(e.tokens) - len(self.gen[leaf])
+            a["rollout_tokens"] = len(e.tokens) - len(self.prefix[leaf].tokens)
             a["source"] = e.source
-        old = self.candidates.get(completion)
+        old = self.programs.get(completion)
         if old is None or e.logprob > old.logprob:
-            self.candidates[completion] = Candidate(
+            self.programs[completion] = Candidate(
                 completion,
                 list(e.tokens),
                 e.logprob,
@@ -363,14 +369,14 @@ class _Search:
             return
         ctx = self.ctx
         hits_before = ctx.meter.spend.cache_hits
-        dists = ctx.lm.next_token_dists([self.prompt + self.gen[n] for n in nodes], self.p.width)
+        dists = ctx.lm.next_token_dists([self.prompt + self.prefix[n].tokens for n in nodes], self.p.width)
         hits = ctx.meter.spend.cache_hits - hits_before
-        ctx.meter.spend.add_extra("tree_cache_hits", hits)
-        ctx.meter.spend.add_extra("expansions", len(nodes))
+        ctx.count("tree_cache_hits", hits)
+        ctx.count("expansions", len(nodes))
         for node, dist in zip(nodes, dists, strict=True):
             priors = dist.topk_softmax()
             for tok, lp, prior in zip(dist.token_ids, dist.logprobs, priors, strict=True):
-                gen = self.gen[node] + [tok]
+                gen = self.prefix[node].tokens + [tok]
                 child = self.tree.add_child(
                     node,
                     [tok],
@@ -382,8 +388,7 @@ class _Search:
                     terminal=self._is_terminal(gen),
                     expanded=False,
                 )
-                self.gen[child] = gen
-                self.gen_lp[child] = self.gen_lp[node] + lp
+                self.prefix[child] = _Prefix(gen, self.prefix[node].logprob + lp)
             self.tree[node]["expanded"] = True
 
     def _is_terminal(self, gen: list[int]) -> bool:
@@ -392,23 +397,20 @@ class _Search:
         return first_stop(self.ctx.lm.decode(gen), self.stops) is not None
 
     # -- result ------------------------------------------------------------------------------------
-    def _result(self, reason: str) -> SearchResult:
-        cands = list(self.candidates.values())
+    def outcome(self, reason: str) -> Outcome:
+        cands = list(self.programs.values())
         best = best_candidate(cands)
         if best is not None:
             self.tree.mark_path(int(best.meta["node"]))
-        spend = self.ctx.meter.spend
-        spend.add_extra("iterations", self.iterations)
-        spend.add_extra("tree_nodes", len(self.tree))
+        self.ctx.count("iterations", self.iterations)
+        self.ctx.count("tree_nodes", len(self.tree))
         for n in self.tree.nodes():
             self.tree[n].pop("expanded", None)
-        return SearchResult(
-            self.name, self.problem.id, best, cands, self.ctx.meter.finish(), reason, tree=self.tree.to_dict()
-        )
+        return Outcome(best, cands, reason, self.tree.to_dict())
 
 
 @register
-class PGTD(Planner):
+class PGTD(Planner[PGTDParams]):
     name = "pgtd"
     description = (
         "PG-TD: MCTS over top-k tokens with P-UCB (max-Q), greedy/beam lookahead rollouts rewarded by "
@@ -417,6 +419,5 @@ class PGTD(Planner):
     needs_sandbox = True
     Params = PGTDParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: PGTDParams = self.params  # type: ignore[assignment]
-        return _Search(self.name, problem, ctx, p).run()
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[PGTDParams]:
+        return _Search(self.params, problem, ctx)

@@ -17,9 +17,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerParams
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, stops_for
+from planners.base import Outcome, Planner, PlannerParams, Search
+from search.context import Candidate, SearchContext, stops_for
 from search.lm import GenerationParams
 from search.problem import Problem
 from search.prompting import render
@@ -40,33 +39,25 @@ class StylesParams(PlannerParams):
     )
 
 
-@register
-class Styles(Planner):
-    name = "styles"
-    description = "Greedy in several prompt styles; the program that passes most public tests wins."
-    needs_sandbox = True
-    renders_problem: ClassVar[bool] = True
-    Params = StylesParams
+class StylesSearch(Search[StylesParams]):
+    def run(self) -> str:
+        for style in self.p.styles:
+            self.candidates.append(self.decode(style))
+            if self.p.early_stop and self.candidates[-1].reward == 1.0:
+                return "solved_public"
+        return "done"
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        p: StylesParams = self.params  # type: ignore[assignment]
-        candidates: list[Candidate] = []
-        reason = "done"
-        try:
-            for style in p.styles:
-                candidates.append(self._decode(problem, style, ctx, p.max_new_tokens))
-                if p.early_stop and candidates[-1].reward == 1.0:
-                    reason = "solved_public"
-                    break
-        except BudgetExhausted as e:
-            reason = str(e)
-        best = max(candidates, key=lambda c: c.reward or 0.0, default=None)  # max keeps the first tie
-        return SearchResult(self.name, problem.id, best, candidates, ctx.meter.finish(), reason)
+    def outcome(self, reason: str) -> Outcome:
+        best = max(self.candidates, key=lambda c: c.reward or 0.0, default=None)  # max keeps the first tie
+        return Outcome(best, list(self.candidates), reason)
 
-    def _decode(self, base: Problem, style: str, ctx: SearchContext, max_new_tokens: int) -> Candidate:
-        rendered = render(base, style, ctx.lm)
+    def decode(self, style: str) -> Candidate:
+        """Greedy in one style, scored on the public tests, as text that continues the prompt."""
+        ctx = self.ctx
+        rendered = render(self.problem, style, ctx.lm)
         prompt = ctx.lm.encode(rendered.model_text)
-        r = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=max_new_tokens), stops_for(rendered))[0]
+        params = GenerationParams(max_new_tokens=self.p.max_new_tokens)
+        r = ctx.lm.rollouts([prompt], params, stops_for(rendered))[0]
         reward = ctx.reward(rendered, [r.text])[0] if rendered.public_tests else None
         cand = Candidate(
             rendered.prompt_completion(r.text),
@@ -79,3 +70,15 @@ class Styles(Planner):
         )
         ctx.emit("candidate", style=style, tokens=len(r.token_ids), best_reward=cand.reward)
         return cand
+
+
+@register
+class Styles(Planner[StylesParams]):
+    name = "styles"
+    description = "Greedy in several prompt styles; the program that passes most public tests wins."
+    needs_sandbox = True
+    renders_problem: ClassVar[bool] = True
+    Params = StylesParams
+
+    def start(self, problem: Problem, ctx: SearchContext) -> StylesSearch:
+        return StylesSearch(self.params, problem, ctx)

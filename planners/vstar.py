@@ -61,13 +61,12 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from planners import register
-from planners.base import Planner, PlannerError, PlannerParams
-from planners.steps import context_tail, in_context
+from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
 from scorers.value import ValueModel, node_features
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, stops_for
+from search.context import Candidate, SearchContext, stops_for
 from search.lm import GenerationParams, Rollout, TokenDist
 from search.problem import Problem
+from search.steps import context_tail, in_context
 from search.stops import StopCondition, first_stop
 from search.tree import Tree
 
@@ -133,11 +132,13 @@ class _Node:
     program: str | None = None  # leaves
 
 
-class _Search:
+class _Search(Search[VStarParams]):
+    """One V-STAR search: the tree of greedy stretches, its per-node record and the value model."""
+
     def __init__(self, p: VStarParams, problem: Problem, ctx: SearchContext) -> None:
         if ctx.scorer is None or not problem.public_tests:
             raise PlannerError("vstar needs public tests and a sandbox: its values are test rewards")
-        self.p, self.problem, self.ctx = p, problem, ctx
+        super().__init__(p, problem, ctx)
         self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
         self.tree = Tree()
@@ -169,7 +170,7 @@ class _Search:
         if refit and self.values.fit(
             [self.features(n) for n in visited], [self.tree[n]["reward"] for n in visited]
         ):
-            self.ctx.meter.spend.add_extra("value_refits")
+            self.ctx.count("value_refits")
         for n in self.tree.nodes():
             a = self.tree[n]
             v = self.values.blend(a.get("reward"), a["visits"], self.features(n))
@@ -182,7 +183,7 @@ class _Search:
             self.tree.update(n, visits=visits, mc_sum=total, reward=round(total / visits, 6))
 
     # ----- choosing expansions -------------------------------------------------------------
-    def candidates(self) -> list[tuple[float, int, int, float]]:
+    def expandable(self) -> list[tuple[float, int, int, float]]:
         """(priority, node, alternative token, its prob) for every expandable pair."""
         root_visits = self.tree[self.tree.root]["visits"] if self.tree.root is not None else 0
         out = []
@@ -232,7 +233,7 @@ class _Search:
             rolls = self.ctx.lm.rollouts(prefixes, params, stops)
             self.rollouts_done += len(rolls)
             self.since_fit += len(rolls)
-            self.ctx.meter.spend.add_extra("vstar_rollouts", len(rolls))
+            self.ctx.count("vstar_rollouts", len(rolls))
             programs = [t + r.text for t, r in zip(texts, rolls, strict=True)]
             rewards = self.ctx.reward(self.problem, programs)
             for (n, tok), r, program, rw in zip(items, rolls, programs, rewards, strict=True):
@@ -266,7 +267,7 @@ class _Search:
             )
             self.nodes[parent].tried.add(seg[j])  # its first child continues with the greedy token
             prev = j
-            self.ctx.meter.spend.add_extra("branch_points")
+            self.ctx.count("branch_points")
         leaf = self._add_node(
             parent, seg[prev:], seg_lps[prev:], None, reward, compile_error, [], program=program
         )
@@ -315,41 +316,36 @@ class _Search:
         return nd.dist.logprobs[nd.dist.token_ids.index(tok)]
 
     # ----- the loop ------------------------------------------------------------------------
-    def run(self) -> SearchResult:
+    def run(self) -> str:
+        """One greedy rollout from the root, then rounds: expand the best (decisive node,
+        alternative) pairs by greedy rollouts, back up their test rewards, refit the values."""
         root = self.tree.add_root(text=self.problem.prompt, kind="branch")
         self.nodes[root] = _Node([], [], "")
-        reason = "rollouts"
-        try:
+        self.ctx.meter.check()
+        dist = self.ctx.lm.next_token_dists([self.prompt], self.p.top_k)[0]
+        self.nodes[root].dist = dist
+        self.tree.update(root, entropy=round(dist.entropy, 4))
+        self.rollout_many([(root, None)])
+        self.refresh_values(refit=True)
+        while self.rollouts_done < self.p.rollouts:
+            if self.p.stop_after_passing and len(self.passing_programs()) >= self.p.stop_after_passing:
+                return "passing_found"
             self.ctx.meter.check()
-            dist = self.ctx.lm.next_token_dists([self.prompt], self.p.top_k)[0]
-            self.nodes[root].dist = dist
-            self.tree.update(root, entropy=round(dist.entropy, 4))
-            self.rollout_many([(root, None)])
-            self.refresh_values(refit=True)
-            while self.rollouts_done < self.p.rollouts:
-                if self.p.stop_after_passing and len(self.passing_programs()) >= self.p.stop_after_passing:
-                    reason = "passing_found"
-                    break
-                self.ctx.meter.check()
-                room = self.ctx.meter.remaining_tokens()
-                size = min(
-                    self.p.batch, self.p.rollouts - self.rollouts_done, room if room is not None else 1 << 30
-                )
-                chosen = self.candidates()[: max(1, size)]
-                if not chosen:
-                    reason = "tree_exhausted"
-                    break
-                for _, n, tok, _ in chosen:
-                    self.ctx.emit("expand", node=n, token=tok, value=self.value(n))
-                self.ctx.meter.spend.add_extra("vstar_expansions", len(chosen))
-                self.rollout_many([(n, tok) for _, n, tok, _ in chosen])
-                refit = self.since_fit >= self.p.refit_every
-                if refit:
-                    self.since_fit = 0
-                self.refresh_values(refit=refit)
-        except BudgetExhausted as e:
-            reason = str(e)
-        return self.finish(reason)
+            room = self.ctx.meter.remaining_tokens()
+            room = room if room is not None else 1 << 30
+            size = min(self.p.batch, self.p.rollouts - self.rollouts_done, room)
+            chosen = self.expandable()[: max(1, size)]
+            if not chosen:
+                return "tree_exhausted"
+            for _, n, tok, _ in chosen:
+                self.ctx.emit("expand", node=n, token=tok, value=self.value(n))
+            self.ctx.count("vstar_expansions", len(chosen))
+            self.rollout_many([(n, tok) for _, n, tok, _ in chosen])
+            refit = self.since_fit >= self.p.refit_every
+            if refit:
+                self.since_fit = 0
+            self.refresh_values(refit=refit)
+        return "rollouts"
 
     def passing_programs(self) -> set[str]:
         return {
@@ -358,7 +354,7 @@ class _Search:
             if self.tree[n].get("pass_rate") == 1.0
         }
 
-    def finish(self, reason: str) -> SearchResult:
+    def outcome(self, reason: str) -> Outcome:
         if self.leaves:
             self.refresh_values(refit=False)
         ranked = sorted(
@@ -389,18 +385,10 @@ class _Search:
         best = candidates[0] if candidates else None
         if best is not None:
             self.tree.mark_path(int(best.meta["node"]))
-        self.ctx.meter.spend.add_extra("vstar_tree_nodes", len(self.tree))
-        self.ctx.meter.spend.add_extra("distinct_programs", len(candidates))
-        self.ctx.meter.spend.add_extra("distinct_passing_programs", len(self.passing_programs()))
-        return SearchResult(
-            VStar.name,
-            self.problem.id,
-            best,
-            candidates,
-            self.ctx.meter.finish(),
-            reason,
-            tree=self.tree.to_dict(),
-        )
+        self.ctx.count("vstar_tree_nodes", len(self.tree))
+        self.ctx.count("distinct_programs", len(candidates))
+        self.ctx.count("distinct_passing_programs", len(self.passing_programs()))
+        return Outcome(best, candidates, reason, self.tree.to_dict())
 
     def _mean_lp(self, n: int) -> float:
         lps = self.nodes[n].lps
@@ -413,7 +401,7 @@ def normalise(program: str) -> str:
 
 
 @register
-class VStar(Planner):
+class VStar(Planner[VStarParams]):
     name = "vstar"
     description = (
         "V-STAR: greedy stretches, branching at high-entropy positions; expands decisive prefixes "
@@ -422,8 +410,8 @@ class VStar(Planner):
     needs_sandbox = True
     Params = VStarParams
 
-    def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
-        return _Search(self.params, problem, ctx).run()  # type: ignore[arg-type]
+    def start(self, problem: Problem, ctx: SearchContext) -> Search[VStarParams]:
+        return _Search(self.params, problem, ctx)
 
 
 __all__ = ["VStar", "VStarParams", "decisiveness", "normalise", "rank_decisive"]

@@ -56,10 +56,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from planners.steps import in_context
 from search.context import stops_for
 from search.lm import GenerationParams
 from search.problem import Problem
+from search.steps import context_tail, in_context
 
 if TYPE_CHECKING:
     from search.context import SearchContext
@@ -221,7 +221,7 @@ class CodeAwareScorer:
         """Scores with their parts; with ``lookahead`` the pass term is each state's own."""
         self.calls += len(states)
         ctx.meter.charge(scorer_calls=len(states))
-        ctx.meter.spend.add_extra("process_scorer_calls", len(states))
+        ctx.count("process_scorer_calls", len(states))
         tests = has_public_tests(problem, ctx) and self.w_pass > 0
         ok = [self.completable(problem, s) for s in states]
         lookaheads: list[Lookahead | None] = [None] * len(states)
@@ -233,7 +233,7 @@ class CodeAwareScorer:
                     continue
                 lookaheads[i] = self.memo.get(prompt + s.token_ids, s.completion)
                 if lookaheads[i] is not None:
-                    ctx.meter.spend.add_extra("lookahead_memo_hits")
+                    ctx.count("lookahead_memo_hits")
                 elif lookahead:
                     todo.append(i)
             if todo:
@@ -275,15 +275,15 @@ class CodeAwareScorer:
         params = GenerationParams(max_new_tokens=self.lookahead_tokens)
         groups: dict[str, list[int]] = {}
         for i, s in enumerate(states):
-            groups.setdefault(_tail(s.completion), []).append(i)
+            groups.setdefault(context_tail(s.completion), []).append(i)
         out: list[Lookahead | None] = [None] * len(states)
         for idxs in groups.values():
             ctx_text = states[idxs[0]].completion
             rolls = ctx.lm.rollouts(
                 [prompt + states[i].token_ids for i in idxs], params, in_context(base, ctx_text)
             )
-            ctx.meter.spend.add_extra("lookahead_tokens", sum(len(r.token_ids) for r in rolls))
-            ctx.meter.spend.add_extra("lookaheads", len(rolls))
+            ctx.count("lookahead_tokens", sum(len(r.token_ids) for r in rolls))
+            ctx.count("lookaheads", len(rolls))
             done = [r.finish_reason in ("stop", "eos") for r in rolls]
             rewards = ctx.reward(
                 problem, [states[i].completion + r.text for i, r in zip(idxs, rolls, strict=True)]
@@ -296,11 +296,6 @@ class CodeAwareScorer:
                 if fin:
                     self.memo.put(prompt + states[i].token_ids, la, states[i].completion)
         return [la for la in out if la is not None]
-
-
-def _tail(text: str) -> str:
-    i = text.rfind("\n")
-    return text if i < 0 else text[i:]
 
 
 # ----- model-based PRM ------------------------------------------------------------------------
@@ -411,8 +406,8 @@ class HFProcessRewardModel:
         before = self.forward_passes
         per_step = self.step_scores(problem.prompt, [s.steps or [s.completion] for s in states])
         ctx.meter.charge(scorer_calls=len(states))
-        ctx.meter.spend.add_extra("prm_forward_passes", self.forward_passes - before)
-        ctx.meter.spend.add_extra("process_scorer_calls", len(states))
+        ctx.count("prm_forward_passes", self.forward_passes - before)
+        ctx.count("process_scorer_calls", len(states))
         return [self._aggregate(scores) for scores in per_step]
 
     def _aggregate(self, scores: list[float]) -> float:

@@ -7,8 +7,9 @@ merges the calls that arrive together into one batched call of the inner model:
 
 - ``next_token_dists`` calls merge whatever their ``k`` (one call with the largest ``k``; each
   caller gets its own top-``k``, which is a prefix of the larger one);
-- greedy ``rollouts`` calls merge when their ``GenerationParams`` and stop conditions are equal
-  (rows leave the batch as they finish, so short answers do not wait for long ones);
+- greedy ``rollouts`` calls merge when their ``GenerationParams`` and shared stop conditions are
+  equal (rows leave the batch as they finish, so short answers do not wait for long ones; a
+  caller's per-row stops, ``row_stops``, stay with its rows);
 - sampled and beam rollouts and ``continuation_logprobs`` run alone (a sample's random stream
   depends on its row, so merging would change reproducible samples).
 
@@ -35,7 +36,6 @@ its deadline, with finish reason ``"cancelled"`` / ``"max_seconds"`` (never cach
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
 import threading
@@ -48,28 +48,12 @@ from typing import Any
 
 from search.budget import BudgetExhausted
 from search.lm import CallStats, DecodeMode, GenerationParams, LanguageModel, Rollout, TokenDist
-from search.stops import StopCondition, stops_key
+from search.stops import Guard, GuardStop, StopCondition, stops_key
 
 log = logging.getLogger("treedec.batching")
 
 
 # ----- per-request guard -----------------------------------------------------------------------
-
-
-@dataclass
-class Guard:
-    """When a caller's model work must stop: a cancel event and/or a monotonic-clock deadline."""
-
-    cancel: threading.Event | None = None
-    deadline: float | None = None
-
-    def reason(self) -> str | None:
-        if self.cancel is not None and self.cancel.is_set():
-            return "cancelled"
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            return "max_seconds"
-        return None
-
 
 _current_guard: ContextVar[Guard | None] = ContextVar("treedec_guard", default=None)
 _open_requests = [0]  # requests inside request_guard now: callers the dispatcher may wait for
@@ -77,11 +61,14 @@ _open_lock = threading.Lock()
 
 
 @contextmanager
-def request_guard(cancel: threading.Event | None = None, deadline: float | None = None) -> Iterator[Guard]:
+def request_guard(
+    cancel: threading.Event | None = None, deadline: float | None = None, guard: Guard | None = None
+) -> Iterator[Guard]:
     """Model calls made in this block (this thread) stop at their next step once ``cancel`` is
-    set or ``time.monotonic()`` passes ``deadline``. The block also counts as an open request, so
-    the batching dispatcher waits (up to its window) for that request's calls to join a batch."""
-    guard = Guard(cancel, deadline)
+    set or ``time.monotonic()`` passes ``deadline`` (or ``guard`` trips: the Engine hands down its
+    search's one guard, ``Meter.guard()``). The block also counts as an open request, so the
+    batching dispatcher waits (up to its window) for that request's calls to join a batch."""
+    guard = guard if guard is not None else Guard(cancel, deadline)
     token = _current_guard.set(guard)
     with _open_lock:
         _open_requests[0] += 1
@@ -91,24 +78,6 @@ def request_guard(cancel: threading.Event | None = None, deadline: float | None 
         with _open_lock:
             _open_requests[0] -= 1
         _current_guard.reset(token)
-
-
-class GuardStop:
-    """A stop condition that ends a row when its caller's guard trips; remembers why."""
-
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
-        self.fired: str | None = None
-
-    def find(self, text: str) -> int | None:
-        reason = self.guard.reason()
-        if reason is None:
-            return None
-        self.fired = reason
-        return len(text)
-
-    def key(self) -> str:
-        return "guard"
 
 
 # ----- pending calls ---------------------------------------------------------------------------
@@ -123,6 +92,7 @@ class _Call:
     k: int = 0
     params: GenerationParams | None = None
     stops: Sequence[StopCondition] = ()
+    row_stops: list[list[StopCondition]] | None = None  # the caller's own stops, one list per row
     guard: Guard | None = None
     thunk: Callable[[CallStats], Any] | None = None
     arrived: float = field(default_factory=time.monotonic)
@@ -155,12 +125,12 @@ class BatchingLM:
         self.identity = inner.identity
         self.eos_token_ids = inner.eos_token_ids
         self.counters = inner.counters
+        self.vocab_size = inner.vocab_size
         self.batching = BatchingStats()
         self._pending: list[_Call] = []
         self._cond = threading.Condition()
         self._seen: dict[int, float] = {}
         self._ids = itertools.count()
-        self._row_stops = "row_stops" in inspect.signature(inner.rollouts).parameters
         self._thread = threading.Thread(target=self._loop, name="treedec-batching", daemon=True)
         self._thread.start()
 
@@ -198,6 +168,7 @@ class BatchingLM:
         params: GenerationParams,
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
+        row_stops: Sequence[Sequence[StopCondition]] | None = None,
     ) -> list[Rollout]:
         mergeable = params.mode == DecodeMode.greedy
         key: Hashable = ("roll", params, stops_key(stops)) if mergeable else ("solo", next(self._ids))
@@ -208,6 +179,7 @@ class BatchingLM:
             threading.get_ident(),
             params=params,
             stops=list(stops),
+            row_stops=[list(r) for r in row_stops] if row_stops is not None else None,
             guard=_current_guard.get(),
         )
         return self._submit(call, stats)  # type: ignore[no-any-return]
@@ -226,6 +198,11 @@ class BatchingLM:
             thunk=lambda s: self.inner.continuation_logprobs(prefix, continuations, s),
         )
         return self._submit(call, stats)  # type: ignore[no-any-return]
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        return self.inner.position_stats(tokens, start, stats)
 
     # ----- caller side -------------------------------------------------------------------------
     def _submit(self, call: _Call, stats: CallStats | None) -> Any:
@@ -332,14 +309,13 @@ class BatchingLM:
         guards = [GuardStop(c.guard) if c.guard is not None else None for c in group]
         prefixes = [p for c in group for p in c.prefixes]
         stops = list(head.stops)
-        kwargs: dict[str, Any] = {}
+        own = [list(c.row_stops[j]) if c.row_stops else [] for c in group for j in range(len(c.prefixes))]
         if len(group) == 1 and guards[0] is not None:
             stops.append(guards[0])
-        elif self._row_stops and any(guards):
-            kwargs["row_stops"] = [
-                [g] if g is not None else [] for c, g in zip(group, guards, strict=True) for _ in c.prefixes
-            ]
-        out = self.inner.rollouts(prefixes, head.params, stops, total, **kwargs)
+        elif any(guards):
+            rows = [g for c, g in zip(group, guards, strict=True) for _ in c.prefixes]
+            own = [r + [g] if g is not None else r for r, g in zip(own, rows, strict=True)]
+        out = self.inner.rollouts(prefixes, head.params, stops, total, own if any(own) else None)
         at, passes, generated = 0, [], []
         for call, guard in zip(group, guards, strict=True):
             mine = out[at : at + len(call.prefixes)]

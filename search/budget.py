@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from search.stops import Guard
+
 
 class Budget(BaseModel):
     """Limits for one search; ``None`` means unlimited (a planner's own defaults still apply).
@@ -54,9 +56,6 @@ class Spend:
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
-    def add_extra(self, name: str, amount: float = 1) -> None:
-        self.extra[name] = self.extra.get(name, 0) + amount
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seconds"] = round(self.seconds, 4)
@@ -81,6 +80,24 @@ class Meter:
         with self._lock:
             for name, amount in amounts.items():
                 setattr(self.spend, name, getattr(self.spend, name) + amount)
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Add to a planner-specific counter in ``spend.extra`` (created at 0 on first use).
+
+        >>> m = Meter()
+        >>> m.count("pauses"); m.count("pauses", 2); m.count("switches", 0)
+        >>> m.spend.extra
+        {'pauses': 3, 'switches': 0}
+        """
+        with self._lock:
+            self.spend.extra[name] = self.spend.extra.get(name, 0) + amount
+
+    def guard(self) -> Guard:
+        """The search's one stop: its cancel event and its wall-time deadline. The planner loop
+        sees it through ``check``; model calls get it handed down (``MeteredLM``, and the Engine's
+        ``request_guard`` for the batching dispatcher)."""
+        limit = self.budget.max_seconds
+        return Guard(self.cancelled, self.started + limit if limit is not None else None)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

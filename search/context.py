@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search import codec, prompting
-from search.batching import Guard, GuardStop
 from search.budget import Meter, Spend
 from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
 from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
 from search.problem import Problem
-from search.stops import StopCondition, first_stop, stops_key
+from search.stops import GuardStop, StopCondition, first_stop, stops_key
 
 log = logging.getLogger("treedec.search")
 
@@ -41,6 +40,7 @@ class MeteredLM:
         self.identity = lm.identity
         self.eos_token_ids = lm.eos_token_ids
         self.counters = lm.counters
+        self.vocab_size = lm.vocab_size
         self._model_key = lm.identity.key()
 
     def encode(self, text: str) -> list[int]:
@@ -111,15 +111,18 @@ class MeteredLM:
         params: GenerationParams,
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
+        row_stops: Sequence[Sequence[StopCondition]] | None = None,
     ) -> list[Rollout]:
         params = self._clamp(params, len(prefixes))
+        # a row's stops are the call's and its own (a row is cached as if all were the call's)
+        rows = [[*stops, *extra] for extra in row_stops] if row_stops is not None else None
         out: list[Rollout | None] = [None] * len(prefixes)
         keys: list[str] = []
         if params.deterministic:
-            keys = [self._rollout_key(p, params, stops) for p in prefixes]
+            keys = [self._rollout_key(p, params, rows[i] if rows else stops) for i, p in enumerate(prefixes)]
             for i, raw in enumerate(self._cache_get(NS_ROLLOUT, keys)):
                 if raw is not None:
-                    out[i] = self._decode_rollout(raw, params, stops)
+                    out[i] = self._decode_rollout(raw, params, rows[i] if rows else stops)
             served = [r for r in out if r is not None]
             if served:
                 self.meter.charge(cached_tokens=sum(len(r.token_ids) for r in served))
@@ -127,8 +130,13 @@ class MeteredLM:
         if missing:
             call = CallStats()
             guard = self._deadline_stop()
-            inner_stops = [*stops, guard] if guard is not None else stops
-            fresh = self.inner.rollouts([prefixes[i] for i in missing], params, inner_stops, call)
+            # the guard is this search's own: handed down with each of its rows, never shared
+            own = [list(row_stops[i]) if row_stops is not None else [] for i in missing]
+            if guard is not None:
+                own = [[*r, guard] for r in own]
+            fresh = self.inner.rollouts(
+                [prefixes[i] for i in missing], params, stops, call, row_stops=own if any(own) else None
+            )
             if guard is not None and guard.fired:
                 for r in fresh:
                     r.finish_reason = guard.fired
@@ -207,7 +215,17 @@ class MeteredLM:
         (or the search is cancelled), so one long call cannot overrun the wall-time budget."""
         if self.meter.budget.max_seconds is None:
             return None
-        return GuardStop(Guard(self.meter.cancelled, self.meter.started + self.meter.budget.max_seconds))
+        return GuardStop(self.meter.guard())
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        call = CallStats()
+        out = self.inner.position_stats(tokens, start, call)
+        self._charge(call)
+        if stats is not None:
+            stats.add(call)
+        return out
 
     def continuation_logprobs(
         self,
@@ -266,6 +284,10 @@ class SearchContext:
                 },
             }
         )
+
+    def count(self, name: str, amount: float = 1) -> None:
+        """Add to a planner-specific spend counter (``spend.extra[name]``); thread-safe."""
+        self.meter.count(name, amount)
 
     def reward(self, problem: Problem, completions: Sequence[str]) -> list[Any]:
         """Public-test rewards of completions, charged to the budget (cache hits are free)."""

@@ -99,6 +99,7 @@ class HFModel:
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self._config = model.config
+        self.vocab_size = max(len(tokenizer), int(model.config.vocab_size))
 
     # ----- construction -------------------------------------------------------------------
     @classmethod

@@ -131,11 +131,21 @@ class ModelCounters:
 
 @runtime_checkable
 class LanguageModel(Protocol):
-    """A causal language model seen in token ids."""
+    """A causal language model seen in token ids.
+
+    Every backend implements all of it (``search/hf_lm.py``, ``search/remote_lm.py``, the
+    batching wrapper ``search/batching.py`` and the per-search view ``search/context.py``), so a
+    caller never probes a model for what it can do.
+    """
 
     identity: ModelIdentity
     eos_token_ids: frozenset[int]
     counters: ModelCounters
+
+    @property
+    def vocab_size(self) -> int:
+        """How many token ids the model knows (valid ids are ``0 .. vocab_size - 1``)."""
+        ...
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -155,7 +165,11 @@ class LanguageModel(Protocol):
         params: GenerationParams,
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
-    ) -> list[Rollout]: ...
+        row_stops: Sequence[Sequence[StopCondition]] | None = None,
+    ) -> list[Rollout]:
+        """Continue each prefix. ``stops`` apply to every row; ``row_stops`` (one list per prefix)
+        add stops for that row only (the batching wrapper stops one caller's rows with them)."""
+        ...
 
     def continuation_logprobs(
         self,
@@ -163,3 +177,27 @@ class LanguageModel(Protocol):
         continuations: Sequence[Sequence[int]],
         stats: CallStats | None = None,
     ) -> list[list[float]]: ...
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        """Teacher forcing: for each position ``i >= start``, the entropy (nats) of the full
+        next-token distribution after ``tokens[:i]`` and whether ``tokens[i]`` is its argmax."""
+        ...
+
+
+def position_stats_from_dists(
+    lm: LanguageModel, tokens: Sequence[int], start: int, stats: CallStats | None = None, batch: int = 16
+) -> list[tuple[float, bool]]:
+    """``position_stats`` from the next-token distributions of every prefix, ``batch`` prefixes a
+    call: for a backend without a one-pass teacher-forcing method."""
+    if not 1 <= start < len(tokens):
+        raise ValueError(f"position_stats needs 1 <= start < len(tokens), got {start} and {len(tokens)}")
+    tokens = list(tokens)
+    out: list[tuple[float, bool]] = []
+    for lo in range(start, len(tokens), batch):
+        prefixes = [tokens[:i] for i in range(lo, min(lo + batch, len(tokens)))]
+        dists = lm.next_token_dists(prefixes, 1, stats)
+        for i, dist in zip(range(lo, lo + len(prefixes)), dists, strict=True):
+            out.append((dist.entropy, dist.token_ids[0] == tokens[i]))
+    return out

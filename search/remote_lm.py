@@ -62,7 +62,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,6 +78,7 @@ from search.lm import (
     ModelIdentity,
     Rollout,
     TokenDist,
+    position_stats_from_dists,
 )
 from search.prompting import template_text
 from search.stops import StopCondition, StopStrings, first_stop
@@ -177,9 +178,8 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="treedec-remote-lm", daemon=True)
         self.thread.start()
 
-    def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:
-        future: Any = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-        return future.result(timeout)
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -431,6 +431,12 @@ class RemoteModel:
         stats.forward_passes += max(passes, default=0)
         self._count(stats)
         return out
+
+    def position_stats(
+        self, tokens: Sequence[int], start: int, stats: CallStats | None = None
+    ) -> list[tuple[float, bool]]:
+        """Teacher forcing over a server: the next-token distribution of every prefix."""
+        return position_stats_from_dists(self, tokens, start, stats)
 
     def continuation_logprobs(
         self,

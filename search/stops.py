@@ -4,8 +4,8 @@ Each condition looks at the text generated so far (not the prompt) and returns t
 which to cut it, or ``None`` to go on. ``key()`` names the condition in cache keys, so two
 rollouts are only shared when they stop by the same rule.
 
->>> TopLevelStop().find("    return 1\\n\\ndef other():\\n")
-12
+>>> TopLevelStop().find("    return 1\\n\\ndef other():\\n")  # keeps "    return 1\\n"
+13
 >>> StopStrings(("\\nprint(",)).find("x = 1\\nprint(x)")
 5
 """
@@ -13,7 +13,10 @@ rollouts are only shared when they stop by the same rule.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 
@@ -76,3 +79,45 @@ def first_stop(text: str, stops: Sequence[StopCondition]) -> int | None:
 
 def stops_key(stops: Sequence[StopCondition]) -> str:
     return "|".join(sorted(s.key() for s in stops))
+
+
+@dataclass
+class Guard:
+    """When a search's model work must stop: a cancel event and/or a monotonic-clock deadline.
+
+    A search has one (``Meter.guard()``): its planner loop checks it between steps (through the
+    meter), and it is handed down to every model call as a ``GuardStop``.
+
+    >>> Guard(deadline=time.monotonic() - 1).reason()
+    'max_seconds'
+    >>> Guard(threading.Event()).reason() is None
+    True
+    """
+
+    cancel: threading.Event | None = None
+    deadline: float | None = None
+
+    def reason(self) -> str | None:
+        if self.cancel is not None and self.cancel.is_set():
+            return "cancelled"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "max_seconds"
+        return None
+
+
+class GuardStop:
+    """A stop condition that ends a row when its search's guard trips; remembers why."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self.fired: str | None = None
+
+    def find(self, text: str) -> int | None:
+        reason = self.guard.reason()
+        if reason is None:
+            return None
+        self.fired = reason
+        return len(text)
+
+    def key(self) -> str:
+        return "guard"

@@ -17,6 +17,7 @@ from planners.adadec import (
     candidate_score,
     lookahead_from_path,
     outcome_is_fixed,
+    paper_rule,
     prunable,
     score_candidates,
 )
@@ -33,9 +34,9 @@ from planners.thresholds import lookup, write_entry
 from search.budget import Budget, Meter
 from search.context import SearchContext, stops_for
 from search.hf_lm import HFModel
-from search.lm import GenerationParams, ModelIdentity, TokenDist
+from search.lm import GenerationParams, ModelIdentity, TokenDist, position_stats_from_dists
 from search.problem import Problem
-from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop, first_stop
+from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop
 
 try:
     from tests.tiny_model import make_tiny_lm
@@ -85,30 +86,7 @@ def naive_adadec(
 ) -> tuple[list[int], int]:
     """The rule step by step, one uncached model call per step and per candidate."""
     prompt, stops = lm.encode(PROBLEM.prompt), stops_for(PROBLEM)
-    toks: list[int] = []
-    pauses = 0
-    for _ in range(max_new):
-        if toks and first_stop(lm.decode(toks), stops) is not None:
-            break
-        dist = lm.next_token_dists([prompt + toks], b)[0]
-        tok = dist.token_ids[0]
-        if dist.entropy >= threshold:
-            pauses += 1
-            best = -math.inf
-            for cand, lp in zip(dist.token_ids[:b], dist.logprobs[:b], strict=True):
-                roll = lm.rollouts(
-                    [prompt + toks + [cand]], GenerationParams(max_new_tokens=lookahead), [FunctionBodyEnd()]
-                )[0]
-                score = (lp + sum(roll.logprobs)) / (len(roll.logprobs) + 1)
-                if score > best:
-                    best, tok = score, cand
-        if tok in lm.eos_token_ids:
-            break
-        toks.append(tok)
-    cut = first_stop(lm.decode(toks), stops)
-    if cut is not None:
-        toks = toks[: next(i for i in range(1, len(toks) + 1) if len(lm.decode(toks[:i])) > cut)]
-    return toks, pauses
+    return paper_rule(lm, prompt, stops, threshold, b, lookahead, 1.0, max_new)
 
 
 # ----- the decoding rule ----------------------------------------------------------------------
@@ -486,19 +464,11 @@ def test_stdlib_examples_split_signature_and_docstring_from_body(tmp_path: Path)
 def test_position_stats_match_next_token_dists_of_every_prefix(peaked_lm) -> None:  # type: ignore[no-untyped-def]
     ex = Example("e", PROBLEM.prompt, "    return a + b\n")
     fast = teacher_force(peaked_lm, ex)
-
-    class NoFastPath:  # the same model without position_stats: teacher_force falls back
-        def __init__(self, lm):  # type: ignore[no-untyped-def]
-            self.lm = lm
-
-        def encode(self, text: str) -> list[int]:
-            return self.lm.encode(text)  # type: ignore[no-any-return]
-
-        def next_token_dists(self, prefixes, k):  # type: ignore[no-untyped-def]
-            return self.lm.next_token_dists(prefixes, k)
-
+    prompt = peaked_lm.encode(ex.prompt)
+    tokens = prompt + peaked_lm.encode(ex.target)
     peaked_lm.kv.clear()
-    slow = teacher_force(NoFastPath(peaked_lm), ex)  # type: ignore[arg-type]
+    # what a backend without a one-pass method (the remote one) computes
+    slow = position_stats_from_dists(peaked_lm, tokens, len(prompt))
     assert len(fast) == len(slow) == len(peaked_lm.encode(ex.target))
     for (h1, top1), (h2, top2) in zip(fast, slow, strict=True):
         assert h1 == pytest.approx(h2, abs=1e-3)

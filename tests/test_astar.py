@@ -13,11 +13,11 @@ import pytest
 
 import planners
 from planners.astar import AStar, AStarParams
-from planners.steps import ChunkStep, ContextStop, LineStep, StatementStep, parses_as_statement, step_stop
 from scorers.prm import PartialState, ProcessScorer
 from search.budget import Budget, Meter
 from search.context import SearchContext
 from search.problem import Problem
+from search.steps import ChunkStep, ContextStop, LineStep, StatementStep, parses_as_statement, step_stop
 from search.stops import TopLevelStop
 from search.tree import Tree
 

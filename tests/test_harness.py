@@ -12,9 +12,9 @@ import pytest
 lm_eval = pytest.importorskip("lm_eval")
 
 import api.harness as harness  # noqa: E402  (registers the "treedec" model)
+from api.engine import Engine  # noqa: E402
 from api.lm_eval_tasks import humaneval_offline  # noqa: E402
 from search.loaders import _humaneval_rows  # noqa: E402
-from search.runner import Engine  # noqa: E402
 
 
 def test_simple_evaluate_runs_the_planner_on_offline_humaneval(tiny_lm: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 import planners
+from api.engine import Engine
 from planners.pgtd import backup, pucb, select_child
 from sandbox import open_executor
 from scorers.tests import TestReward, TestScorer
@@ -20,7 +21,6 @@ from search.cache import MemoryCache
 from search.context import SearchContext, SearchResult, stops_for
 from search.lm import GenerationParams
 from search.problem import FunctionTest, Problem
-from search.runner import Engine
 from search.tree import Tree
 
 # A completion is one comment line (cut at the first newline), so every program compiles and the

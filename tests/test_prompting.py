@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import pytest
 
+from api.engine import Engine
 from api.schemas import ProblemIn
 from sandbox import open_executor
 from scorers.tests import TestScorer
 from search.cache import MemoryCache
 from search.problem import FunctionTest, Problem
 from search.prompting import PromptStyleError, parse_style, render, resolve, stops_for
-from search.runner import Engine
 
 PROMPT = (
     "import math\n\n\n"

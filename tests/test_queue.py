@@ -15,13 +15,13 @@ import httpx
 import pytest
 import redis
 
+from api.engine import Engine
 from api.jobs import TERMINAL, QueueFull
 from api.queue import QueueUnavailable, RedisJobManager, create_queued_app
 from api.server import BackgroundServer
 from search.budget import Budget
 from search.lm import GenerationParams
 from search.problem import Problem
-from search.runner import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 60  # per job: long enough that a kill lands mid-job, short enough for a quick test

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from api.run_tests import run_tests_main
 from sandbox import SandboxUnavailable, open_executor
-from sandbox.cli_run_tests import run_tests_main
 from sandbox.docker import DockerExecutor, container_options
 from sandbox.executor import ExecutionResult, Limits
 from sandbox.pool import Job, SandboxPool

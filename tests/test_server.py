@@ -16,11 +16,11 @@ import openai
 import pytest
 
 import planners
+from api.engine import Engine
 from api.schemas import ProblemIn, ServerSettings
 from api.server import BackgroundServer, create_app
-from planners.base import Planner
+from planners.base import Planner, PlannerParams
 from search.budget import Budget
-from search.runner import Engine
 
 ADD = 'def add(a, b):\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    """\n'
 PROBLEM = {"prompt": ADD, "entry_point": "add", "public_tests": ["assert add(1, 2) == 3"]}
@@ -375,9 +375,10 @@ def test_bad_openai_requests_are_4xx_in_the_openai_shape(oai: openai.OpenAI, cli
     )
 
 
-class _Broken(Planner):
+class _Broken(Planner[PlannerParams]):
     name = "test-broken"
     description = "raises (a bug)"
+    Params = PlannerParams
 
     def solve(self, problem: Any, ctx: Any) -> Any:
         raise RuntimeError("planner bug")

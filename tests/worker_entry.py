@@ -20,8 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> int:
+    from api.engine import Engine
     from api.worker import run_worker
-    from search.runner import Engine
     from tests.tiny_model import make_tiny_lm
 
     parser = argparse.ArgumentParser(description=__doc__)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import planners
+from search.batching import request_guard
 from search.budget import Budget, Meter
 from search.cache import Cache, open_cache
 from search.context import EventSink, SearchContext, SearchResult
@@ -112,7 +113,9 @@ class Engine:
         instance = planners.create(planner, params)
         problem = self.render(problem, "completion" if instance.renders_problem else prompt_style)
         ctx = self.context(budget, events, cancel)
-        result = instance.solve(problem, ctx)
+        # the search's one stop (cancel + wall-time deadline), handed down to every model call
+        with request_guard(guard=ctx.meter.guard()):
+            result = instance.solve(problem, ctx)
         if on_result is not None:
             on_result(result)
         report = result.to_dict(include_tree=include_tree)
