@@ -439,10 +439,8 @@ def _chat_prompt(lm: Any, req: ChatRequest) -> tuple[str, str | None]:
     if looks_like_code(last):
         return last, None
     messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-    tokenizer = getattr(lm, "tokenizer", None)
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        prompt = str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    else:
+    prompt = lm.chat_text(messages)
+    if prompt is None:
         prompt = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
     if req.tests:
         if req.entry_point is None:
