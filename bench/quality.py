@@ -209,6 +209,7 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "executions": sum(r["executions"] or 0 for r in rs.values()),
             "mean_wall_seconds": round(sum(r["wall_seconds"] for r in rs.values()) / n, 2),
             "solved": sorted(t for t, r in rs.items() if r["passed"]),
+            "solved_or_not": sorted(rs),
         }
     return out
 
@@ -225,6 +226,32 @@ def pairs(summary: dict[str, Any], baseline: str) -> dict[str, dict[str, list[st
         mine = set(s["solved"])
         out[name] = {"only_this": sorted(mine - base), "only_baseline": sorted(base - mine)}
     return out
+
+
+def _public(s: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in s.items() if k not in ("solved", "solved_or_not")}
+
+
+def markdown_table(
+    configs: dict[str, Any], common: dict[str, Any], baseline: str | None, n_common: int
+) -> str:
+    """The summary as the README's table: each configuration on the problems it finished, and all
+    of them on the problems every one finished (points against the best greedy there)."""
+    base = common.get(baseline or "", {}).get("pass@1")
+    lines = [
+        f"| configuration | problems run | passed | pass@1 | tokens / problem | s / problem "
+        f"| passed on the {n_common} common | vs best greedy there |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in sorted(configs.items(), key=lambda kv: -common.get(kv[0], {}).get("pass@1", 0)):
+        c = common.get(name, {})
+        delta = f"{100 * (c['pass@1'] - base):+.1f}" if c and base is not None and name != baseline else "-"
+        lines.append(
+            f"| `{name}` | {s['problems']} | {s['passed']} | {100 * s['pass@1']:.1f}% | "
+            f"{s['mean_generated_tokens']:.0f} | {s['mean_wall_seconds']:.1f} | "
+            f"{c.get('passed', '-')} | {delta} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -276,16 +303,24 @@ def write_report(out: Path) -> None:
 
     rows = list(load_rows(out).values())
     summary = summarize(rows)
-    greedy = [n for n in summary if n.startswith("greedy@")]
-    best_greedy = max(greedy, key=lambda n: summary[n]["pass@1"]) if greedy else None
+    # Configurations compare only on the problems all of them finished (a run may be part-way).
+    common = set.intersection(*(set(s["solved_or_not"]) for s in summary.values())) if summary else set()
+    on_common = summarize([r for r in rows if r["task_id"] in common])
+    greedy = [n for n in on_common if n.startswith("greedy@")]
+    best_greedy = max(greedy, key=lambda n: on_common[n]["pass@1"]) if greedy else None
     report = {
-        "configs": {k: {kk: vv for kk, vv in v.items() if kk != "solved"} for k, v in summary.items()},
+        "configs": {k: _public(v) for k, v in summary.items()},
+        "common_problems": len(common),
+        "on_common_problems": {k: _public(v) for k, v in on_common.items()},
         "best_greedy": best_greedy,
-        "versus_best_greedy": pairs(summary, best_greedy) if best_greedy else {},
+        "versus_best_greedy": pairs(on_common, best_greedy) if best_greedy else {},
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
     draw(summary, Path(f"{stem}_chart"))
+    Path(f"{stem}_table.md").write_text(
+        markdown_table(report["configs"], report["on_common_problems"], best_greedy, len(common))
+    )
     for name, s in report["configs"].items():
         print(
             f"{name:28s} {s['passed']:4d}/{s['problems']:<4d} {100 * s['pass@1']:5.1f}%  "
