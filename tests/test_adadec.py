@@ -358,11 +358,25 @@ def test_shipped_file_has_a_threshold_for_the_bundled_model() -> None:
     from planners.thresholds import SHIPPED, read_entries
 
     entries = [e for e in read_entries(SHIPPED).values() if e["name"] == "qwen2.5-coder-0.5b"]
-    assert len(entries) == 1
-    entry = entries[0]
-    assert 0 < entry["entropy_threshold"] < 5
-    for key in ("source", "functions", "positions", "accuracy", "cutoff", "date"):
-        assert key in entry
+    styles = sorted(e.get("prompt_style", "completion") for e in entries)
+    assert styles == ["chat-prefill", "completion"]  # one threshold per calibrated prompt style
+    for entry in entries:
+        assert 0 < entry["entropy_threshold"] < 5
+        for key in ("source", "functions", "positions", "accuracy", "cutoff", "date"):
+            assert key in entry
+
+
+def test_threshold_lookup_takes_the_prompt_styles_own_entry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from planners.thresholds import lookup, write_entry
+    from search.lm import ModelIdentity
+
+    ident = ModelIdentity("m", "r", "tok", "bfloat16")
+    path = tmp_path / "t.json"
+    write_entry(path, ident, {"entropy_threshold": 0.8})
+    write_entry(path, ident, {"entropy_threshold": 0.6, "prompt_style": "chat-prefill"})
+    assert lookup(ident, [path])["entropy_threshold"] == 0.8
+    assert lookup(ident, [path], prompt_style="chat-prefill")["entropy_threshold"] == 0.6
+    assert lookup(ident, [path], prompt_style="chat") is None
 
 
 @pytest.mark.parametrize(
