@@ -317,7 +317,7 @@ def write_report(out: Path) -> None:
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
-    draw(summary, Path(f"{stem}_chart"))
+    draw(on_common, Path(f"{stem}_chart"))
     Path(f"{stem}_table.md").write_text(
         markdown_table(report["configs"], report["on_common_problems"], best_greedy, len(common))
     )

@@ -47,9 +47,10 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
         ax.set_ylabel("pass@1 on hidden tests (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
-    n = max((s["problems"] for s in summary.values()), default=0)
+    n = min((s["problems"] for s in summary.values()), default=0)
     fig.suptitle(
-        f"HumanEval, {n} problems, bundled Qwen2.5-Coder-0.5B-Instruct (blue: plain decoding, red: search)"
+        f"HumanEval: the {n} problems every configuration finished; bundled Qwen2.5-Coder-0.5B-Instruct "
+        "(blue: plain decoding, red: search)"
     )
     fig.tight_layout()
     for ext in ("png", "svg"):
