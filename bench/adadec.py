@@ -57,6 +57,7 @@ def _indices(spec: str) -> list[int]:
 
 def quality(args: argparse.Namespace) -> dict[str, Any]:
     from api.engine import Engine
+    from api.evaluation import ResultsLog
 
     engine = Engine(model_spec=args.model)
     lm = engine.model()
@@ -65,34 +66,31 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
     problems = [p for p in humaneval(_indices(args.problems)) if p.id not in excluded]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = (
-        {(r["planner"], r["task_id"]): r for r in map(json.loads, out.read_text().splitlines())}
-        if out.exists()
-        else {}
-    )
-    for prob in problems:
-        for name in args.planners.split(","):
-            if (name, prob.id) in done:
-                continue
-            params = {"max_new_tokens": args.max_new_tokens}
-            t0 = time.monotonic()
-            report = engine.solve(prob, name, params, include_tree=False)
-            row = {
-                "planner": name,
-                "task_id": prob.id,
-                "passed": bool(report["hidden"]["all_passed"]),
-                "seconds": round(time.monotonic() - t0, 2),
-                "spend": report["spend"],
-                "completion": report["completion"],
-            }
-            done[(name, prob.id)] = row
-            with open(out, "a") as f:
-                f.write(json.dumps(row) + "\n")
-            print(
-                f"{name:8s} {prob.id:14s} {'pass' if row['passed'] else 'fail'} "
-                f"tokens={report['spend']['generated_tokens']} {row['seconds']}s",
-                flush=True,
-            )
+    results = ResultsLog(out, key=lambda row: (row["planner"], row["task_id"]))
+    jobs = [(name, prob) for prob in problems for name in args.planners.split(",")]
+
+    def solve(job: tuple[str, Any]) -> dict[str, Any]:
+        name, prob = job
+        t0 = time.monotonic()
+        report = engine.solve(prob, name, {"max_new_tokens": args.max_new_tokens}, include_tree=False)
+        return {
+            "planner": name,
+            "task_id": prob.id,
+            "passed": bool(report["hidden"]["all_passed"]),
+            "seconds": round(time.monotonic() - t0, 2),
+            "spend": report["spend"],
+            "completion": report["completion"],
+        }
+
+    def show(i: int, n: int, job: tuple[str, Any], row: dict[str, Any]) -> None:
+        print(
+            f"{row['planner']:8s} {row['task_id']:14s} {'pass' if row['passed'] else 'fail'} "
+            f"tokens={row['spend']['generated_tokens']} {row['seconds']}s",
+            flush=True,
+        )
+
+    results.run(results.pending(jobs, key=lambda job: (job[0], job[1].id)), solve, show)
+    done = results.done
     return summarise_quality(
         [done[k] for k in done if k[1] in {p.id for p in problems}], entry, [p.id for p in problems]
     )

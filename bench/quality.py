@@ -68,14 +68,15 @@ class Config:
         return cls(f"{preset}@{style}", preset, style, planner, dict(params))
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, str]:
+    return (row["config"], row["task_id"])
+
+
 def load_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[(row["config"], row["task_id"])] = row
-    return rows
+    """The rows in ``path`` by (configuration, task id)."""
+    from api.evaluation import load_rows as load
+
+    return load(path, row_key)
 
 
 def verdict(summary: dict[str, Any] | None) -> bool:
@@ -271,31 +272,32 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     import importlib
 
+    from api.evaluation import ResultsLog
     from search.loaders import load_problems
     from search.models import load_model
 
     configs = [Config.parse(c.strip()) for c in args.configs.split(",") if c.strip()]
     problems = load_problems(args.dataset)
-    done = load_rows(args.out)
-    todo = [(c, p) for c in configs for p in problems if (c.name, p.id) not in done]
-    print(f"{len(todo)} runs to do ({len(done)} rows already in {args.out})", file=sys.stderr)
+    results = ResultsLog(args.out, row_key)
+    todo = results.pending([(c, p) for c in configs for p in problems], key=lambda cp: (cp[0].name, cp[1].id))
+    print(f"{len(todo)} runs to do ({len(results.done)} rows already in {args.out})", file=sys.stderr)
     if not todo:
         return
     lm = load_model(args.model)
     executor = importlib.import_module("sandbox").open_executor("auto")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     commit = code_commit()
-    with open(args.out, "a") as sink:
-        for i, (config, problem) in enumerate(todo, 1):
-            row = run_one(lm, executor, problem, config, commit)
-            sink.write(json.dumps(row) + "\n")
-            sink.flush()
-            print(
-                f"[{i}/{len(todo)}] {config.name} {problem.id}: {'pass' if row['passed'] else 'fail'} "
-                f"tokens={row['generated_tokens']} {row['wall_seconds']}s",
-                file=sys.stderr,
-                flush=True,
-            )
+
+    def show(i: int, n: int, job: tuple[Config, Any], row: dict[str, Any]) -> None:
+        config, problem = job
+        print(
+            f"[{i}/{n}] {config.name} {problem.id}: {'pass' if row['passed'] else 'fail'} "
+            f"tokens={row['generated_tokens']} {row['wall_seconds']}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results.run(todo, lambda job: run_one(lm, executor, job[1], job[0], commit), show)
 
 
 def write_report(out: Path) -> None:
@@ -308,7 +310,7 @@ def write_report(out: Path) -> None:
     on_common = summarize([r for r in rows if r["task_id"] in common])
     greedy = [n for n in on_common if n.startswith("greedy@")]
     best_greedy = max(greedy, key=lambda n: on_common[n]["pass@1"]) if greedy else None
-    report = {
+    report: dict[str, Any] = {
         "configs": {k: _public(v) for k, v in summary.items()},
         "common_problems": len(common),
         "on_common_problems": {k: _public(v) for k, v in on_common.items()},
