@@ -12,11 +12,8 @@ server never re-tokenises a prefix the search built token by token):
 - ``next_token_dists``: ``max_tokens=1, temperature=0, logprobs=k`` per prefix; the first step's
   ``top_logprobs`` is the top-k. The entropy is the server's ``logprobs.entropy`` extension when it
   sends one (``api/plain.py`` does: the exact entropy of the full distribution); otherwise it is
-  *estimated* from the top-k (``topk_entropy``): with ``p_1..p_k`` the top-k probabilities and
-  ``R = 1 - sum(p)`` the tail mass, ``H = -sum p_i log p_i + H_tail``, where every tail token has
-  probability at most ``p_k``, so ``R log(1/p_k) <= H_tail <= R log((V-k)/R)``. The estimate takes
-  the lower bound (exact when the tail mass is small, and never above the truth); ``entropy_bounds``
-  gives both. vLLM caps ``k`` at its ``--max-logprobs`` (default 20).
+  *estimated* from the top-k (``topk_entropy`` in ``search/entropy.py``: a lower bound, never above
+  the truth). vLLM caps ``k`` at its ``--max-logprobs`` (default 20).
 - ``rollouts``: ``max_tokens``, ``temperature`` (0 for greedy), ``top_p``, ``seed`` (row ``i`` gets
   ``seed + 1_000_003 * i``, as ``HFModel`` seeds its rows), ``stop`` (``GenerationParams.stop`` and
   any ``StopStrings`` go to the server). Stop conditions the server cannot evaluate (``TopLevelStop``,
@@ -34,12 +31,10 @@ server never re-tokenises a prefix the search built token by token):
 - ``continuation_logprobs``: ``echo=true, logprobs=0, max_tokens=1`` on prefix + continuation; the
   prompt's ``token_logprobs`` are read back (vLLM: ``prompt_logprobs`` computes the same).
 
-Batched calls fan out as concurrent requests (``httpx.AsyncClient`` on an event loop in a
-background thread, at most ``max_concurrency`` in flight): ``next_token_dists`` sends its prefixes
-as one multi-prompt request per ``prompts_per_request`` (the OpenAI list-of-prompts form; one HTTP
-round trip for a whole batch), rollouts and continuations one request per row, all at once.
-429 / 5xx / connection errors are retried with exponential backoff and jitter (``Retry-After``
-is honoured); every request has a timeout.
+Batched calls fan out as concurrent requests (the transport, ``search/remote_http.py``: at most
+``max_concurrency`` in flight, retries with backoff, timeouts): ``next_token_dists`` sends its
+prefixes as one multi-prompt request per ``prompts_per_request`` (the OpenAI list-of-prompts form;
+one HTTP round trip for a whole batch), rollouts and continuations one request per row, all at once.
 
 Spend: ``generated_tokens`` are the tokens the server generated (including any past a local
 stop: the server did that work), ``processed_tokens`` the prompt tokens sent, ``reused_tokens``
@@ -57,19 +52,14 @@ else by tokenising a probe string through the server (``echo``) and comparing to
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import math
-import random
 import threading
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-import httpx
-
+from search.entropy import entropy_bounds, topk_dist, topk_entropy
 from search.lm import (
     CallStats,
     DecodeMode,
@@ -81,47 +71,20 @@ from search.lm import (
     position_stats_from_dists,
 )
 from search.prompting import template_text
+from search.remote_http import HttpTransport, RemoteModelError
 from search.stops import StopCondition, StopStrings, first_stop
 
-log = logging.getLogger("treedec.remote")
+__all__ = [
+    "RemoteModel",
+    "RemoteModelError",
+    "RemoteSpec",
+    "entropy_bounds",
+    "load_tokenizer",
+    "topk_entropy",
+]
 
 SEED_STRIDE = 1_000_003  # HFModel's per-row seed stride
-TAIL_EPS = 1e-6  # tail mass below this is rounding noise of float32 log-probs
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 PROBE_TEXT = "def probe(x):\n    return {'é': x ** 2, \"世界\": [1, 2]}  # 🙂\t\r\n"
-T = TypeVar("T")
-
-
-class RemoteModelError(Exception):
-    """The server refused, failed or does not serve what we need; one line that says what to do."""
-
-
-# ----- entropy from a top-k -------------------------------------------------------------------
-
-
-def entropy_bounds(logprobs: Sequence[float], vocab_size: int) -> tuple[float, float]:
-    """Lower and upper bounds (nats) on the entropy of a distribution known by its top-k log-probs.
-
-    >>> lo, hi = entropy_bounds([math.log(0.5), math.log(0.5)], 10)
-    >>> round(lo, 6) == round(hi, 6) == round(math.log(2), 6)
-    True
-    """
-    probs = [math.exp(lp) for lp in logprobs]
-    head = -sum(p * lp for p, lp in zip(probs, logprobs, strict=True) if p > 0)
-    tail = max(0.0, 1.0 - sum(probs))
-    if tail <= TAIL_EPS or not probs:  # float noise of a full distribution: no tail
-        return head, head
-    p_min = min(probs)
-    lower = head + tail * -math.log(min(p_min, 1.0))
-    rest = max(1, vocab_size - len(probs))
-    upper = head + tail * math.log(rest / tail)
-    return lower, max(lower, upper)
-
-
-def topk_entropy(logprobs: Sequence[float], vocab_size: int) -> float:
-    """The entropy estimate used when the server sends none: the lower bound of ``entropy_bounds``."""
-    return entropy_bounds(logprobs, vocab_size)[0]
-
 
 # ----- connection spec ------------------------------------------------------------------------
 
@@ -165,25 +128,6 @@ def load_tokenizer(spec: str) -> Any:
             f"cannot load the tokenizer {spec!r} ({str(e).splitlines()[0]}); pass "
             "tokenizer=<bundled name, model directory or hub id>"
         ) from e
-
-
-# ----- the event loop the HTTP client lives on ------------------------------------------------
-
-
-class _LoopThread:
-    """An asyncio loop in a daemon thread; sync callers submit coroutines and wait for them."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="treedec-remote-lm", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 @dataclass
@@ -238,18 +182,27 @@ class RemoteModel:
         self.eos_token_ids = frozenset(eos)
         self.vocab_size = len(tokenizer)
         self.counters = ModelCounters()
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
-        self.max_concurrency = max_concurrency
         self.first_chunk, self.max_chunk, self.max_logprobs = first_chunk, max_chunk, max_logprobs
         self.prompts_per_request = max(1, prompts_per_request)
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._counter_lock = threading.Lock()
-        self._loop = _LoopThread()
-        self._client: httpx.AsyncClient | None = None
-        self._sem: asyncio.Semaphore | None = None
-        self.http_requests = 0
-        self.http_retries = 0
+        self.http = HttpTransport(
+            self.base_url,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+            max_retries=max_retries,
+            backoff_s=backoff_s,
+            max_backoff_s=max_backoff_s,
+            max_concurrency=max_concurrency,
+        )
+
+    @property
+    def http_requests(self) -> int:
+        return self.http.requests
+
+    @property
+    def http_retries(self) -> int:
+        return self.http.retries
 
     # ----- construction -------------------------------------------------------------------
     @classmethod
@@ -274,7 +227,7 @@ class RemoteModel:
             **{k: v for k, v in kwargs.items() if k in ("api_key", "connect_timeout_s")},
         )
         try:
-            listing = probe._loop.run(probe._get("/v1/models"))
+            listing = probe.http.run(probe.http.get("/v1/models"))
         finally:
             probe.close()
         served = [m for m in listing.get("data", []) if isinstance(m, dict) and "id" in m]
@@ -345,7 +298,7 @@ class RemoteModel:
             "return_tokens_as_token_ids": True,
             "return_token_ids": True,
         }
-        data = self._loop.run(self._post(body))
+        data = self.http.run(self._post(body))
         choice = data["choices"][0]
         remote_ids = choice.get("prompt_token_ids")
         if remote_ids is None:
@@ -358,13 +311,7 @@ class RemoteModel:
             )
 
     def close(self) -> None:
-        if self._client is not None:
-            try:
-                self._loop.run(self._client.aclose(), timeout=5)
-            except Exception:  # closing must never fail a caller
-                log.debug("closing the HTTP client failed", exc_info=True)
-            self._client = None
-        self._loop.stop()
+        self.http.close()
 
     # ----- text edges ---------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -395,7 +342,7 @@ class RemoteModel:
 
         step = self.prompts_per_request
         chunks = [unique[i : i + step] for i in range(0, len(unique), step)]
-        dists = [d for part in self._gather([group(c) for c in chunks]) for d in part]
+        dists = [d for part in self.http.gather([group(c) for c in chunks]) for d in part]
         stats.forward_passes += 1
         by_prefix = dict(zip(unique, dists, strict=True))
         self._count(stats)
@@ -427,7 +374,7 @@ class RemoteModel:
                 return await self._beam(list(prefix), params, rows[i], stats, passes, i)
             return await self._generate(list(prefix), params, rows[i], stats, passes, i, guard)
 
-        out = self._gather([one(i, p) for i, p in enumerate(prefixes)])
+        out = self.http.gather([one(i, p) for i, p in enumerate(prefixes)])
         stats.forward_passes += max(passes, default=0)
         self._count(stats)
         return out
@@ -473,7 +420,7 @@ class RemoteModel:
                 )
             return [float(x) for x in out]
 
-        result = self._gather([one(c) for c in continuations])
+        result = self.http.gather([one(c) for c in continuations])
         stats.forward_passes += 1
         self._count(stats)
         return result
@@ -560,14 +507,15 @@ class RemoteModel:
         return None
 
     def _dists(self, reply: _Reply, k: int, count: int) -> list[TokenDist]:
-        out = []
-        for j in range(count):
-            top = reply.tops[j] if j < len(reply.tops) else None
-            items = sorted((top or {}).items(), key=lambda kv: -kv[1])[:k]
-            ids, lps = [t for t, _ in items], [lp for _, lp in items]
-            h = reply.entropies[j] if j < len(reply.entropies) else None
-            out.append(TokenDist(ids, lps, float(h) if h is not None else topk_entropy(lps, self.vocab_size)))
-        return out
+        return [
+            topk_dist(
+                reply.tops[j] if j < len(reply.tops) else None,
+                k,
+                reply.entropies[j] if j < len(reply.entropies) else None,
+                self.vocab_size,
+            )
+            for j in range(count)
+        ]
 
     async def _beam(
         self,
@@ -615,13 +563,9 @@ class RemoteModel:
             )
 
     def _first_dist(self, reply: _Reply, k: int) -> TokenDist:
-        top = reply.tops[0] if reply.tops else None
-        if not top:
+        if not (reply.tops and reply.tops[0]):
             raise RemoteModelError(f"{self.base_url} sent no top_logprobs for a next-token request")
-        items = sorted(top.items(), key=lambda kv: -kv[1])[:k]
-        ids, lps = [t for t, _ in items], [lp for _, lp in items]
-        h = reply.entropies[0] if reply.entropies and reply.entropies[0] is not None else None
-        return TokenDist(ids, lps, float(h) if h is not None else topk_entropy(lps, self.vocab_size))
+        return self._dists(reply, k, 1)[0]
 
     async def _complete_all(self, body: dict[str, Any], count: int, stats: CallStats) -> list[_Reply]:
         """One request with ``count`` prompts (n=1): a reply per prompt, in prompt order."""
@@ -683,64 +627,8 @@ class RemoteModel:
         with self._counter_lock:
             self.counters.stats.add(stats)
 
-    def _gather(self, coros: list[Awaitable[T]]) -> list[T]:
-        async def all_of() -> list[T]:
-            return list(await asyncio.gather(*coros))
-
-        return self._loop.run(all_of())
-
-    async def _http(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
-        if self._client is None or self._sem is None:
-            limits = httpx.Limits(
-                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-            )
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url, timeout=self.timeout, limits=limits, headers=self.headers
-            )
-            self._sem = asyncio.Semaphore(self.max_concurrency)
-        return self._client, self._sem
-
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        body = {"model": self.model_name, **body}
-        return await self._request("POST", "/v1/completions", body)
-
-    async def _get(self, path: str) -> dict[str, Any]:
-        return await self._request("GET", path, None)
-
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        client, sem = await self._http()
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            delay: float | None = None
-            try:
-                async with sem:
-                    self.http_requests += 1
-                    resp = await client.request(method, path, json=body)
-            except httpx.TransportError as e:  # connect / read timeout / reset: worth a retry
-                last = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            else:
-                if resp.status_code < 400:
-                    try:
-                        data = resp.json()
-                    except ValueError as e:
-                        raise RemoteModelError(
-                            f"{self.base_url}{path} answered non-JSON ({resp.status_code})"
-                        ) from e
-                    if not isinstance(data, dict):
-                        raise RemoteModelError(
-                            f"{self.base_url}{path} answered {type(data).__name__}, not an object"
-                        )
-                    return data
-                last = f"{resp.status_code} {_error_message(resp)}"
-                if resp.status_code not in RETRY_STATUSES:
-                    raise RemoteModelError(f"{self.base_url}{path}: {last}")
-                delay = _retry_after(resp)
-            if attempt == self.max_retries:
-                break
-            self.http_retries += 1
-            backoff = min(self.max_backoff_s, self.backoff_s * 2**attempt) * random.uniform(0.5, 1.5)
-            await asyncio.sleep(min(self.max_backoff_s, delay) if delay is not None else backoff)
-        raise RemoteModelError(f"{self.base_url}{path}: {last} (after {self.max_retries + 1} attempts)")
+        return await self.http.post("/v1/completions", {"model": self.model_name, **body})
 
 
 class _NoTokenizer:
@@ -774,31 +662,3 @@ def _top_from_json(top: Any) -> dict[int, float] | None:
             continue
         out[int(key.removeprefix("token_id:"))] = float(lp)
     return out
-
-
-def _error_message(resp: httpx.Response) -> str:
-    try:
-        data = resp.json()
-    except ValueError:
-        return resp.text[:200].strip() or resp.reason_phrase
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])[:300]
-        if isinstance(err, str):
-            return err[:300]
-        if data.get("message"):
-            return str(data["message"])[:300]
-        if data.get("detail"):
-            return str(data["detail"])[:300]
-    return resp.text[:200]
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    value = resp.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
