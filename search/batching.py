@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.budget import BudgetExhausted
-from search.lm import CallStats, DecodeMode, GenerationParams, LanguageModel, Rollout, TokenDist
+from search.lm import CallStats, DecodeMode, GenerationParams, LanguageModel, ModelWrapper, Rollout, TokenDist
 from search.stops import Guard, GuardStop, StopCondition, stops_key
 
 log = logging.getLogger("treedec.batching")
@@ -113,19 +113,15 @@ class BatchingStats:
     rows: int = 0
 
 
-class BatchingLM:
+class BatchingLM(ModelWrapper):
     """A ``LanguageModel`` that merges concurrent callers' calls into batched inner calls."""
 
     def __init__(self, inner: LanguageModel, window_ms: float = 10.0, max_rows: int = 32) -> None:
         if window_ms < 0 or max_rows < 1:
             raise ValueError("window_ms must be >= 0 and max_rows >= 1")
-        self.inner = inner
+        super().__init__(inner)
         self.window = window_ms / 1000.0
         self.max_rows = max_rows
-        self.identity = inner.identity
-        self.eos_token_ids = inner.eos_token_ids
-        self.counters = inner.counters
-        self.vocab_size = inner.vocab_size
         self.batching = BatchingStats()
         self._pending: list[_Call] = []
         self._cond = threading.Condition()
@@ -139,16 +135,7 @@ class BatchingLM:
             raise AttributeError(name)
         return getattr(self.inner, name)
 
-    # ----- protocol ----------------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        return self.inner.encode(text)
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.inner.decode(token_ids)
-
-    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
-        return self.inner.chat_text(messages)
-
+    # ----- protocol (the text edges are the inner model's: ModelWrapper) ------------------------
     def next_token_dists(
         self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
     ) -> list[TokenDist]:

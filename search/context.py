@@ -12,45 +12,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from search import codec, prompting
 from search.budget import Meter, Spend
 from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
-from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
+from search.lm import CallStats, GenerationParams, LanguageModel, ModelWrapper, Rollout, TokenDist
 from search.problem import Problem
 from search.stops import GuardStop, StopCondition, first_stop, stops_key
 
 log = logging.getLogger("treedec.search")
 
 EventSink = Callable[[dict[str, Any]], None]
+T = TypeVar("T")
 
 # Finish reasons of rollouts cut short by their caller's cancel or deadline (search/batching.py):
 # never cached, since the same prefix and settings would otherwise go on further.
 INTERRUPTED = frozenset({"cancelled", "max_seconds"})
 
 
-class MeteredLM:
+class MeteredLM(ModelWrapper):
     """A LanguageModel view for one search: cache first, every call charged to the meter."""
 
     def __init__(self, lm: LanguageModel, cache: Cache, meter: Meter) -> None:
-        self.inner = lm
+        super().__init__(lm)
         self.cache = cache
         self.meter = meter
-        self.identity = lm.identity
-        self.eos_token_ids = lm.eos_token_ids
-        self.counters = lm.counters
-        self.vocab_size = lm.vocab_size
         self._model_key = lm.identity.key()
-
-    def encode(self, text: str) -> list[int]:
-        return self.inner.encode(text)
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return self.inner.decode(token_ids)
-
-    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
-        return self.inner.chat_text(messages)
 
     def _charge(self, stats: CallStats, rollouts: int = 0) -> None:
         self.meter.charge(
@@ -220,12 +208,7 @@ class MeteredLM:
     def position_stats(
         self, tokens: Sequence[int], start: int, stats: CallStats | None = None
     ) -> list[tuple[float, bool]]:
-        call = CallStats()
-        out = self.inner.position_stats(tokens, start, call)
-        self._charge(call)
-        if stats is not None:
-            stats.add(call)
-        return out
+        return self._charged(lambda call: self.inner.position_stats(tokens, start, call), stats)
 
     def continuation_logprobs(
         self,
@@ -233,8 +216,15 @@ class MeteredLM:
         continuations: Sequence[Sequence[int]],
         stats: CallStats | None = None,
     ) -> list[list[float]]:
+        return self._charged(
+            lambda call: self.inner.continuation_logprobs(prefix, continuations, call), stats
+        )
+
+    def _charged(self, work: Callable[[CallStats], T], stats: CallStats | None) -> T:
+        """``work`` on the inner model with a call's own ``CallStats``, charged to the meter (and
+        added to the caller's ``stats``)."""
         call = CallStats()
-        out = self.inner.continuation_logprobs(prefix, continuations, call)
+        out = work(call)
         self._charge(call)
         if stats is not None:
             stats.add(call)

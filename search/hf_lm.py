@@ -29,8 +29,9 @@ from search.lm import (
     ModelIdentity,
     Rollout,
     TokenDist,
+    per_prefix,
 )
-from search.prompting import template_text
+from search.prompting import TokenizerText
 from search.stops import StopCondition, StopStrings, first_stop
 
 log = logging.getLogger("treedec.lm")
@@ -68,7 +69,7 @@ class _Batch:
     fresh: bool = True  # False when served entirely from the KV cache (nothing new to store)
 
 
-class HFModel:
+class HFModel(TokenizerText):
     """A ``LanguageModel`` over a transformers ``AutoModelForCausalLM``."""
 
     def __init__(
@@ -127,31 +128,23 @@ class HFModel:
         )
         return cls(model, tok, identity, kv_cache_bytes=kv_cache_bytes)
 
-    # ----- text edges ---------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
-
-    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
-        return template_text(self.tokenizer, messages)
-
     # ----- protocol -----------------------------------------------------------------------
     @torch.inference_mode()
     def next_token_dists(
         self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
     ) -> list[TokenDist]:
         stats = stats if stats is not None else CallStats()
-        unique = list(dict.fromkeys(tuple(p) for p in prefixes))
-        with self.lock:
-            batch = self._prefill([list(p) for p in unique], stats)
-            self._store_rows(batch, [list(p) for p in unique])
-            logp = torch.log_softmax(batch.last_logits, dim=-1)
-            dists = _topk_dists(logp, k)
-        by_prefix = dict(zip(unique, dists, strict=True))
+
+        def dists(unique: list[tuple[int, ...]]) -> list[TokenDist]:
+            with self.lock:
+                batch = self._prefill([list(p) for p in unique], stats)
+                self._store_rows(batch, [list(p) for p in unique])
+                logp = torch.log_softmax(batch.last_logits, dim=-1)
+                return _topk_dists(logp, k)
+
+        out = per_prefix(prefixes, dists)
         self._count(stats)
-        return [by_prefix[tuple(p)] for p in prefixes]
+        return out
 
     @torch.inference_mode()
     def rollouts(
@@ -559,9 +552,7 @@ class HFModel:
         return Rollout(best[1], best[2], best[3], best[4])
 
     def _count(self, stats: CallStats) -> None:
-        stats.calls += 1
-        with self.lock:
-            self.counters.stats.add(stats)
+        self.counters.record(stats)
 
 
 def _topk_dists(logp: torch.Tensor, k: int) -> list[TokenDist]:

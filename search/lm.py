@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from search.stops import StopCondition
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,13 @@ class ModelCounters:
     """Process-wide totals of a backend (for /metrics and benchmarks)."""
 
     stats: CallStats = field(default_factory=CallStats)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, stats: CallStats) -> None:
+        """Count one finished call (``stats`` is its work) into the totals; safe from any thread."""
+        stats.calls += 1
+        with self._lock:
+            self.stats.add(stats)
 
 
 @runtime_checkable
@@ -201,3 +211,37 @@ def position_stats_from_dists(
         for i, dist in zip(range(lo, lo + len(prefixes)), dists, strict=True):
             out.append((dist.entropy, dist.token_ids[0] == tokens[i]))
     return out
+
+
+def per_prefix(
+    prefixes: Sequence[Sequence[int]], compute: Callable[[list[tuple[int, ...]]], list[T]]
+) -> list[T]:
+    """``compute`` once over the distinct prefixes (in first-seen order), answered per prefix.
+
+    >>> per_prefix([[1], [2], [1]], lambda unique: [sum(p) * 10 for p in unique])
+    [10, 20, 10]
+    """
+    unique = list(dict.fromkeys(tuple(p) for p in prefixes))
+    by_prefix = dict(zip(unique, compute(unique), strict=True))
+    return [by_prefix[tuple(p)] for p in prefixes]
+
+
+class ModelWrapper:
+    """What a wrapper of a model (``BatchingLM``, ``MeteredLM``) takes from the model as it is:
+    identity, EOS ids, counters, vocabulary size and the text edges."""
+
+    def __init__(self, inner: LanguageModel) -> None:
+        self.inner = inner
+        self.identity = inner.identity
+        self.eos_token_ids = inner.eos_token_ids
+        self.counters = inner.counters
+        self.vocab_size = inner.vocab_size
+
+    def encode(self, text: str) -> list[int]:
+        return self.inner.encode(text)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return self.inner.decode(token_ids)
+
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        return self.inner.chat_text(messages)

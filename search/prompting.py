@@ -70,6 +70,22 @@ def template_text(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str | N
     return str(text)
 
 
+class TokenizerText:
+    """The text edges of a backend with a transformers tokenizer (``self.tokenizer``): special
+    tokens are never added on encode and kept on decode, so text and ids round-trip."""
+
+    tokenizer: Any
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
+
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        return template_text(self.tokenizer, messages)
+
+
 def user_message(problem: Problem) -> str:
     """The chat request: an instruction and the problem (code in a fence, or the task text)."""
     if problem.prompt_is_code:

@@ -54,14 +54,15 @@ class HttpTransport:
         self,
         base_url: str,
         *,
-        api_key: str | None = None,
-        timeout_s: float = 120.0,
-        connect_timeout_s: float = 5.0,
-        max_retries: int = 4,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 8.0,
-        max_concurrency: int = 64,
+        api_key: str | None,
+        timeout_s: float,
+        connect_timeout_s: float,
+        max_retries: int,
+        backoff_s: float,
+        max_backoff_s: float,
+        max_concurrency: int,
     ) -> None:
+        """The defaults are ``RemoteModel``'s: it passes all of these."""
         self.base_url = base_url.rstrip("/")
         self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s

@@ -52,7 +52,6 @@ else by tokenising a probe string through the server (``echo``) and comparing to
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +67,10 @@ from search.lm import (
     ModelIdentity,
     Rollout,
     TokenDist,
+    per_prefix,
     position_stats_from_dists,
 )
-from search.prompting import template_text
+from search.prompting import TokenizerText
 from search.remote_http import HttpTransport, RemoteModelError
 from search.stops import StopCondition, StopStrings, first_stop
 
@@ -143,7 +143,7 @@ class _Reply:
     cached_tokens: int
 
 
-class RemoteModel:
+class RemoteModel(TokenizerText):
     """A ``LanguageModel`` over an OpenAI-compatible ``/v1/completions`` server (see the module doc)."""
 
     def __init__(
@@ -184,7 +184,6 @@ class RemoteModel:
         self.counters = ModelCounters()
         self.first_chunk, self.max_chunk, self.max_logprobs = first_chunk, max_chunk, max_logprobs
         self.prompts_per_request = max(1, prompts_per_request)
-        self._counter_lock = threading.Lock()
         self.http = HttpTransport(
             self.base_url,
             api_key=api_key,
@@ -313,24 +312,13 @@ class RemoteModel:
     def close(self) -> None:
         self.http.close()
 
-    # ----- text edges ---------------------------------------------------------------------
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
-
-    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
-        return template_text(self.tokenizer, messages)
-
     # ----- protocol -----------------------------------------------------------------------
     def next_token_dists(
         self, prefixes: Sequence[Sequence[int]], k: int, stats: CallStats | None = None
     ) -> list[TokenDist]:
         stats = stats if stats is not None else CallStats()
         self._check_k(k)
-        unique = list(dict.fromkeys(tuple(p) for p in prefixes))
-        if any(not p for p in unique):
+        if any(not p for p in prefixes):
             raise ValueError("a prefix must have at least one token")
 
         async def group(chunk: list[tuple[int, ...]]) -> list[TokenDist]:
@@ -340,13 +328,15 @@ class RemoteModel:
             )
             return [self._first_dist(r, k) for r in replies]
 
-        step = self.prompts_per_request
-        chunks = [unique[i : i + step] for i in range(0, len(unique), step)]
-        dists = [d for part in self.http.gather([group(c) for c in chunks]) for d in part]
+        def dists(unique: list[tuple[int, ...]]) -> list[TokenDist]:
+            step = self.prompts_per_request
+            chunks = [unique[i : i + step] for i in range(0, len(unique), step)]
+            return [d for part in self.http.gather([group(c) for c in chunks]) for d in part]
+
+        out = per_prefix(prefixes, dists)
         stats.forward_passes += 1
-        by_prefix = dict(zip(unique, dists, strict=True))
         self._count(stats)
-        return [by_prefix[tuple(p)] for p in prefixes]
+        return out
 
     def rollouts(
         self,
@@ -469,11 +459,8 @@ class RemoteModel:
             if server_stops:
                 body["stop"] = list(server_stops)
             reply = await self._complete(body)
-            self._add_usage(stats, reply)
-            passes[row] += max(1, len(reply.ids))
+            new_ids, eos = self._take(reply, stats, passes, row)
             start = len(gen)
-            eos = bool(reply.ids) and reply.ids[-1] in self.eos_token_ids
-            new_ids = reply.ids[:-1] if eos else reply.ids
             gen.extend(new_ids)
             lps.extend(reply.logprobs[: len(new_ids)])
             if k:
@@ -543,10 +530,7 @@ class RemoteModel:
             raise RemoteModelError(
                 f"{self.base_url} refused beam search ({e}); use mode=greedy or sample with this server"
             ) from e
-        self._add_usage(stats, reply)
-        passes[row] += max(1, len(reply.ids))
-        eos = bool(reply.ids) and reply.ids[-1] in self.eos_token_ids
-        ids = reply.ids[:-1] if eos else reply.ids
+        ids, eos = self._take(reply, stats, passes, row)
         lps = reply.logprobs[: len(ids)]
         cut = self._first_cut(ids, 0, stops)
         if cut is not None:
@@ -617,15 +601,21 @@ class RemoteModel:
             int(details.get("cached_tokens") or 0),
         )
 
+    def _take(self, reply: _Reply, stats: CallStats, passes: list[int], row: int) -> tuple[list[int], bool]:
+        """A generation reply's tokens without a final EOS, and whether it ended with one; its usage
+        is added to ``stats`` and its decoding steps to row ``row``'s ``passes``."""
+        self._add_usage(stats, reply)
+        passes[row] += max(1, len(reply.ids))
+        eos = bool(reply.ids) and reply.ids[-1] in self.eos_token_ids
+        return (reply.ids[:-1] if eos else reply.ids), eos
+
     def _add_usage(self, stats: CallStats, reply: _Reply) -> None:
         stats.processed_tokens += reply.prompt_tokens
         stats.generated_tokens += reply.completion_tokens
         stats.reused_tokens += reply.cached_tokens
 
     def _count(self, stats: CallStats) -> None:
-        stats.calls += 1
-        with self._counter_lock:
-            self.counters.stats.add(stats)
+        self.counters.record(stats)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.http.post("/v1/completions", {"model": self.model_name, **body})
