@@ -47,7 +47,7 @@ from sandbox.framing import ChannelClosed
 from sandbox.host import JudgeHandle, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_judge_boot, build_request
-from sandbox.resources import ExecutionCgroup, cgroup_parent
+from sandbox.resources import ExecutionCgroup, cgroup_parent, kill_until_gone, sigkill
 
 log = logging.getLogger(__name__)
 
@@ -287,20 +287,9 @@ def _pids_of_uid(uid: int) -> list[int]:
 
 def kill_uid(uid: int, timeout: float = 2.0) -> None:
     """SIGKILL every process running as ``uid`` and wait until none is left."""
-    end = time.monotonic() + timeout
-    while True:
-        pids = _pids_of_uid(uid)
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if time.monotonic() > end:
-            log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, pids)
-            return
-        time.sleep(0.002)
+    left = kill_until_gone(lambda: _pids_of_uid(uid), sigkill, timeout)
+    if left:
+        log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, left)
 
 
 class _ProcessChannel:

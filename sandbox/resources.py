@@ -18,6 +18,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -161,25 +162,43 @@ class ExecutionCgroup:
 
     def close(self, timeout: float = 2.0) -> None:
         """Kill every process left in the cgroup and remove it."""
-        kill = self.path / "cgroup.kill"
-        end = time.monotonic() + timeout
-        while True:
-            pids = self._pids()
-            if not pids:
-                break
+
+        def kill(pids: list[int]) -> None:
             try:
-                kill.write_text("1")
+                (self.path / "cgroup.kill").write_text("1")
             except OSError:
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-            if time.monotonic() > end:
-                log.warning("sandbox: processes survive in %s: %s", self.path, pids)
-                return
-            time.sleep(0.002)
+                sigkill(pids)
+
+        left = kill_until_gone(self._pids, kill, timeout)
+        if left:
+            log.warning("sandbox: processes survive in %s: %s", self.path, left)
+            return
         try:
             self.path.rmdir()
         except OSError as e:
             log.warning("sandbox: cannot remove %s: %s", self.path, e)
+
+
+def sigkill(pids: Iterable[int]) -> None:
+    """SIGKILL each of ``pids`` (one that is already gone is no error)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def kill_until_gone(
+    pids: Callable[[], list[int]], kill: Callable[[list[int]], None], timeout: float
+) -> list[int]:
+    """``kill`` what ``pids()`` lists until it lists nothing, for at most ``timeout`` seconds; the
+    processes still there then (empty: all gone)."""
+    end = time.monotonic() + timeout
+    while True:
+        left = pids()
+        if not left:
+            return []
+        kill(left)
+        if time.monotonic() > end:
+            return left
+        time.sleep(0.002)
