@@ -249,7 +249,11 @@ def option_groups(command: Callable[..., None]) -> Callable[..., None]:
     shown to typer as the group's options, in that parameter's place (so ``--help`` lists them
     where they stand); the command is called with the group built from them."""
     signature = inspect.signature(command, eval_str=True)
-    groups = {p.name: p.annotation for p in signature.parameters.values() if is_dataclass(p.annotation)}
+    groups: dict[str, type] = {
+        p.name: p.annotation
+        for p in signature.parameters.values()
+        if isinstance(p.annotation, type) and is_dataclass(p.annotation)
+    }
     parameters = [
         q
         for p in signature.parameters.values()

@@ -145,7 +145,15 @@ def test_sleeping_forever_times_out(bwrap: ProcessExecutor) -> None:
 @pytest.mark.bwrap
 def test_setsid_grandchild_is_killed(bwrap: ProcessExecutor) -> None:
     mark = marker()
-    program = f"""
+    result = bwrap.run(setsid_grandchild(mark), [call("f()", "1")], FAST, entry_point="f")
+    assert_forked_or_refused(result)
+    assert processes_with(mark) == []
+
+
+def setsid_grandchild(mark: str) -> str:
+    """A program whose ``f`` leaves a grandchild in a session of its own, sleeping, ``mark`` in its
+    command line."""
+    return f"""
 import os, sys
 def f():
     if os.fork() == 0:
@@ -155,9 +163,6 @@ def f():
         os._exit(0)
     return 1
 """
-    result = bwrap.run(program, [call("f()", "1")], FAST, entry_point="f")
-    assert_forked_or_refused(result)
-    assert processes_with(mark) == []
 
 
 def assert_forked_or_refused(result: ExecutionResult) -> None:
@@ -173,19 +178,9 @@ def test_setsid_grandchild_is_killed_without_namespaces() -> None:
     if os.geteuid() != 0:
         pytest.skip("the plain layer finds leftovers by uid only when it can run programs as their own uid")
     mark = marker()
-    program = f"""
-import os, sys
-def f():
-    if os.fork() == 0:
-        os.setsid()
-        if os.fork() == 0:
-            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(1000)", {mark!r}])
-        os._exit(0)
-    return 1
-"""
     with pytest.warns(RuntimeWarning, match="NO isolation") if not _plain_warned() else _nullcontext():
         ex = ProcessExecutor("plain")
-    result = ex.run(program, [call("f()", "1")], FAST, entry_point="f")
+    result = ex.run(setsid_grandchild(mark), [call("f()", "1")], FAST, entry_point="f")
     assert_forked_or_refused(result)
     assert result.layer == "plain"
     assert processes_with(mark) == []
@@ -359,16 +354,19 @@ def test_os_exit_during_a_test_errors_it_and_the_rest_still_run(bwrap: ProcessEx
     assert result.verdicts[1].exc_type == "ProgramExit"
 
 
-@pytest.mark.bwrap
-def test_always_equal_object_is_not_a_pass(bwrap: ProcessExecutor) -> None:
-    program = """
-class Eq:
+# an ``add`` whose answer claims to equal anything
+ALWAYS_EQUAL_ADD = """class Eq:
     def __eq__(self, other):
         return True
     __hash__ = object.__hash__
 def add(a, b):
     return Eq()
 """
+
+
+@pytest.mark.bwrap
+def test_always_equal_object_is_not_a_pass(bwrap: ProcessExecutor) -> None:
+    program = "\n" + ALWAYS_EQUAL_ADD
     tests = [*ADD_TESTS, FunctionTest(code="def check(candidate):\n    assert candidate(1, 1) == 2\n")]
     result = bwrap.run(program, tests, FAST, entry_point="add")
     assert statuses(result) == ["failed", "failed", "failed", "failed"]
@@ -411,7 +409,8 @@ def add(a, b):
 
 @pytest.mark.bwrap
 def test_patching_harness_functions_found_by_gc_is_not_a_pass(bwrap: ProcessExecutor) -> None:
-    program = """
+    program = (
+        """
 import gc
 def _noop(*a, **k):
     return None
@@ -421,13 +420,9 @@ for obj in gc.get_objects():
             obj.__code__ = _noop.__code__
         except Exception:
             pass
-class Eq:
-    def __eq__(self, other):
-        return True
-    __hash__ = object.__hash__
-def add(a, b):
-    return Eq()
 """
+        + ALWAYS_EQUAL_ADD
+    )
     result = bwrap.run(program, [call("add(2, 2)", "4"), call("add(1, 1)", "2")], FAST, entry_point="add")
     assert statuses(result) == ["failed", "failed"]
 
