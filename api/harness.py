@@ -108,8 +108,9 @@ class TreedecLM(LM):
                 include_tree=False,
                 prompt_style=self.prompt_style if problem.prompt_is_code else "completion",
             )
-            self.reports.append({"task_id": problem.id, "spend": report["spend"], "public": report["public"]})
-            text = report["prompt_completion"]
+            public = report.public.model_dump() if report.public is not None else None
+            self.reports.append({"task_id": problem.id, "spend": report.spend.model_dump(), "public": public})
+            text = report.prompt_completion
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return out

@@ -80,17 +80,17 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
             row = {
                 "planner": name,
                 "task_id": prob.id,
-                "passed": bool(report["hidden"]["all_passed"]),
+                "passed": bool(report.hidden is not None and report.hidden.all_passed),
                 "seconds": round(time.monotonic() - t0, 2),
-                "spend": report["spend"],
-                "completion": report["completion"],
+                "spend": report.spend.model_dump(),
+                "completion": report.completion,
             }
             done[(name, prob.id)] = row
             with open(out, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(
                 f"{name:8s} {prob.id:14s} {'pass' if row['passed'] else 'fail'} "
-                f"tokens={report['spend']['generated_tokens']} {row['seconds']}s",
+                f"tokens={report.spend.generated_tokens} {row['seconds']}s",
                 flush=True,
             )
     return summarise_quality(
