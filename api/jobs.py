@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.backend import TERMINAL, JobView, QueueFull, admits_event
+from api.backend import TERMINAL, JobView, QueueFull, admits_event, failure
 from api.contracts import JobStatus, SolveReport, SolveSpec, terminal_event
 from api.engine import Engine
 
@@ -150,9 +150,7 @@ class JobManager:
             job.result = self.engine.run(job.spec, events=job.emit, cancel=job.cancel)
             self._finish(job, "cancelled" if job.cancel.is_set() else "succeeded")
         except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
-            job.error_id = uuid.uuid4().hex[:12]
-            job.error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            log.error("job %s failed (error id %s)", job.id, job.error_id, exc_info=e)
+            job.error, job.error_id = failure(job.id, e, log)
             self._finish(job, "cancelled" if job.cancel.is_set() else "failed")
         finally:
             with self._lock:

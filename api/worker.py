@@ -35,7 +35,7 @@ from rq.job import Job as RQJob
 from rq.queue import Queue
 from rq.worker import SimpleWorker
 
-from api.backend import TERMINAL
+from api.backend import TERMINAL, failure
 from api.contracts import SolveReport
 from api.engine import Engine
 from api.queue import QUEUE_NAME
@@ -91,9 +91,7 @@ def run_job(job_id: str) -> dict[str, Any]:
         result = engine.run(spec, events=emit, cancel=cancel)  # the cancel event stops the search
         status = "cancelled" if cancel.is_set() else "succeeded"
     except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
-        error_id = uuid.uuid4().hex[:12]
-        error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        log.error("job %s failed (error id %s)", job_id, error_id, exc_info=e)
+        error, error_id = failure(job_id, e, log)
         status = "cancelled" if cancel.is_set() else "failed"
     finally:
         _CANCEL.pop(job_id, None)
