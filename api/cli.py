@@ -16,13 +16,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from api.contracts import SolveReport, TestSummary
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="treedec: search-based code decoding.")
 models_app = typer.Typer(no_args_is_help=True, help="Bundled and local models.")
@@ -316,17 +319,17 @@ def solve(
                 prompt_style=run.prompt_style,
             )
         if tree_out is not None:
-            tree_out.write_text(json.dumps(report.get("tree"), indent=1))
+            tree_out.write_text(json.dumps(report.tree, indent=1))
         if export_advantages is not None:
             _export_advantages(report, export_advantages)
     if as_json:
-        print(json.dumps(report, indent=1, default=str))
+        print(json.dumps(report.to_json(), indent=1, default=str))
         return
     _print_report(report)
 
 
-def _export_advantages(report: dict[str, Any], path: Path) -> None:
-    tree = report.get("tree")
+def _export_advantages(report: SolveReport, path: Path) -> None:
+    tree = report.tree
     if not tree:
         raise UserError(
             "this planner keeps no search tree: --export-advantages needs one (try --planner vstar)"
@@ -340,29 +343,29 @@ def _export_advantages(report: dict[str, Any], path: Path) -> None:
     err.print(f"wrote {len(records)} advantage records to {path}")
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: SolveReport) -> None:
     from rich.syntax import Syntax
 
-    out.print(Syntax(report["program"], "python", line_numbers=False))
+    out.print(Syntax(report.program, "python", line_numbers=False))
     table = Table(show_header=True, header_style="bold")
     for col in ("planner", "public", "hidden", "tokens", "forward passes", "executions", "seconds"):
         table.add_column(col)
 
-    def verdict(summary: dict[str, Any] | None) -> str:
-        if not summary:
+    def verdict(summary: TestSummary | None) -> str:
+        if summary is None:
             return "-"
-        mark = "[green]pass[/]" if summary["all_passed"] else "[red]fail[/]"
-        return f"{mark} {summary['passed']}/{summary['total']}"
+        mark = "[green]pass[/]" if summary.all_passed else "[red]fail[/]"
+        return f"{mark} {summary.passed}/{summary.total}"
 
-    s = report["spend"]
+    s = report.spend
     table.add_row(
-        report["planner"],
-        verdict(report["public"]),
-        verdict(report["hidden"]),
-        str(s["generated_tokens"]),
-        str(s["forward_passes"]),
-        str(s["executions"]),
-        f"{s['seconds']:.1f}",
+        report.planner,
+        verdict(report.public),
+        verdict(report.hidden),
+        str(s.generated_tokens),
+        str(s.forward_passes),
+        str(s.executions),
+        f"{s.seconds:.1f}",
     )
     out.print(table)
 
@@ -418,14 +421,14 @@ def evaluate(
                 )
                 return {
                     "task_id": prob.id,
-                    "completion": report["prompt_completion"],
-                    "prompt_style": report["prompt_style"],
-                    "solution": report["program"],
+                    "completion": report.prompt_completion,
+                    "prompt_style": report.prompt_style,
+                    "solution": report.program,
                     "planner": planner,
-                    "passed": bool(report["hidden"] and report["hidden"]["all_passed"]),
-                    "public_passed": bool(report["public"] and report["public"]["all_passed"]),
-                    "spend": report["spend"],
-                    "stop_reason": report["stop_reason"],
+                    "passed": bool(report.hidden and report.hidden.all_passed),
+                    "public_passed": bool(report.public and report.public.all_passed),
+                    "spend": report.spend.model_dump(),
+                    "stop_reason": report.stop_reason,
                 }
 
             def show(i: int, n: int, prob: Any, row: dict[str, Any]) -> None:

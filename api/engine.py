@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import planners
+from api.contracts import PublicTests, SolveReport, SolveSpec, TestSummary
 from search.batching import request_guard
 from search.budget import Budget, Meter
 from search.cache import Cache, open_cache
@@ -20,21 +21,6 @@ from search.lm import LanguageModel
 from search.models import DEFAULT_MODEL, ProgressFn, default_prompt_style, load_model
 from search.problem import Problem
 from search.prompting import render
-
-
-def _summary(reward: Any) -> dict[str, Any]:
-    result = reward.result
-    return {
-        "passed": reward.passed,
-        "total": reward.total,
-        "pass_rate": reward.pass_rate,
-        "all_passed": reward.total > 0 and reward.passed == reward.total,
-        "compile_error": reward.compile_error,
-        "isolation": getattr(result, "layer", None),
-        "verdicts": [
-            v.model_dump() if hasattr(v, "model_dump") else v for v in getattr(result, "verdicts", [])
-        ],
-    }
 
 
 @dataclass
@@ -108,30 +94,53 @@ class Engine:
         cancel: threading.Event | None = None,
         on_result: Callable[[SearchResult], None] | None = None,
         prompt_style: str = "auto",
-    ) -> dict[str, Any]:
+    ) -> SolveReport:
         """Run one search and evaluate its answer on the public (and hidden) tests."""
-        instance = planners.create(planner, params)
-        problem = self.render(problem, "completion" if instance.renders_problem else prompt_style)
-        ctx = self.context(budget, events, cancel)
+        spec = SolveSpec(
+            problem=problem,
+            planner=planner,
+            params=params or {},
+            budget=budget or Budget(),
+            include_tree=include_tree,
+            evaluate_hidden=evaluate_hidden,
+            prompt_style=prompt_style,
+        )
+        return self.run(spec, events=events, cancel=cancel, on_result=on_result)
+
+    def run(
+        self,
+        spec: SolveSpec,
+        events: EventSink | None = None,
+        cancel: threading.Event | None = None,
+        on_result: Callable[[SearchResult], None] | None = None,
+    ) -> SolveReport:
+        """Run the search ``spec`` asks for and evaluate its answer on the public (and, if the spec
+        says so, hidden) tests; ``cancel`` stops the search at its next step."""
+        instance = planners.create(spec.planner, spec.params)
+        style = "completion" if instance.renders_problem else spec.prompt_style
+        problem = self.render(spec.problem, style)
+        ctx = self.context(spec.budget, events, cancel)
         # the search's one stop (cancel + wall-time deadline), handed down to every model call
         with request_guard(guard=ctx.meter.guard()):
             result = instance.solve(problem, ctx)
         if on_result is not None:
             on_result(result)
-        report = result.to_dict(include_tree=include_tree)
-        report["model"] = ctx.lm.identity.name
         completion = result.best.completion if result.best else ""
-        report["program"] = problem.program(completion)
-        report["prompt_style"] = problem.prompt_style
-        report["public_tests"] = {
-            "from": problem.public_tests_from,
-            "tests": [t.describe() for t in problem.public_tests],
-        }
-        report["prompt_completion"] = problem.prompt_completion(completion)
         scorer = self.scorer()
-        report["public"] = _summary(scorer.score(problem, completion)) if problem.public_tests else None
-        if evaluate_hidden and problem.hidden_tests:
-            report["hidden"] = _summary(scorer.score(problem, completion, hidden=True))
-        else:
-            report["hidden"] = None
-        return report
+        public = TestSummary.of(scorer.score(problem, completion)) if problem.public_tests else None
+        hidden = None
+        if spec.evaluate_hidden and problem.hidden_tests:
+            hidden = TestSummary.of(scorer.score(problem, completion, hidden=True))
+        return SolveReport.of(
+            result,
+            spec.include_tree,
+            model=ctx.lm.identity.name,
+            program=problem.program(completion),
+            prompt_style=problem.prompt_style,
+            public_tests=PublicTests.model_validate(
+                {"from": problem.public_tests_from, "tests": [t.describe() for t in problem.public_tests]}
+            ),
+            prompt_completion=problem.prompt_completion(completion),
+            public=public,
+            hidden=hidden,
+        )

@@ -29,6 +29,7 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from api.contracts import SolveSpec
 from api.engine import Engine
 from api.prompts import problem_from_prompt
 from search.budget import Budget
@@ -99,17 +100,19 @@ class TreedecLM(LM):
             params = dict(self.params)
             if "max_gen_toks" in gen_kwargs and "max_new_tokens" in self.planner_cls.Params.model_fields:
                 params.setdefault("max_new_tokens", int(gen_kwargs["max_gen_toks"]))
-            report = self.engine.solve(
-                problem,
-                self.planner,
-                params,
-                self.budget,
+            spec = SolveSpec(
+                problem=problem,
+                planner=self.planner,
+                params=params,
+                budget=self.budget,
                 evaluate_hidden=False,
                 include_tree=False,
                 prompt_style=self.prompt_style if problem.prompt_is_code else "completion",
             )
-            self.reports.append({"task_id": problem.id, "spend": report["spend"], "public": report["public"]})
-            text = report["prompt_completion"]
+            report = self.engine.run(spec)
+            public = report.public.model_dump() if report.public is not None else None
+            self.reports.append({"task_id": problem.id, "spend": report.spend.model_dump(), "public": public})
+            text = report.prompt_completion
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return out

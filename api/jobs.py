@@ -4,7 +4,7 @@
 ``max_waiting`` more wait; beyond that ``submit`` raises ``QueueFull`` (the server answers 429
 with Retry-After). Each job keeps its own search state (the engine makes a new ``SearchContext``
 per solve), its progress events (the planner's ``ctx.emit`` plus ``started`` / ``finished`` /
-``failed`` / ``cancelled``) and a cancel event handed to ``Engine.solve``: it is part of the
+``failed`` / ``cancelled``) and a cancel event handed to ``Engine.run``: it is part of the
 search's one guard (``Meter.guard()``), so a cancelled search stops at its next step or decoding step.
 """
 
@@ -15,41 +15,31 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from api.backend import TERMINAL, JobView, QueueFull, admits_event, failure
+from api.contracts import JobStatus, SolveReport, SolveSpec, terminal_event
 from api.engine import Engine
-from search.budget import Budget
-from search.problem import Problem
+
+__all__ = ["TERMINAL", "Job", "JobManager", "QueueFull"]
 
 log = logging.getLogger("treedec.server")
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-TERMINAL = ("succeeded", "failed", "cancelled")
-MAX_EVENTS = 5000
 
+@dataclass(eq=False)
+class Job(JobView):
+    """A job run in this process; its state, events and result live here."""
 
-class QueueFull(Exception):
-    """No room for another search right now."""
-
-
-@dataclass
-class Job:
     id: str
-    problem: Problem
-    planner: str
-    params: dict[str, Any]
-    budget: Budget
-    include_tree: bool = True
-    evaluate_hidden: bool = False
-    prompt_style: str = "auto"
-    status: Status = "queued"
+    spec: SolveSpec
+    status: JobStatus = "queued"
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    result: dict[str, Any] | None = None
+    result: SolveReport | None = None
     error: str | None = None
     error_id: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -62,7 +52,7 @@ class Job:
         with self._lock:
             seq = len(self.events) + self.dropped_events
             record = {"seq": seq, "t": round(time.time() - self.created, 3), **event}
-            if len(self.events) >= MAX_EVENTS and event.get("event") not in TERMINAL + ("started",):
+            if not admits_event(event, lambda: len(self.events)):
                 self.dropped_events += 1  # keep the stream bounded; terminal events always go in
                 return
             self.events.append(record)
@@ -71,29 +61,11 @@ class Job:
         with self._lock:
             return self.events[index:]
 
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL
+    def event_count(self) -> int:
+        return len(self.events) + self.dropped_events
 
-    def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "id": self.id,
-            "status": self.status,
-            "planner": self.planner,
-            "problem_id": self.problem.id,
-            "created": self.created,
-            "started": self.started,
-            "finished": self.finished,
-            "events": len(self.events) + self.dropped_events,
-            "budget": self.budget.model_dump(exclude_none=True),
-        }
-        if self.result is not None:
-            out["result"] = {k: v for k, v in self.result.items() if k != "tree"}
-        if self.error is not None:
-            out["error"] = self.error
-            if self.error_id:
-                out["error_id"] = self.error_id
-        return out
+    def summary_extras(self) -> dict[str, Any]:
+        return {"budget": self.budget.model_dump(exclude_none=True)}
 
 
 class JobManager:
@@ -127,9 +99,9 @@ class JobManager:
     def running(self) -> int:
         return self._running
 
-    def submit_many(self, specs: list[dict[str, Any]]) -> list[Job]:
+    def submit_many(self, specs: Sequence[SolveSpec]) -> list[Job]:
         """Admit all of them or none (QueueFull)."""
-        jobs = [Job(id="job-" + uuid.uuid4().hex[:16], **spec) for spec in specs]
+        jobs = [Job(id="job-" + uuid.uuid4().hex[:16], spec=spec) for spec in specs]
         with self._lock:
             if self._active + len(jobs) > self.capacity:
                 raise QueueFull(f"{self._active} searches running or waiting (capacity {self.capacity})")
@@ -141,7 +113,7 @@ class JobManager:
             job.future = self._pool.submit(self._run, job)
         return jobs
 
-    def submit(self, **spec: Any) -> Job:
+    def submit(self, spec: SolveSpec) -> Job:
         return self.submit_many([spec])[0]
 
     def get(self, job_id: str) -> Job | None:
@@ -174,22 +146,11 @@ class JobManager:
                 self._running += 1
             job.status, job.started = "running", time.time()
             job.emit({"event": "started", "planner": job.planner})
-            job.result = self.engine.solve(  # the cancel event stops the search (Engine.solve)
-                job.problem,
-                job.planner,
-                job.params,
-                job.budget,
-                events=job.emit,
-                evaluate_hidden=job.evaluate_hidden,
-                include_tree=job.include_tree,
-                cancel=job.cancel,
-                prompt_style=job.prompt_style,
-            )
+            # the cancel event stops the search (Engine.run)
+            job.result = self.engine.run(job.spec, events=job.emit, cancel=job.cancel)
             self._finish(job, "cancelled" if job.cancel.is_set() else "succeeded")
         except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
-            job.error_id = uuid.uuid4().hex[:12]
-            job.error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            log.error("job %s failed (error id %s)", job.id, job.error_id, exc_info=e)
+            job.error, job.error_id = failure(job.id, e, log)
             self._finish(job, "cancelled" if job.cancel.is_set() else "failed")
         finally:
             with self._lock:
@@ -197,18 +158,10 @@ class JobManager:
                 if job.started is not None:
                     self._running -= 1
 
-    def _finish(self, job: Job, status: Status) -> None:
+    def _finish(self, job: Job, status: JobStatus) -> None:
         job.finished = time.time()
-        data: dict[str, Any] = {"event": status}
-        if job.result is not None:
-            data.update(
-                spend=job.result.get("spend"),
-                stop_reason=job.result.get("stop_reason"),
-                public=(job.result.get("public") or {}).get("pass_rate"),
-            )
-        if job.error is not None:
-            data.update(error=job.error, error_id=job.error_id)
-        job.emit(data)  # before the status, so a reader that sees the job done has its last event
+        # before the status, so a reader that sees the job done has its last event
+        job.emit(terminal_event(status, job.result, job.error, job.error_id))
         job.status = status
         if self.on_done is not None:
             try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from api.contracts import SpendReport
 from search.batching import BatchingLM
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -56,15 +57,15 @@ class Metrics:
         )
         self.batches = Gauge("treedec_batching_batches", "batched model calls run", registry=r)
 
-    def record_search(self, planner: str, status: str, spend: dict[str, Any] | None) -> None:
+    def record_search(self, planner: str, status: str, spend: SpendReport | None) -> None:
         self.searches.labels(planner, status).inc()
-        if not spend:
+        if spend is None:
             return
-        self.tokens.labels(planner).inc(spend.get("generated_tokens", 0))
-        self.forward_passes.labels(planner).inc(spend.get("forward_passes", 0))
-        self.executions.labels(planner).inc(spend.get("executions", 0))
-        self.cache_hits.labels(planner).inc(spend.get("cache_hits", 0))
-        self.cache_misses.labels(planner).inc(spend.get("cache_misses", 0))
+        self.tokens.labels(planner).inc(spend.generated_tokens)
+        self.forward_passes.labels(planner).inc(spend.forward_passes)
+        self.executions.labels(planner).inc(spend.executions)
+        self.cache_hits.labels(planner).inc(spend.cache_hits)
+        self.cache_misses.labels(planner).inc(spend.cache_misses)
 
     def render(self, lm: Any, running: int, active: int) -> bytes:
         self.jobs_running.set(running)

@@ -27,6 +27,8 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import JsonValue
 
+from api.backend import JobView
+from api.contracts import SolveReport, SolveSpec
 from api.errors import APIError, error_responses
 from api.prompts import code_in_message, last_function, looks_like_code, problem_from_prompt
 from api.schemas import IO_TESTS_ONLY, NonBlank, strict_body
@@ -177,7 +179,8 @@ def _search_params(cls: Any, req: _Common, max_tokens: int | None, choice: int) 
 
 async def _run(
     state: ServerState, req: _Common, problems: list[Problem], max_tokens: int | None, prefix: str
-) -> tuple[list[Any], str]:
+) -> tuple[list[tuple[JobView, SolveReport]], str]:
+    """Run the searches; each job with its report (a search that did not succeed is a 500)."""
     planner = _planner_of(state, req.model)
     cls = state.check_planner(
         planner, _search_params(planners_get(planner), req, max_tokens, 0), "model", "params"
@@ -188,14 +191,14 @@ async def _run(
         state.check_problem(problem, cls, prefix)
         for choice in range(req.n):
             specs.append(
-                {
-                    "problem": problem,
-                    "planner": planner,
-                    "budget": budget,
-                    "include_tree": False,
-                    "params": _search_params(cls, req, max_tokens, choice),
-                    "prompt_style": req.prompt_style or "completion",
-                }
+                SolveSpec(
+                    problem=problem,
+                    planner=planner,
+                    budget=budget,
+                    include_tree=False,
+                    params=_search_params(cls, req, max_tokens, choice),
+                    prompt_style=req.prompt_style or "completion",
+                )
             )
     jobs = state.submit(specs)
     await state.wait(jobs)
@@ -207,7 +210,11 @@ async def _run(
             None,
             "internal_error",
         )
-    return jobs, planner
+    done = [(j, j.result) for j in jobs]
+    missing = [j for j, r in done if r is None]
+    if missing:
+        raise APIError(500, f"search {missing[0].id} succeeded without a result", None, "internal_error")
+    return [(j, r) for j, r in done if r is not None], planner
 
 
 def planners_get(name: str) -> Any:
@@ -216,21 +223,20 @@ def planners_get(name: str) -> Any:
     return planners.get(name)
 
 
-def _finish_reason(lm: Any, text: str, max_tokens: int | None, report: dict[str, Any]) -> str:
-    if report.get("stop_reason") == "length":
+def _finish_reason(lm: Any, text: str, max_tokens: int | None, report: SolveReport) -> str:
+    if report.stop_reason == "length":
         return "length"
     if max_tokens is not None and len(lm.encode(text)) >= max_tokens:
         return "length"
     return "stop"
 
 
-def _extras(job: Any) -> dict[str, Any]:
-    r = job.result or {}
+def _extras(job: JobView, report: SolveReport) -> dict[str, Any]:
     return {
         "job_id": job.id,
-        "spend": r.get("spend"),
-        "stop_reason": r.get("stop_reason"),
-        "public": r.get("public"),
+        "spend": report.spend.model_dump(),
+        "stop_reason": report.stop_reason,
+        "public": report.public.model_dump() if report.public is not None else None,
     }
 
 
@@ -274,15 +280,15 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
         problems = [_problem(prompt, req, None, f"prompt-{i}") for i, prompt in enumerate(prompts)]
         jobs, planner = await _run(state, req, problems, req.max_tokens, "prompt")
         choices, completion_tokens = [], 0
-        for i, job in enumerate(jobs):
-            text = job.result.get("completion") or ""
+        for i, (_, report) in enumerate(jobs):
+            text = report.completion or ""
             completion_tokens += len(lm.encode(text))
             choices.append(
                 {
                     "index": i,
-                    "text": job.result.get("prompt_completion", text),
+                    "text": report.prompt_completion,
                     "logprobs": None,
-                    "finish_reason": _finish_reason(lm, text, req.max_tokens, job.result),
+                    "finish_reason": _finish_reason(lm, text, req.max_tokens, report),
                 }
             )
         prompt_tokens = sum(len(lm.encode(p)) for p in prompts)
@@ -311,8 +317,8 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                 problem = problem.model_copy(update={"stop": stops})
         jobs, planner = await _run(state, req, [problem], max_tokens, "messages")
         choices, completion_tokens = [], 0
-        for i, job in enumerate(jobs):
-            text = job.result.get("completion") or ""
+        for i, (_, report) in enumerate(jobs):
+            text = report.completion or ""
             completion_tokens += len(lm.encode(text))
             if problem.model_prompt is not None and problem.prompt_is_code:
                 text = answer_code(text)
@@ -322,7 +328,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                     "index": i,
                     "message": {"role": "assistant", "content": content},
                     "logprobs": None,
-                    "finish_reason": _finish_reason(lm, text, max_tokens, job.result),
+                    "finish_reason": _finish_reason(lm, text, max_tokens, report),
                 }
             )
         prompt_tokens = len(lm.encode(prompt))
@@ -338,7 +344,7 @@ def _response(
     choices: list[dict[str, Any]],
     prompt_tokens: int,
     completion_tokens: int,
-    jobs: list[Any],
+    jobs: list[tuple[JobView, SolveReport]],
 ) -> dict[str, Any]:
     """The OpenAI response envelope shared by completions and chat, plus treedec's own extras."""
     return {
@@ -352,7 +358,7 @@ def _response(
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         },
-        "treedec": [_extras(j) for j in jobs],
+        "treedec": [_extras(j, r) for j, r in jobs],
     }
 
 

@@ -13,6 +13,7 @@ from fastapi import Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import JsonDict, JsonValue
 
+from api.contracts import JobStatus
 from api.prompts import last_function
 from search.budget import Budget
 from search.loaders import parse_docstring_tests
@@ -210,6 +211,6 @@ class JobCreated(BaseModel):
     """Answer of ``POST /v1/jobs``: where to follow the job."""
 
     id: str = Field(description="the job id (GET/DELETE /v1/jobs/{id})")
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     events: str = Field(description="path of its server-sent events")
     tree: str = Field(description="path of its search tree")

@@ -37,10 +37,12 @@ from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
 
 import planners
+from api.backend import TERMINAL, JobBackend, JobView, QueueFull
 from api.contract import server_openapi
+from api.contracts import SolveSpec
 from api.engine import Engine
 from api.errors import APIError, error_responses, install_handlers, internal_error, validation_error
-from api.jobs import TERMINAL, Job, JobManager, QueueFull
+from api.jobs import JobManager
 from api.metrics import Metrics
 from api.schemas import JobCreated, ServerSettings, SolveRequest, strict_body
 from api.tree_view import render_html, render_svg, tree_from_report
@@ -58,7 +60,7 @@ SOLVE_GRACE_SECONDS = 60.0  # evaluation after the search (sandbox) may take a l
 class ServerState:
     engine: Engine
     settings: ServerSettings
-    jobs: JobManager
+    jobs: JobBackend
     metrics: Metrics
 
     # ----- validation shared by /v1/solve, /v1/jobs and the OpenAI routes ------------------------
@@ -146,9 +148,9 @@ class ServerState:
         tokens = budget.max_tokens if budget.max_tokens is not None else s.default_max_tokens
         return budget.model_copy(update={"max_seconds": seconds, "max_tokens": tokens})
 
-    def submit(self, specs: list[dict[str, Any]]) -> list[Job]:
+    def submit(self, specs: list[SolveSpec]) -> list[JobView]:
         try:
-            return self.jobs.submit_many(specs)
+            return list(self.jobs.submit_many(specs))
         except QueueFull as e:
             self.metrics.rejected.inc(len(specs))
             raise APIError(
@@ -159,7 +161,7 @@ class ServerState:
                 headers={"Retry-After": str(self.settings.retry_after_seconds)},
             ) from e
 
-    async def wait(self, jobs: list[Job]) -> None:
+    async def wait(self, jobs: list[JobView]) -> None:
         """Wait for jobs; cancel them if the client goes away or the server's time cap passes."""
         timeout = max(j.budget.max_seconds or self.settings.max_seconds for j in jobs) + SOLVE_GRACE_SECONDS
         futures = [asyncio.wrap_future(j.future) for j in jobs if j.future is not None]
@@ -179,22 +181,22 @@ class ServerState:
                 j.cancel.set()
             raise
 
-    def solve_spec(self, req: SolveRequest) -> dict[str, Any]:
+    def solve_spec(self, req: SolveRequest) -> SolveSpec:
         cls = self.check_planner(req.planner, req.params)
         try:
             problem = req.problem.to_problem()
         except ValidationError as e:
             raise _problem_error(e) from e
         self.check_problem(problem, cls)
-        return {
-            "problem": problem,
-            "planner": req.planner,
-            "params": req.params,
-            "budget": self.effective_budget(req.budget),
-            "include_tree": req.options.include_tree,
-            "evaluate_hidden": req.options.evaluate_hidden and self.settings.evaluate_hidden,
-            "prompt_style": req.prompt_style,
-        }
+        return SolveSpec(
+            problem=problem,
+            planner=req.planner,
+            params=req.params,
+            budget=self.effective_budget(req.budget),
+            include_tree=req.options.include_tree,
+            evaluate_hidden=req.options.evaluate_hidden and self.settings.evaluate_hidden,
+            prompt_style=req.prompt_style,
+        )
 
 
 def _problem_error(e: ValidationError) -> APIError:
@@ -211,24 +213,21 @@ def _problem_error(e: ValidationError) -> APIError:
     return validation_error(e, "problem")
 
 
-def job_result(job: Job) -> dict[str, Any]:
-    out: dict[str, Any] = {"job_id": job.id, "status": job.status}
-    if job.result is not None:
-        out.update(job.result)
-    if job.error is not None:
-        out.update(error=job.error, error_id=job.error_id)
-    return out
-
-
-def create_app(engine: Engine, settings: ServerSettings | None = None, jobs: Any = None) -> FastAPI:
+def create_app(
+    engine: Engine, settings: ServerSettings | None = None, jobs: JobBackend | None = None
+) -> FastAPI:
     """The app on one engine. Wraps the engine's model in a ``BatchingLM`` unless
     ``settings.batch_window_ms`` is None (loads the model now if it is not loaded). ``jobs``: a job
-    manager with ``JobManager``'s interface to use instead of the in-process one (``api.queue``)."""
+    backend to use instead of the in-process ``JobManager`` (``api.queue.RedisJobManager``)."""
     settings = settings or ServerSettings()
     if settings.batch_window_ms is not None and not isinstance(engine.lm, BatchingLM):
         engine.lm = BatchingLM(engine.model(), settings.batch_window_ms, settings.batch_max_rows)
     metrics = Metrics()
-    record = lambda j: metrics.record_search(j.planner, j.status, (j.result or {}).get("spend"))  # noqa: E731
+
+    def record(job: JobView) -> None:
+        result = job.result
+        metrics.record_search(job.planner, job.status, result.spend if result is not None else None)
+
     if jobs is None:
         jobs = JobManager(
             engine,
@@ -277,7 +276,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None, jobs: Any
     return app
 
 
-def _get_job(state: ServerState, job_id: str) -> Job:
+def _get_job(state: ServerState, job_id: str) -> JobView:
     job = state.jobs.get(job_id)
     if job is None:
         raise APIError(404, f"no job {job_id!r} (finished jobs are kept for a while only)", "job_id")
@@ -296,7 +295,7 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
             raise APIError(
                 500, f"the search failed (error id {job.error_id}): {job.error}", None, "internal_error"
             )
-        return JSONResponse(job_result(job))
+        return JSONResponse(job.answer())
 
     @app.post(
         "/v1/jobs",
@@ -397,9 +396,10 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
         job = _get_job(state, job_id)
         if not job.done:
             raise APIError(409, f"job {job_id} is {job.status}; its tree is ready when it finishes", "job_id")
-        if job.result is None:
+        result = job.result
+        if result is None:
             raise APIError(409, f"job {job_id} {job.status} without a result, so it has no tree", "job_id")
-        tree = tree_from_report(job.result)
+        tree = tree_from_report(result)
         title = f"{job.planner} on {job.problem.id}"
         if format == "svg":
             return Response(render_svg(tree, title, max_nodes), media_type="image/svg+xml")

@@ -19,38 +19,41 @@ True
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from api.contracts import SolveReport
 
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 170, 46, 14, 40, 20
 TEXT_CHARS = 20
 CHOSEN = "#1f6feb"
 
 
-def tree_from_report(report: dict[str, Any]) -> dict[str, Any]:
+def tree_from_report(report: SolveReport) -> dict[str, Any]:
     """The report's search tree, or, for planners that keep none (greedy, sampling...), a
     two-level tree: the prompt and one child per candidate, the best one chosen."""
-    tree = report.get("tree")
+    tree = report.tree
     if tree and tree.get("nodes"):
         return dict(tree)
-    best = report.get("best")
+    best = report.best
     nodes: list[dict[str, Any]] = [
         {"id": 0, "parent": None, "text": "", "visits": 1, "depth": 0, "chosen": best is not None}
     ]
-    for i, cand in enumerate(report.get("candidates") or [], start=1):
+    for i, cand in enumerate(report.candidates, start=1):
         chosen = (
             best is not None
-            and cand.get("completion") == best.get("completion")
+            and cand.completion == best.completion
             and not any(n.get("chosen") for n in nodes[1:])
         )
         nodes.append(
             {
                 "id": i,
                 "parent": 0,
-                "text": cand.get("completion") or "",
+                "text": cand.completion or "",
                 "visits": 1,
                 "depth": 1,
-                "reward": cand.get("reward"),
-                "logprob": cand.get("logprob"),
+                "reward": cand.reward,
+                "logprob": cand.logprob,
                 "chosen": chosen,
             }
         )

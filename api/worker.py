@@ -35,9 +35,12 @@ from rq.job import Job as RQJob
 from rq.queue import Queue
 from rq.worker import SimpleWorker
 
+from api.backend import TERMINAL, failure
+from api.contracts import SolveReport
 from api.engine import Engine
-from api.jobs import TERMINAL
-from api.queue import DEFAULT_PREFIX, QUEUE_NAME, JobStore, redact, spec_from_json
+from api.queue import QUEUE_NAME
+from api.queue_codec import decode_spec
+from api.queue_store import DEFAULT_PREFIX, JobStore, redact
 
 log = logging.getLogger("treedec.worker")
 
@@ -67,9 +70,7 @@ def run_job(job_id: str) -> dict[str, Any]:
         return {"status": "expired"}
     if record.get("status") in TERMINAL:
         return {"status": record["status"]}  # cancelled while queued, or finished by an earlier attempt
-    import json
-
-    spec = spec_from_json(json.loads(record["spec"]))
+    spec = decode_spec(record["spec"])
     created = float(record.get("created") or time.time())
     attempt = store.start(job_id, _WORKER_NAME)
     cancel = threading.Event()
@@ -83,27 +84,14 @@ def run_job(job_id: str) -> dict[str, Any]:
         except RedisError:  # progress is best effort; the result write below retries
             log.warning("could not publish an event of %s (Redis error)", job_id)
 
-    emit({"event": "started", "planner": spec["planner"], "attempt": attempt, "worker": _WORKER_NAME})
-    budget = spec["budget"]
-    result: dict[str, Any] | None = None
+    emit({"event": "started", "planner": spec.planner, "attempt": attempt, "worker": _WORKER_NAME})
+    result: SolveReport | None = None
     error = error_id = None
     try:
-        result = engine.solve(  # the cancel event stops the search (Engine.solve)
-            spec["problem"],
-            spec["planner"],
-            spec["params"],
-            budget,
-            events=emit,
-            evaluate_hidden=spec["evaluate_hidden"],
-            include_tree=spec["include_tree"],
-            cancel=cancel,
-            prompt_style=spec["prompt_style"],
-        )
+        result = engine.run(spec, events=emit, cancel=cancel)  # the cancel event stops the search
         status = "cancelled" if cancel.is_set() else "succeeded"
     except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
-        error_id = uuid.uuid4().hex[:12]
-        error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        log.error("job %s failed (error id %s)", job_id, error_id, exc_info=e)
+        error, error_id = failure(job_id, e, log)
         status = "cancelled" if cancel.is_set() else "failed"
     finally:
         _CANCEL.pop(job_id, None)
@@ -115,7 +103,7 @@ def _finish_with_retries(
     store: JobStore,
     job_id: str,
     status: str,
-    result: dict[str, Any] | None,
+    result: SolveReport | None,
     error: str | None,
     error_id: str | None,
     attempts: int = 5,

@@ -76,10 +76,10 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         return {
             "planner": name,
             "task_id": prob.id,
-            "passed": bool(report["hidden"]["all_passed"]),
+            "passed": bool(report.hidden is not None and report.hidden.all_passed),
             "seconds": round(time.monotonic() - t0, 2),
-            "spend": report["spend"],
-            "completion": report["completion"],
+            "spend": report.spend.model_dump(),
+            "completion": report.completion,
         }
 
     def show(i: int, n: int, job: tuple[str, Any], row: dict[str, Any]) -> None:

@@ -26,7 +26,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from api.contracts import TestSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -79,8 +82,8 @@ def load_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     return load(path, row_key)
 
 
-def verdict(summary: dict[str, Any] | None) -> bool:
-    return bool(summary and summary["all_passed"])
+def verdict(summary: TestSummary | None) -> bool:
+    return bool(summary is not None and summary.all_passed)
 
 
 def code_commit() -> str:
@@ -114,39 +117,40 @@ def run_one(lm: Any, executor: Any, problem: Any, config: Config, commit: str = 
         problem, config.planner, config.params, Budget(), include_tree=False, prompt_style=config.style
     )
     wall = time.perf_counter() - t0
-    spend = report["spend"]
+    spend = report.spend
     row = {
         "config": config.name,
         "task_id": problem.id,
         "planner": config.planner,
-        "prompt_style": report["prompt_style"],
+        "prompt_style": report.prompt_style,
         "params": config.params,
-        "passed": verdict(report["hidden"]),
-        "hidden": _counts(report["hidden"]),
-        "public_passed": verdict(report["public"]),
-        "public": _counts(report["public"]),
-        "program": report["program"],
-        "completion": report["prompt_completion"],
-        "generated_tokens": spend["generated_tokens"],
-        "processed_tokens": spend["processed_tokens"],
-        "forward_passes": spend["forward_passes"],
-        "executions": spend["executions"],
+        "passed": verdict(report.hidden),
+        "hidden": _counts(report.hidden),
+        "public_passed": verdict(report.public),
+        "public": _counts(report.public),
+        "program": report.program,
+        "completion": report.prompt_completion,
+        "generated_tokens": spend.generated_tokens,
+        "processed_tokens": spend.processed_tokens,
+        "forward_passes": spend.forward_passes,
+        "executions": spend.executions,
         "wall_seconds": round(wall, 2),
-        "stop_reason": report["stop_reason"],
-        "spend": spend,
+        "stop_reason": report.stop_reason,
+        "spend": spend.model_dump(),
         "commit": commit,
     }
     if config.preset in DERIVED:
-        row["samples"] = report["candidates"]
+        samples = [c.model_dump() for c in report.candidates]
+        row["samples"] = samples
         row["derived"] = {
-            f"bon{k}@{config.style}": _best_of_first(engine, problem, config.style, report["candidates"], k)
+            f"bon{k}@{config.style}": _best_of_first(engine, problem, config.style, samples, k)
             for k in DERIVED[config.preset]
         }
     return row
 
 
-def _counts(summary: dict[str, Any] | None) -> dict[str, int] | None:
-    return {"passed": summary["passed"], "total": summary["total"]} if summary else None
+def _counts(summary: TestSummary | None) -> dict[str, int] | None:
+    return {"passed": summary.passed, "total": summary.total} if summary is not None else None
 
 
 def _best_of_first(

@@ -100,9 +100,9 @@ def test_chat_style_answers_still_continue_the_harness_prompt(tiny_lm: Any) -> N
     [text] = model.generate_until([request])
     problem = harness.problem_from_prompt(row["prompt"], entry_point=row["entry_point"], stop=[])
     report = Engine(lm=tiny_lm).solve(problem, "greedy", {"max_new_tokens": 8}, prompt_style="chat")
-    assert report["prompt_style"] == "chat"
-    assert text == report["prompt_completion"]
-    assert row["prompt"] + text == report["program"]
+    assert report.prompt_style == "chat"
+    assert text == report.prompt_completion
+    assert row["prompt"] + text == report.program
 
 
 def test_unknown_prompt_style_fails_naming_the_styles(tiny_lm: Any) -> None:

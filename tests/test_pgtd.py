@@ -267,9 +267,9 @@ def test_search_stops_on_public_success_even_when_hidden_tests_fail(lm, scorer) 
     report = engine.solve(
         comment_problem(public="1", hidden="2"), "pgtd", {"rollouts": 8, "max_new_tokens": 8}
     )
-    assert report["stop_reason"] == "solved_public"
-    assert report["public"]["all_passed"] is True
-    assert report["hidden"]["all_passed"] is False
+    assert report.stop_reason == "solved_public"
+    assert report.public.all_passed is True
+    assert report.hidden.all_passed is False
     n_search_calls = len(scorer.calls) - 2  # the engine's own public + hidden verdicts come last
     assert scorer.calls[:n_search_calls] == [False] * n_search_calls and n_search_calls >= 1
     assert scorer.calls[-1] is True
@@ -352,13 +352,13 @@ def test_pgtd_solves_a_humaneval_problem_that_greedy_fails(real_lm) -> None:  # 
     greedy = engine.solve(
         problem, "greedy", {"max_new_tokens": 384}, include_tree=False, prompt_style="completion"
     )
-    assert greedy["hidden"]["all_passed"] is False
+    assert greedy.hidden.all_passed is False
     # verified with parallel_rollouts=1 (sequential MCTS, as in the paper) on this machine
     params = {"rollouts": 16, "parallel_rollouts": 1}
     report = engine.solve(problem, "pgtd", params, budget=Budget(max_tokens=2048), prompt_style="completion")
-    assert report["stop_reason"] == "solved_public"
-    assert report["public"]["all_passed"] is True
-    assert report["hidden"]["all_passed"] is True
-    assert report["spend"]["extra"]["iterations"] <= 16
-    chosen = [n for n in report["tree"]["nodes"] if n.get("chosen")]
+    assert report.stop_reason == "solved_public"
+    assert report.public.all_passed is True
+    assert report.hidden.all_passed is True
+    assert report.spend.extra["iterations"] <= 16
+    chosen = [n for n in report.tree["nodes"] if n.get("chosen")]
     assert chosen and chosen[0]["parent"] is None

@@ -135,26 +135,26 @@ def engine(tiny_lm):  # type: ignore[no-untyped-def]
 )
 def test_every_planner_runs_in_every_style(engine, planner, params, style) -> None:  # type: ignore[no-untyped-def]
     report = engine.solve(PROBLEM, planner, params, include_tree=False, prompt_style=style)
-    assert report["prompt_style"] == ("completion" if planner in ("styles", "cascade") else style)
-    assert report["program"] == PROBLEM.prompt + report["prompt_completion"]
-    assert report["hidden"] is not None and report["hidden"]["total"] == 1
-    assert report["spend"]["generated_tokens"] > 0
+    assert report.prompt_style == ("completion" if planner in ("styles", "cascade") else style)
+    assert report.program == PROBLEM.prompt + report.prompt_completion
+    assert report.hidden is not None and report.hidden.total == 1
+    assert report.spend.generated_tokens > 0
 
 
 def test_styles_planner_keeps_the_first_style_whose_program_passes(engine, tiny_lm) -> None:  # type: ignore[no-untyped-def]
     report = engine.solve(PROBLEM, "styles", {"max_new_tokens": 12, "early_stop": False}, include_tree=False)
-    tried = [c["meta"]["style"] for c in report["candidates"]]
+    tried = [(c.meta or {})["style"] for c in report.candidates]
     assert tried == ["chat-prefill", "completion", "chat"]
-    rewards = [c["reward"] for c in report["candidates"]]
-    winner = report["candidates"][rewards.index(max(rewards))]
-    assert report["completion"] == winner["completion"]
-    assert report["spend"]["executions"] + report["spend"]["cached_executions"] == 3
+    rewards = [c.reward for c in report.candidates]
+    winner = report.candidates[rewards.index(max(rewards))]
+    assert report.completion == winner.completion
+    assert report.spend.executions + report.spend.cached_executions == 3
 
 
 def test_styles_planner_answer_is_the_styles_own_program(engine, tiny_lm) -> None:  # type: ignore[no-untyped-def]
     styled = engine.solve(PROBLEM, "styles", {"max_new_tokens": 12, "styles": ["chat"]}, include_tree=False)
     plain = engine.solve(PROBLEM, "greedy", {"max_new_tokens": 12}, include_tree=False, prompt_style="chat")
-    assert styled["program"] == plain["program"]
+    assert styled.program == plain.program
 
 
 def test_problem_files_derive_docstring_tests_and_take_kindless_tests(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -174,14 +174,14 @@ def test_problem_files_derive_docstring_tests_and_take_kindless_tests(tmp_path) 
 def test_cascade_searches_only_when_no_greedy_style_passes(engine) -> None:  # type: ignore[no-untyped-def]
     params = {"max_new_tokens": 12, "search_params": {"rollouts": 2, "max_new_tokens": 12}}
     report = engine.solve(PROBLEM, "cascade", params, include_tree=False)
-    greedy = [c for c in report["candidates"] if "iteration" not in c.get("meta", {})][:3]
-    assert [c["meta"]["style"] for c in greedy] == ["chat-prefill", "completion", "chat"]
-    searched = report["spend"]["extra"].get("searched", 0)
-    assert searched == (0 if any(c["reward"] == 1.0 for c in greedy) else 1)
+    greedy = [c for c in report.candidates if "iteration" not in (c.meta or {})][:3]
+    assert [(c.meta or {})["style"] for c in greedy] == ["chat-prefill", "completion", "chat"]
+    searched = report.spend.extra.get("searched", 0)
+    assert searched == (0 if any(c.reward == 1.0 for c in greedy) else 1)
     if searched:  # the tiny random model solves nothing: PG-TD ran in chat-prefill after the greedy styles
-        assert len(report["candidates"]) > 3
-        assert report["candidates"][3]["meta"]["style"] == "chat-prefill"
+        assert len(report.candidates) > 3
+        assert (report.candidates[3].meta or {})["style"] == "chat-prefill"
     untested = PROBLEM.model_copy(update={"public_tests": []})
     plain = engine.solve(untested, "cascade", params, include_tree=False)
-    assert plain["spend"]["extra"].get("searched", 0) == 0  # nothing to tell answers apart: no search
-    assert len(plain["candidates"]) == 3
+    assert plain.spend.extra.get("searched", 0) == 0  # nothing to tell answers apart: no search
+    assert len(plain.candidates) == 3

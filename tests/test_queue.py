@@ -15,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from api.contracts import SolveSpec
 from api.engine import Engine
 from api.jobs import TERMINAL, QueueFull
 from api.queue import QueueUnavailable, RedisJobManager, create_queued_app
@@ -203,15 +204,10 @@ def test_a_queued_job_can_be_cancelled(redis_server: Any) -> None:
 def test_a_full_queue_refuses_with_queue_full(redis_server: Any) -> None:
     manager = RedisJobManager.connect(redis_server.url, max_queued=2)
     try:
-        spec = {
-            "problem": Problem(id="p", prompt="x = "),
-            "planner": "greedy",
-            "params": {},
-            "budget": Budget(),
-        }
+        spec = SolveSpec(problem=Problem(id="p", prompt="x = "), planner="greedy", params={}, budget=Budget())
         manager.submit_many([spec, spec])
         with pytest.raises(QueueFull, match="2 searches waiting"):
-            manager.submit(**spec)
+            manager.submit(spec)
         assert manager.queue.count == 2
     finally:
         manager.shutdown()
@@ -223,7 +219,7 @@ def abandon_one_job(redis_server: Any, retries: int) -> tuple[RedisJobManager, A
     from api.worker import TreedecWorker, queue_for
 
     manager = RedisJobManager.connect(redis_server.url, retries=retries)
-    job = manager.submit(problem=Problem(id="p", prompt="x = "), planner="greedy", params={}, budget=Budget())
+    job = manager.submit(SolveSpec(problem=Problem(id="p", prompt="x = "), planner="greedy", budget=Budget()))
     client = manager.client
     dead = TreedecWorker(
         [queue_for(client, "treedec")],
@@ -294,19 +290,29 @@ def test_a_worker_refuses_an_unreachable_queue(redis_server: Any) -> None:
 def test_job_specs_round_trip_through_json() -> None:
     from api.queue import spec_from_json, spec_to_json
 
-    spec = {
-        "problem": Problem(
+    spec = SolveSpec(
+        problem=Problem(
             id="p",
             prompt="def f():\n",
             entry_point="f",
             public_tests=[{"kind": "function", "code": "assert f() is None"}],
         ),
-        "planner": "greedy",
-        "params": {"max_new_tokens": 5},
-        "budget": Budget(max_tokens=9),
-        "include_tree": False,
-        "evaluate_hidden": True,
-        "prompt_style": "chat-prefill",
-    }
-    back = spec_from_json(json.loads(json.dumps(spec_to_json(spec))))
+        planner="greedy",
+        params={"max_new_tokens": 5},
+        budget=Budget(max_tokens=9),
+        include_tree=False,
+        evaluate_hidden=True,
+        prompt_style="chat-prefill",
+    )
+    wire = spec_to_json(spec)
+    assert list(wire) == [
+        "problem",
+        "planner",
+        "params",
+        "budget",
+        "include_tree",
+        "evaluate_hidden",
+        "prompt_style",
+    ]
+    back = spec_from_json(json.loads(json.dumps(wire)))
     assert back == spec

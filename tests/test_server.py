@@ -491,16 +491,17 @@ def test_solve_derives_public_tests_from_docstring_examples_and_says_so(client: 
 
 
 def test_finished_jobs_expire_after_keep_seconds(tiny_lm: Any) -> None:
+    from api.contracts import SolveSpec
     from api.jobs import JobManager
 
     manager = JobManager(Engine(lm=tiny_lm), max_running=1, max_waiting=4, keep_jobs=100, keep_seconds=0.05)
-    spec = {
-        "problem": ProblemIn.model_validate(PROBLEM).to_problem(),
-        "planner": "greedy",
-        "params": {"max_new_tokens": 2},
-        "budget": Budget(),
-    }
-    job = manager.submit(**spec)
+    spec = SolveSpec(
+        problem=ProblemIn.model_validate(PROBLEM).to_problem(),
+        planner="greedy",
+        params={"max_new_tokens": 2},
+        budget=Budget(),
+    )
+    job = manager.submit(spec)
     assert job.future is not None
     job.future.result(timeout=60)
     assert job.done
