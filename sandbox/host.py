@@ -24,7 +24,7 @@ import select
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.executor import ExecutionResult, Limits, TestLike, TestVerdict
 from sandbox.framing import (
@@ -44,7 +44,6 @@ from sandbox.framing import (
 from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import build_judge_boot
 from sandbox.wire import (
-    Shape,
     WireError,
     expect,
     is_bool,
@@ -56,6 +55,9 @@ from sandbox.wire import (
     text_field,
 )
 from search.problem import FunctionTest
+
+if TYPE_CHECKING:
+    from sandbox.wire import Shape
 
 log = logging.getLogger(__name__)
 

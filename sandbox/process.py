@@ -46,7 +46,14 @@ from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLi
 from sandbox.framing import ChannelClosed
 from sandbox.host import JudgeHandle, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
-from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_judge_boot, build_request
+from sandbox.protocol import (
+    HARNESS_SOURCE,
+    JUDGE_BOOT,
+    SERVER_BOOT,
+    build_judge_boot,
+    build_request,
+    build_server_boot,
+)
 from sandbox.resources import ExecutionCgroup, cgroup_parent
 
 log = logging.getLogger(__name__)
@@ -651,6 +658,9 @@ class ProcessExecutor:
         self._layer = layer
         self.default_limits = default_limits or Limits()
         self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        # the program server runs treedec's own interpreter: it is sent compiled (``SERVER_BOOT``)
+        self.compiled = os.path.realpath(self.python) == os.path.realpath(sys.executable)
+        self._commands: dict[Limits, list[str]] = {}
         self.judges = JudgeLauncher(layer)
         if layer == "plain":
             _warn_plain()
@@ -722,7 +732,12 @@ class ProcessExecutor:
         err: int,
         cgroup: ExecutionCgroup | None,
     ) -> _ProcessChannel:
-        cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, HARNESS_SOURCE)
+        cmd = self._commands.get(limits)
+        if cmd is None:
+            source = SERVER_BOOT if self.compiled else HARNESS_SOURCE
+            cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, source)
+            if len(self._commands) < 64:
+                self._commands[limits] = cmd
         if cgroup is not None:
             cmd = cgroup.wrap(cmd)
         env = {**SANDBOX_ENV, "HOME": workdir}
@@ -737,6 +752,8 @@ class ProcessExecutor:
             "single_process": cgroup is None,
         }
         request = build_request(program, entry_point, limits, load, extra)
+        if self.compiled:
+            request = build_server_boot() + request
         try:
             if not chan.send(request, time.monotonic() + STARTUP_ALLOWANCE):
                 log.warning("sandbox: the program server did not read its request in time")
