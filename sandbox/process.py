@@ -263,16 +263,19 @@ def _status_field(data: bytes, key: bytes) -> list[bytes]:
     return data[start : end if end >= 0 else len(data)].split()
 
 
-def _pids_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes whose real or effective uid is ``uid``.
+def _pids_of_uid(uid: int, among: Sequence[int] | None = None) -> list[int]:
+    """Live (not zombie) processes whose real or effective uid is ``uid`` (of ``among``, else of all).
 
     Read from /proc/PID/status, not the owner of /proc/PID: a process that changed credentials
     and has not exec'd yet is non-dumpable, and its /proc entry is then owned by root. (One raw
-    read per process, and only its State and Uid lines parsed: this runs after every execution.)
+    read per process, and only the State and Uid lines parsed of a process whose status mentions
+    the uid at all: this runs after every execution.)
     """
     want = str(uid).encode()
+    tabbed = b"\t" + want
     pids = []
-    for name in os.listdir("/proc"):
+    names = [str(p) for p in among] if among is not None else os.listdir("/proc")
+    for name in names:
         if not name.isdigit():
             continue
         try:
@@ -285,6 +288,8 @@ def _pids_of_uid(uid: int) -> list[int]:
             continue
         finally:
             os.close(fd)
+        if tabbed not in data:
+            continue
         state = _status_field(data, b"State")[:1]
         uids = _status_field(data, b"Uid")[:2]
         if state and state[0] not in (b"Z", b"X") and want in uids:
@@ -293,7 +298,12 @@ def _pids_of_uid(uid: int) -> list[int]:
 
 
 def kill_uid(uid: int, timeout: float = 2.0) -> None:
-    """SIGKILL every process running as ``uid`` and wait until none is left."""
+    """SIGKILL every process running as ``uid`` and wait until none is left.
+
+    Every round scans all of /proc, kills what runs as ``uid``, and waits until those processes
+    are gone (watching only them) before the next full scan, which must find none: a process
+    forked before the kill is found by that scan.
+    """
     end = time.monotonic() + timeout
     while True:
         pids = _pids_of_uid(uid)
@@ -304,10 +314,14 @@ def kill_uid(uid: int, timeout: float = 2.0) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        if time.monotonic() > end:
-            log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, pids)
-            return
-        time.sleep(0.002)
+        pause = 0.0005
+        while pids:
+            if time.monotonic() > end:
+                log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, pids)
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, 0.004)
+            pids = _pids_of_uid(uid, pids)
 
 
 class _ProcessChannel:
@@ -402,6 +416,28 @@ class _ProcessChannel:
             return None, rc - 128
         return rc, None
 
+    def _wait_reply_eof(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until no process holds the reply channel open any more.
+
+        The sandbox's processes die asynchronously after it is killed (the pid namespace is torn
+        down after bwrap exits); once the last of them is gone the reply pipe reads EOF, and the
+        uid scan of the cleanup (``kill_uid``, which decides) then usually finds none of them
+        still exiting. A process that closed the channel does not delay this; the scan finds it.
+        """
+        if self._r < 0:
+            return
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                ready, _, _ = select.select([self._r], [], [], left)
+                if ready and not os.read(self._r, 1 << 16):
+                    return
+            except OSError:
+                return
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -410,6 +446,7 @@ class _ProcessChannel:
                 pass
             self.proc.kill()
         self.proc.wait()
+        self._wait_reply_eof(0.05)
         for fd in (self._r, self._w):
             try:
                 os.close(fd)
@@ -421,6 +458,32 @@ class _ProcessChannel:
                 self.cleanup.pop()()
             except Exception:
                 log.exception("sandbox: cleanup failed")
+
+
+@lru_cache(maxsize=1)
+def _memory_tmp() -> str | None:
+    """/dev/shm when it is a writable memory file system (creating and removing a directory there
+    costs microseconds; on a disk file system, milliseconds of waiting per execution)."""
+    try:
+        st = os.statvfs("/dev/shm")
+        ok = os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) and st.f_bavail > 0
+        with open("/proc/self/mounts") as f:
+            tmpfs = any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in f)
+    except OSError:
+        return None
+    return "/dev/shm" if ok and tmpfs else None
+
+
+def scratch_dir(prefix: str, layer: str) -> Path:
+    """A new private (0700) host directory for one sandbox's output files.
+
+    bwrap: on a memory file system when there is one, since the sandbox writes only its capped
+    stdout/stderr (or log) there; its own files go to a tmpfs inside the sandbox. Other layers
+    use the host directory as the sandbox's work directory, so it stays on the temp directory's
+    file system.
+    """
+    base = _memory_tmp() if layer == "bwrap" else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -587,7 +650,7 @@ class JudgeLauncher:
 
     def _start(self, limits: Limits, cmd: list[str]) -> _ProcessChannel:
         lease = UidLease() if os.geteuid() == 0 else None
-        tmp = Path(tempfile.mkdtemp(prefix="treedec-judge-"))
+        tmp = scratch_dir("treedec-judge-", self.layer)
         try:
             workdir = "/work" if self.layer == "bwrap" else _private_workdir(tmp, lease)
             log_path = tmp / "judge.log"
@@ -686,7 +749,7 @@ class ProcessExecutor:
         lease = UidLease() if root else None
         parent = cgroup_parent()
         cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
-        tmp = Path(tempfile.mkdtemp(prefix="treedec-sbx-"))
+        tmp = scratch_dir("treedec-sbx-", self._layer)
         try:
             out_path, err_path = tmp / "stdout", tmp / "stderr"
             out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
