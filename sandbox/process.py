@@ -700,8 +700,57 @@ class JudgeLauncher:
         return chan
 
 
+class _Box:
+    """One execution's host side: its scratch directory with the stdout/stderr files, its cgroup,
+    and (a spare) a blank program server started into them before its program was known."""
+
+    def __init__(self, layer: str, limits: Limits) -> None:
+        self.limits = limits
+        self.chan: _ProcessChannel | None = None
+        self.cmd: list[str] | None = None
+        self.since = time.monotonic()
+        parent = cgroup_parent()
+        self.cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
+        self.out = self.err = -1
+        try:
+            self.tmp = scratch_dir("treedec-sbx-", layer)
+            self.out_path, self.err_path = self.tmp / "stdout", self.tmp / "stderr"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            self.out = os.open(self.out_path, flags, 0o600)
+            self.err = os.open(self.err_path, flags, 0o600)
+        except BaseException:
+            self.close()
+            raise
+
+    def close_files(self) -> None:
+        for fd in (self.out, self.err):
+            if fd >= 0:
+                os.close(fd)
+        self.out = self.err = -1
+
+    def close(self) -> None:
+        """Kill its unused spare server (if any) and remove everything of it."""
+        if self.chan is not None:
+            self.chan.kill()
+            self.chan = None
+        self.close_files()
+        if self.cgroup is not None:
+            self.cgroup.close()
+            self.cgroup = None
+        if getattr(self, "tmp", None) is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class ProcessExecutor:
     """Runs programs on this machine in the best available layer (or the one named).
+
+    Spare program servers (``prestart``, the bwrap layer): once an execution's first program server
+    started, its thread starts one blank program server for its next execution, in a sandbox, scratch
+    directory and cgroup of its own: it boots, loads the server's code and waits for its first frame,
+    holding nothing (no program, no uid lease, no test). The next execution with the same limits
+    sends it its program instead of starting a server; a spare serves one execution and is killed
+    with it like any program server, and one that sat idle ``SPARE_IDLE`` seconds is killed
+    instead of used. Every other program server (restarts in an execution) is started fresh.
 
     >>> ex = ProcessExecutor()  # doctest: +SKIP
     >>> tests = [FunctionTest(call="f(1)", expected="2")]  # doctest: +SKIP
@@ -710,8 +759,9 @@ class ProcessExecutor:
     """
 
     name = "process"
+    SPARE_IDLE = 20.0
 
-    def __init__(self, layer: str = "auto", default_limits: Limits | None = None) -> None:
+    def __init__(self, layer: str = "auto", default_limits: Limits | None = None, prestart: bool = True) -> None:
         if layer == "auto":
             layer = best_layer()
         elif layer not in LAYERS:
@@ -724,6 +774,14 @@ class ProcessExecutor:
         # the program server runs treedec's own interpreter: it is sent compiled (``SERVER_BOOT``)
         self.compiled = os.path.realpath(self.python) == os.path.realpath(sys.executable)
         self._commands: dict[Limits, list[str]] = {}
+        # spares need a work directory that does not depend on the execution's uid: bwrap's tmpfs
+        self.prestart = prestart and layer == "bwrap"
+        self.program_servers = 0  # program servers started, spares included
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._spares: set[_Box] = set()
+        self._closed = False
+        self._finalizer = weakref.finalize(self, ProcessExecutor._close_spares, self._lock, self._spares)
         self.judges = JudgeLauncher(layer)
         if layer == "plain":
             _warn_plain()
@@ -732,9 +790,54 @@ class ProcessExecutor:
     def layer(self) -> str:
         return self._layer
 
+    @staticmethod
+    def _close_spares(lock: threading.Lock, spares: set[_Box]) -> None:
+        with lock:
+            boxes = list(spares)
+            spares.clear()
+        for box in boxes:
+            box.close()
+
     def close(self) -> None:
-        """Kill the idle (warm and spare) judges; later runs still work, each with a judge of its own."""
+        """Kill the idle judges and spare program servers; later runs still work, each with its own."""
+        with self._lock:
+            self._closed = True
+        self._close_spares(self._lock, self._spares)
         self.judges.close()
+
+    def _take_spare(self, limits: Limits) -> _Box | None:
+        """The thread's spare program server for ``limits``, no longer anyone else's; None if none."""
+        with self._lock:
+            box = getattr(self._local, "spare", None)
+            self._local.spare = None
+            if box is None or box not in self._spares:
+                return None
+            self._spares.discard(box)
+        chan = box.chan
+        fresh = time.monotonic() - box.since < self.SPARE_IDLE
+        if box.limits == limits and fresh and chan is not None and chan.alive():
+            return box
+        box.close()
+        return None
+
+    def _prestart(self, limits: Limits) -> None:
+        """Start the thread's spare program server, unless it has one."""
+        if getattr(self._local, "spare", None) is not None or self._closed:
+            return
+        box = _Box(self._layer, limits)
+        try:
+            box.chan = self._spawn(limits, box, "/work")
+            if self.compiled:
+                box.chan.send(build_server_boot(), time.monotonic() + STARTUP_ALLOWANCE)
+        except BaseException:
+            box.close()
+            raise
+        with self._lock:
+            if not self._closed and getattr(self._local, "spare", None) is None:
+                self._local.spare = box
+                self._spares.add(box)
+                return
+        box.close()
 
     def run(
         self,
@@ -747,41 +850,63 @@ class ProcessExecutor:
         limits = limits or self.default_limits
         root = os.geteuid() == 0
         lease = UidLease() if root else None
-        parent = cgroup_parent()
-        cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
-        tmp = scratch_dir("treedec-sbx-", self._layer)
+        box: _Box | None = None
         try:
-            out_path, err_path = tmp / "stdout", tmp / "stderr"
-            out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            box = self._take_spare(limits) if self.prestart else None
+            if box is None:
+                box = _Box(self._layer, limits)
+            workdir = self._workdir(box.tmp, lease)
+            this = box
+            first = [True]
+
+            def start(load: bool) -> _ProcessChannel:
+                spare, this.chan = this.chan, None  # a spare serves this execution's first server only
+                chan = self._start(program, entry_point, load, limits, lease, workdir, this, spare)
+                if first and self.prestart:
+                    first.clear()
+                    try:
+                        self._prestart(limits)  # the next execution's server boots while this one runs
+                    except Exception:
+                        log.exception("sandbox: could not start a spare program server")
+                return chan
+
+            def start_judge(key: str) -> JudgeHandle:
+                return self.judges.acquire(limits, key)
+
             try:
-                workdir = self._workdir(tmp, lease)
-
-                def start(load: bool) -> _ProcessChannel:
-                    return self._start(program, entry_point, load, limits, lease, workdir, out, err, cgroup)
-
-                def start_judge(key: str) -> JudgeHandle:
-                    return self.judges.acquire(limits, key)
-
                 result, starts = run_execution(start_judge, start, tests, limits, entry_point)
             finally:
-                os.close(out)
-                os.close(err)
-            result.stdout = _read_capped(out_path, limits.output_bytes)
-            result.stderr = _read_capped(err_path, limits.output_bytes)
+                box.close_files()
+            result.stdout = _read_capped(box.out_path, limits.output_bytes)
+            result.stderr = _read_capped(box.err_path, limits.output_bytes)
             result.layer = self._layer
             result.starts = starts
-            result.resource_scope = "cgroup" if cgroup is not None else "process"
+            result.resource_scope = "cgroup" if box.cgroup is not None else "process"
             return result
         finally:
-            if cgroup is not None:
-                cgroup.close()
+            if box is not None:
+                box.close()
             if lease is not None:
                 lease.release()
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _workdir(self, tmp: Path, lease: UidLease | None) -> str:
         return "/work" if self._layer == "bwrap" else _private_workdir(tmp, lease)
+
+    def _spawn(self, limits: Limits, box: _Box, workdir: str) -> _ProcessChannel:
+        """A program server started into ``box``, waiting for its first frame."""
+        cmd = self._commands.get(limits)
+        if cmd is None:
+            source = SERVER_BOOT if self.compiled else HARNESS_SOURCE
+            cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, source)
+            if len(self._commands) < 64:
+                self._commands[limits] = cmd
+        if box.cgroup is not None:
+            cmd = box.cgroup.wrap(cmd)
+        env = {**SANDBOX_ENV, "HOME": workdir}
+        chan = _ProcessChannel(cmd, env, box.out, box.err, cwd=None if self._layer == "bwrap" else workdir)
+        chan.wrapped = self._layer != "plain"
+        self.program_servers += 1
+        return chan
 
     def _start(
         self,
@@ -791,32 +916,25 @@ class ProcessExecutor:
         limits: Limits,
         lease: UidLease | None,
         workdir: str,
-        out: int,
-        err: int,
-        cgroup: ExecutionCgroup | None,
+        box: _Box,
+        chan: _ProcessChannel | None = None,
     ) -> _ProcessChannel:
-        cmd = self._commands.get(limits)
-        if cmd is None:
-            source = SERVER_BOOT if self.compiled else HARNESS_SOURCE
-            cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, source)
-            if len(self._commands) < 64:
-                self._commands[limits] = cmd
-        if cgroup is not None:
-            cmd = cgroup.wrap(cmd)
+        """A program server with its request written: ``chan`` (a spare, sent its boot frame already)
+        or a new one."""
+        boot = b""
+        if chan is None:
+            chan = self._spawn(limits, box, workdir)
+            boot = build_server_boot() if self.compiled else b""
         env = {**SANDBOX_ENV, "HOME": workdir}
-        chan = _ProcessChannel(cmd, env, out, err, cwd=None if self._layer == "bwrap" else workdir)
-        chan.wrapped = self._layer != "plain"
         extra: dict[str, Any] = {
             "reply_fd": chan.reply_fd,
             "workdir": workdir,
             "env": env,
             "uid": lease.uid if lease else None,
             "gid": lease.uid if lease else None,
-            "single_process": cgroup is None,
+            "single_process": box.cgroup is None,
         }
-        request = build_request(program, entry_point, limits, load, extra)
-        if self.compiled:
-            request = build_server_boot() + request
+        request = boot + build_request(program, entry_point, limits, load, extra)
         try:
             if not chan.send(request, time.monotonic() + STARTUP_ALLOWANCE):
                 log.warning("sandbox: the program server did not read its request in time")
