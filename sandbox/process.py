@@ -19,6 +19,13 @@ real interpreter, not a pyenv shim.
 The judge (``sandbox/judge.py``: the tests, the expected values, assert-style test code) runs in a
 sandbox of the same layer started by ``JudgeLauncher``, with a uid, pid namespace and work directory
 of its own; treedec's process only relays between the two (``sandbox/host.py``).
+
+Start-up is most of an execution's cost, so both sandboxes start lean: ``python -I -S -B`` with
+the code sent compiled when the sandbox runs treedec's own interpreter (``SERVER_BOOT``,
+``JUDGE_BOOT``), and modules that import little (no ``re``, ``json``, ``typing`` or ``enum`` in
+the judge; ``_signal`` in both). With bwrap each worker thread keeps one blank spare program server
+booted ahead of its next execution (``ProcessExecutor``), as ``JudgeLauncher`` does for judges;
+every execution still gets a program server that has never held another program.
 """
 
 from __future__ import annotations
