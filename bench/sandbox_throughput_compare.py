@@ -34,7 +34,8 @@ problems = list(read_problems().values())
 jobs = []
 for k in range(n):
     p = problems[(k // per_problem) % len(problems)]
-    jobs.append(Job(p["prompt"] + p["canonical_solution"], [FunctionTest(code=p["test"])], Limits(), p["entry_point"]))
+    program = p["prompt"] + p["canonical_solution"]
+    jobs.append(Job(program, [FunctionTest(code=p["test"])], Limits(), p["entry_point"]))
 print(json.dumps(bench.bench_layer("bwrap", jobs, workers)))
 """
 
@@ -52,7 +53,9 @@ def run_one(tree: str, n: int, per_problem: int, workers: int) -> dict[str, obje
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("trees", nargs="+", help="label=path, the first is the reference")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n", type=int, default=100)

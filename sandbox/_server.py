@@ -400,8 +400,13 @@ def _on_alarm(signum, frame):
     raise _Timeout()
 
 
+FIRST_FRAME_WAIT = 120  # seconds a (pre-started, blank) server waits for its request, then exits
+
+
 def _main():
+    signal.alarm(FIRST_FRAME_WAIT)  # SIGALRM's default action ends an idle spare
     request = _read_frame(0)
+    signal.alarm(0)
     request_fd = _high_fd(os.dup(0), 1)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)

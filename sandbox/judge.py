@@ -64,15 +64,15 @@ from sandbox.wire import (
     any_value,
     check_plain,
     decode_value,
+    dumps_plain,
     expect,
     is_bool,
     is_dict,
     is_int,
     is_str,
+    loads_plain,
     name_field,
     one_of,
-    dumps_plain,
-    loads_plain,
     parse_frame,
     str_list,
     text_field,
@@ -88,12 +88,15 @@ if TYPE_CHECKING:
 
 STARTUP_ALLOWANCE = 3.0  # seconds for the sandbox to start before the program's own clock runs
 _BUILTIN_NAMES = frozenset(dir(builtins))
-_FunctionType = type(lambda: None)
+if TYPE_CHECKING:
+    from types import FunctionType as _FunctionType
+else:
+    _FunctionType = type(lambda: None)  # types.FunctionType, without importing types
 
 
 def _parse(code: str, filename: str = "<unknown>") -> ast.Module:
     """``ast.parse`` without importing ast."""
-    return compile(code, filename, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)  # type: ignore[no-any-return]
+    return compile(code, filename, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)  # type: ignore[return-value]
 
 
 def _walk(tree: ast.AST) -> list[ast.AST]:

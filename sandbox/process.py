@@ -768,7 +768,9 @@ class ProcessExecutor:
     name = "process"
     SPARE_IDLE = 20.0
 
-    def __init__(self, layer: str = "auto", default_limits: Limits | None = None, prestart: bool = True) -> None:
+    def __init__(
+        self, layer: str = "auto", default_limits: Limits | None = None, prestart: bool = True
+    ) -> None:
         if layer == "auto":
             layer = best_layer()
         elif layer not in LAYERS:
@@ -828,9 +830,16 @@ class ProcessExecutor:
         return None
 
     def _prestart(self, limits: Limits) -> None:
-        """Start the thread's spare program server, unless it has one."""
+        """Start the thread's spare program server, unless it has one (and kill spares left idle too
+        long by threads that are gone; a spare also exits by itself, ``FIRST_FRAME_WAIT``)."""
         if getattr(self._local, "spare", None) is not None or self._closed:
             return
+        now = time.monotonic()
+        with self._lock:
+            stale = [b for b in self._spares if now - b.since > 2 * self.SPARE_IDLE]
+            self._spares.difference_update(stale)
+        for old in stale:
+            old.close()
         box = _Box(self._layer, limits)
         try:
             box.chan = self._spawn(limits, box, "/work")

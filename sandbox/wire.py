@@ -26,14 +26,18 @@ from __future__ import annotations
 # The judge imports this module at every start: no json, re, typing or collections here (each pulls
 # in enum, functools, ... for milliseconds of CPU per judge); the C scanner and encoder of json only.
 try:
-    from _json import encode_basestring_ascii as _quote
-    from _json import make_scanner as _make_scanner
+    import _json as _c_json
 except ImportError:  # pragma: no cover - an interpreter without the C accelerator
-    _make_scanner = None
-    from json import dumps as _json_dumps
+    _c_json = None  # type: ignore[assignment]
 
-    def _quote(text: str) -> str:
-        return _json_dumps(text)
+
+def _py_quote(text: str) -> str:  # pragma: no cover
+    import json
+
+    return json.dumps(text)
+
+
+_quote = _c_json.encode_basestring_ascii if _c_json is not None else _py_quote
 
 
 TYPE_CHECKING = False
@@ -75,7 +79,7 @@ class _ScanContext:
         self.memo: dict[str, str] = {}
 
 
-_scan = _make_scanner(_ScanContext()) if _make_scanner is not None else None
+_scan = _c_json.make_scanner(_ScanContext()) if _c_json is not None else None  # type: ignore[arg-type]
 
 
 def _json_loads(data: bytes | str) -> Any:
@@ -108,7 +112,7 @@ def dumps_plain(x: Any) -> str:
     """
     t = type(x)
     if t is str:
-        return _quote(x)  # type: ignore[no-any-return]
+        return _quote(x)
     if x is None:
         return "null"
     if t is bool:

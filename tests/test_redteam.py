@@ -636,7 +636,9 @@ def test_a_spare_program_server_is_not_used_when_stale_or_for_other_limits() -> 
         assert ex.run(IDENTITY, tests, LIMITS, entry_point="f").all_passed
         assert not spy.used[1][2] and not alive(stale)  # the stale spare was killed, not used
         other = ex._local.spare.chan.proc.pid
-        assert ex.run(IDENTITY, tests, LIMITS.model_copy(update={"wall_per_test": 2.0}), entry_point="f").all_passed
+        assert ex.run(
+            IDENTITY, tests, LIMITS.model_copy(update={"wall_per_test": 2.0}), entry_point="f"
+        ).all_passed
         assert not spy.used[2][2] and not alive(other)  # started for other limits: killed, not used
     finally:
         ex.close()
