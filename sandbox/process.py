@@ -714,7 +714,6 @@ class _Box:
     def __init__(self, layer: str, limits: Limits) -> None:
         self.limits = limits
         self.chan: _ProcessChannel | None = None
-        self.cmd: list[str] | None = None
         self.since = time.monotonic()
         parent = cgroup_parent()
         self.cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
@@ -735,17 +734,22 @@ class _Box:
                 os.close(fd)
         self.out = self.err = -1
 
-    def close(self) -> None:
-        """Kill its unused spare server (if any) and remove everything of it."""
-        if self.chan is not None:
-            self.chan.kill()
-            self.chan = None
-        self.close_files()
-        if self.cgroup is not None:
-            self.cgroup.close()
-            self.cgroup = None
-        if getattr(self, "tmp", None) is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+    def close(self, lease: UidLease | None = None) -> None:
+        """Kill its unused spare server (if any), release ``lease`` (every process of its uid killed),
+        then remove everything of it."""
+        try:
+            if self.chan is not None:
+                self.chan.kill()
+                self.chan = None
+            self.close_files()
+            if self.cgroup is not None:
+                self.cgroup.close()
+                self.cgroup = None
+        finally:
+            if lease is not None:
+                lease.release()
+            if getattr(self, "tmp", None) is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class ProcessExecutor:
@@ -901,8 +905,8 @@ class ProcessExecutor:
             return result
         finally:
             if box is not None:
-                box.close()
-            if lease is not None:
+                box.close(lease)
+            elif lease is not None:
                 lease.release()
 
     def _workdir(self, tmp: Path, lease: UidLease | None) -> str:
