@@ -45,13 +45,14 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
 from sandbox.framing import ChannelClosed
-from sandbox.host import JudgeHandle, run_execution
+from sandbox.host import JudgeHandle, background, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import (
     HARNESS_SOURCE,
@@ -331,6 +332,22 @@ def kill_uid(uid: int, timeout: float = 2.0) -> None:
             pids = _pids_of_uid(uid, pids)
 
 
+class _Slots:
+    """A worker thread's kept sandboxes (its warm judge, its spare judge or program server): an
+    object of its own, so a helper thread doing that worker's housekeeping fills the right one."""
+
+    def __init__(self) -> None:
+        self.warm: Any = None
+        self.spare: Any = None
+
+
+def _thread_slots(local: threading.local) -> _Slots:
+    slots = getattr(local, "slots", None)
+    if slots is None:
+        slots = local.slots = _Slots()
+    return slots  # type: ignore[no-any-return]
+
+
 class _ProcessChannel:
     """A started sandbox: frames in on its stdin pipe, replies out on a pipe it gets as ``reply_fd``.
 
@@ -566,22 +583,29 @@ class JudgeLauncher:
             self._closed = True
         self._kill_idle(self._lock, self._idle)
 
+    def _slots(self) -> _Slots:
+        """The calling thread's warm and spare judge slots."""
+        return _thread_slots(self._local)
+
     def _take(self, name: str) -> Any:
         """The thread's warm or spare entry, no longer idle; None if there is none (or it was closed)."""
+        slots = self._slots()
         with self._lock:
-            entry = getattr(self._local, name, None)
-            setattr(self._local, name, None)
+            entry = getattr(slots, name)
+            setattr(slots, name, None)
             if entry is None or entry[0] not in self._idle:
                 return None
             self._idle.discard(entry[0])
             return entry
 
-    def _keep(self, name: str, entry: tuple[Any, ...]) -> bool:
-        """Keep ``entry`` (its first item a channel) as the thread's warm or spare judge, if allowed."""
+    def _keep(self, name: str, entry: tuple[Any, ...], slots: _Slots | None = None) -> bool:
+        """Keep ``entry`` (its first item a channel) as the thread's (or ``slots``') warm or spare
+        judge, if allowed."""
+        slots = slots or self._slots()
         with self._lock:
-            if self._closed or getattr(self._local, name, None) is not None:
+            if self._closed or getattr(slots, name) is not None:
                 return False
-            setattr(self._local, name, entry)
+            setattr(slots, name, entry)
             self._idle.add(entry[0])
             return True
 
@@ -620,7 +644,8 @@ class JudgeLauncher:
                     work()
                 raise
         if self.prestart and self.reuse:
-            later.append(lambda: self._prestart(limits, cmd))
+            slots = self._slots()  # the housekeeping may run in a helper thread
+            later.append(lambda: self._prestart(limits, cmd, slots))
 
         def release(handle: JudgeHandle, keep: bool) -> None:
             if not (
@@ -642,12 +667,12 @@ class JudgeLauncher:
         handle.after_start = after_start
         return handle
 
-    def _prestart(self, limits: Limits, cmd: list[str]) -> None:
-        """Start the thread's spare judge, unless it has one."""
-        if getattr(self._local, "spare", None) is not None or self._closed:
+    def _prestart(self, limits: Limits, cmd: list[str], slots: _Slots) -> None:
+        """Start the spare judge of the worker thread of ``slots``, unless it has one."""
+        if slots.spare is not None or self._closed:
             return
         chan = self._start(limits, cmd)
-        if not self._keep("spare", (chan, cmd, time.monotonic())):
+        if not self._keep("spare", (chan, cmd, time.monotonic()), slots):
             chan.kill()
 
     def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
@@ -818,11 +843,16 @@ class ProcessExecutor:
         self._close_spares(self._lock, self._spares)
         self.judges.close()
 
+    def _slots(self) -> _Slots:
+        """The calling thread's spare program server slot."""
+        return _thread_slots(self._local)
+
     def _take_spare(self, limits: Limits) -> _Box | None:
         """The thread's spare program server for ``limits``, no longer anyone else's; None if none."""
+        slots = self._slots()
         with self._lock:
-            box = getattr(self._local, "spare", None)
-            self._local.spare = None
+            box = slots.spare
+            slots.spare = None
             if box is None or box not in self._spares:
                 return None
             self._spares.discard(box)
@@ -833,10 +863,11 @@ class ProcessExecutor:
         box.close()
         return None
 
-    def _prestart(self, limits: Limits) -> None:
-        """Start the thread's spare program server, unless it has one (and kill spares left idle too
-        long by threads that are gone; a spare also exits by itself, ``FIRST_FRAME_WAIT``)."""
-        if getattr(self._local, "spare", None) is not None or self._closed:
+    def _prestart(self, limits: Limits, slots: _Slots) -> None:
+        """Start the spare program server of the worker thread of ``slots``, unless it has one (and
+        kill spares left idle too long by threads that are gone; a spare also exits by itself,
+        ``FIRST_FRAME_WAIT``)."""
+        if slots.spare is not None or self._closed:
             return
         now = time.monotonic()
         with self._lock:
@@ -853,8 +884,8 @@ class ProcessExecutor:
             box.close()
             raise
         with self._lock:
-            if not self._closed and getattr(self._local, "spare", None) is None:
-                self._local.spare = box
+            if not self._closed and slots.spare is None:
+                slots.spare = box
                 self._spares.add(box)
                 return
         box.close()
@@ -871,6 +902,7 @@ class ProcessExecutor:
         root = os.geteuid() == 0
         lease = UidLease() if root else None
         box: _Box | None = None
+        helpers: list[Future[None]] = []
         try:
             box = self._take_spare(limits) if self.prestart else None
             if box is None:
@@ -878,16 +910,15 @@ class ProcessExecutor:
             workdir = self._workdir(box.tmp, lease)
             this = box
             first = [True]
+            slots = self._slots()
 
             def start(load: bool) -> _ProcessChannel:
                 spare, this.chan = this.chan, None  # a spare serves this execution's first server only
                 chan = self._start(program, entry_point, load, limits, lease, workdir, this, spare)
                 if first and self.prestart:
                     first.clear()
-                    try:
-                        self._prestart(limits)  # the next execution's server boots while this one runs
-                    except Exception:
-                        log.exception("sandbox: could not start a spare program server")
+                    # the next execution's server starts in a helper thread while this one runs
+                    helpers.append(background(lambda: self._prestart(limits, slots)))
                 return chan
 
             def start_judge(key: str) -> JudgeHandle:
@@ -904,6 +935,8 @@ class ProcessExecutor:
             result.resource_scope = "cgroup" if box.cgroup is not None else "process"
             return result
         finally:
+            for helper in helpers:
+                helper.result()
             if box is not None:
                 box.close(lease)
             elif lease is not None:

@@ -478,7 +478,7 @@ class JudgeSpy:
         self.launcher.acquire = spy  # type: ignore[method-assign]
 
     def spare_pid(self) -> int | None:
-        spare = getattr(self.launcher._local, "spare", None)
+        spare = self.launcher._slots().spare
         return spare[0].proc.pid if spare is not None else None
 
 
@@ -609,7 +609,7 @@ def test_a_spare_program_server_is_blank_and_serves_exactly_one_execution() -> N
             result = ex.run(program, [FunctionTest(call="f()", expected=expected)], LIMITS, entry_point="f")
             assert result.all_passed, result.verdicts
             assert not alive(spy.used[-1][1])  # killed with its execution
-        spare = getattr(ex._local, "spare", None)
+        spare = ex._slots().spare
         assert spare is not None and spare.chan is not None and alive(spare.chan.proc.pid)
         spare_pid = spare.chan.proc.pid
     finally:
@@ -631,11 +631,11 @@ def test_a_spare_program_server_is_not_used_when_stale_or_for_other_limits() -> 
     tests = [FunctionTest(call="f(1)", expected="1")]
     try:
         assert ex.run(IDENTITY, tests, LIMITS, entry_point="f").all_passed
-        stale = ex._local.spare.chan.proc.pid
+        stale = ex._slots().spare.chan.proc.pid
         time.sleep(0.4)
         assert ex.run(IDENTITY, tests, LIMITS, entry_point="f").all_passed
         assert not spy.used[1][2] and not alive(stale)  # the stale spare was killed, not used
-        other = ex._local.spare.chan.proc.pid
+        other = ex._slots().spare.chan.proc.pid
         assert ex.run(
             IDENTITY, tests, LIMITS.model_copy(update={"wall_per_test": 2.0}), entry_point="f"
         ).all_passed
