@@ -19,11 +19,15 @@ import io
 import marshal
 import os
 import resource
-import signal
-import struct
 import sys
 import time
-import types
+
+try:  # _signal, not signal: signal imports enum, functools and collections (milliseconds per start)
+    import _signal as signal
+except ImportError:  # pragma: no cover - an interpreter without the C module
+    import signal
+
+_ModuleType = type(sys)  # types.ModuleType, without importing types
 
 _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _Base = BaseException
@@ -144,7 +148,7 @@ def _read_exact(fd, n):
 
 
 def _read_frame(fd):
-    (n,) = struct.unpack(">I", _read_exact(fd, 4))
+    n = int.from_bytes(_read_exact(fd, 4), "big")
     return marshal.loads(_read_exact(fd, n))
 
 
@@ -231,7 +235,7 @@ class _Server:
             return {"t": "loaded", "ok": False, "compile_error": True, "et": et, "em": em}
         if not run:
             return {"t": "loaded", "ok": True}
-        main_mod = types.ModuleType("__main__")
+        main_mod = _ModuleType("__main__")
         self.ns = main_mod.__dict__
         sys.modules["__main__"] = main_mod
         try:
@@ -291,7 +295,7 @@ class _Server:
             if name not in self.ns:
                 continue
             x = self.ns[name]
-            if isinstance(x, types.ModuleType):
+            if isinstance(x, _ModuleType):
                 modules.append(name)
             elif callable(x):
                 funcs.append(name)
@@ -323,7 +327,7 @@ class _Server:
         reply = {"t": "o", "q": q, "s": "ok"}
         try:
             try:
-                io_mod = types.ModuleType("__main__")
+                io_mod = _ModuleType("__main__")
                 sys.modules["__main__"] = io_mod
                 try:
                     self.timed(budget, exec, self.code, io_mod.__dict__)
@@ -396,8 +400,13 @@ def _on_alarm(signum, frame):
     raise _Timeout()
 
 
+FIRST_FRAME_WAIT = 120  # seconds a (pre-started, blank) server waits for its request, then exits
+
+
 def _main():
+    signal.alarm(FIRST_FRAME_WAIT)  # SIGALRM's default action ends an idle spare
     request = _read_frame(0)
+    signal.alarm(0)
     request_fd = _high_fd(os.dup(0), 1)
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)

@@ -27,8 +27,13 @@ from __future__ import annotations
 
 import marshal
 import struct
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+
+TYPE_CHECKING = False  # the judge imports this module at every start: typing only for the checker
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, Protocol
+else:
+    Protocol = object
 
 # frame kinds between the host and the judge
 PROGRAM_LINE = b"L"  # host -> judge: 4-byte generation + one reply line of the program server
@@ -89,8 +94,11 @@ class Channel(Protocol):
     def kill(self) -> None: ...
 
 
-StartFn = Callable[[bool], Channel]
-"""Starts one program server; the argument says whether it must load the program (function tests)."""
+if TYPE_CHECKING:
+    StartFn = Callable[[bool], Channel]
+    """Starts one program server; the argument says whether it must load the program (function tests)."""
+else:
+    StartFn = "Callable[[bool], Channel]"
 
 
 def frame_request(obj: dict[str, Any]) -> bytes:

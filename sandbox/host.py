@@ -21,10 +21,12 @@ import json
 import logging
 import marshal
 import select
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sandbox.executor import ExecutionResult, Limits, TestLike, TestVerdict
 from sandbox.framing import (
@@ -44,7 +46,6 @@ from sandbox.framing import (
 from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import build_judge_boot
 from sandbox.wire import (
-    Shape,
     WireError,
     expect,
     is_bool,
@@ -56,6 +57,9 @@ from sandbox.wire import (
     text_field,
 )
 from search.problem import FunctionTest
+
+if TYPE_CHECKING:
+    from sandbox.wire import Shape
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +234,32 @@ class Verdicts:
         return result
 
 
+def _quietly(work: Callable[[], None]) -> None:
+    try:
+        work()
+    except Exception:
+        log.exception("sandbox: housekeeping failed")
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def background(work: Callable[[], None]) -> Future[None]:
+    """Run sandbox housekeeping (start a spare sandbox, kill a judge) off an execution's path.
+
+    The threads are long-lived on purpose: bwrap's ``--die-with-parent`` ties a sandbox to the
+    thread that started it (``PR_SET_PDEATHSIG``), so a sandbox started by a thread that then
+    ends would be killed with it.
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="treedec-sandbox-housekeeping")
+        pool = _pool
+    return pool.submit(_quietly, work)
+
+
 def _read_into(chan: HostChannel, sink: Callable[[bytes], None]) -> bool:
     """One read from ``chan`` into ``sink``; False at EOF."""
     try:
@@ -282,12 +312,12 @@ class _Relay:
             self.spare = execution.start_program(execution.load)
         except Exception:
             self.spare = None
+        # the judge's housekeeping (kill the judge of other tests, start a spare judge) runs in a
+        # helper thread while this execution runs; ``close`` waits for it
+        self.housekeeping: Future[None] | None = None
         after, self.handle.after_start = self.handle.after_start, None
         if after is not None:
-            try:
-                after()
-            except Exception:
-                log.exception("sandbox: judge housekeeping failed")
+            self.housekeeping = background(after)
         self.spare_gen = first_gen
         self.last_msg = time.monotonic()
         self.failed: str | None = None
@@ -303,6 +333,14 @@ class _Relay:
 
     def close(self) -> None:
         """Kill the program servers; keep the judge for the next job if it ended cleanly."""
+        try:
+            self._close()
+        finally:
+            if self.housekeeping is not None:
+                self.housekeeping.result()
+                self.housekeeping = None
+
+    def _close(self) -> None:
         after, self.handle.after_start = self.handle.after_start, None
         if after is not None:
             after()

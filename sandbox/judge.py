@@ -27,20 +27,22 @@ into the judge's sandbox as source (``sandbox/protocol.py``: ``JUDGE_BOOT``).
 
 from __future__ import annotations
 
-import ast
+# Imports are kept to what the judge needs at every start (it is a fresh interpreter per problem):
+# _ast, not ast (ast imports enum, contextlib, collections), _signal, not signal, no json, re or
+# typing (sandbox/wire.py parses JSON with json's C scanner); ast and importlib load on first use.
+import _ast
 import builtins
-import importlib
-import json
 import math
 import os
 import resource
 import select
-import signal
 import sys
 import time
-import types
-from collections.abc import Callable, Sequence
-from typing import Any
+
+try:
+    import _signal as signal
+except ImportError:  # pragma: no cover - an interpreter without the C module
+    import signal
 
 from sandbox.framing import (
     CONTROL,
@@ -58,16 +60,17 @@ from sandbox.framing import (
     with_generation,
 )
 from sandbox.wire import (
-    Shape,
     WireError,
     any_value,
     check_plain,
     decode_value,
+    dumps_plain,
     expect,
     is_bool,
     is_dict,
     is_int,
     is_str,
+    loads_plain,
     name_field,
     one_of,
     parse_frame,
@@ -75,8 +78,40 @@ from sandbox.wire import (
     text_field,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ast
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
+    from sandbox.wire import Shape
+
 STARTUP_ALLOWANCE = 3.0  # seconds for the sandbox to start before the program's own clock runs
 _BUILTIN_NAMES = frozenset(dir(builtins))
+if TYPE_CHECKING:
+    from types import FunctionType as _FunctionType
+else:
+    _FunctionType = type(lambda: None)  # types.FunctionType, without importing types
+
+
+def _parse(code: str, filename: str = "<unknown>") -> ast.Module:
+    """``ast.parse`` without importing ast."""
+    return compile(code, filename, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)  # type: ignore[return-value]
+
+
+def _walk(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` (``ast.walk``'s nodes, as a list)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, _ast.AST):
+                todo.append(value)
+            elif isinstance(value, list):
+                todo.extend(v for v in value if isinstance(v, _ast.AST))
+    return out
 
 
 def values_equal(a: Any, b: Any) -> bool:
@@ -124,14 +159,18 @@ def normalize_stdout(text: str) -> str:
 def needs_check_call(code: str) -> bool:
     """HumanEval-style test code defines ``check(candidate)`` without calling it."""
     try:
-        tree = ast.parse(code)
-    except SyntaxError:
+        tree = _parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
-    defines = any(isinstance(n, ast.FunctionDef) and n.name == "check" for n in tree.body)
+    return _needs_check_call(tree)
+
+
+def _needs_check_call(tree: ast.Module) -> bool:
+    defines = any(isinstance(n, _ast.FunctionDef) and n.name == "check" for n in tree.body)
     calls = any(
-        isinstance(n, ast.Expr)
-        and isinstance(n.value, ast.Call)
-        and isinstance(n.value.func, ast.Name)
+        isinstance(n, _ast.Expr)
+        and isinstance(n.value, _ast.Call)
+        and isinstance(n.value.func, _ast.Name)
         and n.value.func.id == "check"
         for n in tree.body
     )
@@ -142,14 +181,14 @@ def program_names(tree: ast.AST) -> set[str]:
     """Names a test reads but neither binds nor gets from the builtins: it takes them from the program."""
     loads: set[str] = set()
     bound: set[str] = set()
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Name):
-            (loads if isinstance(n.ctx, ast.Load) else bound).add(n.id)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+    for n in _walk(tree):
+        if isinstance(n, _ast.Name):
+            (loads if isinstance(n.ctx, _ast.Load) else bound).add(n.id)
+        elif isinstance(n, (_ast.FunctionDef, _ast.AsyncFunctionDef, _ast.ClassDef)):
             bound.add(n.name)
-        elif isinstance(n, ast.arg):
+        elif isinstance(n, _ast.arg):
             bound.add(n.arg)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+        elif isinstance(n, (_ast.Import, _ast.ImportFrom)):
             bound.update((a.asname or a.name).split(".")[0] for a in n.names)
     return loads - bound - _BUILTIN_NAMES
 
@@ -409,6 +448,8 @@ class Session:
                     out[name] = ProgramFunction(self, name)
             for name in frame["m"]:
                 if name in names and name in sys.stdlib_module_names and name not in out:
+                    import importlib
+
                     out[name] = importlib.import_module(name)
             for name, raw in frame["v"].items():
                 if name in names and name not in out:
@@ -435,7 +476,9 @@ def death_verdict(i: int, code: int | None, sig: int | None, duration: float) ->
     if sig == signal.SIGXCPU:
         return Verdict(index=i, status="timeout", message="CPU time limit", signal=sig, duration=duration)
     if sig is not None:
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        import signal as signals  # the enum of names (the judge runs on _signal)
+
+        name = signals.Signals(sig).name if sig in signals.Signals._value2member_map_ else str(sig)
         return Verdict(index=i, status="signal", signal=sig, message=f"killed by {name}", duration=duration)
     return Verdict(
         index=i,
@@ -449,7 +492,8 @@ def death_verdict(i: int, code: int | None, sig: int | None, duration: float) ->
 # --- the judge ---
 
 _Outcome = tuple[str, str | None, str | None]  # program status, exception type, message
-Emit = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    Emit = Callable[[dict[str, Any]], None]
 
 
 class Judge:
@@ -480,6 +524,8 @@ class Judge:
 
     def _prepare_expected(self, i: int, text: str) -> None:
         """The expected value of a call test, from the test text: a literal, else an expression."""
+        import ast  # only call tests with an expected value need it
+
         try:
             self.expected[i] = ast.literal_eval(text)
             return
@@ -630,7 +676,7 @@ class Judge:
 
     def _code_test(self, session: Session, run: _TestRun, code: str) -> Verdict:
         try:
-            tree = ast.parse(code, "<test>")
+            tree = _parse(code, "<test>")
             compiled = compile(tree, "<test>", "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             return Verdict(
@@ -645,9 +691,9 @@ class Judge:
         if wanted:
             ns.update(session.bindings(sorted(wanted)))
         exec(compiled, ns)
-        if needs_check_call(code):
+        if _needs_check_call(tree):
             check = ns.get("check")
-            if not (isinstance(check, types.FunctionType) and check.__code__.co_filename == "<test>"):
+            if not (isinstance(check, _FunctionType) and check.__code__.co_filename == "<test>"):
                 raise NameError("the test does not define check(candidate)")
             check(ns.get(self.entry or "candidate", ns.get("candidate")))
         return Verdict(index=run.index, status="passed")
@@ -711,7 +757,7 @@ class HostLink:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def control(self, frame: dict[str, Any]) -> None:
-        self.write(CONTROL, json.dumps(frame, ensure_ascii=True, allow_nan=False).encode())
+        self.write(CONTROL, dumps_plain(frame).encode())
 
     def _pump(self, deadline: float | None) -> bool:
         """Read what the host sent until ``deadline``; False if nothing arrived in time."""
@@ -742,7 +788,7 @@ class HostLink:
             gen, line = split_generation(payload)
             self.lines.setdefault(gen, []).append(line)
         else:
-            msg = json.loads(payload)
+            msg = loads_plain(payload)
             if msg["t"] == "closed":
                 self.closed[int(msg["g"])] = (msg.get("code"), msg.get("sig"))
 

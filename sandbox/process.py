@@ -19,6 +19,13 @@ real interpreter, not a pyenv shim.
 The judge (``sandbox/judge.py``: the tests, the expected values, assert-style test code) runs in a
 sandbox of the same layer started by ``JudgeLauncher``, with a uid, pid namespace and work directory
 of its own; treedec's process only relays between the two (``sandbox/host.py``).
+
+Start-up is most of an execution's cost, so both sandboxes start lean: ``python -I -S -B`` with
+the code sent compiled when the sandbox runs treedec's own interpreter (``SERVER_BOOT``,
+``JUDGE_BOOT``), and modules that import little (no ``re``, ``json``, ``typing`` or ``enum`` in
+the judge; ``_signal`` in both). With bwrap each worker thread keeps one blank spare program server
+booted ahead of its next execution (``ProcessExecutor``), as ``JudgeLauncher`` does for judges;
+every execution still gets a program server that has never held another program.
 """
 
 from __future__ import annotations
@@ -38,16 +45,24 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
 from sandbox.framing import ChannelClosed
-from sandbox.host import JudgeHandle, run_execution
+from sandbox.host import JudgeHandle, background, run_execution
 from sandbox.judge import STARTUP_ALLOWANCE
-from sandbox.protocol import HARNESS_SOURCE, JUDGE_BOOT, build_judge_boot, build_request
-from sandbox.resources import ExecutionCgroup, cgroup_parent, kill_until_gone, sigkill
+from sandbox.protocol import (
+    HARNESS_SOURCE,
+    JUDGE_BOOT,
+    SERVER_BOOT,
+    build_judge_boot,
+    build_request,
+    build_server_boot,
+)
+from sandbox.resources import ExecutionCgroup, cgroup_parent
 
 log = logging.getLogger(__name__)
 
@@ -256,16 +271,19 @@ def _status_field(data: bytes, key: bytes) -> list[bytes]:
     return data[start : end if end >= 0 else len(data)].split()
 
 
-def _pids_of_uid(uid: int) -> list[int]:
-    """Live (not zombie) processes whose real or effective uid is ``uid``.
+def _pids_of_uid(uid: int, among: Sequence[int] | None = None) -> list[int]:
+    """Live (not zombie) processes whose real or effective uid is ``uid`` (of ``among``, else of all).
 
     Read from /proc/PID/status, not the owner of /proc/PID: a process that changed credentials
     and has not exec'd yet is non-dumpable, and its /proc entry is then owned by root. (One raw
-    read per process, and only its State and Uid lines parsed: this runs after every execution.)
+    read per process, and only the State and Uid lines parsed of a process whose status mentions
+    the uid at all: this runs after every execution.)
     """
     want = str(uid).encode()
+    tabbed = b"\t" + want
     pids = []
-    for name in os.listdir("/proc"):
+    names = [str(p) for p in among] if among is not None else os.listdir("/proc")
+    for name in names:
         if not name.isdigit():
             continue
         try:
@@ -278,6 +296,8 @@ def _pids_of_uid(uid: int) -> list[int]:
             continue
         finally:
             os.close(fd)
+        if tabbed not in data:
+            continue
         state = _status_field(data, b"State")[:1]
         uids = _status_field(data, b"Uid")[:2]
         if state and state[0] not in (b"Z", b"X") and want in uids:
@@ -286,10 +306,46 @@ def _pids_of_uid(uid: int) -> list[int]:
 
 
 def kill_uid(uid: int, timeout: float = 2.0) -> None:
-    """SIGKILL every process running as ``uid`` and wait until none is left."""
-    left = kill_until_gone(lambda: _pids_of_uid(uid), sigkill, timeout)
-    if left:
-        log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, left)
+    """SIGKILL every process running as ``uid`` and wait until none is left.
+
+    Every round scans all of /proc, kills what runs as ``uid``, and waits until those processes
+    are gone (watching only them) before the next full scan, which must find none: a process
+    forked before the kill is found by that scan.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        pids = _pids_of_uid(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        pause = 0.0005
+        while pids:
+            if time.monotonic() > end:
+                log.warning("sandbox: processes of uid %d survive SIGKILL: %s", uid, pids)
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, 0.004)
+            pids = _pids_of_uid(uid, pids)
+
+
+class _Slots:
+    """A worker thread's kept sandboxes (its warm judge, its spare judge or program server): an
+    object of its own, so a helper thread doing that worker's housekeeping fills the right one."""
+
+    def __init__(self) -> None:
+        self.warm: Any = None
+        self.spare: Any = None
+
+
+def _thread_slots(local: threading.local) -> _Slots:
+    slots = getattr(local, "slots", None)
+    if slots is None:
+        slots = local.slots = _Slots()
+    return slots  # type: ignore[no-any-return]
 
 
 class _ProcessChannel:
@@ -384,6 +440,28 @@ class _ProcessChannel:
             return None, rc - 128
         return rc, None
 
+    def _wait_reply_eof(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until no process holds the reply channel open any more.
+
+        The sandbox's processes die asynchronously after it is killed (the pid namespace is torn
+        down after bwrap exits); once the last of them is gone the reply pipe reads EOF, and the
+        uid scan of the cleanup (``kill_uid``, which decides) then usually finds none of them
+        still exiting. A process that closed the channel does not delay this; the scan finds it.
+        """
+        if self._r < 0:
+            return
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                ready, _, _ = select.select([self._r], [], [], left)
+                if ready and not os.read(self._r, 1 << 16):
+                    return
+            except OSError:
+                return
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -392,6 +470,7 @@ class _ProcessChannel:
                 pass
             self.proc.kill()
         self.proc.wait()
+        self._wait_reply_eof(0.05)
         for fd in (self._r, self._w):
             try:
                 os.close(fd)
@@ -403,6 +482,32 @@ class _ProcessChannel:
                 self.cleanup.pop()()
             except Exception:
                 log.exception("sandbox: cleanup failed")
+
+
+@lru_cache(maxsize=1)
+def _memory_tmp() -> str | None:
+    """/dev/shm when it is a writable memory file system (creating and removing a directory there
+    costs microseconds; on a disk file system, milliseconds of waiting per execution)."""
+    try:
+        st = os.statvfs("/dev/shm")
+        ok = os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) and st.f_bavail > 0
+        with open("/proc/self/mounts") as f:
+            tmpfs = any(line.split()[1:3] == ["/dev/shm", "tmpfs"] for line in f)
+    except OSError:
+        return None
+    return "/dev/shm" if ok and tmpfs else None
+
+
+def scratch_dir(prefix: str, layer: str) -> Path:
+    """A new private (0700) host directory for one sandbox's output files.
+
+    bwrap: on a memory file system when there is one, since the sandbox writes only its capped
+    stdout/stderr (or log) there; its own files go to a tmpfs inside the sandbox. Other layers
+    use the host directory as the sandbox's work directory, so it stays on the temp directory's
+    file system.
+    """
+    base = _memory_tmp() if layer == "bwrap" else None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -478,22 +583,29 @@ class JudgeLauncher:
             self._closed = True
         self._kill_idle(self._lock, self._idle)
 
+    def _slots(self) -> _Slots:
+        """The calling thread's warm and spare judge slots."""
+        return _thread_slots(self._local)
+
     def _take(self, name: str) -> Any:
         """The thread's warm or spare entry, no longer idle; None if there is none (or it was closed)."""
+        slots = self._slots()
         with self._lock:
-            entry = getattr(self._local, name, None)
-            setattr(self._local, name, None)
+            entry = getattr(slots, name)
+            setattr(slots, name, None)
             if entry is None or entry[0] not in self._idle:
                 return None
             self._idle.discard(entry[0])
             return entry
 
-    def _keep(self, name: str, entry: tuple[Any, ...]) -> bool:
-        """Keep ``entry`` (its first item a channel) as the thread's warm or spare judge, if allowed."""
+    def _keep(self, name: str, entry: tuple[Any, ...], slots: _Slots | None = None) -> bool:
+        """Keep ``entry`` (its first item a channel) as the thread's (or ``slots``') warm or spare
+        judge, if allowed."""
+        slots = slots or self._slots()
         with self._lock:
-            if self._closed or getattr(self._local, name, None) is not None:
+            if self._closed or getattr(slots, name) is not None:
                 return False
-            setattr(self._local, name, entry)
+            setattr(slots, name, entry)
             self._idle.add(entry[0])
             return True
 
@@ -532,7 +644,8 @@ class JudgeLauncher:
                     work()
                 raise
         if self.prestart and self.reuse:
-            later.append(lambda: self._prestart(limits, cmd))
+            slots = self._slots()  # the housekeeping may run in a helper thread
+            later.append(lambda: self._prestart(limits, cmd, slots))
 
         def release(handle: JudgeHandle, keep: bool) -> None:
             if not (
@@ -554,12 +667,12 @@ class JudgeLauncher:
         handle.after_start = after_start
         return handle
 
-    def _prestart(self, limits: Limits, cmd: list[str]) -> None:
-        """Start the thread's spare judge, unless it has one."""
-        if getattr(self._local, "spare", None) is not None or self._closed:
+    def _prestart(self, limits: Limits, cmd: list[str], slots: _Slots) -> None:
+        """Start the spare judge of the worker thread of ``slots``, unless it has one."""
+        if slots.spare is not None or self._closed:
             return
         chan = self._start(limits, cmd)
-        if not self._keep("spare", (chan, cmd, time.monotonic())):
+        if not self._keep("spare", (chan, cmd, time.monotonic()), slots):
             chan.kill()
 
     def start(self, limits: Limits) -> tuple[_ProcessChannel, dict[str, Any]]:
@@ -569,7 +682,7 @@ class JudgeLauncher:
 
     def _start(self, limits: Limits, cmd: list[str]) -> _ProcessChannel:
         lease = UidLease() if os.geteuid() == 0 else None
-        tmp = Path(tempfile.mkdtemp(prefix="treedec-judge-"))
+        tmp = scratch_dir("treedec-judge-", self.layer)
         try:
             workdir = "/work" if self.layer == "bwrap" else _private_workdir(tmp, lease)
             log_path = tmp / "judge.log"
@@ -619,8 +732,61 @@ class JudgeLauncher:
         return chan
 
 
+class _Box:
+    """One execution's host side: its scratch directory with the stdout/stderr files, its cgroup,
+    and (a spare) a blank program server started into them before its program was known."""
+
+    def __init__(self, layer: str, limits: Limits) -> None:
+        self.limits = limits
+        self.chan: _ProcessChannel | None = None
+        self.since = time.monotonic()
+        parent = cgroup_parent()
+        self.cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
+        self.out = self.err = -1
+        try:
+            self.tmp = scratch_dir("treedec-sbx-", layer)
+            self.out_path, self.err_path = self.tmp / "stdout", self.tmp / "stderr"
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            self.out = os.open(self.out_path, flags, 0o600)
+            self.err = os.open(self.err_path, flags, 0o600)
+        except BaseException:
+            self.close()
+            raise
+
+    def close_files(self) -> None:
+        for fd in (self.out, self.err):
+            if fd >= 0:
+                os.close(fd)
+        self.out = self.err = -1
+
+    def close(self, lease: UidLease | None = None) -> None:
+        """Kill its unused spare server (if any), release ``lease`` (every process of its uid killed),
+        then remove everything of it."""
+        try:
+            if self.chan is not None:
+                self.chan.kill()
+                self.chan = None
+            self.close_files()
+            if self.cgroup is not None:
+                self.cgroup.close()
+                self.cgroup = None
+        finally:
+            if lease is not None:
+                lease.release()
+            if getattr(self, "tmp", None) is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class ProcessExecutor:
     """Runs programs on this machine in the best available layer (or the one named).
+
+    Spare program servers (``prestart``, the bwrap layer): once an execution's first program server
+    started, its thread starts one blank program server for its next execution, in a sandbox, scratch
+    directory and cgroup of its own: it boots, loads the server's code and waits for its first frame,
+    holding nothing (no program, no uid lease, no test). The next execution with the same limits
+    sends it its program instead of starting a server; a spare serves one execution and is killed
+    with it like any program server, and one that sat idle ``SPARE_IDLE`` seconds is killed
+    instead of used. Every other program server (restarts in an execution) is started fresh.
 
     >>> ex = ProcessExecutor()  # doctest: +SKIP
     >>> tests = [FunctionTest(call="f(1)", expected="2")]  # doctest: +SKIP
@@ -629,8 +795,11 @@ class ProcessExecutor:
     """
 
     name = "process"
+    SPARE_IDLE = 20.0
 
-    def __init__(self, layer: str = "auto", default_limits: Limits | None = None) -> None:
+    def __init__(
+        self, layer: str = "auto", default_limits: Limits | None = None, prestart: bool = True
+    ) -> None:
         if layer == "auto":
             layer = best_layer()
         elif layer not in LAYERS:
@@ -640,6 +809,17 @@ class ProcessExecutor:
         self._layer = layer
         self.default_limits = default_limits or Limits()
         self.python, self.prefixes = real_interpreter(visible_host=layer != "bwrap")
+        # the program server runs treedec's own interpreter: it is sent compiled (``SERVER_BOOT``)
+        self.compiled = os.path.realpath(self.python) == os.path.realpath(sys.executable)
+        self._commands: dict[Limits, list[str]] = {}
+        # spares need a work directory that does not depend on the execution's uid: bwrap's tmpfs
+        self.prestart = prestart and layer == "bwrap"
+        self.program_servers = 0  # program servers started, spares included
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._spares: set[_Box] = set()
+        self._closed = False
+        self._finalizer = weakref.finalize(self, ProcessExecutor._close_spares, self._lock, self._spares)
         self.judges = JudgeLauncher(layer)
         if layer == "plain":
             _warn_plain()
@@ -648,9 +828,67 @@ class ProcessExecutor:
     def layer(self) -> str:
         return self._layer
 
+    @staticmethod
+    def _close_spares(lock: threading.Lock, spares: set[_Box]) -> None:
+        with lock:
+            boxes = list(spares)
+            spares.clear()
+        for box in boxes:
+            box.close()
+
     def close(self) -> None:
-        """Kill the idle (warm and spare) judges; later runs still work, each with a judge of its own."""
+        """Kill the idle judges and spare program servers; later runs still work, each with its own."""
+        with self._lock:
+            self._closed = True
+        self._close_spares(self._lock, self._spares)
         self.judges.close()
+
+    def _slots(self) -> _Slots:
+        """The calling thread's spare program server slot."""
+        return _thread_slots(self._local)
+
+    def _take_spare(self, limits: Limits) -> _Box | None:
+        """The thread's spare program server for ``limits``, no longer anyone else's; None if none."""
+        slots = self._slots()
+        with self._lock:
+            box = slots.spare
+            slots.spare = None
+            if box is None or box not in self._spares:
+                return None
+            self._spares.discard(box)
+        chan = box.chan
+        fresh = time.monotonic() - box.since < self.SPARE_IDLE
+        if box.limits == limits and fresh and chan is not None and chan.alive():
+            return box
+        box.close()
+        return None
+
+    def _prestart(self, limits: Limits, slots: _Slots) -> None:
+        """Start the spare program server of the worker thread of ``slots``, unless it has one (and
+        kill spares left idle too long by threads that are gone; a spare also exits by itself,
+        ``FIRST_FRAME_WAIT``)."""
+        if slots.spare is not None or self._closed:
+            return
+        now = time.monotonic()
+        with self._lock:
+            stale = [b for b in self._spares if now - b.since > 2 * self.SPARE_IDLE]
+            self._spares.difference_update(stale)
+        for old in stale:
+            old.close()
+        box = _Box(self._layer, limits)
+        try:
+            box.chan = self._spawn(limits, box, "/work")
+            if self.compiled:
+                box.chan.send(build_server_boot(), time.monotonic() + STARTUP_ALLOWANCE)
+        except BaseException:
+            box.close()
+            raise
+        with self._lock:
+            if not self._closed and slots.spare is None:
+                slots.spare = box
+                self._spares.add(box)
+                return
+        box.close()
 
     def run(
         self,
@@ -663,41 +901,65 @@ class ProcessExecutor:
         limits = limits or self.default_limits
         root = os.geteuid() == 0
         lease = UidLease() if root else None
-        parent = cgroup_parent()
-        cgroup = ExecutionCgroup(parent, limits) if parent is not None else None
-        tmp = Path(tempfile.mkdtemp(prefix="treedec-sbx-"))
+        box: _Box | None = None
+        helpers: list[Future[None]] = []
         try:
-            out_path, err_path = tmp / "stdout", tmp / "stderr"
-            out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            box = self._take_spare(limits) if self.prestart else None
+            if box is None:
+                box = _Box(self._layer, limits)
+            workdir = self._workdir(box.tmp, lease)
+            this = box
+            first = [True]
+            slots = self._slots()
+
+            def start(load: bool) -> _ProcessChannel:
+                spare, this.chan = this.chan, None  # a spare serves this execution's first server only
+                chan = self._start(program, entry_point, load, limits, lease, workdir, this, spare)
+                if first and self.prestart:
+                    first.clear()
+                    # the next execution's server starts in a helper thread while this one runs
+                    helpers.append(background(lambda: self._prestart(limits, slots)))
+                return chan
+
+            def start_judge(key: str) -> JudgeHandle:
+                return self.judges.acquire(limits, key)
+
             try:
-                workdir = self._workdir(tmp, lease)
-
-                def start(load: bool) -> _ProcessChannel:
-                    return self._start(program, entry_point, load, limits, lease, workdir, out, err, cgroup)
-
-                def start_judge(key: str) -> JudgeHandle:
-                    return self.judges.acquire(limits, key)
-
                 result, starts = run_execution(start_judge, start, tests, limits, entry_point)
             finally:
-                os.close(out)
-                os.close(err)
-            result.stdout = _read_capped(out_path, limits.output_bytes)
-            result.stderr = _read_capped(err_path, limits.output_bytes)
+                box.close_files()
+            result.stdout = _read_capped(box.out_path, limits.output_bytes)
+            result.stderr = _read_capped(box.err_path, limits.output_bytes)
             result.layer = self._layer
             result.starts = starts
-            result.resource_scope = "cgroup" if cgroup is not None else "process"
+            result.resource_scope = "cgroup" if box.cgroup is not None else "process"
             return result
         finally:
-            if cgroup is not None:
-                cgroup.close()
-            if lease is not None:
+            for helper in helpers:
+                helper.result()
+            if box is not None:
+                box.close(lease)
+            elif lease is not None:
                 lease.release()
-            shutil.rmtree(tmp, ignore_errors=True)
 
     def _workdir(self, tmp: Path, lease: UidLease | None) -> str:
         return "/work" if self._layer == "bwrap" else _private_workdir(tmp, lease)
+
+    def _spawn(self, limits: Limits, box: _Box, workdir: str) -> _ProcessChannel:
+        """A program server started into ``box``, waiting for its first frame."""
+        cmd = self._commands.get(limits)
+        if cmd is None:
+            source = SERVER_BOOT if self.compiled else HARNESS_SOURCE
+            cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, source)
+            if len(self._commands) < 64:
+                self._commands[limits] = cmd
+        if box.cgroup is not None:
+            cmd = box.cgroup.wrap(cmd)
+        env = {**SANDBOX_ENV, "HOME": workdir}
+        chan = _ProcessChannel(cmd, env, box.out, box.err, cwd=None if self._layer == "bwrap" else workdir)
+        chan.wrapped = self._layer != "plain"
+        self.program_servers += 1
+        return chan
 
     def _start(
         self,
@@ -707,25 +969,25 @@ class ProcessExecutor:
         limits: Limits,
         lease: UidLease | None,
         workdir: str,
-        out: int,
-        err: int,
-        cgroup: ExecutionCgroup | None,
+        box: _Box,
+        chan: _ProcessChannel | None = None,
     ) -> _ProcessChannel:
-        cmd = sandbox_command(self._layer, self.python, self.prefixes, limits, HARNESS_SOURCE)
-        if cgroup is not None:
-            cmd = cgroup.wrap(cmd)
+        """A program server with its request written: ``chan`` (a spare, sent its boot frame already)
+        or a new one."""
+        boot = b""
+        if chan is None:
+            chan = self._spawn(limits, box, workdir)
+            boot = build_server_boot() if self.compiled else b""
         env = {**SANDBOX_ENV, "HOME": workdir}
-        chan = _ProcessChannel(cmd, env, out, err, cwd=None if self._layer == "bwrap" else workdir)
-        chan.wrapped = self._layer != "plain"
         extra: dict[str, Any] = {
             "reply_fd": chan.reply_fd,
             "workdir": workdir,
             "env": env,
             "uid": lease.uid if lease else None,
             "gid": lease.uid if lease else None,
-            "single_process": cgroup is None,
+            "single_process": box.cgroup is None,
         }
-        request = build_request(program, entry_point, limits, load, extra)
+        request = boot + build_request(program, entry_point, limits, load, extra)
         try:
             if not chan.send(request, time.monotonic() + STARTUP_ALLOWANCE):
                 log.warning("sandbox: the program server did not read its request in time")

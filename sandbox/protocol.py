@@ -14,6 +14,7 @@ judge: newline-framed JSON lines, untrusted, checked by ``sandbox/wire.py``. Hos
 
 from __future__ import annotations
 
+import marshal
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ JUDGE_MODULES = tuple(
 )
 
 JUDGE_BOOT = """\
-import marshal, os, struct, sys, types
+import marshal, os, sys
 def _rx(n):
     b = b""
     while len(b) < n:
@@ -40,12 +41,12 @@ def _rx(n):
             os._exit(71)
         b += c
     return b
-_req = marshal.loads(_rx(struct.unpack(">I", _rx(4))[0]))
-_pkg = types.ModuleType("sandbox")
+_req = marshal.loads(_rx(int.from_bytes(_rx(4), "big")))
+_pkg = type(sys)("sandbox")
 _pkg.__path__ = []
 sys.modules["sandbox"] = _pkg
 for _name, _src in _req["modules"]:
-    _m = types.ModuleType(_name)
+    _m = type(sys)(_name)
     _m.__file__ = "<" + _name + ">"
     sys.modules[_name] = _m
     setattr(_pkg, _name.rpartition(".")[2], _m)
@@ -54,8 +55,26 @@ del _req, _pkg, _m, _src
 sys.modules["sandbox.judge"].main()
 """
 
+SERVER_BOOT = """\
+import marshal, os
+def _rx(n):
+    b = b""
+    while len(b) < n:
+        c = os.read(0, n - len(b))
+        if not c:
+            os._exit(71)
+        b += c
+    return b
+_code = marshal.loads(_rx(int.from_bytes(_rx(4), "big")))
+del _rx
+exec(_code)
+"""
+"""The program server's bootstrap when it runs treedec's own interpreter: its first frame is the
+server's code object (``build_server_boot``), compiled once here instead of at every start."""
+
 __all__ = [
     "HARNESS_SOURCE",
+    "SERVER_BOOT",
     "HARNESS_VERSION",
     "JUDGE_BOOT",
     "Channel",
@@ -63,6 +82,7 @@ __all__ = [
     "ReplyLines",
     "StartFn",
     "build_judge_boot",
+    "build_server_boot",
     "build_request",
     "frame_request",
 ]
@@ -91,3 +111,10 @@ def build_judge_boot(compiled: bool = False) -> bytes:
     """The judge's first frame: its modules as source, or as code objects when the judge runs this
     very interpreter (``compiled``: marshal's code format is specific to the Python version)."""
     return frame_request({"modules": list(_COMPILED if compiled else JUDGE_MODULES)})
+
+
+@lru_cache(maxsize=1)
+def build_server_boot() -> bytes:
+    """``SERVER_BOOT``'s first frame: the program server's code, compiled (the same interpreter only)."""
+    data = marshal.dumps(compile(HARNESS_SOURCE, "<server>", "exec", dont_inherit=True))
+    return len(data).to_bytes(4, "big") + data

@@ -478,7 +478,7 @@ class JudgeSpy:
         self.launcher.acquire = spy  # type: ignore[method-assign]
 
     def spare_pid(self) -> int | None:
-        spare = getattr(self.launcher._local, "spare", None)
+        spare = self.launcher._slots().spare
         return spare[0].proc.pid if spare is not None else None
 
 
@@ -555,3 +555,90 @@ def test_a_spare_judge_that_sat_idle_too_long_is_recycled() -> None:
     finally:
         ex.close()
     assert spy.spare_pid() is None or not alive(spy.spare_pid() or 0)
+
+
+# --- spare program servers: blank, one execution each ----------------------------------------------
+
+
+class ServerSpy:
+    """Records the program servers ``ex`` starts: (program, pid, whether it was a spare)."""
+
+    def __init__(self, ex: ProcessExecutor) -> None:
+        self.used: list[tuple[str, int, bool]] = []
+        start = ex._start
+
+        def spy(
+            program: str,
+            entry_point: str | None,
+            load: bool,
+            limits: Limits,
+            lease: object,
+            workdir: str,
+            box: object,
+            chan: _ProcessChannel | None = None,
+        ) -> _ProcessChannel:
+            spare = chan is not None
+            started = start(program, entry_point, load, limits, lease, workdir, box, chan)  # type: ignore[arg-type]
+            self.used.append((program, started.proc.pid, spare))
+            return started
+
+        ex._start = spy  # type: ignore[method-assign]
+
+
+LEFT_BEHIND = """
+import builtins, os
+builtins.LEFT_BY_AN_EARLIER_PROGRAM = {k}
+open("/work/left-by-program-{k}", "w").write("x")
+
+def f():
+    import builtins, os
+    return [getattr(builtins, "LEFT_BY_AN_EARLIER_PROGRAM", None), sorted(os.listdir("/work"))]
+"""
+
+
+@pytest.mark.bwrap
+def test_a_spare_program_server_is_blank_and_serves_exactly_one_execution() -> None:
+    if not layer_available("bwrap"):
+        pytest.skip("bubblewrap (bwrap) does not work here")
+    ex = ProcessExecutor("bwrap")
+    spy = ServerSpy(ex)
+    try:
+        for k in range(4):
+            program = LEFT_BEHIND.format(k=k)
+            expected = repr([k, [f"left-by-program-{k}"]])  # only its own state, never an earlier one's
+            result = ex.run(program, [FunctionTest(call="f()", expected=expected)], LIMITS, entry_point="f")
+            assert result.all_passed, result.verdicts
+            assert not alive(spy.used[-1][1])  # killed with its execution
+        spare = ex._slots().spare
+        assert spare is not None and spare.chan is not None and alive(spare.chan.proc.pid)
+        spare_pid = spare.chan.proc.pid
+    finally:
+        ex.close()
+    assert not alive(spare_pid)  # close kills the unused spare
+    pids = [pid for _, pid, _ in spy.used]
+    assert len(set(pids)) == len(pids) and spare_pid not in pids  # no server ran two programs
+    assert [was_spare for *_, was_spare in spy.used] == [False, True, True, True]
+    assert ex.program_servers == 5  # four executions' servers and the last, unused spare
+
+
+@pytest.mark.bwrap
+def test_a_spare_program_server_is_not_used_when_stale_or_for_other_limits() -> None:
+    if not layer_available("bwrap"):
+        pytest.skip("bubblewrap (bwrap) does not work here")
+    ex = ProcessExecutor("bwrap")
+    spy = ServerSpy(ex)
+    ex.SPARE_IDLE = 0.3
+    tests = [FunctionTest(call="f(1)", expected="1")]
+    try:
+        assert ex.run(IDENTITY, tests, LIMITS, entry_point="f").all_passed
+        stale = ex._slots().spare.chan.proc.pid
+        time.sleep(0.4)
+        assert ex.run(IDENTITY, tests, LIMITS, entry_point="f").all_passed
+        assert not spy.used[1][2] and not alive(stale)  # the stale spare was killed, not used
+        other = ex._slots().spare.chan.proc.pid
+        assert ex.run(
+            IDENTITY, tests, LIMITS.model_copy(update={"wall_per_test": 2.0}), entry_point="f"
+        ).all_passed
+        assert not spy.used[2][2] and not alive(other)  # started for other limits: killed, not used
+    finally:
+        ex.close()
