@@ -219,42 +219,53 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def pairs(summary: dict[str, Any], baseline: str) -> dict[str, dict[str, list[str]]]:
-    """Problems each configuration solves that the baseline does not, and the other way round."""
-    if baseline not in summary:
-        return {}
-    base = set(summary[baseline]["solved"])
-    out = {}
-    for name, s in summary.items():
-        if name == baseline:
-            continue
-        mine = set(s["solved"])
-        out[name] = {"only_this": sorted(mine - base), "only_baseline": sorted(base - mine)}
-    return out
-
-
 def _public(s: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in s.items() if k not in ("solved", "solved_or_not")}
 
 
-def markdown_table(
-    configs: dict[str, Any], common: dict[str, Any], baseline: str | None, n_common: int
-) -> str:
-    """The summary as the README's table: each configuration on the problems it finished, and all
-    of them on the problems every one finished (points against the best greedy there)."""
-    base = common.get(baseline or "", {}).get("pass@1")
+def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    """Each configuration against the baseline on the problems that configuration ran: points,
+    token ratio, and the problems one solves and the other does not."""
+    out: dict[str, Any] = {}
+    if baseline not in summary:
+        return out
+    for name, s in summary.items():
+        if name == baseline:
+            continue
+        ran = set(s["solved_or_not"])
+        base = summarize([r for r in rows if r["task_id"] in ran and r["config"] == baseline]).get(baseline)
+        if not base:
+            continue
+        mine, theirs = set(s["solved"]), set(base["solved"])
+        out[name] = {
+            "problems": len(ran),
+            "points": round(100 * (s["pass@1"] - base["pass@1"]), 1),
+            "token_ratio": round(s["generated_tokens"] / max(1, base["generated_tokens"]), 2),
+            "only_this": sorted(mine - theirs),
+            "only_baseline": sorted(theirs - mine),
+        }
+    return out
+
+
+def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: str | None) -> str:
+    """The summary as the README's table: each configuration on the problems it ran, against the
+    best greedy on those same problems."""
     lines = [
-        f"| configuration | problems run | passed | pass@1 | tokens / problem | s / problem "
-        f"| passed on the {n_common} common | vs best greedy there |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| configuration | problems run | passed | pass@1 | tokens / problem | s / problem "
+        f"| vs `{baseline}` on the same problems: points, tokens, solves only / loses |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, s in sorted(configs.items(), key=lambda kv: -common.get(kv[0], {}).get("pass@1", 0)):
-        c = common.get(name, {})
-        delta = f"{100 * (c['pass@1'] - base):+.1f}" if c and base is not None and name != baseline else "-"
+    for name, s in sorted(configs.items(), key=lambda kv: (-kv[1]["problems"], -kv[1]["pass@1"])):
+        v = versus.get(name)
+        cmp = (
+            f"{v['points']:+.1f}, {v['token_ratio']:.2f}x, "
+            f"+{len(v['only_this'])} / -{len(v['only_baseline'])}"
+            if v
+            else "-"
+        )
         lines.append(
             f"| `{name}` | {s['problems']} | {s['passed']} | {100 * s['pass@1']:.1f}% | "
-            f"{s['mean_generated_tokens']:.0f} | {s['mean_wall_seconds']:.1f} | "
-            f"{c.get('passed', '-')} | {delta} |"
+            f"{s['mean_generated_tokens']:.0f} | {s['mean_wall_seconds']:.1f} | {cmp} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -309,24 +320,24 @@ def write_report(out: Path) -> None:
 
     rows = list(load_rows(out).values())
     summary = summarize(rows)
-    # Configurations compare only on the problems all of them finished (a run may be part-way).
-    common = set.intersection(*(set(s["solved_or_not"]) for s in summary.values())) if summary else set()
-    on_common = summarize([r for r in rows if r["task_id"] in common])
-    greedy = [n for n in on_common if n.startswith("greedy@")]
-    best_greedy = max(greedy, key=lambda n: on_common[n]["pass@1"]) if greedy else None
+    # A configuration that ran every problem is whole; the chart and the baseline use only those
+    # (a run may be part-way); every configuration is compared on the problems it ran.
+    most = max((s["problems"] for s in summary.values()), default=0)
+    whole = {k: v for k, v in summary.items() if v["problems"] == most}
+    greedy = [n for n in whole if n.startswith("greedy@")]
+    best_greedy = max(greedy, key=lambda n: whole[n]["pass@1"]) if greedy else None
+    versus = against(summary, rows, best_greedy) if best_greedy else {}
     report: dict[str, Any] = {
         "configs": {k: _public(v) for k, v in summary.items()},
-        "common_problems": len(common),
-        "on_common_problems": {k: _public(v) for k, v in on_common.items()},
+        "whole_benchmark": sorted(whole),
+        "problems": most,
         "best_greedy": best_greedy,
-        "versus_best_greedy": pairs(on_common, best_greedy) if best_greedy else {},
+        "versus_best_greedy": versus,
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
-    draw(on_common, Path(f"{stem}_chart"))
-    Path(f"{stem}_table.md").write_text(
-        markdown_table(report["configs"], report["on_common_problems"], best_greedy, len(common))
-    )
+    draw(whole, Path(f"{stem}_chart"))
+    Path(f"{stem}_table.md").write_text(markdown_table(report["configs"], versus, best_greedy))
     for name, s in report["configs"].items():
         print(
             f"{name:28s} {s['passed']:4d}/{s['problems']:<4d} {100 * s['pass@1']:5.1f}%  "

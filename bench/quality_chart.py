@@ -49,7 +49,8 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
         ax.legend(loc="lower right", fontsize=8)
     n = min((s["problems"] for s in summary.values()), default=0)
     fig.suptitle(
-        f"HumanEval: the {n} problems every configuration finished; bundled Qwen2.5-Coder-0.5B-Instruct "
+        f"HumanEval, all {n} problems (configurations that ran every one); "
+        "bundled Qwen2.5-Coder-0.5B-Instruct "
         "(blue: plain decoding, red: search)"
     )
     fig.tight_layout()
