@@ -29,7 +29,7 @@ def _print_table(result: ExecutionResult, problem: Problem, hidden: bool) -> Non
     from rich.table import Table
     from rich.text import Text
 
-    tests = problem.hidden_tests if hidden else problem.public_tests
+    tests = problem.judged_tests(hidden)
     title = f"{problem.id}: {result.passed}/{result.total} passed ({result.layer} sandbox)"
     table = Table(title=rich_text(title, 200))
     for col in ("#", "test", "verdict", "detail", "s"):
@@ -69,7 +69,7 @@ def run_tests_main(program_path: str, problem_spec: str, hidden: bool, as_json: 
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         print(f"error: cannot load problem {problem_spec!r}: {msg}", file=sys.stderr)
         return 2
-    tests = problem.hidden_tests if hidden else problem.public_tests
+    tests = problem.judged_tests(hidden)
     if not tests:
         which = "hidden" if hidden else "public"
         print(f"error: problem {problem.id!r} has no {which} tests", file=sys.stderr)

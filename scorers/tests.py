@@ -106,7 +106,7 @@ class TestScorer:
         self._lock = threading.Lock()
 
     def key(self, program: str, problem: Problem, hidden: bool) -> str:
-        tests = problem.hidden_tests if hidden else problem.public_tests
+        tests = problem.judged_tests(hidden)
         program_hash = hashlib.sha256(program.encode("utf-8", "surrogatepass")).hexdigest()
         return cache_key(
             "tests",
@@ -138,7 +138,7 @@ class TestScorer:
                     except ValueError:
                         pass
         todo = {k: p for k, p in zip(keys, programs, strict=True) if k not in rewards}
-        tests = list(problem.hidden_tests if hidden else problem.public_tests)
+        tests = problem.judged_tests(hidden)
         jobs = [Job(p, tests, self.limits, problem.entry_point) for p in todo.values()]
         results = self.pool.run_many(jobs) if jobs else []
         with self._lock:

