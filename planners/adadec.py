@@ -25,13 +25,12 @@ which can flip a pause whose candidate scores nearly tie.
 Three savings keep the lookahead cost down without changing a committed token:
 
 - *reuse*: at a pause inside a greedy path that ran ahead (a chunk, or a winner's lookahead), the
-  path's continuation after the pause *is* the argmax candidate's greedy lookahead.
-  ``lookahead_from_path`` cuts it by the same rules as the rollout (``FunctionBodyEnd`` on the
-  lookahead's own text, at most ``L`` tokens, end-of-sequence) and only the other B-1 candidates
-  are rolled out. When the path ends (by length) before the lookahead is decided, it is first
-  extended by a greedy chunk of ``L + 1`` tokens (``path_extensions``), which the walk goes on with
-  when the argmax wins (most pauses) and which is wasted when another candidate wins. Reused tokens
-  are counted as ``lookahead_tokens_reused`` (they were generated, and charged, once).
+  path's continuation after the pause *is* the argmax candidate's greedy lookahead, so
+  ``MeteredLM`` reads it off the path (``search/paths.py``: cut by the same rules as the rollout,
+  counted as ``spend.path_hits``/``path_tokens``, no forward pass) and only the other B-1
+  candidates are rolled out. When the path ends (by length) before the lookahead is decided, it is
+  first extended by a greedy chunk of ``L + 1`` tokens (``path_extensions``), which the walk goes
+  on with when the argmax wins (most pauses) and which is wasted when another candidate wins.
 - *prune*: when the argmax's lookahead was reused, its score is known before any rollout. A
   candidate's score is at most ``log p(c) / (L + 1)`` (lookahead log-probs are <= 0), so candidates
   whose bound does not exceed the argmax's score cannot win and are not rolled out
@@ -47,7 +46,7 @@ Three savings keep the lookahead cost down without changing a committed token:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,19 +180,15 @@ def score_candidates(
     weight: float = 1.0,
     record_top_k: int = 0,
     stats: CallStats | None = None,
-    known: Mapping[int, Rollout] | None = None,
     skip: set[int] | None = None,
 ) -> list[ScoredCandidate]:
     """Score ``(token, logprob)`` candidates after ``prefix`` with greedy lookaheads, all in one
-    batched ``rollouts`` call. An end-of-sequence candidate has no lookahead; a candidate in
-    ``known`` uses that lookahead (e.g. from ``lookahead_from_path``) and is not rolled out; a
-    candidate in ``skip`` is not scored (its score is -inf: see ``prunable``)."""
-    known = known or {}
+    batched ``rollouts`` call (a lookahead on an earlier greedy path is read off it by
+    ``MeteredLM``). An end-of-sequence candidate has no lookahead; a candidate in ``skip`` is not
+    scored (its score is -inf: see ``prunable``)."""
     skip = skip or set()
-    runnable = [
-        tok for tok, _ in candidates if tok not in lm.eos_token_ids and tok not in known and tok not in skip
-    ]
-    rolls: dict[int, Rollout] = {tok: r for tok, r in known.items() if tok not in lm.eos_token_ids}
+    runnable = [tok for tok, _ in candidates if tok not in lm.eos_token_ids and tok not in skip]
+    rolls: dict[int, Rollout] = {}
     if runnable:
         params = GenerationParams(max_new_tokens=lookahead_tokens, record_top_k=record_top_k)
         out = lm.rollouts(
@@ -210,46 +205,6 @@ def score_candidates(
             ScoredCandidate(tok, lp, roll, candidate_score(lp, roll.logprobs if roll else [], weight))
         )
     return scored
-
-
-def lookahead_from_path(
-    lm: LanguageModel,
-    tokens: Sequence[int],
-    logprobs: Sequence[float],
-    dists: Sequence[TokenDist] | None,
-    start: int,
-    lookahead_tokens: int,
-) -> Rollout | None:
-    """The greedy lookahead of ``tokens[start - 1]`` read off a greedy path instead of generated.
-
-    ``tokens``/``logprobs`` are a greedy path (``dists`` its step distributions, one more than
-    tokens when it ended in end-of-sequence); the lookahead is the path from ``start`` on, cut
-    exactly as ``score_candidates``' rollout cuts it: after the token whose addition makes
-    ``FunctionBodyEnd`` find a cut in the lookahead's own text, after ``lookahead_tokens`` tokens,
-    or where the path chose end-of-sequence. ``None`` when the path ends before that is decided.
-    """
-    body_end = FunctionBodyEnd()
-    end = min(len(tokens), start + lookahead_tokens)
-
-    def roll(n: int, text: str, reason: str, n_dists: int) -> Rollout:
-        steps = list(dists[start : start + n_dists]) if dists is not None else None
-        return Rollout(
-            list(tokens[start : start + n]), list(logprobs[start : start + n]), text, reason, steps
-        )
-
-    text = ""
-    for i in range(start, end):
-        n = i - start + 1
-        text = lm.decode(list(tokens[start : i + 1]))
-        cut = body_end.find(text)
-        if cut is not None:
-            return roll(n, text[:cut], "stop", n)
-    n = max(0, end - start)
-    if n == lookahead_tokens:
-        return roll(n, text, "length", n)
-    if end == len(tokens) and dists is not None and len(dists) > len(tokens):
-        return roll(n, text, "eos", n + 1)  # the path chose end-of-sequence here
-    return None
 
 
 def outcome_is_fixed(
@@ -336,7 +291,6 @@ class _Walk(Search[AdaDecParams]):
             "lookahead_tokens": 0,
             "greedy_calls": 0,
             "lookahead_calls": 0,
-            "lookahead_tokens_reused": 0,
             "lookahead_skipped": 0,
             "lookahead_pruned": 0,
             "path_extensions": 0,
@@ -374,15 +328,16 @@ class _Walk(Search[AdaDecParams]):
         return roll
 
     def _argmax_lookahead(self, seg: _Segment, j: int) -> Rollout | None:
-        """The argmax's lookahead at a pause at ``seg.pos == j``, read off the path; when the path
-        ends too soon (by length, not by a stop or end-of-sequence) it is extended first by a short
-        greedy chunk, which the walk goes on with if the argmax wins (so the argmax costs no
-        lookahead tokens of its own, and the others can be pruned against its score)."""
+        """The argmax's lookahead at a pause at ``seg.pos == j`` as ``MeteredLM`` reads it off the
+        path (``path_rollout``); when the path ends too soon (by length, not by a stop or
+        end-of-sequence) it is extended first by a short greedy chunk, which the walk goes on with
+        if the argmax wins (so the argmax costs no lookahead tokens of its own, and the others can
+        be pruned against its score)."""
+        prefix = self.prompt + self.tokens + [seg.tokens[j]]
+        params = GenerationParams(max_new_tokens=self.p.lookahead_tokens, record_top_k=self.p.num_candidates)
 
         def read() -> Rollout | None:
-            return lookahead_from_path(
-                self.ctx.lm, seg.tokens, seg.logprobs, seg.dists, j + 1, self.p.lookahead_tokens
-            )
+            return self.ctx.lm.path_rollout(prefix, params, [FunctionBodyEnd()])
 
         reused = read()
         room = self.p.max_new_tokens - len(self.tokens) - (len(seg.tokens) - j)
@@ -433,15 +388,11 @@ class _Walk(Search[AdaDecParams]):
             self._record(dist, cands, None, cands[0][0])
             return None
         j = seg.pos
-        known: dict[int, Rollout] = {}
-        if j < len(seg.tokens) and seg.tokens[j] == cands[0][0]:
-            reused = self._argmax_lookahead(seg, j)
-            if reused is not None:
-                known[cands[0][0]] = reused
-                self.counts["lookahead_tokens_reused"] += len(reused.token_ids)
+        on_path = j < len(seg.tokens) and seg.tokens[j] == cands[0][0]
+        top = self._argmax_lookahead(seg, j) if on_path else None
+        known = {cands[0][0]} if top is not None else set()  # read off the path by MeteredLM
         skip: set[int] = set()
-        if self.p.prune and cands[0][0] in known:
-            top = known[cands[0][0]]
+        if self.p.prune and top is not None:
             top_score = candidate_score(cands[0][1], top.logprobs, self.p.lookahead_weight)
             skip = prunable(cands, top_score, self.p.lookahead_tokens)
             self.counts["lookahead_pruned"] += len(skip)
@@ -454,7 +405,6 @@ class _Walk(Search[AdaDecParams]):
             self.p.lookahead_weight,
             record_top_k=b,
             stats=stats,
-            known=known,
             skip=skip,
         )
         best = scored[0]

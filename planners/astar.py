@@ -37,11 +37,11 @@ the ``Budget`` is spent. Without a goal the answer is the best complete candidat
 then likelihood); if there is none, the best partial state (lowest f) is completed greedily (what
 is left of the budget caps that completion) and ``stop_reason`` says so.
 
-Spend: tokens and passes of steps and lookaheads are charged by ``ctx.lm``; test runs by
-``ctx.reward``; ``spend.extra`` counts ``astar_expansions``, ``astar_pops``, ``steps_sampled``,
-``duplicate_steps``, ``process_scorer_calls``, ``lookaheads``, ``lookahead_tokens`` and
-``lookahead_memo_hits``. The tree (JSON) has every state with its g, h, f, r, completeness and
-pop order, and marks the path to the answer.
+Spend: tokens and passes of steps and lookaheads are charged by ``ctx.lm`` (a lookahead read off
+an earlier greedy path is ``spend.path_hits``); test runs by ``ctx.reward``; ``spend.extra`` counts
+``astar_expansions``, ``astar_pops``, ``steps_sampled``, ``duplicate_steps``,
+``process_scorer_calls``, ``lookaheads`` and ``lookahead_tokens``. The tree (JSON) has every state
+with its g, h, f, r, completeness and pop order, and marks the path to the answer.
 """
 
 from __future__ import annotations

@@ -25,10 +25,11 @@ chosen on the way down); its children are the top-``width`` next tokens, each wi
    tree cache: the expansion is a cache hit, no forward pass.
 4. **Backpropagation**: every node on the path gets a visit and ``q = max(q, reward)``.
 
-Caches (counted in ``spend.extra``): ``tree_cache_hits`` are expansions served from the cache;
-``sequence_cache_hits`` are rollouts the planner did not run because the node lies on an
-earlier greedy rollout's path (greedy decoding from a point on a greedy path *is* the rest of
-that path); ``rollout_cache_hits`` are exact repeats served by ``MeteredLM``'s rollout cache.
+Caches: a rollout from a node on an earlier greedy rollout's path is read off that path by
+``MeteredLM`` (greedy decoding from a point on a greedy path *is* the rest of that path; counted
+as ``spend.path_hits``, source ``sequence_cache``). In ``spend.extra``: ``tree_cache_hits`` are
+expansions served from the cache; ``rollout_cache_hits`` are exact repeats served by
+``MeteredLM``'s rollout cache.
 
 With ``parallel_rollouts > 1`` several leaves are selected per step (a pending leaf carries a
 virtual loss, so the next selection goes elsewhere) and evaluated in one batched rollout call.
@@ -141,16 +142,6 @@ def backup(tree: Tree, node: int, reward: float) -> None:
 
 
 @dataclass
-class _Path:
-    """A greedy rollout's full generated path: ``tokens[start:]`` is the greedy part."""
-
-    tokens: list[int]
-    logprobs: list[float]
-    start: int
-    finish: str
-
-
-@dataclass
 class _Eval:
     """A complete program reached from a leaf."""
 
@@ -181,7 +172,6 @@ class _Search(Search[PGTDParams]):
             text="", prior=1.0, logprob=0.0, q=None, reward=None, terminal=False, expanded=False
         )
         self.prefix: dict[int, _Prefix] = {self.root: _Prefix([], 0.0)}
-        self.paths: list[_Path] = []
         self.pending: dict[int, int] = {}
         self.rewards: dict[str, Any] = {}  # completion -> TestReward (local memo)
         self.programs: dict[str, Candidate] = {}  # completion -> its most likely candidate
@@ -258,9 +248,6 @@ class _Search(Search[PGTDParams]):
         for leaf in leaves:
             if self.tree[leaf]["terminal"]:
                 evals[leaf] = self._terminal_eval(leaf)
-            elif (hit := self._sequence_hit(leaf)) is not None:
-                evals[leaf] = hit
-                self.ctx.count("sequence_cache_hits")
             else:
                 to_roll.append(leaf)
         if to_roll:
@@ -285,51 +272,31 @@ class _Search(Search[PGTDParams]):
             return _Eval(toks[:-1], self.prefix[leaf].logprob - self.tree[leaf]["logprob"], "terminal")
         return _Eval(list(toks), self.prefix[leaf].logprob, "terminal")
 
-    def _sequence_hit(self, leaf: int) -> _Eval | None:
-        """Greedy from a point on an earlier greedy path continues along that path."""
-        if self.p.lookahead != "greedy":
-            return None
-        g = self.prefix[leaf].tokens
-        for path in self.paths:
-            complete = path.finish in ("eos", "stop") or len(path.tokens) >= self.p.max_new_tokens
-            if complete and path.start <= len(g) <= len(path.tokens) and path.tokens[: len(g)] == g:
-                return _Eval(
-                    list(path.tokens),
-                    self.prefix[leaf].logprob + sum(path.logprobs[len(g) :]),
-                    "sequence_cache",
-                )
-        return None
-
     def _rollout(self, leaves: list[int]) -> dict[int, _Eval]:
-        """One batched lookahead call for ``leaves``; each row is held to its own horizon."""
+        """One batched lookahead call for ``leaves``; each row is held to its own horizon (a leaf
+        on an earlier greedy path is read off it by ``MeteredLM``: no model call)."""
         ctx = self.ctx
         remaining = [self.p.max_new_tokens - len(self.prefix[n].tokens) for n in leaves]
-        params = self.gparams.model_copy(update={"max_new_tokens": max(remaining)})
-        before = ctx.meter.spend.rollouts
+        sources: list[str] = []
         rolls: Sequence[Rollout] = ctx.lm.rollouts(
-            [self.prompt + self.prefix[n].tokens for n in leaves], params, self.stops
+            [self.prompt + self.prefix[n].tokens for n in leaves],
+            self.gparams,
+            self.stops,
+            row_max_new_tokens=remaining,
+            sources=sources,
         )
-        cached = len(leaves) - (ctx.meter.spend.rollouts - before)
-        source = (
-            "model" if cached == 0 else "rollout_cache" if cached == len(leaves) else "model+rollout_cache"
-        )
+        run = [s for s in sources if s != "path"]
+        cached = run.count("cache")
+        source = "model" if cached == 0 else "rollout_cache" if cached == len(run) else "model+rollout_cache"
         ctx.count("rollout_cache_hits", cached)
-        ctx.count("rollout_calls")
+        if run:
+            ctx.count("rollout_calls")
         out = {}
-        for leaf, r, rem in zip(leaves, rolls, remaining, strict=True):
-            ids, lps, finish = list(r.token_ids), list(r.logprobs), r.finish_reason
-            if len(ids) > rem:  # a longer row of the batch set the call's length
-                ids, lps, finish = ids[:rem], lps[:rem], "length"
-            toks = self.prefix[leaf].tokens + ids
-            out[leaf] = _Eval(toks, self.prefix[leaf].logprob + sum(lps), source)
-            if self.p.lookahead == "greedy":
-                self.paths.append(
-                    _Path(toks, self._path_logprobs(leaf) + lps, len(self.prefix[leaf].tokens), finish)
-                )
+        for leaf, r, origin in zip(leaves, rolls, sources, strict=True):
+            toks = self.prefix[leaf].tokens + list(r.token_ids)
+            lp = self.prefix[leaf].logprob + sum(r.logprobs)
+            out[leaf] = _Eval(toks, lp, "sequence_cache" if origin == "path" else source)
         return out
-
-    def _path_logprobs(self, node: int) -> list[float]:
-        return [self.tree[n]["logprob"] for n in self.tree.path(node)[1:]]
 
     def _completion(self, tokens: list[int]) -> str:
         text = self.ctx.lm.decode(tokens)

@@ -30,18 +30,19 @@ one r per state (``aggregate``: ``last`` (default), ``min`` or ``mean``).
   (a valid prefix), or it compiles once an open block is closed with ``pass``;
 - ``mean_lp``: the mean log-probability of the partial's own tokens (1.0 for the empty partial);
 - ``pass_rate``: the public-test pass rate of a greedy completion of the state (*lookahead*, at most
-  ``lookahead_tokens`` tokens), run through ``ctx.lm`` (rollout cache) and ``ctx.reward`` (execution
-  cache). A greedy rollout from a prefix also fixes the greedy continuation of every prefix along
-  it, so the scorer remembers those paths (``GreedyMemo``): a child whose step is what greedy would
-  have written gets its lookahead for free. Without a sandbox or public tests the term is dropped
-  (``w_pass`` = 0).
+  ``lookahead_tokens`` tokens), run through ``ctx.lm`` and ``ctx.reward`` (execution cache). A
+  greedy rollout from a prefix also fixes the greedy continuation of every prefix along it, so a
+  child whose step is what greedy would have written gets its lookahead for free: ``MeteredLM``
+  reads it off the earlier path (``spend.path_hits``), and the scorer keeps the pass rate of every
+  lookahead program it ran. Without a sandbox or public tests the term is dropped (``w_pass`` = 0).
 
 A *complete* program is judged by its tests alone: ``r = pass_rate`` when there are public tests
 (its likelihood says nothing more), else ``exp(mean_lp)``.
 
 ``evaluate(..., lookahead=False)`` is the cheap, *lazy* form used by A* for newly generated states:
-the pass term is borrowed from the parent's lookahead (``PartialState.prior_pass``) unless the memo
-already holds the state's own, and the returned ``StepScore.exact`` says which. A* evaluates the
+the pass term is borrowed from the parent's lookahead (``PartialState.prior_pass``) unless the
+state's own lookahead lies on an earlier greedy path (``MeteredLM.path_rollout``), and the returned
+``StepScore.exact`` says which. A* evaluates the
 exact score only when such a state reaches the top of its queue (lazy A*).
 """
 
@@ -158,42 +159,6 @@ def close_open_block(source: str) -> str:
 # ----- the code-aware scorer ------------------------------------------------------------------
 
 
-class GreedyMemo:
-    """Greedy continuations known from earlier greedy rollouts: prefix -> the program it leads to.
-
-    A greedy rollout from prefix P that writes g1..gn also tells the greedy continuation of every
-    P + g1..gj (argmax decoding is deterministic), so each of those prefixes is stored.
-    """
-
-    def __init__(self) -> None:
-        self._paths: dict[tuple[int, ...], tuple[int, int]] = {}
-        self._rollouts: list[tuple[list[int], list[float], str, str, float | None]] = []
-
-    def put(self, prefix: Sequence[int], la: Lookahead, completion_before: str) -> None:
-        idx = len(self._rollouts)
-        self._rollouts.append(
-            (la.token_ids, la.logprobs, completion_before + la.text, la.finish_reason, la.pass_rate)
-        )
-        path = tuple(prefix)
-        for j in range(len(la.token_ids) + 1):
-            self._paths.setdefault(path, (idx, j))
-            if j < len(la.token_ids):
-                path = path + (la.token_ids[j],)
-
-    def get(self, prefix: Sequence[int], completion_now: str) -> Lookahead | None:
-        hit = self._paths.get(tuple(prefix))
-        if hit is None:
-            return None
-        idx, j = hit
-        toks, lps, program, reason, pass_rate = self._rollouts[idx]
-        if not program.startswith(completion_now):
-            return None  # the step's text was cut differently (a stop inside a token): run it anew
-        return Lookahead(toks[j:], lps[j:], program[len(completion_now) :], reason, pass_rate)
-
-    def __len__(self) -> int:
-        return len(self._rollouts)
-
-
 class CodeAwareScorer:
     """Offline step scorer for code: completability, likelihood and a greedy lookahead's pass rate
     (formula in the module docstring)."""
@@ -204,7 +169,7 @@ class CodeAwareScorer:
         if lookahead_tokens < 1:
             raise ValueError("lookahead_tokens must be >= 1")
         self.w_lp, self.w_pass, self.lookahead_tokens = w_lp, w_pass, lookahead_tokens
-        self.memo = GreedyMemo()
+        self.pass_rates: dict[str, float] = {}  # lookahead program -> its public pass rate
         self.calls = 0
 
     def score_steps(
@@ -227,15 +192,11 @@ class CodeAwareScorer:
         lookaheads: list[Lookahead | None] = [None] * len(states)
         if tests:
             prompt = ctx.lm.encode(problem.model_text)
-            todo = []
-            for i, s in enumerate(states):
-                if not ok[i] or s.complete:
-                    continue
-                lookaheads[i] = self.memo.get(prompt + s.token_ids, s.completion)
-                if lookaheads[i] is not None:
-                    ctx.count("lookahead_memo_hits")
-                elif lookahead:
-                    todo.append(i)
+            todo = [
+                i
+                for i, s in enumerate(states)
+                if ok[i] and not s.complete and (lookahead or self._on_path(problem, s, prompt, ctx))
+            ]
             if todo:
                 fresh = self._lookaheads(problem, [states[i] for i in todo], prompt, ctx)
                 for i, la in zip(todo, fresh, strict=True):
@@ -267,34 +228,49 @@ class CodeAwareScorer:
         r = (self.w_lp * lik + self.w_pass * float(pass_rate)) / (self.w_lp + self.w_pass)
         return StepScore(min(1.0, max(0.0, r)), exact, la, parts)
 
+    def _params(self) -> GenerationParams:
+        return GenerationParams(max_new_tokens=self.lookahead_tokens)
+
+    def _on_path(self, problem: Problem, s: PartialState, prompt: list[int], ctx: SearchContext) -> bool:
+        """Whether the state's greedy lookahead lies on an earlier greedy path (it costs nothing)."""
+        stops = in_context(stops_for(problem), s.completion)
+        return ctx.lm.path_rollout(prompt + s.token_ids, self._params(), stops) is not None
+
     def _lookaheads(
         self, problem: Problem, states: Sequence[PartialState], prompt: list[int], ctx: SearchContext
     ) -> list[Lookahead]:
-        """Greedy completions, batched per stop context (the stops depend on the text's tail)."""
+        """Greedy completions, batched per stop context (the stops depend on the text's tail); a
+        lookahead read off an earlier greedy path keeps the pass rate its program had."""
         base = stops_for(problem)
-        params = GenerationParams(max_new_tokens=self.lookahead_tokens)
+        params = self._params()
         groups: dict[str, list[int]] = {}
         for i, s in enumerate(states):
             groups.setdefault(context_tail(s.completion), []).append(i)
         out: list[Lookahead | None] = [None] * len(states)
         for idxs in groups.values():
             ctx_text = states[idxs[0]].completion
+            sources: list[str] = []
             rolls = ctx.lm.rollouts(
-                [prompt + states[i].token_ids for i in idxs], params, in_context(base, ctx_text)
+                [prompt + states[i].token_ids for i in idxs],
+                params,
+                in_context(base, ctx_text),
+                sources=sources,
             )
-            ctx.count("lookahead_tokens", sum(len(r.token_ids) for r in rolls))
-            ctx.count("lookaheads", len(rolls))
-            done = [r.finish_reason in ("stop", "eos") for r in rolls]
-            rewards = ctx.reward(
-                problem, [states[i].completion + r.text for i, r in zip(idxs, rolls, strict=True)]
-            )
-            for i, r, rw, fin in zip(idxs, rolls, rewards, done, strict=True):
-                la = Lookahead(
-                    list(r.token_ids), list(r.logprobs), r.text, r.finish_reason, float(rw.pass_rate)
+            run = [r for r, src in zip(rolls, sources, strict=True) if src != "path"]
+            ctx.count("lookahead_tokens", sum(len(r.token_ids) for r in run))
+            ctx.count("lookaheads", len(run))
+            programs = [states[i].completion + r.text for i, r in zip(idxs, rolls, strict=True)]
+            known = [
+                src == "path" and prog in self.pass_rates for src, prog in zip(sources, programs, strict=True)
+            ]
+            judge = [prog for prog, k in zip(programs, known, strict=True) if not k]
+            rewards = iter(ctx.reward(problem, judge) if judge else [])
+            for i, r, prog, k in zip(idxs, rolls, programs, known, strict=True):
+                if not k:
+                    self.pass_rates[prog] = float(next(rewards).pass_rate)
+                out[i] = Lookahead(
+                    list(r.token_ids), list(r.logprobs), r.text, r.finish_reason, self.pass_rates[prog]
                 )
-                out[i] = la
-                if fin:
-                    self.memo.put(prompt + states[i].token_ids, la, states[i].completion)
         return [la for la in out if la is not None]
 
 

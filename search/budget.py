@@ -53,6 +53,10 @@ class Spend:
     scorer_calls: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    # rollouts (and their tokens) read off this search's own earlier greedy paths (search/paths.py):
+    # those tokens were generated and charged once, so they are not charged again
+    path_hits: int = 0
+    path_tokens: int = 0
     seconds: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
 """What a planner is handed (``SearchContext``) and what it hands back (``SearchResult``).
 
-``MeteredLM`` wraps any ``LanguageModel``: it asks the partial-state cache first (next-token
+``MeteredLM`` wraps any ``LanguageModel``: it answers a greedy rollout from a point on one of the
+search's earlier greedy rollouts by reading the rest of that path (``search/paths.py``; counted as
+``path_hits``/``path_tokens``, no forward pass), asks the partial-state cache next (next-token
 distributions by prefix, deterministic rollouts by prefix and settings), charges every model
 call to the search's ``Meter``, and, when a rollout records its per-step top-k, stores those
 distributions along the generated path (PG-TD's tree cache) so later expansions need no forward
@@ -17,9 +19,10 @@ from typing import Any, TypeVar
 from search import codec, prompting
 from search.budget import Meter, Spend
 from search.cache import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
-from search.lm import CallStats, GenerationParams, LanguageModel, ModelWrapper, Rollout, TokenDist
+from search.lm import CallStats, DecodeMode, GenerationParams, LanguageModel, ModelWrapper, Rollout, TokenDist
+from search.paths import GreedyPaths
 from search.problem import Problem
-from search.stops import GuardStop, StopCondition, first_stop, stops_key
+from search.stops import GuardStop, StopCondition, StopStrings, first_stop, stops_key
 
 log = logging.getLogger("treedec.search")
 
@@ -32,12 +35,15 @@ INTERRUPTED = frozenset({"cancelled", "max_seconds"})
 
 
 class MeteredLM(ModelWrapper):
-    """A LanguageModel view for one search: cache first, every call charged to the meter."""
+    """A LanguageModel view for one search: its greedy paths and the cache first, every call
+    charged to the meter (``reuse_paths=False`` turns the greedy-path reuse off)."""
 
-    def __init__(self, lm: LanguageModel, cache: Cache, meter: Meter) -> None:
+    def __init__(self, lm: LanguageModel, cache: Cache, meter: Meter, reuse_paths: bool = True) -> None:
         super().__init__(lm)
         self.cache = cache
         self.meter = meter
+        self.paths = GreedyPaths()  # this search's greedy rollouts (search/paths.py)
+        self.reuse_paths = reuse_paths
         self._model_key = lm.identity.key()
 
     def _charge(self, stats: CallStats, rollouts: int = 0) -> None:
@@ -100,54 +106,148 @@ class MeteredLM(ModelWrapper):
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
         row_stops: Sequence[Sequence[StopCondition]] | None = None,
+        *,
+        row_max_new_tokens: Sequence[int] | None = None,
+        sources: list[str] | None = None,
     ) -> list[Rollout]:
-        params = self._clamp(params, len(prefixes))
+        """The protocol's ``rollouts``, from this search's greedy paths first, then the rollout
+        cache, then the model. ``row_max_new_tokens`` holds each row to its own length (the model
+        call runs to the longest row not served otherwise); ``sources``, when given, gets each row's
+        origin appended: ``path``, ``cache`` or ``model``."""
+        n = len(prefixes)
         # a row's stops are the call's and its own (a row is cached as if all were the call's)
         rows = [[*stops, *extra] for extra in row_stops] if row_stops is not None else None
-        out: list[Rollout | None] = [None] * len(prefixes)
-        keys: list[str] = []
+        caps = list(row_max_new_tokens) if row_max_new_tokens is not None else [params.max_new_tokens] * n
+        out: list[Rollout | None] = [None] * n
+        origin = ["model"] * n
+        greedy = params.mode == DecodeMode.greedy
+        if greedy and self.reuse_paths and len(self.paths):
+            self._serve_from_paths(prefixes, params, rows, stops, caps, out, origin)
+        todo = [i for i in range(n) if out[i] is None]
+        if todo:
+            if row_max_new_tokens is not None:
+                params = params.model_copy(update={"max_new_tokens": max(caps[i] for i in todo)})
+            params = self._clamp(params, len(todo))
+            self._generate(prefixes, params, stops, stats, row_stops, rows, todo, out, origin)
+            for i in todo:
+                r = out[i]
+                assert r is not None
+                if greedy and r.finish_reason not in INTERRUPTED:
+                    self.paths.add(prefixes[i], r, params.record_top_k)
+                if len(r.token_ids) > caps[i]:  # a longer row of the call set its length
+                    out[i] = _truncate(r, caps[i], self.inner.decode)
+        if sources is not None:
+            sources.extend(origin)
+        return [r for r in out if r is not None]
+
+    def path_rollout(
+        self,
+        prefix: Sequence[int],
+        params: GenerationParams,
+        stops: Sequence[StopCondition] = (),
+    ) -> Rollout | None:
+        """The greedy rollout of ``prefix`` read off this search's earlier greedy paths, or None
+        when they do not decide it. Nothing is charged: a ``rollouts`` call for it is served from
+        the paths and counted there (a planner peeks to decide, e.g. whether to prune)."""
+        if params.mode != DecodeMode.greedy or not self.reuse_paths:
+            return None
+        return self.paths.serve(
+            prefix,
+            params.max_new_tokens,
+            params.record_top_k,
+            self._all_stops(stops, params),
+            self.inner.decode,
+        )
+
+    def _serve_from_paths(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        params: GenerationParams,
+        rows: list[list[StopCondition]] | None,
+        stops: Sequence[StopCondition],
+        caps: list[int],
+        out: list[Rollout | None],
+        origin: list[str],
+    ) -> None:
+        served = 0
+        tokens = 0
+        for i, prefix in enumerate(prefixes):
+            row = rows[i] if rows else stops
+            r = self.paths.serve(
+                prefix,
+                caps[i],
+                params.record_top_k,
+                self._all_stops(row, params),
+                self.inner.decode,
+            )
+            if r is not None:
+                out[i], origin[i] = r, "path"
+                served += 1
+                tokens += len(r.token_ids)
+        if served:
+            self.meter.charge(path_hits=served, path_tokens=tokens)
+
+    @staticmethod
+    def _all_stops(stops: Sequence[StopCondition], params: GenerationParams) -> list[StopCondition]:
+        return [*stops, StopStrings(params.stop)] if params.stop else list(stops)
+
+    def _generate(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        params: GenerationParams,
+        stops: Sequence[StopCondition],
+        stats: CallStats | None,
+        row_stops: Sequence[Sequence[StopCondition]] | None,
+        rows: list[list[StopCondition]] | None,
+        todo: list[int],
+        out: list[Rollout | None],
+        origin: list[str],
+    ) -> None:
+        """Rows ``todo`` from the rollout cache (deterministic settings), else from the model."""
+        keys: dict[int, str] = {}
         if params.deterministic:
-            keys = [self._rollout_key(p, params, rows[i] if rows else stops) for i, p in enumerate(prefixes)]
-            for i, raw in enumerate(self._cache_get(NS_ROLLOUT, keys)):
+            keys = {i: self._rollout_key(prefixes[i], params, rows[i] if rows else stops) for i in todo}
+            raws = self._cache_get(NS_ROLLOUT, [keys[i] for i in todo])
+            for i, raw in zip(todo, raws, strict=True):
                 if raw is not None:
                     out[i] = self._decode_rollout(raw, params, rows[i] if rows else stops)
-            served = [r for r in out if r is not None]
+                    if out[i] is not None:
+                        origin[i] = "cache"
+            served = [out[i] for i in todo if out[i] is not None]
             if served:
-                self.meter.charge(cached_tokens=sum(len(r.token_ids) for r in served))
-        missing = [i for i, r in enumerate(out) if r is None]
-        if missing:
-            call = CallStats()
-            guard = self._deadline_stop()
-            # the guard is this search's own: handed down with each of its rows, never shared
-            own = [list(row_stops[i]) if row_stops is not None else [] for i in missing]
-            if guard is not None:
-                own = [[*r, guard] for r in own]
-            fresh = self.inner.rollouts(
-                [prefixes[i] for i in missing], params, stops, call, row_stops=own if any(own) else None
-            )
-            if guard is not None and guard.fired:
-                for r in fresh:
-                    r.finish_reason = guard.fired
-            self._charge(call, rollouts=len(missing))
-            if stats is not None:
-                stats.add(call)
-            roll_items: dict[str, bytes] = {}
-            for i, r in zip(missing, fresh, strict=True):
-                out[i] = r
-                if params.deterministic and r.finish_reason not in INTERRUPTED:
-                    roll_items[keys[i]] = codec.encode_rollout(
-                        r.token_ids,
-                        r.logprobs,
-                        r.finish_reason,
-                        [(d.token_ids, d.logprobs, d.entropy) for d in r.step_dists]
-                        if r.step_dists
-                        else None,
-                    )
-            if roll_items:
-                self.cache.set_many(NS_ROLLOUT, roll_items)
-            if params.record_top_k:
-                self._store_path_dists([prefixes[i] for i in missing], fresh, params.record_top_k)
-        return [r for r in out if r is not None]
+                self.meter.charge(cached_tokens=sum(len(r.token_ids) for r in served if r is not None))
+        missing = [i for i in todo if out[i] is None]
+        if not missing:
+            return
+        call = CallStats()
+        guard = self._deadline_stop()
+        # the guard is this search's own: handed down with each of its rows, never shared
+        own = [list(row_stops[i]) if row_stops is not None else [] for i in missing]
+        if guard is not None:
+            own = [[*r, guard] for r in own]
+        fresh = self.inner.rollouts(
+            [prefixes[i] for i in missing], params, stops, call, row_stops=own if any(own) else None
+        )
+        if guard is not None and guard.fired:
+            for r in fresh:
+                r.finish_reason = guard.fired
+        self._charge(call, rollouts=len(missing))
+        if stats is not None:
+            stats.add(call)
+        roll_items: dict[str, bytes] = {}
+        for i, r in zip(missing, fresh, strict=True):
+            out[i] = r
+            if params.deterministic and r.finish_reason not in INTERRUPTED:
+                roll_items[keys[i]] = codec.encode_rollout(
+                    r.token_ids,
+                    r.logprobs,
+                    r.finish_reason,
+                    [(d.token_ids, d.logprobs, d.entropy) for d in r.step_dists] if r.step_dists else None,
+                )
+        if roll_items:
+            self.cache.set_many(NS_ROLLOUT, roll_items)
+        if params.record_top_k:
+            self._store_path_dists([prefixes[i] for i in missing], fresh, params.record_top_k)
 
     def _store_path_dists(
         self, prefixes: Sequence[Sequence[int]], rollouts: Sequence[Rollout], k: int
@@ -175,12 +275,7 @@ class MeteredLM(ModelWrapper):
         except codec.CodecError:
             return None
         text = self.inner.decode(ids)
-        all_stops = list(stops)
-        if params.stop:
-            from search.stops import StopStrings
-
-            all_stops.append(StopStrings(params.stop))
-        cut = first_stop(text, all_stops)
+        cut = first_stop(text, self._all_stops(stops, params))
         step_dists = [TokenDist(a, b, c) for a, b, c in dists] if dists else None
         return Rollout(ids, lps, text if cut is None else text[:cut], reason, step_dists)
 
@@ -231,6 +326,12 @@ class MeteredLM(ModelWrapper):
         return out
 
 
+def _truncate(r: Rollout, n: int, decode: Callable[[Sequence[int]], str]) -> Rollout:
+    """The first ``n`` tokens of a rollout, ended by length."""
+    dists = r.step_dists[:n] if r.step_dists is not None else None
+    return Rollout(r.token_ids[:n], r.logprobs[:n], decode(r.token_ids[:n]), "length", dists)
+
+
 def _noop(event: dict[str, Any]) -> None:
     return None
 
@@ -255,10 +356,11 @@ class SearchContext:
         cache: Cache | None = None,
         scorer: Any = None,
         events: EventSink | None = None,
+        reuse_paths: bool = True,
     ) -> SearchContext:
         meter = meter or Meter()
         cache = cache if cache is not None else MemoryCache()
-        return cls(MeteredLM(lm, cache, meter), meter, cache, scorer, events or _noop)
+        return cls(MeteredLM(lm, cache, meter, reuse_paths), meter, cache, scorer, events or _noop)
 
     def emit(self, kind: str, **data: Any) -> None:
         spend = self.meter.spend

@@ -15,7 +15,6 @@ import planners.adadec as adadec_mod
 from planners.adadec import (
     AdaDecParams,
     candidate_score,
-    lookahead_from_path,
     outcome_is_fixed,
     paper_rule,
     prunable,
@@ -34,7 +33,7 @@ from planners.thresholds import lookup, write_entry
 from search.budget import Budget, Meter
 from search.context import SearchContext, stops_for
 from search.hf_lm import HFModel
-from search.lm import GenerationParams, ModelIdentity, TokenDist, position_stats_from_dists
+from search.lm import GenerationParams, ModelIdentity, position_stats_from_dists
 from search.problem import Problem
 from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop
 
@@ -75,9 +74,9 @@ def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TREEDEC_HOME", str(tmp_path / "home"))
 
 
-def solve(lm, planner: str = "adadec", budget: Budget | None = None, **params):  # type: ignore[no-untyped-def]
+def solve(lm, planner: str = "adadec", budget: Budget | None = None, reuse_paths: bool = True, **params):  # type: ignore[no-untyped-def]
     lm.kv.clear()
-    ctx = SearchContext.create(lm, meter=Meter(budget=budget or Budget()))
+    ctx = SearchContext.create(lm, meter=Meter(budget=budget or Budget()), reuse_paths=reuse_paths)
     return planners.create(planner, params).solve(PROBLEM, ctx)
 
 
@@ -132,8 +131,7 @@ def test_chunked_greedy_needs_fewer_calls_and_counts_its_waste(peaked_lm) -> Non
     # Every generated token is accounted for: the useful ones (plus the lookahead tokens read off a
     # chunk instead of generated) are the same, the rest is waste.
     useful = [
-        s.generated_tokens - s.extra["wasted_tokens"] + s.extra["lookahead_tokens_reused"]
-        for s in (step.spend, chunked.spend)
+        s.generated_tokens - s.extra["wasted_tokens"] + s.path_tokens for s in (step.spend, chunked.spend)
     ]
     assert useful[0] == useful[1]
 
@@ -183,10 +181,12 @@ def test_stops_when_the_token_budget_is_spent(peaked_lm) -> None:  # type: ignor
 def test_lookahead_read_off_a_greedy_path_equals_the_rolled_out_one(peaked_lm) -> None:  # type: ignore[no-untyped-def]
     prefix = peaked_lm.encode(PROBLEM.prompt)
     peaked_lm.kv.clear()
-    path = peaked_lm.rollouts([prefix], GenerationParams(max_new_tokens=24, record_top_k=3))[0]
+    ctx = SearchContext.create(peaked_lm)
+    path = ctx.lm.rollouts([prefix], GenerationParams(max_new_tokens=24, record_top_k=3))[0]
+    la = GenerationParams(max_new_tokens=5, record_top_k=3)
     reused = 0
     for j in range(len(path.token_ids)):
-        got = lookahead_from_path(peaked_lm, path.token_ids, path.logprobs, path.step_dists, j + 1, 5)
+        got = ctx.lm.path_rollout(prefix + path.token_ids[: j + 1], la, [FunctionBodyEnd()])
         if j + 1 + 5 > len(path.token_ids):
             assert got is None  # the path ends before the lookahead is decided
             continue
@@ -200,28 +200,7 @@ def test_lookahead_read_off_a_greedy_path_equals_the_rolled_out_one(peaked_lm) -
         assert got.finish_reason == rolled.lookahead.finish_reason
         assert candidate_score(lp, got.logprobs, 1.0) == pytest.approx(rolled.score, abs=1e-4)
     assert reused == len(path.token_ids) - 5
-
-
-def test_lookahead_from_path_cuts_at_the_body_end_like_the_rollout(peaked_lm) -> None:  # type: ignore[no-untyped-def]
-    toks = peaked_lm.encode("x = 1\n    y = 2\n\n    z = 3\n")
-    lps = [-0.1 * (i + 1) for i in range(len(toks))]
-    got = lookahead_from_path(peaked_lm, toks, lps, None, 0, 64)
-    assert got is not None and got.finish_reason == "stop"
-    # It ends after the first token whose text completes the blank line, as FunctionBodyEnd says.
-    n = next(i for i in range(1, len(toks) + 1) if FunctionBodyEnd().find(peaked_lm.decode(toks[:i])))
-    assert got.token_ids == toks[:n] and got.logprobs == lps[:n]
-    assert got.text == "x = 1\n    y = 2"
-    # Limited by L; and an unfinished path without end-of-sequence decides nothing.
-    short = lookahead_from_path(peaked_lm, toks, lps, None, 0, 2)
-    assert short is not None and short.token_ids == toks[:2] and short.finish_reason == "length"
-    word = peaked_lm.encode("abc")
-    assert lookahead_from_path(peaked_lm, word, [-1.0] * len(word), None, 0, 5) is None
-    # A path that chose end-of-sequence (one more step distribution than tokens) ends there.
-    dists = [TokenDist([t], [-1.0], 1.0) for t in word] + [
-        TokenDist([next(iter(peaked_lm.eos_token_ids))], [-0.5], 1.0)
-    ]
-    eos = lookahead_from_path(peaked_lm, word, [-1.0] * len(word), dists, 1, 5)
-    assert eos is not None and eos.finish_reason == "eos" and eos.token_ids == word[1:]
+    assert ctx.meter.spend.path_hits == 0  # peeking charges nothing
 
 
 def _no_savings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -236,13 +215,20 @@ def test_savings_keep_tokens_and_scores_and_cost_fewer_lookahead_tokens(
     saved = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16)
     with monkeypatch.context() as m:
         _no_savings(m)
-        plain = solve(peaked_lm, entropy_threshold=threshold, max_new_tokens=40, greedy_chunk=16, prune=False)
+        plain = solve(
+            peaked_lm,
+            entropy_threshold=threshold,
+            max_new_tokens=40,
+            greedy_chunk=16,
+            prune=False,
+            reuse_paths=False,
+        )
     assert saved.spend.extra["lookahead_pruned"] == 0  # this model is too flat for a bound to prune
     assert saved.best.token_ids == plain.best.token_ids
     assert saved.best.completion == plain.best.completion
     assert saved.spend.extra["pauses"] == plain.spend.extra["pauses"]
-    assert plain.spend.extra["lookahead_tokens_reused"] == plain.spend.extra["lookahead_skipped"] == 0
-    reused, skipped = saved.spend.extra["lookahead_tokens_reused"], saved.spend.extra["lookahead_skipped"]
+    assert plain.spend.path_tokens == plain.spend.extra["lookahead_skipped"] == 0
+    reused, skipped = saved.spend.path_tokens, saved.spend.extra["lookahead_skipped"]
     assert reused > 0
     by_pos = {p["position"]: p for p in plain.best.meta["pauses"]}
     for pause in saved.best.meta["pauses"]:

@@ -174,7 +174,7 @@ def test_a_node_on_an_earlier_greedy_path_reuses_it_without_a_model_call(lm, sco
     passes = plain_rollout_passes(lm, problem, 12)
     res = run(lm, scorer, problem, rollouts=2)
     # Iteration 2 selects the root's top-prior child: the greedy token, so it lies on the first path.
-    assert res.spend.extra["sequence_cache_hits"] == 1
+    assert res.spend.path_hits == 1
     assert res.spend.rollouts == 1
     assert res.spend.forward_passes == passes
     assert res.spend.extra["tree_cache_hits"] == 2
@@ -298,7 +298,7 @@ def test_parallel_rollouts_spread_a_batch_over_distinct_leaves(lm, scorer) -> No
     assert res.spend.extra["iterations"] == 4
     # batch 1: the root; batch 2: the greedy child from the path, the other two in one model call
     assert res.spend.extra["rollout_calls"] == 2
-    assert res.spend.extra["sequence_cache_hits"] == 1 and res.spend.rollouts == 3
+    assert res.spend.path_hits == 1 and res.spend.rollouts == 3
 
 
 def test_result_lists_distinct_programs_and_the_tree_marks_the_chosen_path(lm, scorer) -> None:  # type: ignore[no-untyped-def]

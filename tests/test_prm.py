@@ -11,9 +11,7 @@ import torch
 
 from scorers.prm import (
     CodeAwareScorer,
-    GreedyMemo,
     HFProcessRewardModel,
-    Lookahead,
     PartialState,
     close_open_block,
     completable,
@@ -178,12 +176,35 @@ def test_code_scorer_rejects_bad_weights() -> None:
         CodeAwareScorer(w_lp=0, w_pass=0)
 
 
-def test_greedy_memo_serves_prefixes_along_a_greedy_path() -> None:
-    memo = GreedyMemo()
-    memo.put([1, 2], Lookahead([3, 4, 5], [-0.1, -0.2, -0.3], "cde", "stop", 0.5), "ab")
-    hit = memo.get([1, 2, 3], "abc")
-    assert hit is not None and hit.token_ids == [4, 5] and hit.text == "de" and hit.pass_rate == 0.5
-    assert memo.get([1, 2, 9], "ab?") is None  # off the path
+def test_a_lookahead_on_an_earlier_greedy_path_is_exact_even_when_lazy(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    from sandbox import open_executor
+    from scorers.tests import TestScorer
+    from search.cache import MemoryCache
+    from search.context import stops_for
+    from search.lm import GenerationParams
+    from search.problem import FunctionTest
+    from search.steps import in_context
+
+    problem = Problem(
+        id="p", prompt=PROMPT, entry_point="add", public_tests=[FunctionTest(call="add(1, 2)", expected="3")]
+    )
+    tiny_lm.kv.clear()
+    ctx = SearchContext.create(tiny_lm, scorer=TestScorer(open_executor("auto"), cache=MemoryCache()))
+    prompt = tiny_lm.encode(problem.model_text)
+    start = tiny_lm.encode("    return (a +")
+    stops = in_context(stops_for(problem), tiny_lm.decode(start))
+    path = ctx.lm.rollouts([prompt + start], GenerationParams(max_new_tokens=12), stops)[0]
+    assert len(path.token_ids) == 12  # this model repeats " +" on and on (still completable)
+    spent = (ctx.meter.spend.generated_tokens, ctx.meter.spend.forward_passes)
+    toks = start + path.token_ids[:3]
+    state = PartialState(tiny_lm.decode(toks), token_ids=toks, logprobs=[-0.5] * len(toks))
+    scorer = CodeAwareScorer(w_lp=0.3, w_pass=0.7, lookahead_tokens=5)
+    score = scorer.evaluate(problem, [state], ctx, lookahead=False)[0]
+    assert score.exact and score.lookahead is not None  # its own lookahead, not a borrowed pass rate
+    assert score.lookahead.token_ids == path.token_ids[3:8]
+    assert (ctx.meter.spend.generated_tokens, ctx.meter.spend.forward_passes) == spent
+    assert ctx.meter.spend.path_hits == 1 and ctx.meter.spend.path_tokens == 5
+    assert ctx.meter.spend.executions == 1  # its program was judged once
 
 
 def test_code_scorer_lookahead_is_tested_once_and_then_served_from_caches(tiny_lm) -> None:  # type: ignore[no-untyped-def]
