@@ -284,6 +284,7 @@ class _Search(Search[PGTDParams]):
             self.stops,
             row_max_new_tokens=remaining,
             sources=sources,
+            path_stops=True,  # a node on a finished path completes as that path's program
         )
         run = [s for s in sources if s != "path"]
         cached = run.count("cache")

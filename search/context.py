@@ -109,11 +109,13 @@ class MeteredLM(ModelWrapper):
         *,
         row_max_new_tokens: Sequence[int] | None = None,
         sources: list[str] | None = None,
+        path_stops: bool = False,
     ) -> list[Rollout]:
         """The protocol's ``rollouts``, from this search's greedy paths first, then the rollout
         cache, then the model. ``row_max_new_tokens`` holds each row to its own length (the model
         call runs to the longest row not served otherwise); ``sources``, when given, gets each row's
-        origin appended: ``path``, ``cache`` or ``model``."""
+        origin appended: ``path``, ``cache`` or ``model``; ``path_stops`` lets a path's own stop
+        end a continuation read off it (the rest of a completion: see ``search/paths.py``)."""
         n = len(prefixes)
         # a row's stops are the call's and its own (a row is cached as if all were the call's)
         rows = [[*stops, *extra] for extra in row_stops] if row_stops is not None else None
@@ -122,7 +124,7 @@ class MeteredLM(ModelWrapper):
         origin = ["model"] * n
         greedy = params.mode == DecodeMode.greedy
         if greedy and self.reuse_paths and len(self.paths):
-            self._serve_from_paths(prefixes, params, rows, stops, caps, out, origin)
+            self._serve_from_paths(prefixes, params, rows, stops, caps, out, origin, path_stops)
         todo = [i for i in range(n) if out[i] is None]
         if todo:
             if row_max_new_tokens is not None:
@@ -133,7 +135,10 @@ class MeteredLM(ModelWrapper):
                 r = out[i]
                 assert r is not None
                 if greedy and r.finish_reason not in INTERRUPTED:
-                    self.paths.add(prefixes[i], r, params.record_top_k)
+                    row = rows[i] if rows else stops
+                    self.paths.add(
+                        prefixes[i], r, params.record_top_k, stops_key(self._all_stops(row, params))
+                    )
                 if len(r.token_ids) > caps[i]:  # a longer row of the call set its length
                     out[i] = _truncate(r, caps[i], self.inner.decode)
         if sources is not None:
@@ -168,18 +173,14 @@ class MeteredLM(ModelWrapper):
         caps: list[int],
         out: list[Rollout | None],
         origin: list[str],
+        path_stops: bool,
     ) -> None:
         served = 0
         tokens = 0
         for i, prefix in enumerate(prefixes):
-            row = rows[i] if rows else stops
-            r = self.paths.serve(
-                prefix,
-                caps[i],
-                params.record_top_k,
-                self._all_stops(row, params),
-                self.inner.decode,
-            )
+            row = self._all_stops(rows[i] if rows else stops, params)
+            key = stops_key(row) if path_stops else None
+            r = self.paths.serve(prefix, caps[i], params.record_top_k, row, self.inner.decode, key)
             if r is not None:
                 out[i], origin[i] = r, "path"
                 served += 1

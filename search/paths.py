@@ -15,6 +15,9 @@ with the rollout the backend would return, read off the path instead of generate
 
 ``None`` when the paths do not decide it (e.g. a path that ended by a stop the continuation's own
 text does not show, such as ``TopLevelStop`` right after the newline): the caller runs the model.
+A caller that wants the rest of a *completion* (PG-TD: its program is cut where the stops find a
+cut in the whole text) passes ``path_stops``, the key of its stops: a path that ended by a stop of
+that same rule then also ends the continuation there (``stop``), as the path's own decode did.
 ``MeteredLM`` uses it for every greedy ``rollouts`` call (counted as ``Spend.path_hits`` and
 ``Spend.path_tokens``, not charged again to the budget: those tokens were generated once).
 """
@@ -38,6 +41,7 @@ class _Path:
     dists: list[TokenDist] | None  # one per step; one more than tokens when it chose end-of-sequence
     top_k: int
     eos: bool
+    stopped_by: str | None  # the stops key, when it ended by a stop
 
     @property
     def tokens(self) -> int:
@@ -54,13 +58,15 @@ class GreedyPaths:
     def __len__(self) -> int:
         return len(self._paths)
 
-    def add(self, prefix: Sequence[int], r: Rollout, top_k: int) -> None:
-        """Record a greedy rollout from ``prefix`` (recorded with ``record_top_k=top_k``)."""
+    def add(self, prefix: Sequence[int], r: Rollout, top_k: int, stops_key: str = "") -> None:
+        """Record a greedy rollout from ``prefix`` (with ``record_top_k=top_k``, stopping by the
+        stops of key ``stops_key``)."""
         seq = [*prefix, *r.token_ids]
         dists = list(r.step_dists) if r.step_dists is not None and top_k else None
         eos = r.finish_reason == "eos"
+        stopped = stops_key if r.finish_reason == "stop" else None
         idx = len(self._paths)
-        self._paths.append(_Path(seq, len(prefix), list(r.logprobs), dists, top_k, eos))
+        self._paths.append(_Path(seq, len(prefix), list(r.logprobs), dists, top_k, eos, stopped))
         for n in range(len(prefix), len(seq) + 1):
             self._at.setdefault(hash(tuple(seq[:n])), []).append((idx, n - len(prefix)))
 
@@ -81,6 +87,7 @@ class GreedyPaths:
         top_k: int,
         stops: Sequence[StopCondition],
         decode: Callable[[Sequence[int]], str],
+        path_stops: str | None = None,
     ) -> Rollout | None:
         """The greedy rollout from ``prefix`` read off the paths, or None when they do not decide it."""
         point = list(prefix)
@@ -113,6 +120,8 @@ class GreedyPaths:
                 text = decode(toks)
                 cut = first_stop(text, stops)
                 return done(text if cut is None else text[:cut], "eos" if cut is None else "stop")
+            if path_stops is not None and path.stopped_by == path_stops and j < path.tokens:
+                return done(decode(toks), "stop")
             point = [*prefix, *toks]
 
 

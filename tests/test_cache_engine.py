@@ -60,7 +60,8 @@ def test_execution_results_are_shared_through_redis(redis_server) -> None:  # ty
 def test_search_finishes_on_memory_when_redis_dies_midway(tiny_lm, redis_server, caplog) -> None:  # type: ignore[no-untyped-def]
     cache = RedisCache.connect(redis_server.url)
     tiny_lm.kv.clear()
-    ctx = SearchContext.create(tiny_lm, cache=cache)
+    # repeats within a search would be read off its greedy path: this test is about the cache
+    ctx = SearchContext.create(tiny_lm, cache=cache, reuse_paths=False)
     prompt = tiny_lm.encode(PROBLEM.prompt)
     before = ctx.lm.rollouts([prompt], GenerationParams(max_new_tokens=6))[0]
     redis_server.kill()

@@ -54,8 +54,12 @@ def test_a_point_on_a_path_is_served_the_rest_cut_like_the_backend() -> None:
     assert paths.serve(prompt + enc("cd\n  e\n"), 64, 0, [], decode) is None
     assert paths.serve(prompt + enc("ca"), 4, 0, [], decode) is None
     top = GreedyPaths()
-    top.add(prompt, roll("cd\nef", "stop"), 0)
+    top.add(prompt, roll("cd\nef", "stop"), 0, "toplevel")
     assert top.serve(prompt + enc("cd\n"), 64, 0, [TopLevelStop()], decode) is None
+    # unless the caller asks for the rest of the completion under the same rule (PG-TD)
+    rest = top.serve(prompt + enc("cd\n"), 64, 0, [TopLevelStop()], decode, path_stops="toplevel")
+    assert rest is not None and rest.token_ids == enc("ef") and rest.finish_reason == "stop"
+    assert top.serve(prompt + enc("cd\n"), 64, 0, [TopLevelStop()], decode, path_stops="other") is None
 
 
 def test_end_of_sequence_top_k_and_an_extended_path() -> None:
