@@ -31,7 +31,8 @@ JUDGE_MODULES = tuple(
     (f"sandbox.{name}", (_HERE / f"{name}.py").read_text()) for name in ("framing", "wire", "judge")
 )
 
-JUDGE_BOOT = """\
+# Both bootstraps read one length-prefixed marshal message from stdin first.
+_READ = """\
 import marshal, os, sys
 def _rx(n):
     b = b""
@@ -41,6 +42,11 @@ def _rx(n):
             os._exit(71)
         b += c
     return b
+"""
+
+JUDGE_BOOT = (
+    _READ
+    + """\
 _req = marshal.loads(_rx(int.from_bytes(_rx(4), "big")))
 _pkg = type(sys)("sandbox")
 _pkg.__path__ = []
@@ -54,21 +60,16 @@ for _name, _src in _req["modules"]:
 del _req, _pkg, _m, _src
 sys.modules["sandbox.judge"].main()
 """
+)
 
-SERVER_BOOT = """\
-import marshal, os
-def _rx(n):
-    b = b""
-    while len(b) < n:
-        c = os.read(0, n - len(b))
-        if not c:
-            os._exit(71)
-        b += c
-    return b
+SERVER_BOOT = (
+    _READ
+    + """\
 _code = marshal.loads(_rx(int.from_bytes(_rx(4), "big")))
 del _rx
 exec(_code)
 """
+)
 """The program server's bootstrap when it runs treedec's own interpreter: its first frame is the
 server's code object (``build_server_boot``), compiled once here instead of at every start."""
 
