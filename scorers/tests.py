@@ -105,14 +105,17 @@ class TestScorer:
         self.cache_hits = 0
         self._lock = threading.Lock()
 
-    def key(self, program: str, problem: Problem, hidden: bool) -> str:
-        tests = problem.judged_tests(hidden)
+    def key(self, program: str, problem: Problem, hidden: bool, suite_hash: str | None = None) -> str:
+        """The execution cache key of ``program`` against the problem's judged suite (``suite_hash``:
+        its ``tests_hash``, when the caller has it already)."""
+        if suite_hash is None:
+            suite_hash = tests_hash(problem.judged_tests(hidden))
         program_hash = hashlib.sha256(program.encode("utf-8", "surrogatepass")).hexdigest()
         return cache_key(
             "tests",
             HARNESS_VERSION,
             program_hash,
-            tests_hash(list(tests)),
+            suite_hash,
             problem.entry_point,
             self.limits.model_dump_json(),
         )
@@ -125,7 +128,9 @@ class TestScorer:
     ) -> list[TestReward]:
         """Rewards in the order of ``completions``; cache hits (and duplicates) never execute."""
         programs = [problem.program(c) for c in completions]
-        keys = [self.key(p, problem, hidden) for p in programs]
+        tests = problem.judged_tests(hidden)  # once per call: it parses the prompt and the tests
+        suite_hash = tests_hash(tests)
+        keys = [self.key(p, problem, hidden, suite_hash) for p in programs]
         rewards: dict[str, TestReward] = {}
         if self.cache is not None:
             unique = list(dict.fromkeys(keys))
@@ -138,7 +143,6 @@ class TestScorer:
                     except ValueError:
                         pass
         todo = {k: p for k, p in zip(keys, programs, strict=True) if k not in rewards}
-        tests = problem.judged_tests(hidden)
         jobs = [Job(p, tests, self.limits, problem.entry_point) for p in todo.values()]
         results = self.pool.run_many(jobs) if jobs else []
         with self._lock:
