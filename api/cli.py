@@ -427,7 +427,7 @@ def evaluate(
                     "planner": planner,
                     "passed": bool(report.hidden and report.hidden.all_passed),
                     "public_passed": bool(report.public and report.public.all_passed),
-                    "spend": report.spend.model_dump(),
+                    "spend": report.spend.to_dict(),
                     "stop_reason": report.stop_reason,
                 }
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from search.budget import Budget
+from search.budget import Budget, Spend
 from search.context import Candidate, SearchResult
 from search.problem import Problem
 
@@ -66,24 +66,6 @@ class SolveSpec(BaseModel):
             evaluate_hidden=bool(data.get("evaluate_hidden", False)),
             prompt_style=str(data.get("prompt_style", "auto")),
         )
-
-
-class SpendReport(BaseModel):
-    """What a search spent (``search.budget.Spend``), as reported."""
-
-    model_config = ConfigDict(extra="allow")
-    generated_tokens: int = 0
-    cached_tokens: int = 0
-    processed_tokens: int = 0
-    forward_passes: int = 0
-    executions: int = 0
-    cached_executions: int = 0
-    rollouts: int = 0
-    scorer_calls: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
-    seconds: Number = 0.0
-    extra: dict[str, Number] = Field(default_factory=dict)
 
 
 class CandidateReport(BaseModel):
@@ -159,7 +141,7 @@ class SolveReport(BaseModel):
     completion: str | None
     best: CandidateReport | None
     candidates: list[CandidateReport]
-    spend: SpendReport
+    spend: Spend  # the search layer's own account; its fields are the report's keys
     stop_reason: str
     tree: dict[str, Any] | None = None
     model: str
@@ -197,7 +179,7 @@ class SolveReport(BaseModel):
             completion=result.best.completion if result.best else None,
             best=CandidateReport.of(result.best) if result.best else None,
             candidates=[CandidateReport.of(c) for c in result.candidates],
-            spend=SpendReport.model_validate(result.spend.to_dict()),
+            spend=result.spend.rounded(),
             stop_reason=result.stop_reason,
             tree=result.tree if include_tree else None,
             model=model,
@@ -231,7 +213,7 @@ def terminal_event(
     event: dict[str, Any] = {"event": status}
     if result is not None:
         event.update(
-            spend=result.spend.model_dump(), stop_reason=result.stop_reason, public=result.public_pass_rate
+            spend=result.spend.to_dict(), stop_reason=result.stop_reason, public=result.public_pass_rate
         )
     if error is not None:
         event.update(error=error, error_id=error_id)

@@ -111,7 +111,7 @@ class TreedecLM(LM):
             )
             report = self.engine.run(spec)
             public = report.public.model_dump() if report.public is not None else None
-            self.reports.append({"task_id": problem.id, "spend": report.spend.model_dump(), "public": public})
+            self.reports.append({"task_id": problem.id, "spend": report.spend.to_dict(), "public": public})
             text = report.prompt_completion
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)

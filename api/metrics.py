@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from api.contracts import SpendReport
+from search.budget import Spend
 from search.batching import BatchingLM
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -57,7 +57,7 @@ class Metrics:
         )
         self.batches = Gauge("treedec_batching_batches", "batched model calls run", registry=r)
 
-    def record_search(self, planner: str, status: str, spend: SpendReport | None) -> None:
+    def record_search(self, planner: str, status: str, spend: Spend | None) -> None:
         self.searches.labels(planner, status).inc()
         if spend is None:
             return

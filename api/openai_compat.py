@@ -234,7 +234,7 @@ def _finish_reason(lm: Any, text: str, max_tokens: int | None, report: SolveRepo
 def _extras(job: JobView, report: SolveReport) -> dict[str, Any]:
     return {
         "job_id": job.id,
-        "spend": report.spend.model_dump(),
+        "spend": report.spend.to_dict(),
         "stop_reason": report.stop_reason,
         "public": report.public.model_dump() if report.public is not None else None,
     }

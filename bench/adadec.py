@@ -78,7 +78,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
             "task_id": prob.id,
             "passed": bool(report.hidden is not None and report.hidden.all_passed),
             "seconds": round(time.monotonic() - t0, 2),
-            "spend": report.spend.model_dump(),
+            "spend": report.spend.to_dict(),
             "completion": report.completion,
         }
 

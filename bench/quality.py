@@ -136,7 +136,7 @@ def run_one(lm: Any, executor: Any, problem: Any, config: Config, commit: str = 
         "executions": spend.executions,
         "wall_seconds": round(wall, 2),
         "stop_reason": report.stop_reason,
-        "spend": spend.model_dump(),
+        "spend": spend.to_dict(),
         "commit": commit,
     }
     if config.preset in DERIVED:

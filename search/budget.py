@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,12 +58,14 @@ class Spend:
     path_hits: int = 0
     path_tokens: int = 0
     seconds: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, int | float] = field(default_factory=dict)  # a count stays an int
+
+    def rounded(self) -> Spend:
+        """A copy as reported: seconds to 0.1 ms."""
+        return replace(self, seconds=round(self.seconds, 4), extra=dict(self.extra))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seconds"] = round(self.seconds, 4)
-        return d
+        return asdict(self.rounded())
 
 
 class BudgetExhausted(Exception):

@@ -78,7 +78,7 @@ def test_the_terminal_event_and_the_event_limit() -> None:
     report = _report()
     assert terminal_event("succeeded", report) == {
         "event": "succeeded",
-        "spend": report.spend.model_dump(),
+        "spend": report.spend.to_dict(),
         "stop_reason": "done",
         "public": None,
     }
