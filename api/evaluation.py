@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from itertools import islice
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -56,19 +58,52 @@ class ResultsLog(Generic[K]):
         todo: Sequence[T],
         work: Callable[[T], Row],
         on_row: Callable[[int, int, T, Row], None] | None = None,
+        workers: int = 1,
     ) -> None:
-        """Run ``work`` on each item; each row is kept, appended to the file and flushed before the
-        next item starts, then reported as ``on_row(i, len(todo), item, row)`` (``i`` from 1)."""
+        """Run ``work`` on each item; each row is kept, appended to the file and flushed as soon as
+        its item finishes, then reported as ``on_row(i, len(todo), item, row)`` (``i`` counts
+        finished items from 1). ``workers`` > 1 runs that many items at a time on threads (rows
+        then land in the order they finish); a failing item stops the run after the rows of the
+        items already started are written."""
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
         sink = open(self.path, "a") if self.path is not None else None  # noqa: SIM115
+        finished = 0
+
+        def keep(item: T, row: Row) -> None:
+            nonlocal finished
+            finished += 1
+            self.done[self.key(row)] = row
+            if sink is not None:
+                sink.write(json.dumps(row) + "\n")
+                sink.flush()
+            if on_row is not None:
+                on_row(finished, len(todo), item, row)
+
         try:
-            for i, item in enumerate(todo, 1):
-                row = work(item)
-                self.done[self.key(row)] = row
-                if sink is not None:
-                    sink.write(json.dumps(row) + "\n")
-                    sink.flush()
-                if on_row is not None:
-                    on_row(i, len(todo), item, row)
+            if workers == 1:
+                for item in todo:
+                    keep(item, work(item))
+                return
+            failure: Exception | None = None
+            with ThreadPoolExecutor(workers, thread_name_prefix="eval") as pool:
+                running = {pool.submit(work, item): item for item in todo[:workers]}
+                queued = iter(todo[workers:])
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        item = running.pop(future)
+                        try:
+                            row = future.result()
+                        except Exception as e:  # the others finish and keep their rows first
+                            failure = failure or e
+                            continue
+                        keep(item, row)
+                        if failure is None:
+                            for nxt in islice(queued, 1):
+                                running[pool.submit(work, nxt)] = nxt
+            if failure is not None:
+                raise failure
         finally:
             if sink is not None:
                 sink.close()

@@ -13,6 +13,11 @@ Each row keeps what anyone needs to re-judge it: the program that ran and the hu
 every sample in the order drawn, so best-of-4 and best-of-8 are read off the first 4 and 8 samples
 (``bon4``/``bon8``, judged on the hidden tests as the run goes).
 
+``--parallel N`` runs N problems at a time with their model calls batched together (``BatchingLM``,
+as the server does): more problems per CPU second, but batched arithmetic can flip a near-tie
+token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
+``"parallel": N`` and a configuration is best run wholly one way.
+
     python bench/quality.py --configs greedy@completion,greedy@chat --dataset humaneval \\
         --out bench/results/humaneval.jsonl
     python bench/quality.py --report --out bench/results/humaneval.jsonl   # summary, table, chart
@@ -102,14 +107,16 @@ def code_commit() -> str:
     return out.stdout.strip()[:12] + ("+dirty" if dirty else "")
 
 
-def run_one(lm: Any, executor: Any, problem: Any, config: Config, commit: str = "") -> dict[str, Any]:
+def run_one(
+    lm: Any, executor: Any, problem: Any, config: Config, commit: str = "", parallel: int = 1
+) -> dict[str, Any]:
     from api.engine import Engine
     from scorers.tests import TestScorer
     from search.budget import Budget
     from search.cache import MemoryCache
 
     cache = MemoryCache()
-    if hasattr(lm, "kv"):
+    if parallel == 1 and hasattr(lm, "kv"):  # problems running side by side share the model's KV cache
         lm.kv.clear()
     engine = Engine(lm=lm, cache=cache, _scorer=TestScorer(executor, cache=cache))
     t0 = time.perf_counter()
@@ -139,6 +146,8 @@ def run_one(lm: Any, executor: Any, problem: Any, config: Config, commit: str = 
         "spend": spend.to_dict(),
         "commit": commit,
     }
+    if parallel > 1:
+        row["parallel"] = parallel
     if config.preset in DERIVED:
         samples = [c.model_dump() for c in report.candidates]
         row["samples"] = samples
@@ -277,6 +286,12 @@ def main() -> None:
     ap.add_argument("--model", default="bundled-default")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
     ap.add_argument("--report", action="store_true", help="only write the summary and the chart")
+    ap.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="problems run at a time, their model calls batched together (BatchingLM); rows say so",
+    )
     args = ap.parse_args()
 
     if not args.report:
@@ -298,7 +313,13 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(todo)} runs to do ({len(results.done)} rows already in {args.out})", file=sys.stderr)
     if not todo:
         return
+    if args.parallel < 1:
+        raise SystemExit("--parallel must be >= 1")
     lm = load_model(args.model)
+    if args.parallel > 1:
+        from search.batching import BatchingLM
+
+        lm = BatchingLM(lm)
     executor = importlib.import_module("sandbox").open_executor("auto")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     commit = code_commit()
@@ -312,7 +333,9 @@ def run(args: argparse.Namespace) -> None:
             flush=True,
         )
 
-    results.run(todo, lambda job: run_one(lm, executor, job[1], job[0], commit), show)
+    results.run(
+        todo, lambda job: run_one(lm, executor, job[1], job[0], commit, args.parallel), show, args.parallel
+    )
 
 
 def write_report(out: Path) -> None:

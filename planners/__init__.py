@@ -7,6 +7,7 @@ True
 from __future__ import annotations
 
 import importlib
+import threading
 from typing import Any
 
 from planners.base import Planner, PlannerError
@@ -22,6 +23,7 @@ _MODULES = [
 ]
 _REGISTRY: dict[str, type[Planner[Any]]] = {}
 _loaded = False
+_load_lock = threading.Lock()
 
 
 def register(cls: type[Planner[Any]]) -> type[Planner[Any]]:
@@ -34,13 +36,16 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
-    for module in _MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # a real import error inside a planner is a bug: show it
-                raise
+    with _load_lock:  # threads asking at once wait for the whole registry, not a part of it
+        if _loaded:
+            return
+        for module in _MODULES:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:
+                if e.name != module:  # a real import error inside a planner is a bug: show it
+                    raise
+        _loaded = True
 
 
 def names() -> list[str]:
