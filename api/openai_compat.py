@@ -36,7 +36,7 @@ from search.budget import Budget
 from search.problem import Problem, TestCase, answer_code, with_kind
 
 if TYPE_CHECKING:
-    from api.server import ServerState
+    from api.state import ServerState
 
 MODEL_PREFIX = "treedec-"
 FENCE = "```python\n"
