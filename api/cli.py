@@ -378,7 +378,7 @@ EVAL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 @option_groups
 def evaluate(
     dataset: str = typer.Option(
-        "humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B or a JSONL file"
+        "humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B, humaneval:3,10-19 or a JSONL file"
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: int = typer.Option(0, "--offset", help="skip this many problems first"),

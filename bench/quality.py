@@ -282,7 +282,9 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="greedy@completion", help="comma-separated NAME@STYLE")
-    ap.add_argument("--dataset", default="humaneval", help="humaneval, humaneval:A-B or a JSONL file")
+    ap.add_argument(
+        "--dataset", default="humaneval", help="humaneval, humaneval:A-B, humaneval:3,10-19 or a JSONL file"
+    )
     ap.add_argument("--model", default="bundled-default")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
     ap.add_argument("--report", action="store_true", help="only write the summary and the chart")

@@ -293,19 +293,22 @@ def load_file(path: str | Path) -> list[Problem]:
 
 
 def load_problems(spec: str, limit: int | None = None, offset: int = 0) -> list[Problem]:
-    """Problems named by a spec: ``humaneval``, ``humaneval:3``, ``humaneval:10-19``, a file path."""
+    """Problems named by a spec: ``humaneval``, ``humaneval:3``, ``humaneval:10-19``, a list of those
+    (``humaneval:3,10-19``, in that order), a file path."""
     spec = spec.strip()
     if not spec:
         raise ProblemError("empty problem spec: give a JSON file or a dataset reference such as humaneval:0")
     if spec == "humaneval" or spec.startswith("humaneval:"):
         ref = spec.partition(":")[2]
-        if not ref:
-            problems = humaneval()
-        elif re.fullmatch(r"\d+-\d+", ref):
-            lo, hi = (int(x) for x in ref.split("-"))
-            problems = humaneval(range(_humaneval_index(str(lo)), _humaneval_index(str(hi)) + 1))
-        else:
-            problems = humaneval([_humaneval_index(ref)])
+        indices: list[int] = []
+        for part in ref.split(",") if ref else []:  # humaneval:3, humaneval:10-19, humaneval:3,10-19
+            part = part.strip()
+            if re.fullmatch(r"\d+-\d+", part):
+                lo, hi = (int(x) for x in part.split("-"))
+                indices.extend(range(_humaneval_index(str(lo)), _humaneval_index(str(hi)) + 1))
+            else:
+                indices.append(_humaneval_index(part))
+        problems = humaneval(indices) if ref else humaneval()
     elif spec.startswith("apps:"):
         problems = load_file(spec[5:])
     elif ":" in spec.split("/")[0] and not Path(spec).exists():

@@ -63,8 +63,12 @@ def test_humaneval_spec_forms() -> None:
     assert load_problem("humaneval:0").id == "HumanEval/0"
     assert load_problem("humaneval:HumanEval/5").id == "HumanEval/5"
     assert [p.id for p in load_problems("humaneval:3-5")] == ["HumanEval/3", "HumanEval/4", "HumanEval/5"]
+    ids = [p.id for p in load_problems("humaneval:7,3-4,HumanEval/0")]
+    assert ids == ["HumanEval/7", "HumanEval/3", "HumanEval/4", "HumanEval/0"]  # a list, in its order
     with pytest.raises(ProblemError, match="no HumanEval problem 999"):
         load_problem("humaneval:999")
+    with pytest.raises(ProblemError, match="no HumanEval problem 999"):
+        load_problems("humaneval:1,999")
 
 
 def test_example_files_load_in_both_test_formats() -> None:
