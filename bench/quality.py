@@ -20,7 +20,7 @@ token, and problems share the model's KV cache (fewer processed tokens), so such
 
     python bench/quality.py --configs greedy@completion,greedy@chat --dataset humaneval \\
         --out bench/results/humaneval.jsonl
-    python bench/quality.py --report --out bench/results/humaneval.jsonl   # summary, table, chart
+    python bench/quality.py --report --out bench/results/humaneval.jsonl   # summary, tables, chart
 """
 
 from __future__ import annotations
@@ -256,6 +256,50 @@ def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) 
     return out
 
 
+def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of search configurations (not greedy) on the problems both ran: each one's
+    passes and tokens there, and the problems one solves and the other does not."""
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in flat_rows(rows):
+        by.setdefault(r["config"], {})[r["task_id"]] = r
+    searches = sorted(n for n in summary if not n.startswith("greedy@"))
+    out = []
+    for i, a in enumerate(searches):
+        for b in searches[i + 1 :]:
+            common = sorted(set(by[a]) & set(by[b]))
+            if not common or (a.startswith("bon") and b.startswith("bon")):  # one row's samples
+                continue
+            won = {n: {t for t in common if by[n][t]["passed"]} for n in (a, b)}
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "problems": len(common),
+                    "a_passed": len(won[a]),
+                    "b_passed": len(won[b]),
+                    "a_tokens": round(sum(by[a][t]["generated_tokens"] for t in common) / len(common), 1),
+                    "b_tokens": round(sum(by[b][t]["generated_tokens"] for t in common) / len(common), 1),
+                    "only_a": sorted(won[a] - won[b]),
+                    "only_b": sorted(won[b] - won[a]),
+                }
+            )
+    return out
+
+
+def pairs_table(pairs: list[dict[str, Any]]) -> str:
+    lines = [
+        "| A | B | problems both ran | A passed (tokens / problem) | B passed (tokens / problem) "
+        "| only A / only B |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in pairs:
+        lines.append(
+            f"| `{p['a']}` | `{p['b']}` | {p['problems']} | {p['a_passed']} ({p['a_tokens']:.0f}) | "
+            f"{p['b_passed']} ({p['b_tokens']:.0f}) | {len(p['only_a'])} / {len(p['only_b'])} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: str | None) -> str:
     """The summary as the README's table: each configuration on the problems it ran, against the
     best greedy on those same problems."""
@@ -358,11 +402,13 @@ def write_report(out: Path) -> None:
         "problems": most,
         "best_greedy": best_greedy,
         "versus_best_greedy": versus,
+        "head_to_head": head_to_head(summary, rows),
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
     draw(whole, Path(f"{stem}_chart"))
     Path(f"{stem}_table.md").write_text(markdown_table(report["configs"], versus, best_greedy))
+    Path(f"{stem}_pairs.md").write_text(pairs_table(report["head_to_head"]))
     for name, s in report["configs"].items():
         print(
             f"{name:28s} {s['passed']:4d}/{s['problems']:<4d} {100 * s['pass@1']:5.1f}%  "
