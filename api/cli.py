@@ -390,6 +390,9 @@ def evaluate(
         None, "--harness", help="lm-eval: run lm-evaluation-harness with the plugin"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    parallel: int = typer.Option(
+        1, "--parallel", min=1, max=64, help="problems solved at a time, their model calls batched together"
+    ),
 ) -> None:
     """Run a dataset; print pass@1 on hidden tests and the total spend. Resumes from --out."""
     if harness is not None:
@@ -408,6 +411,10 @@ def evaluate(
         done = results.done
         with progress_display(not as_json) as progress:
             engine = run.engine.build(progress)
+            if parallel > 1:  # concurrent searches share batched forward passes, as on the server
+                from search.batching import BatchingLM
+
+                engine.lm = BatchingLM(engine.model())
             engine.get_cache()
             task = (
                 progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done))
@@ -438,7 +445,7 @@ def evaluate(
                 elif not as_json:
                     err.print(f"{prob.id}: {'pass' if row['passed'] else 'fail'}")
 
-            results.run(results.pending(problems, key=lambda p: p.id), solve_one, show)
+            results.run(results.pending(problems, key=lambda p: p.id), solve_one, show, workers=parallel)
     rows = [done[p.id] for p in problems if p.id in done]
     summary = _eval_summary(planner, rows)
     if as_json:

@@ -90,6 +90,27 @@ def test_eval_jsonl_is_accepted_by_human_evals_evaluator(
     assert score["pass@1"] == pytest.approx(sum(r["passed"] for r in rows) / 2)
 
 
+def test_eval_runs_problems_side_by_side_and_resumes(
+    tiny_lm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import api.cli as cli
+
+    monkeypatch.setattr(cli, "_engine", lambda *a, **k: Engine(lm=tiny_lm))
+    out = tmp_path / "samples.jsonl"
+    args = ["eval", "-d", "humaneval:0-3", "--set", "max_new_tokens=8", "-o", str(out), "--json"]
+    run = CliRunner().invoke(cli.app, [*args, "--parallel", "3"])
+    assert run.exit_code == 0, run.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["task_id"] for r in rows) == [f"HumanEval/{i}" for i in range(4)]
+    assert json.loads(run.stdout)["problems"] == 4
+    again = CliRunner().invoke(cli.app, [*args, "--parallel", "2"])
+    assert again.exit_code == 0 and len(out.read_text().splitlines()) == 4  # nothing ran twice
+    bad = CliRunner().invoke(cli.app, [*args, "--parallel", "0"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
 def test_chat_style_answers_still_continue_the_harness_prompt(tiny_lm: Any) -> None:
     model = harness.TreedecLM(
         planner="greedy", params={"max_new_tokens": 8}, prompt_style="chat", engine=Engine(lm=tiny_lm)
