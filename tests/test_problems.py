@@ -54,6 +54,38 @@ def test_docstring_examples_in_several_forms_become_call_tests() -> None:
     ]
 
 
+def _described(prompt: str, entry: str) -> list[str]:
+    return [t.describe() for t in parse_docstring_tests(prompt, entry)]
+
+
+def test_equals_examples_count_below_the_last_examples_header_and_only_with_a_literal() -> None:
+    prompt = (
+        'def tri(n):\n    """A sequence defined by:\n    tri(1) = 3\n    tri(n) = 1 + n / 2, if n is even.\n'
+        "    For example:\n    tri(4) = 3\n    tri(3) = tri(2) + tri(1)\n    Examples:\n"
+        '    tri(3) = [1, 3, 2, 8]\n    """\n'
+    )
+    # the definitions (tri(1) = 3, tri(4) = 3) are not examples of what the function returns
+    assert _described(prompt, "tri") == ["tri(3) == [1, 3, 2, 8]"]
+    no_header = 'def f(x, y):\n    """Doc.\n\n    f("1/5", "5/1") = True\n    f(1, 2) = x + 1\n    """\n'
+    assert _described(no_header, "f") == ['f("1/5", "5/1") == True']  # x + 1 is not a literal
+
+
+def test_bulleted_examples_and_input_output_blocks() -> None:
+    bullets = 'def g(a):\n    """\n    Examples:\n    * g([]) => []\n    - g([5]) -> [5]\n    """\n'
+    assert _described(bullets, "g") == ["g([]) == []", "g([5]) == [5]"]
+    one = 'def h(arr):\n    """\n    Example 1:\n        Input: [4,2,3]\n        Output: [2, 1]\n    """\n'
+    assert _described(one, "h") == ["h([4,2,3]) == [2, 1]"]
+    two = 'def h2(a, b):\n    """\n    Example 1:\n        Input: [4,2,3]\n        Output: [2, 1]\n    """\n'
+    assert _described(two, "h2") == []  # a bare input is only unambiguous for one parameter
+    block = (
+        'def fill(grid, capacity):\n    import math\n    """\n    Example 1:\n        Input: \n'
+        "            grid : [[0,1], [1,1]]\n            bucket_capacity : 1\n        Output: 3\n"
+        '    Example 2:\n        Input: \n            grid : [[0]]\n        Output: 0\n    """\n'
+    )
+    # the docstring after `import math` is read; a block must give every parameter, in order
+    assert _described(block, "fill") == ["fill([[0,1], [1,1]], 1) == 3"]
+
+
 def test_examples_that_are_not_python_are_skipped() -> None:
     prompt = 'def g(s):\n    """\n    g("a b") -> a list of words like [a, b\n    """\n'
     assert parse_docstring_tests(prompt, "g") == []
