@@ -102,9 +102,8 @@ def _entry_function(prompt: str, entry_point: str) -> ast.FunctionDef | ast.Asyn
     return None
 
 
-def _docstring_lines(prompt: str, entry_point: str) -> list[str]:
-    """Lines of the entry point's docstring (or the whole prompt if it cannot be parsed)."""
-    node = _entry_function(prompt, entry_point)
+def _docstring_lines(prompt: str, node: ast.FunctionDef | ast.AsyncFunctionDef | None) -> list[str]:
+    """Lines of the entry point's docstring (or the whole prompt if its function was not found)."""
     if node is None:
         return prompt.splitlines()
     # the docstring, or the first string statement when something comes before it (``import math``)
@@ -121,8 +120,7 @@ def _docstring_lines(prompt: str, entry_point: str) -> list[str]:
     return doc.splitlines()
 
 
-def _parameter_count(prompt: str, entry_point: str) -> int | None:
-    node = _entry_function(prompt, entry_point)
+def _parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef | None) -> int | None:
     if node is None or node.args.vararg or node.args.kwarg:
         return None
     return len(node.args.posonlyargs) + len(node.args.args)
@@ -135,7 +133,8 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
     >>> [t.describe() for t in parse_docstring_tests(p, "inc")]
     ['inc(1) == 2', 'inc(2) == 3']
     """
-    lines = _docstring_lines(prompt, entry_point)
+    function = _entry_function(prompt, entry_point)  # parsed once: its docstring and its parameters
+    lines = _docstring_lines(prompt, function)
     tests: list[FunctionTest] = []
     seen: set[tuple[str, str]] = set()
 
@@ -155,7 +154,7 @@ def parse_docstring_tests(prompt: str, entry_point: str) -> list[FunctionTest]:
     lines = [_BULLET.sub("", line) for line in lines]
     headers = [k for k, line in enumerate(lines) if _EXAMPLES_HEADER.match(line)]
     examples_from = headers[-1] if headers else 0
-    n_params = _parameter_count(prompt, entry_point)
+    n_params = _parameter_count(function)
     i = 0
     while i < len(lines):
         line = lines[i].strip()
