@@ -13,6 +13,11 @@ Each row keeps what anyone needs to re-judge it: the program that ran and the hu
 every sample in the order drawn, so best-of-4 and best-of-8 are read off the first 4 and 8 samples
 (``bon4``/``bon8``, judged on the hidden tests as the run goes).
 
+The report (``--report``, and after every run) writes beside the rows: the summary JSON, the README's
+table against the best greedy style, the head-to-head of every pair of search configurations, each
+search configuration against the best-of-N curve at its own mean tokens (``_equal_tokens.md``) and
+the chart.
+
 ``--parallel N`` runs N problems at a time with their model calls batched together (``BatchingLM``,
 as the server does): more problems per CPU second, but batched arithmetic can flip a near-tie
 token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
@@ -30,6 +35,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -286,6 +292,99 @@ def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[di
     return out
 
 
+def best_of_n_curve(
+    by: dict[str, dict[str, dict[str, Any]]], problems: set[str]
+) -> list[tuple[float, int, str]]:
+    """The best-of-N points (mean generated tokens, passes, configuration) on ``problems``, by tokens;
+    empty unless every best-of-N configuration ran all of them."""
+    points = []
+    for name, rs in by.items():
+        if name.startswith("bon"):
+            if not problems <= set(rs):
+                return []
+            tokens = sum(rs[t]["generated_tokens"] for t in problems) / len(problems)
+            points.append((tokens, sum(bool(rs[t]["passed"]) for t in problems), name))
+    return sorted(points)
+
+
+def curve_at(curve: list[tuple[float, int, str]], tokens: float) -> tuple[float, str]:
+    """The best-of-N passes at ``tokens`` read off the curve (straight lines between its points) and
+    how: "between" two points, "at most" below its first point (fewer samples cannot pass more, on
+    average), "beyond" its last point (where the curve may still rise).
+
+    >>> curve = [(200.0, 48, "bon4"), (400.0, 50, "bon8"), (800.0, 51, "bon16")]
+    >>> curve_at(curve, 300.0), curve_at(curve, 100.0), curve_at(curve, 900.0)
+    ((49.0, 'between'), (48.0, 'at most'), (51.0, 'beyond'))
+    """
+    if tokens <= curve[0][0]:
+        return float(curve[0][1]), "at most"
+    for (t0, p0, _), (t1, p1, _) in pairwise(curve):
+        if tokens <= t1:
+            return p0 + (p1 - p0) * (tokens - t0) / (t1 - t0), "between"
+    return float(curve[-1][1]), "beyond"
+
+
+def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each search configuration against sampling + public-test filter at its own mean generated
+    tokens, on the problems both ran: its passes and the best-of-N curve's there. "above" means it
+    passes more than best-of-N would at the same tokens (see ``_above``)."""
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in flat_rows(rows):
+        by.setdefault(r["config"], {})[r["task_id"]] = r
+    samplers = [n for n in by if n.startswith("bon")]
+    out = []
+    for name, rs in sorted(by.items()):
+        if name.startswith(("greedy@", "beam", "bon")) or not samplers:
+            continue
+        common = set(rs) & set.intersection(*(set(by[n]) for n in samplers))
+        curve = best_of_n_curve({n: by[n] for n in samplers}, common) if common else []
+        if not curve:
+            continue
+        tokens = sum(rs[t]["generated_tokens"] for t in common) / len(common)
+        passed = sum(bool(rs[t]["passed"]) for t in common)
+        at, how = curve_at(curve, tokens)
+        out.append(
+            {
+                "config": name,
+                "problems": len(common),
+                "passed": passed,
+                "tokens": round(tokens, 1),
+                "best_of_n_passed": round(at, 1),
+                "curve": how,
+                "above": _above(passed, at, how),
+                "best_of_n": [{"config": n, "tokens": round(t, 1), "passed": p} for t, p, n in curve],
+            }
+        )
+    return out
+
+
+def _above(passed: int, at: float, how: str) -> str:
+    """Whether ``passed`` beats the curve, given how the curve's value was read: below its first
+    point the value is an upper bound (so only a win is certain), beyond its last a lower bound."""
+    if how == "at most":
+        return "yes" if passed > at else "not shown"
+    if how == "beyond":
+        return "no" if passed <= at else "not shown"
+    return "yes" if passed > at else "no"
+
+
+def equal_tokens_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| configuration | problems both ran | passed | tokens / problem | best-of-N at those tokens "
+        "| best-of-N points there (passed @ tokens) | above the curve |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in rows:
+        points = ", ".join(
+            f"{p['config'].split('@')[0]} {p['passed']} @ {p['tokens']:.0f}" for p in e["best_of_n"]
+        )
+        lines.append(
+            f"| `{e['config']}` | {e['problems']} | {e['passed']} | {e['tokens']:.0f} | "
+            f"{e['best_of_n_passed']:.1f} ({e['curve']}) | {points} | {e['above']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def pairs_table(pairs: list[dict[str, Any]]) -> str:
     lines = [
         "| A | B | problems both ran | A passed (tokens / problem) | B passed (tokens / problem) "
@@ -403,12 +502,14 @@ def write_report(out: Path) -> None:
         "best_greedy": best_greedy,
         "versus_best_greedy": versus,
         "head_to_head": head_to_head(summary, rows),
+        "equal_tokens": equal_tokens(rows),
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
     draw(whole, Path(f"{stem}_chart"))
     Path(f"{stem}_table.md").write_text(markdown_table(report["configs"], versus, best_greedy))
     Path(f"{stem}_pairs.md").write_text(pairs_table(report["head_to_head"]))
+    Path(f"{stem}_equal_tokens.md").write_text(equal_tokens_table(report["equal_tokens"]))
     for name, s in report["configs"].items():
         print(
             f"{name:28s} {s['passed']:4d}/{s['problems']:<4d} {100 * s['pass@1']:5.1f}%  "

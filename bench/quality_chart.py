@@ -1,5 +1,5 @@
 """The quality chart: pass@1 against mean generated tokens and against mean wall seconds per
-problem, one point per configuration, the Pareto frontier drawn (PNG and SVG)."""
+problem, one point per configuration, the best-of-N curve and the Pareto frontier drawn (PNG and SVG)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,16 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
                 color="tab:blue" if name.startswith(("greedy", "beam", "bon")) else "tab:red",
             )
             ax.annotate(name, (cost, score), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        samplers = sorted(p for p in points if p[2].startswith("bon"))
+        if len(samplers) > 1:
+            ax.plot(
+                [p[0] for p in samplers],
+                [p[1] for p in samplers],
+                "-",
+                color="tab:blue",
+                alpha=0.5,
+                label="sampling + public-test filter (best-of-N)",
+            )
         front = pareto(points)
         ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="gray", label="Pareto frontier")
         ax.set_xscale("log")

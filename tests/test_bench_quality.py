@@ -1,0 +1,103 @@
+"""The whole-benchmark report: search configurations against sampling + filter at equal tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.quality import _above, equal_tokens, equal_tokens_table
+
+
+def _bon16(task: str, passed: dict[int, bool], tokens: dict[int, int]) -> dict[str, Any]:
+    """A best-of-16 row whose first 4 and 8 samples give the derived best-of-4 and best-of-8."""
+    return {
+        "config": "bon16@chat-prefill",
+        "task_id": task,
+        "passed": passed[16],
+        "generated_tokens": tokens[16],
+        "executions": 16,
+        "wall_seconds": 16.0,
+        "samples": [{}] * 16,
+        "derived": {
+            f"bon{k}@chat-prefill": {
+                "passed": passed[k],
+                "generated_tokens": tokens[k],
+                "executions": k,
+                "program": "",
+                "completion": "",
+            }
+            for k in (4, 8)
+        },
+    }
+
+
+def _row(config: str, task: str, passed: bool, tokens: int) -> dict[str, Any]:
+    return {
+        "config": config,
+        "task_id": task,
+        "passed": passed,
+        "generated_tokens": tokens,
+        "executions": 1,
+        "wall_seconds": 1.0,
+    }
+
+
+def _rows() -> list[dict[str, Any]]:
+    # best-of-N on two problems: passes 0, 1, 2 at 200, 400, 800 tokens a problem
+    tokens = {4: 200, 8: 400, 16: 800}
+    return [
+        _bon16("T/0", {4: False, 8: True, 16: True}, tokens),
+        _bon16("T/1", {4: False, 8: False, 16: True}, tokens),
+        _row("pgtd@chat-prefill", "T/0", True, 100),  # 1 pass at 150 tokens: curve at most 0
+        _row("pgtd@chat-prefill", "T/1", False, 200),
+        _row("astar@chat-prefill", "T/0", False, 300),  # 0 at 300: curve 0.5, below
+        _row("astar@chat-prefill", "T/1", False, 300),
+        _row("vstar@chat-prefill", "T/0", True, 900),  # 2 at 900: no more than best-of-16 at 800
+        _row("vstar@chat-prefill", "T/1", True, 900),
+        _row("adadec@chat-prefill", "T/0", False, 50),  # 0 at 50: cannot tell
+        _row("adadec@chat-prefill", "T/1", False, 50),
+        _row("greedy@chat-prefill", "T/0", True, 50),  # plain decoding is not compared
+        _row("cascade@chat-prefill", "T/2", True, 50),  # no problem in common with best-of-N
+    ]
+
+
+def test_equal_tokens_reads_the_best_of_n_curve_at_each_configurations_tokens() -> None:
+    by = {e["config"]: e for e in equal_tokens(_rows())}
+
+    assert set(by) == {"pgtd@chat-prefill", "astar@chat-prefill", "vstar@chat-prefill", "adadec@chat-prefill"}
+    pgtd = by["pgtd@chat-prefill"]
+    assert (pgtd["passed"], pgtd["tokens"], pgtd["best_of_n_passed"], pgtd["curve"]) == (
+        1,
+        150.0,
+        0.0,
+        "at most",
+    )
+    assert pgtd["above"] == "yes"
+    assert [p["passed"] for p in pgtd["best_of_n"]] == [0, 1, 2]
+    astar = by["astar@chat-prefill"]
+    assert (astar["best_of_n_passed"], astar["curve"], astar["above"]) == (0.5, "between", "no")
+    assert (by["vstar@chat-prefill"]["curve"], by["vstar@chat-prefill"]["above"]) == ("beyond", "no")
+    assert by["adadec@chat-prefill"]["above"] == "not shown"
+
+
+def test_equal_tokens_needs_every_best_of_n_point_on_the_same_problems() -> None:
+    rows = [r for r in _rows() if not r["config"].startswith("bon")]
+    assert equal_tokens(rows) == []
+    partial = _rows()
+    del partial[1]["derived"]["bon8@chat-prefill"]  # bon8 missing on T/1: the curve is only on T/0
+    assert {e["problems"] for e in equal_tokens(partial)} == {1}
+
+
+def test_equal_tokens_table_has_a_line_per_configuration() -> None:
+    table = equal_tokens_table(equal_tokens(_rows()))
+    assert table.count("\n") == 2 + 4
+    assert (
+        "| `pgtd@chat-prefill` | 2 | 1 | 150 | 0.0 (at most) "
+        "| bon4 0 @ 200, bon8 1 @ 400, bon16 2 @ 800 | yes |" in table
+    )
+
+
+def test_a_point_beyond_the_curve_is_only_ever_shown_below_it() -> None:
+    assert _above(3, 2.0, "beyond") == "not shown"  # the curve may still rise past its last point
+    assert _above(2, 2.0, "beyond") == "no"
+    assert _above(3, 2.0, "at most") == "yes"  # the curve is at most 2 there
+    assert _above(2, 2.0, "at most") == "not shown"
