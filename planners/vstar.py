@@ -36,7 +36,8 @@ off, while prefixes whose alternatives agree are left to their greedy continuati
 **Answer.** The best program by (public-test reward, value, likelihood); the candidate set is
 every distinct program (whitespace-normalised), the best first. The search stops after
 ``rollouts`` programs, when ``stop_after_passing`` distinct programs pass the public tests (0: never
-early), when no expandable pair is left, or when the ``Budget`` is spent.
+early), when no expandable pair is left, or when the ``Budget`` is spent. A problem without public
+tests gives no reward to steer by: its answer is the first (greedy) program, as in PG-TD.
 
 **Sibling-relative advantages (Sibling-GRPO).** ``Tree.advantage_records()`` (search/tree.py) is
 used as it is: for every node with two or more children carrying ``reward``, each child's
@@ -136,8 +137,8 @@ class _Search(Search[VStarParams]):
     """One V-STAR search: the tree of greedy stretches, its per-node record and the value model."""
 
     def __init__(self, p: VStarParams, problem: Problem, ctx: SearchContext) -> None:
-        if ctx.scorer is None or not problem.public_tests:
-            raise PlannerError("vstar needs public tests and a sandbox: its values are test rewards")
+        if ctx.scorer is None:
+            raise PlannerError("vstar needs a sandbox: its values are public-test rewards")
         super().__init__(p, problem, ctx)
         self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
@@ -326,6 +327,8 @@ class _Search(Search[VStarParams]):
         self.nodes[root].dist = dist
         self.tree.update(root, entropy=round(dist.entropy, 4))
         self.rollout_many([(root, None)])
+        if not self.problem.public_tests:
+            return "no_public_tests"  # no reward to steer by: the greedy program is the answer
         self.refresh_values(refit=True)
         while self.rollouts_done < self.p.rollouts:
             if self.p.stop_after_passing and len(self.passing_programs()) >= self.p.stop_after_passing:
