@@ -211,10 +211,23 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def by_config(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every row (derived best-of-k ones included) by configuration, then by task id."""
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for r in flat_rows(rows):
         by.setdefault(r["config"], {})[r["task_id"]] = r
+    return by
+
+
+def markdown(columns: list[str], lines: list[str]) -> str:
+    """A markdown table: the header row of ``columns``, its rule, then ``lines`` (rows already
+    written as ``| a | b |``)."""
+    head = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    return "\n".join(head + lines) + "\n"
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by = by_config(rows)
     out: dict[str, Any] = {}
     for name, rs in sorted(by.items()):
         n = len(rs)
@@ -265,9 +278,7 @@ def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) 
 def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every pair of search configurations (not greedy) on the problems both ran: each one's
     passes and tokens there, and the problems one solves and the other does not."""
-    by: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in flat_rows(rows):
-        by.setdefault(r["config"], {})[r["task_id"]] = r
+    by = by_config(rows)
     searches = sorted(n for n in summary if not n.startswith("greedy@"))
     out = []
     for i, a in enumerate(searches):
@@ -328,9 +339,7 @@ def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each search configuration against sampling + public-test filter at its own mean generated
     tokens, on the problems both ran: its passes and the best-of-N curve's there. "above" means it
     passes more than best-of-N would at the same tokens (see ``_above``)."""
-    by: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in flat_rows(rows):
-        by.setdefault(r["config"], {})[r["task_id"]] = r
+    by = by_config(rows)
     samplers = [n for n in by if n.startswith("bon")]
     out = []
     for name, rs in sorted(by.items()):
@@ -369,11 +378,7 @@ def _above(passed: int, at: float, how: str) -> str:
 
 
 def equal_tokens_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| configuration | problems both ran | passed | tokens / problem | best-of-N at those tokens "
-        "| best-of-N points there (passed @ tokens) | above the curve |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = []
     for e in rows:
         points = ", ".join(
             f"{p['config'].split('@')[0]} {p['passed']} @ {p['tokens']:.0f}" for p in e["best_of_n"]
@@ -382,31 +387,26 @@ def equal_tokens_table(rows: list[dict[str, Any]]) -> str:
             f"| `{e['config']}` | {e['problems']} | {e['passed']} | {e['tokens']:.0f} | "
             f"{e['best_of_n_passed']:.1f} ({e['curve']}) | {points} | {e['above']} |"
         )
-    return "\n".join(lines) + "\n"
+    columns = ["configuration", "problems both ran", "passed", "tokens / problem"]
+    columns += ["best-of-N at those tokens", "best-of-N points there (passed @ tokens)", "above the curve"]
+    return markdown(columns, lines)
 
 
 def pairs_table(pairs: list[dict[str, Any]]) -> str:
-    lines = [
-        "| A | B | problems both ran | A passed (tokens / problem) | B passed (tokens / problem) "
-        "| only A / only B |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = []
     for p in pairs:
         lines.append(
             f"| `{p['a']}` | `{p['b']}` | {p['problems']} | {p['a_passed']} ({p['a_tokens']:.0f}) | "
             f"{p['b_passed']} ({p['b_tokens']:.0f}) | {len(p['only_a'])} / {len(p['only_b'])} |"
         )
-    return "\n".join(lines) + "\n"
+    columns = ["A", "B", "problems both ran", "A passed (tokens / problem)", "B passed (tokens / problem)"]
+    return markdown(columns + ["only A / only B"], lines)
 
 
 def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: str | None) -> str:
     """The summary as the README's table: each configuration on the problems it ran, against the
     best greedy on those same problems."""
-    lines = [
-        "| configuration | problems run | passed | pass@1 | tokens / problem | s / problem "
-        f"| vs `{baseline}` on the same problems: points, tokens, solves only / loses |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = []
     for name, s in sorted(configs.items(), key=lambda kv: (-kv[1]["problems"], -kv[1]["pass@1"])):
         v = versus.get(name)
         cmp = (
@@ -419,7 +419,10 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
             f"| `{name}` | {s['problems']} | {s['passed']} | {100 * s['pass@1']:.1f}% | "
             f"{s['mean_generated_tokens']:.0f} | {s['mean_wall_seconds']:.1f} | {cmp} |"
         )
-    return "\n".join(lines) + "\n"
+    columns = ["configuration", "problems run", "passed", "pass@1", "tokens / problem", "s / problem"]
+    return markdown(
+        columns + [f"vs `{baseline}` on the same problems: points, tokens, solves only / loses"], lines
+    )
 
 
 def main() -> None:
