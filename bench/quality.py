@@ -57,7 +57,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "astar": ("astar", {}),
     "astar-large": ("astar", {"max_expansions": 48}),
     "vstar": ("vstar", {}),
-    "vstar-large": ("vstar", {"max_expansions": 48}),
+    "vstar-large": ("vstar", {"rollouts": 24}),
 }
 DERIVED = {"bon16": (4, 8)}  # best-of-k read off the first k samples of a best-of-16 row
 
@@ -72,6 +72,9 @@ class Config:
 
     @classmethod
     def parse(cls, spec: str) -> Config:
+        from pydantic import ValidationError
+
+        import planners
         from search.prompting import parse_style
 
         preset, _, style = spec.partition("@")
@@ -79,6 +82,10 @@ class Config:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         style = parse_style(style or "completion").value
         planner, params = PRESETS[preset]
+        try:  # a preset the planner refuses fails here, not after hours of other rows
+            planners.get(planner).Params(**params)
+        except ValidationError as e:
+            raise SystemExit(f"preset {preset!r} does not fit planner {planner!r}: {e}") from None
         return cls(f"{preset}@{style}", preset, style, planner, dict(params))
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.quality import _above, equal_tokens, equal_tokens_table
+import pytest
+
+from bench.quality import PRESETS, Config, _above, equal_tokens, equal_tokens_table
 
 
 def _bon16(task: str, passed: dict[int, bool], tokens: dict[int, int]) -> dict[str, Any]:
@@ -101,3 +103,15 @@ def test_a_point_beyond_the_curve_is_only_ever_shown_below_it() -> None:
     assert _above(2, 2.0, "beyond") == "no"
     assert _above(3, 2.0, "at most") == "yes"  # the curve is at most 2 there
     assert _above(2, 2.0, "at most") == "not shown"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_is_a_valid_planner_configuration(preset: str) -> None:
+    config = Config.parse(f"{preset}@chat-prefill")
+    assert (config.name, config.planner) == (f"{preset}@chat-prefill", PRESETS[preset][0])
+
+
+def test_a_preset_the_planner_refuses_stops_before_any_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PRESETS, "vstar-wrong", ("vstar", {"max_expansions": 48}))
+    with pytest.raises(SystemExit, match="(?s)does not fit planner 'vstar'.*max_expansions"):
+        Config.parse("vstar-wrong@chat-prefill")
