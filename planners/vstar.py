@@ -67,7 +67,7 @@ from scorers.value import ValueModel, node_features
 from search.context import Candidate, SearchContext, stops_for
 from search.lm import GenerationParams, Rollout, TokenDist
 from search.problem import Problem
-from search.steps import context_tail, in_context
+from search.steps import in_context
 from search.stops import StopCondition, first_stop
 from search.tree import Tree
 
@@ -213,32 +213,39 @@ class _Search(Search[VStarParams]):
 
     # ----- rollouts ------------------------------------------------------------------------
     def rollout_many(self, starts: list[tuple[int, int | None]]) -> None:
-        """Greedy rollouts from (node, forced first token or None), grouped by stop context."""
-        groups: dict[str, list[tuple[int, int | None]]] = {}
+        """Greedy rollouts from (node, forced first token or None), in one batched call: each row
+        carries the problem's stops in its own context and is cut at its own token room."""
+        self.ctx.meter.check()
+        prefixes, texts, rooms, row_stops = [], [], [], []
         for n, tok in starts:
-            forced = self.nodes[n].gen + ([tok] if tok is not None else [])
-            groups.setdefault(context_tail(self.ctx.lm.decode(forced)), []).append((n, tok))
-        for items in groups.values():
-            self.ctx.meter.check()
-            prefixes, texts, rooms = [], [], []
-            for n, tok in items:
-                nd = self.nodes[n]
-                forced = nd.gen + ([tok] if tok is not None else [])
-                prefixes.append(self.prompt + forced)
-                texts.append(self.ctx.lm.decode(forced))
-                rooms.append(self.p.max_new_tokens - len(forced))
-                if tok is not None:
-                    nd.tried.add(tok)
-            params = GenerationParams(max_new_tokens=max(1, max(rooms)), record_top_k=self.p.top_k)
-            stops = in_context(self.base_stops, texts[0])
-            rolls = self.ctx.lm.rollouts(prefixes, params, stops)
-            self.rollouts_done += len(rolls)
-            self.since_fit += len(rolls)
-            self.ctx.count("vstar_rollouts", len(rolls))
-            programs = [t + r.text for t, r in zip(texts, rolls, strict=True)]
-            rewards = self.ctx.reward(self.problem, programs)
-            for (n, tok), r, program, rw in zip(items, rolls, programs, rewards, strict=True):
-                self.add_path(n, tok, r, program, float(rw.pass_rate), bool(rw.compile_error))
+            nd = self.nodes[n]
+            forced = nd.gen + ([tok] if tok is not None else [])
+            text = self.ctx.lm.decode(forced)
+            prefixes.append(self.prompt + forced)
+            texts.append(text)
+            rooms.append(max(1, self.p.max_new_tokens - len(forced)))
+            row_stops.append(in_context(self.base_stops, text))
+            if tok is not None:
+                nd.tried.add(tok)
+        params = GenerationParams(max_new_tokens=max(rooms), record_top_k=self.p.top_k)
+        rolls = self.ctx.lm.rollouts(prefixes, params, (), row_stops=row_stops)
+        rolls = [self._within(r, room) for r, room in zip(rolls, rooms, strict=True)]
+        self.rollouts_done += len(rolls)
+        self.since_fit += len(rolls)
+        self.ctx.count("vstar_rollouts", len(rolls))
+        programs = [t + r.text for t, r in zip(texts, rolls, strict=True)]
+        rewards = self.ctx.reward(self.problem, programs)
+        for (n, tok), r, program, rw in zip(starts, rolls, programs, rewards, strict=True):
+            self.add_path(n, tok, r, program, float(rw.pass_rate), bool(rw.compile_error))
+
+    def _within(self, r: Rollout, room: int) -> Rollout:
+        """A rollout as if generated with ``room`` new tokens at most (the batch shares the
+        longest row's room; greedy rows do not depend on it, so a cut is exact)."""
+        if len(r.token_ids) <= room:
+            return r
+        ids = r.token_ids[:room]
+        dists = r.step_dists[:room] if r.step_dists is not None else None
+        return Rollout(ids, r.logprobs[:room], self.ctx.lm.decode(ids), "length", dists)
 
     def add_path(
         self, n: int, tok: int | None, r: Rollout, program: str, reward: float, compile_error: bool
