@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -258,6 +259,17 @@ def _public(s: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in s.items() if k not in ("solved", "solved_or_not")}
 
 
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value of a paired comparison: how likely a split of the discordant
+    problems at least this uneven is when neither configuration is better (a fair coin per problem).
+
+    >>> round(mcnemar_p(10, 5), 4), mcnemar_p(0, 0), f"{mcnemar_p(24, 0):.2g}"
+    (0.3018, 1.0, '1.2e-07')
+    """
+    n, k = only_a + only_b, min(only_a, only_b)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+
+
 def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
     """Each configuration against the baseline on the problems that configuration ran: points,
     token ratio, and the problems one solves and the other does not."""
@@ -278,6 +290,7 @@ def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) 
             "token_ratio": round(s["generated_tokens"] / max(1, base["generated_tokens"]), 2),
             "only_this": sorted(mine - theirs),
             "only_baseline": sorted(theirs - mine),
+            "p_value": mcnemar_p(len(mine - theirs), len(theirs - mine)),
         }
     return out
 
@@ -305,6 +318,7 @@ def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[di
                     "b_tokens": round(sum(by[b][t]["generated_tokens"] for t in common) / len(common), 1),
                     "only_a": sorted(won[a] - won[b]),
                     "only_b": sorted(won[b] - won[a]),
+                    "p_value": mcnemar_p(len(won[a] - won[b]), len(won[b] - won[a])),
                 }
             )
     return out
@@ -404,10 +418,11 @@ def pairs_table(pairs: list[dict[str, Any]]) -> str:
     for p in pairs:
         lines.append(
             f"| `{p['a']}` | `{p['b']}` | {p['problems']} | {p['a_passed']} ({p['a_tokens']:.0f}) | "
-            f"{p['b_passed']} ({p['b_tokens']:.0f}) | {len(p['only_a'])} / {len(p['only_b'])} |"
+            f"{p['b_passed']} ({p['b_tokens']:.0f}) | {len(p['only_a'])} / {len(p['only_b'])} | "
+            f"{p['p_value']:.2g} |"
         )
     columns = ["A", "B", "problems both ran", "A passed (tokens / problem)", "B passed (tokens / problem)"]
-    return markdown(columns + ["only A / only B"], lines)
+    return markdown(columns + ["only A / only B", "p (exact McNemar)"], lines)
 
 
 def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: str | None) -> str:
@@ -418,7 +433,7 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
         v = versus.get(name)
         cmp = (
             f"{v['points']:+.1f}, {v['token_ratio']:.2f}x, "
-            f"+{len(v['only_this'])} / -{len(v['only_baseline'])}"
+            f"+{len(v['only_this'])} / -{len(v['only_baseline'])}, p={v['p_value']:.2g}"
             if v
             else "-"
         )
@@ -428,7 +443,9 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
         )
     columns = ["configuration", "problems run", "passed", "pass@1", "tokens / problem", "s / problem"]
     return markdown(
-        columns + [f"vs `{baseline}` on the same problems: points, tokens, solves only / loses"], lines
+        columns
+        + [f"vs `{baseline}` on the same problems: points, tokens, solves only / loses, p (exact McNemar)"],
+        lines,
     )
 
 

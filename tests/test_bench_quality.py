@@ -6,7 +6,16 @@ from typing import Any
 
 import pytest
 
-from bench.quality import PRESETS, Config, _above, equal_tokens, equal_tokens_table
+from bench.quality import (
+    PRESETS,
+    Config,
+    _above,
+    equal_tokens,
+    equal_tokens_table,
+    head_to_head,
+    mcnemar_p,
+    summarize,
+)
 
 
 def _bon16(task: str, passed: dict[int, bool], tokens: dict[int, int]) -> dict[str, Any]:
@@ -115,3 +124,17 @@ def test_a_preset_the_planner_refuses_stops_before_any_row(monkeypatch: pytest.M
     monkeypatch.setitem(PRESETS, "vstar-wrong", ("vstar", {"max_expansions": 48}))
     with pytest.raises(SystemExit, match="(?s)does not fit planner 'vstar'.*max_expansions"):
         Config.parse("vstar-wrong@chat-prefill")
+
+
+def test_mcnemar_p_is_the_exact_two_sided_binomial_of_the_discordant_problems() -> None:
+    assert mcnemar_p(10, 5) == mcnemar_p(5, 10) == pytest.approx(2 * 4944 / 2**15)  # sum C(15, 0..5)
+    assert mcnemar_p(3, 0) == pytest.approx(2 / 8)
+    assert mcnemar_p(0, 0) == mcnemar_p(4, 4) == 1.0  # no difference is never significant
+    assert mcnemar_p(24, 0) < 1e-6
+
+
+def test_head_to_head_gives_each_pair_its_discordant_problems_and_p_value() -> None:
+    rows = _rows()
+    pairs = {(p["a"], p["b"]): p for p in head_to_head(summarize(rows), rows)}
+    p = pairs[("astar@chat-prefill", "pgtd@chat-prefill")]
+    assert (p["only_a"], p["only_b"], p["p_value"]) == ([], ["T/0"], 1.0)
