@@ -15,8 +15,9 @@ every sample in the order drawn, so best-of-4 and best-of-8 are read off the fir
 
 The report (``--report``, and after every run) writes beside the rows: the summary JSON, the README's
 table against the best greedy style, the head-to-head of every pair of search configurations, each
-search configuration against the best-of-N curve at its own mean tokens (``_equal_tokens.md``) and
-the chart.
+search configuration against the best-of-N curve at its own mean tokens (``_equal_tokens.md``), why
+each configuration failed where it did (``_failures.md``: no public tests, no program passed them,
+or one passed them and failed the hidden tests) and the chart.
 
 ``--parallel N`` runs N problems at a time with their model calls batched together (``BatchingLM``,
 as the server does): more problems per CPU second, but batched arithmetic can flip a near-tie
@@ -413,6 +414,44 @@ def equal_tokens_table(rows: list[dict[str, Any]]) -> str:
     return markdown(columns, lines)
 
 
+FAILURE_KINDS = {
+    "no_public_tests": "no public tests",
+    "public_failed": "no program passed the public tests",
+    "public_passed_hidden_failed": "passed the public tests, failed the hidden",
+}
+
+
+def failure_kinds(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Why each configuration failed where it did: the problem has no public tests (nothing to
+    steer by), no program it found passed them (search or sampling did not reach one), or its
+    answer passed them and failed the hidden tests (public tests too weak to tell). Derived
+    best-of-k rows carry no public verdict and are left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in sorted(by_config(rows).items()):
+        if any("public" not in r for r in rs.values()):
+            continue
+        kinds: dict[str, list[str]] = {k: [] for k in FAILURE_KINDS}
+        for task, r in rs.items():
+            if r["passed"]:
+                continue
+            if not (r["public"] or {}).get("total"):
+                kinds["no_public_tests"].append(task)
+            else:
+                kinds["public_passed_hidden_failed" if r["public_passed"] else "public_failed"].append(task)
+        out[name] = {"problems": len(rs), "failed": sum(map(len, kinds.values())), **kinds}
+    return out
+
+
+def failures_table(kinds: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        f"| `{name}` | {k['problems']} | {k['failed']} | "
+        + " | ".join(str(len(k[kind])) for kind in FAILURE_KINDS)
+        + " |"
+        for name, k in sorted(kinds.items(), key=lambda kv: (-kv[1]["problems"], kv[1]["failed"]))
+    ]
+    return markdown(["configuration", "problems run", "failed", *FAILURE_KINDS.values()], lines)
+
+
 def pairs_table(pairs: list[dict[str, Any]]) -> str:
     lines = []
     for p in pairs:
@@ -530,6 +569,7 @@ def write_report(out: Path) -> None:
         "versus_best_greedy": versus,
         "head_to_head": head_to_head(summary, rows),
         "equal_tokens": equal_tokens(rows),
+        "failures": failure_kinds(rows),
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
@@ -537,6 +577,7 @@ def write_report(out: Path) -> None:
     Path(f"{stem}_table.md").write_text(markdown_table(report["configs"], versus, best_greedy))
     Path(f"{stem}_pairs.md").write_text(pairs_table(report["head_to_head"]))
     Path(f"{stem}_equal_tokens.md").write_text(equal_tokens_table(report["equal_tokens"]))
+    Path(f"{stem}_failures.md").write_text(failures_table(report["failures"]))
     for name, s in report["configs"].items():
         print(
             f"{name:28s} {s['passed']:4d}/{s['problems']:<4d} {100 * s['pass@1']:5.1f}%  "

@@ -12,6 +12,8 @@ from bench.quality import (
     _above,
     equal_tokens,
     equal_tokens_table,
+    failure_kinds,
+    failures_table,
     head_to_head,
     mcnemar_p,
     summarize,
@@ -138,3 +140,30 @@ def test_head_to_head_gives_each_pair_its_discordant_problems_and_p_value() -> N
     pairs = {(p["a"], p["b"]): p for p in head_to_head(summarize(rows), rows)}
     p = pairs[("astar@chat-prefill", "pgtd@chat-prefill")]
     assert (p["only_a"], p["only_b"], p["p_value"]) == ([], ["T/0"], 1.0)
+
+
+def _judged(task: str, passed: bool, public_passed: int, public_total: int) -> dict[str, Any]:
+    row = _row("astar@chat-prefill", task, passed, 10)
+    public = {"passed": public_passed, "total": public_total}
+    return {**row, "public": public, "public_passed": public_total > 0 and public_passed == public_total}
+
+
+def test_failures_are_sorted_by_what_the_public_tests_could_tell() -> None:
+    rows = [
+        _judged("T/0", True, 2, 2),
+        _judged("T/1", False, 0, 0),  # nothing to steer by
+        _judged("T/2", False, 1, 2),  # no program passed the public tests
+        _judged("T/3", False, 2, 2),  # passed them, failed the hidden: weak public tests
+        {**_judged("T/4", False, 0, 0), "public": None},
+        *_rows()[:2],  # best-of-16 rows carry public verdicts only per sample: not classified
+    ]
+    kinds = failure_kinds(rows)
+    assert set(kinds) == {"astar@chat-prefill"}
+    k = kinds["astar@chat-prefill"]
+    assert (k["problems"], k["failed"]) == (5, 4)
+    assert (k["no_public_tests"], k["public_failed"], k["public_passed_hidden_failed"]) == (
+        ["T/1", "T/4"],
+        ["T/2"],
+        ["T/3"],
+    )
+    assert "| `astar@chat-prefill` | 5 | 4 | 2 | 1 | 1 |" in failures_table(kinds)
