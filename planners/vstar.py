@@ -214,7 +214,7 @@ class _Search(Search[VStarParams]):
     # ----- rollouts ------------------------------------------------------------------------
     def rollout_many(self, starts: list[tuple[int, int | None]]) -> None:
         """Greedy rollouts from (node, forced first token or None), in one batched call: each row
-        carries the problem's stops in its own context and is cut at its own token room."""
+        carries the problem's stops in its own context and its own token room."""
         self.ctx.meter.check()
         prefixes, texts, rooms, row_stops = [], [], [], []
         for n, tok in starts:
@@ -227,9 +227,8 @@ class _Search(Search[VStarParams]):
             row_stops.append(in_context(self.base_stops, text))
             if tok is not None:
                 nd.tried.add(tok)
-        params = GenerationParams(max_new_tokens=max(rooms), record_top_k=self.p.top_k)
-        rolls = self.ctx.lm.rollouts(prefixes, params, (), row_stops=row_stops)
-        rolls = [self._within(r, room) for r, room in zip(rolls, rooms, strict=True)]
+        params = GenerationParams(max_new_tokens=self.p.max_new_tokens, record_top_k=self.p.top_k)
+        rolls = self.ctx.lm.rollouts(prefixes, params, (), row_stops=row_stops, row_max_new_tokens=rooms)
         self.rollouts_done += len(rolls)
         self.since_fit += len(rolls)
         self.ctx.count("vstar_rollouts", len(rolls))
@@ -237,15 +236,6 @@ class _Search(Search[VStarParams]):
         rewards = self.ctx.reward(self.problem, programs)
         for (n, tok), r, program, rw in zip(starts, rolls, programs, rewards, strict=True):
             self.add_path(n, tok, r, program, float(rw.pass_rate), bool(rw.compile_error))
-
-    def _within(self, r: Rollout, room: int) -> Rollout:
-        """A rollout as if generated with ``room`` new tokens at most (the batch shares the
-        longest row's room; greedy rows do not depend on it, so a cut is exact)."""
-        if len(r.token_ids) <= room:
-            return r
-        ids = r.token_ids[:room]
-        dists = r.step_dists[:room] if r.step_dists is not None else None
-        return Rollout(ids, r.logprobs[:room], self.ctx.lm.decode(ids), "length", dists)
 
     def add_path(
         self, n: int, tok: int | None, r: Rollout, program: str, reward: float, compile_error: bool

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,6 @@ from search.budget import Budget, Meter
 from search.context import SearchContext
 from search.lm import GenerationParams, Rollout
 from search.problem import FunctionTest, Problem
-from search.stops import StopCondition
 from search.tree import Tree
 
 PROBLEM = Problem(
@@ -55,24 +55,6 @@ def run(tiny_lm, budget: Budget | None = None, **params):  # type: ignore[no-unt
     reward = ParityReward()
     ctx = SearchContext.create(tiny_lm, meter=Meter(budget=budget or Budget()), scorer=reward)
     return VStar(p).solve(PROBLEM, ctx), reward
-
-
-class RecordingLM:
-    """The tiny model, keeping each row of every rollouts call: (prefix, its stops, rollout, batch size)."""
-
-    def __init__(self, lm) -> None:  # type: ignore[no-untyped-def]
-        self.lm = lm
-        self.rows: list[tuple[list[int], list[StopCondition], Rollout, int]] = []
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self.lm, name)
-
-    def rollouts(self, prefixes, params, stops=(), stats=None, row_stops=None):  # type: ignore[no-untyped-def]
-        out = self.lm.rollouts(prefixes, params, stops, stats, row_stops=row_stops)
-        for i, r in enumerate(out):
-            own = list(row_stops[i]) if row_stops is not None else []
-            self.rows.append((list(prefixes[i]), [*stops, *own], r, len(prefixes)))
-        return out
 
 
 @pytest.fixture(scope="module")
@@ -181,22 +163,32 @@ def test_without_public_tests_the_greedy_program_is_the_answer(tiny_lm) -> None:
 
 
 def test_a_round_is_one_batched_call_and_each_row_is_its_own_rollout(tiny_lm) -> None:  # type: ignore[no-untyped-def]
-    lm = RecordingLM(tiny_lm)
     p = VStarParams(rollouts=6, max_new_tokens=8, batch=2)
-    search = VStar(p).start(PROBLEM, SearchContext.create(lm, scorer=ParityReward()))
+    ctx = SearchContext.create(tiny_lm, scorer=ParityReward())
+    calls: list[tuple[Any, Any, Any, list[Rollout]]] = []
+    metered = ctx.lm.rollouts
+
+    def recorded(prefixes, params, stops=(), stats=None, row_stops=None, **kw):  # type: ignore[no-untyped-def]
+        out = metered(prefixes, params, stops, stats, row_stops, **kw)
+        calls.append((prefixes, row_stops, kw["row_max_new_tokens"], out))
+        return out
+
+    ctx.lm.rollouts = recorded  # type: ignore[method-assign]
+    search = VStar(p).start(PROBLEM, ctx)
     search.run()
-    assert max(size for *_, size in lm.rows) == 2  # the two expansions of a round share one call
-    for prefix, stops, batched, _ in lm.rows:  # ... and each gives what it would alone, in its own room
-        room = max(1, p.max_new_tokens - (len(prefix) - len(search.prompt)))  # type: ignore[attr-defined]
-        own_room = GenerationParams(max_new_tokens=room, record_top_k=p.top_k)
-        alone = tiny_lm.rollouts([prefix], own_room, stops)[0]
-        cut = search._within(batched, room)  # type: ignore[attr-defined]
-        assert (cut.token_ids, cut.text, cut.finish_reason) == (
-            alone.token_ids,
-            alone.text,
-            alone.finish_reason,
-        )
-        assert cut.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
+    assert max(len(prefixes) for prefixes, *_ in calls) == 2  # a round's two expansions share a call
+    for prefixes, row_stops, rooms, out in calls:  # ... and each row is what it would be alone
+        for prefix, stops, room, r in zip(prefixes, row_stops, rooms, out, strict=True):
+            forced = len(prefix) - len(search.prompt)  # type: ignore[attr-defined]
+            assert room == max(1, p.max_new_tokens - forced)
+            own_room = GenerationParams(max_new_tokens=room, record_top_k=p.top_k)
+            alone = tiny_lm.rollouts([prefix], own_room, stops)[0]
+            assert (r.token_ids, r.text, r.finish_reason) == (
+                alone.token_ids,
+                alone.text,
+                alone.finish_reason,
+            )
+            assert r.logprobs == pytest.approx(alone.logprobs, abs=1e-4)
 
 
 def test_vstar_generates_the_requested_rollouts_and_keeps_a_consistent_tree(searched) -> None:  # type: ignore[no-untyped-def]
