@@ -285,13 +285,14 @@ def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) 
         if not base:
             continue
         mine, theirs = set(s["solved"]), set(base["solved"])
+        only_this, only_baseline = sorted(mine - theirs), sorted(theirs - mine)
         out[name] = {
             "problems": len(ran),
             "points": round(100 * (s["pass@1"] - base["pass@1"]), 1),
             "token_ratio": round(s["generated_tokens"] / max(1, base["generated_tokens"]), 2),
-            "only_this": sorted(mine - theirs),
-            "only_baseline": sorted(theirs - mine),
-            "p_value": mcnemar_p(len(mine - theirs), len(theirs - mine)),
+            "only_this": only_this,
+            "only_baseline": only_baseline,
+            "p_value": mcnemar_p(len(only_this), len(only_baseline)),
         }
     return out
 
@@ -308,6 +309,7 @@ def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[di
             if not common or (a.startswith("bon") and b.startswith("bon")):  # one row's samples
                 continue
             won = {n: {t for t in common if by[n][t]["passed"]} for n in (a, b)}
+            only_a, only_b = sorted(won[a] - won[b]), sorted(won[b] - won[a])
             out.append(
                 {
                     "a": a,
@@ -317,9 +319,9 @@ def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[di
                     "b_passed": len(won[b]),
                     "a_tokens": round(sum(by[a][t]["generated_tokens"] for t in common) / len(common), 1),
                     "b_tokens": round(sum(by[b][t]["generated_tokens"] for t in common) / len(common), 1),
-                    "only_a": sorted(won[a] - won[b]),
-                    "only_b": sorted(won[b] - won[a]),
-                    "p_value": mcnemar_p(len(won[a] - won[b]), len(won[b] - won[a])),
+                    "only_a": only_a,
+                    "only_b": only_b,
+                    "p_value": mcnemar_p(len(only_a), len(only_b)),
                 }
             )
     return out

@@ -155,7 +155,7 @@ def test_failures_are_sorted_by_what_the_public_tests_could_tell() -> None:
         _judged("T/2", False, 1, 2),  # no program passed the public tests
         _judged("T/3", False, 2, 2),  # passed them, failed the hidden: weak public tests
         {**_judged("T/4", False, 0, 0), "public": None},
-        *_rows()[:2],  # best-of-16 rows carry public verdicts only per sample: not classified
+        *_rows()[:2],  # rows without a public verdict (and their derived best-of-k): left out
     ]
     kinds = failure_kinds(rows)
     assert set(kinds) == {"astar@chat-prefill"}
