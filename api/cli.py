@@ -551,7 +551,7 @@ def serve(
     with user_errors():
         if plain:
             from api.plain import serve_plain
-            from search.models import load_model
+            from search.model_loader import load_model
 
             serve_plain(load_model(engine.model, device=engine.device, dtype=engine.dtype), host, port)
             return

@@ -15,10 +15,12 @@ import planners
 from api.contracts import PublicTests, SolveReport, SolveSpec, TestSummary
 from search.batching import request_guard
 from search.budget import Budget, Meter
-from search.cache import Cache, open_cache
+from search.cache import Cache
+from search.caches import open_cache
 from search.context import EventSink, SearchContext, SearchResult
 from search.lm import LanguageModel
-from search.models import DEFAULT_MODEL, ProgressFn, default_prompt_style, load_model
+from search.model_loader import load_model
+from search.models import DEFAULT_MODEL, ProgressFn, default_prompt_style
 from search.problem import Problem
 from search.prompting import render
 

@@ -192,7 +192,7 @@ def _reference(
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
-    from search.models import load_model
+    from search.model_loader import load_model
 
     lm = load_model(args.model)
     threshold = args.threshold
@@ -253,7 +253,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def chunks(args: argparse.Namespace) -> dict[str, Any]:
-    from search.models import load_model
+    from search.model_loader import load_model
 
     lm = load_model(args.model)
     entry = lookup(lm.identity)

@@ -42,7 +42,7 @@ from search.budget import Budget, Meter  # noqa: E402
 from search.cache import MemoryCache  # noqa: E402
 from search.context import SearchContext  # noqa: E402
 from search.loaders import load_problem  # noqa: E402
-from search.models import load_model  # noqa: E402
+from search.model_loader import load_model  # noqa: E402
 
 
 def parse_range(spec: str) -> list[int]:

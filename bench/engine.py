@@ -21,7 +21,7 @@ import planners
 from search.context import SearchContext
 from search.lm import CallStats
 from search.loaders import humaneval
-from search.models import load_model
+from search.model_loader import load_model
 
 
 def main() -> None:

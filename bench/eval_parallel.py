@@ -55,7 +55,7 @@ def main() -> None:
 
     from search.batching import BatchingLM
     from search.loaders import load_problems
-    from search.models import load_model
+    from search.model_loader import load_model
 
     problems = load_problems(f"humaneval:{args.problems}")
     lm = load_model("bundled-default")

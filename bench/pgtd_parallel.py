@@ -63,7 +63,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from search.loaders import humaneval
-    from search.models import load_model
+    from search.model_loader import load_model
 
     lm = load_model("bundled-default")
     prompt = lm.encode(humaneval([args.task])[0].prompt)

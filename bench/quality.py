@@ -517,7 +517,7 @@ def run(args: argparse.Namespace) -> None:
 
     from api.evaluation import ResultsLog
     from search.loaders import load_problems
-    from search.models import load_model
+    from search.model_loader import load_model
 
     configs = [Config.parse(c.strip()) for c in args.configs.split(",") if c.strip()]
     problems = load_problems(args.dataset)

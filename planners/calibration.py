@@ -356,7 +356,7 @@ def run(
     """What ``treedec calibrate`` does: load, calibrate, store. Returns the calibration, the file
     written and the model identity."""
     from planners.thresholds import user_file, write_entry
-    from search.models import load_model
+    from search.model_loader import load_model
 
     lm = load_model(model, device=device, dtype=dtype)
     cal = calibrate(lm, source, limit, seed, progress, prompt_style)

@@ -3,7 +3,7 @@
 Every backend stores **bytes** under ``(namespace, key)``; what the bytes mean is decided by the
 codecs in ``search/codec.py``, never by pickle, so reading a cache entry can never execute code.
 The in-memory backend is the embedded default; ``search/redis_cache.py`` shares work between
-processes. ``open_cache("memory" | "redis://host:port/db")`` picks one.
+processes. ``search.caches.open_cache("memory" | "redis://host:port/db")`` picks one.
 
 Keys are built by callers from everything that determines the value (model identity, token-id
 prefix hash, settings) with ``cache_key``; backends add a format version so a format change never
@@ -13,7 +13,6 @@ reads stale data.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -178,15 +177,3 @@ class MemoryCache:
 
 class CacheConfigError(ValueError):
     """The cache setting names something that cannot be used (bad URL, unreachable server)."""
-
-
-def open_cache(spec: str | None = None, *, memory_bytes: int = DEFAULT_MEMORY_BYTES) -> Cache:
-    """Open the cache named by ``spec`` (or ``$TREEDEC_CACHE``): ``memory`` or ``redis://host:port/db``."""
-    spec = spec or os.environ.get("TREEDEC_CACHE") or "memory"
-    if spec == "memory":
-        return MemoryCache(max_bytes=memory_bytes)
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        from search.redis_cache import RedisCache
-
-        return RedisCache.connect(spec, memory_bytes=memory_bytes)
-    raise CacheConfigError(f"unknown cache {spec!r}: use 'memory' or 'redis://host:port/db'")

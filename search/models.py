@@ -255,38 +255,6 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_model(
-    spec: str = DEFAULT_MODEL,
-    device: str = "auto",
-    dtype: str = "auto",
-    progress: ProgressFn | None = None,
-    kv_cache_bytes: int = 1 << 30,
-) -> Any:
-    """Resolve and load a model as an ``HFModel``; an ``http(s)://`` spec connects a ``RemoteModel``
-    (an OpenAI-compatible server, see search/remote_lm.py) instead."""
-    from search.hf_lm import HFModel
-
-    if spec.startswith(("http://", "https://")):
-        from search.remote_lm import RemoteModel, RemoteModelError
-
-        try:
-            return RemoteModel.from_spec(spec)
-        except RemoteModelError as e:
-            raise ModelError(str(e)) from e
-    resolved = resolve(spec, progress)
-    try:
-        return HFModel.load(
-            resolved.path,
-            name=resolved.name,
-            revision=resolved.revision,
-            device=device,
-            dtype=dtype,
-            kv_cache_bytes=kv_cache_bytes,
-        )
-    except OSError as e:
-        raise ModelError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from e
-
-
 def list_models() -> list[dict[str, Any]]:
     rows = []
     for name, m in BUNDLED.items():

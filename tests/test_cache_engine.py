@@ -9,7 +9,8 @@ import pytest
 import planners
 from sandbox import open_executor
 from scorers.tests import TestScorer
-from search.cache import MemoryCache, open_cache
+from search.cache import MemoryCache
+from search.caches import open_cache
 from search.context import SearchContext
 from search.lm import GenerationParams
 from search.problem import FunctionTest, Problem

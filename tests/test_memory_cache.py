@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from search.cache import Cache, MemoryCache, open_cache
+from search.cache import Cache, MemoryCache
+from search.caches import open_cache
 
 
 def _cost(namespace: str, key: str, value: bytes) -> int:

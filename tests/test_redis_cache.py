@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.connection
 
-from search.cache import Cache, CacheConfigError, open_cache
+from search.cache import Cache, CacheConfigError
+from search.caches import open_cache
 from search.redis_cache import RedisCache, _split_prefix, frame, unframe
 
 if TYPE_CHECKING:

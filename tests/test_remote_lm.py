@@ -114,7 +114,7 @@ def test_model_spec_urls_are_parsed_and_bad_ones_refused() -> None:
 
 
 def test_load_model_with_a_url_connects_a_remote_model(server_url: str) -> None:
-    from search.models import load_model
+    from search.model_loader import load_model
 
     lm = load_model(f"{server_url}?tokenizer=bundled-default")
     try:

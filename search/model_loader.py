@@ -1,0 +1,44 @@
+"""Load a model spec as a ``LanguageModel``: a bundled name, a path or a hub id in process
+(``search/hf_lm.py``), or an ``http(s)://`` URL of an OpenAI-compatible server (``search/remote_lm.py``).
+
+It sits above the registry (``search/models.py``) and both backends, so the backends can ask the
+registry for a bundled model's tokenizer without importing what chooses between them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from search.models import DEFAULT_MODEL, ModelError, ProgressFn, resolve
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str = "auto",
+    progress: ProgressFn | None = None,
+    kv_cache_bytes: int = 1 << 30,
+) -> Any:
+    """Resolve and load a model as an ``HFModel``; an ``http(s)://`` spec connects a ``RemoteModel``
+    (an OpenAI-compatible server, see search/remote_lm.py) instead."""
+    from search.hf_lm import HFModel
+
+    if spec.startswith(("http://", "https://")):
+        from search.remote_lm import RemoteModel, RemoteModelError
+
+        try:
+            return RemoteModel.from_spec(spec)
+        except RemoteModelError as e:
+            raise ModelError(str(e)) from e
+    resolved = resolve(spec, progress)
+    try:
+        return HFModel.load(
+            resolved.path,
+            name=resolved.name,
+            revision=resolved.revision,
+            device=device,
+            dtype=dtype,
+            kv_cache_bytes=kv_cache_bytes,
+        )
+    except OSError as e:
+        raise ModelError(f"cannot load model {spec!r}: {str(e).splitlines()[0]}") from e
