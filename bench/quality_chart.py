@@ -1,8 +1,13 @@
 """The quality chart: pass@1 against mean generated tokens and against mean wall seconds per
-problem, one point per configuration, the best-of-N curve and the Pareto frontier drawn (PNG and SVG)."""
+problem, one point per configuration, the best-of-N curve and the Pareto frontier drawn (PNG and SVG).
+
+Configurations in the most common prompt style are labelled by name alone (the title names the
+style), and adjustText moves labels apart where points crowd.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +25,32 @@ def pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, s
     return frontier
 
 
+def short_labels(names: list[str]) -> tuple[dict[str, str], str | None]:
+    """Each configuration's label, without the most common style, and that style.
+
+    >>> short_labels(["pgtd@chat", "bon4@chat", "greedy@completion"])
+    ({'pgtd@chat': 'pgtd', 'bon4@chat': 'bon4', 'greedy@completion': 'greedy@completion'}, 'chat')
+    """
+    styles = Counter(name.partition("@")[2] for name in names if "@" in name)
+    common = styles.most_common(1)[0][0] if styles else None
+    return {n: n.partition("@")[0] if n.partition("@")[2] == common else n for n in names}, common
+
+
 def draw(summary: dict[str, Any], stem: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from adjustText import adjust_text
 
+    labels, common_style = short_labels(list(summary))
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
     for ax, key, label in (
         (axes[0], "mean_generated_tokens", "mean generated tokens per problem"),
         (axes[1], "mean_wall_seconds", "mean wall seconds per problem (2-core CPU)"),
     ):
         points = [(s[key], 100 * s["pass@1"], name) for name, s in summary.items()]
+        texts = []
         for cost, score, name in points:
             ax.scatter(
                 cost,
@@ -39,7 +58,7 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
                 s=30,
                 color="tab:blue" if name.startswith(("greedy", "beam", "bon")) else "tab:red",
             )
-            ax.annotate(name, (cost, score), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            texts.append(ax.text(cost, score, labels[name], fontsize=7))
         samplers = sorted(p for p in points if p[2].startswith("bon"))
         if len(samplers) > 1:
             ax.plot(
@@ -57,11 +76,12 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
         ax.set_ylabel("pass@1 on hidden tests (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
+        adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.5})
     n = min((s["problems"] for s in summary.values()), default=0)
     fig.suptitle(
         f"HumanEval, all {n} problems (configurations that ran every one); "
-        "bundled Qwen2.5-Coder-0.5B-Instruct "
-        "(blue: plain decoding, red: search)"
+        "bundled Qwen2.5-Coder-0.5B-Instruct\nblue: plain decoding, red: search"
+        + (f"; prompt style {common_style} unless named" if common_style else "")
     )
     fig.tight_layout()
     for ext in ("png", "svg"):

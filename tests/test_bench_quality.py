@@ -167,3 +167,29 @@ def test_failures_are_sorted_by_what_the_public_tests_could_tell() -> None:
         ["T/3"],
     )
     assert "| `astar@chat-prefill` | 5 | 4 | 2 | 1 | 1 |" in failures_table(kinds)
+
+
+def test_chart_labels_drop_the_common_style_and_the_title_names_it(tmp_path: Any) -> None:
+    from bench.quality_chart import draw, short_labels
+
+    names = ["pgtd@chat-prefill", "bon4@chat-prefill", "bon8@chat-prefill", "greedy@completion"]
+    labels, style = short_labels(names)
+    assert style == "chat-prefill"
+    assert labels == {
+        "pgtd@chat-prefill": "pgtd",
+        "bon4@chat-prefill": "bon4",
+        "bon8@chat-prefill": "bon8",
+        "greedy@completion": "greedy@completion",
+    }
+    assert short_labels([]) == ({}, None)
+    # two points on the same spot: both labels are still drawn (adjustText moves one away)
+    summary = {
+        name: {"mean_generated_tokens": 100.0 + i, "mean_wall_seconds": 5.0, "pass@1": 0.5, "problems": 164}
+        for i, name in enumerate(names)
+    }
+    draw(summary, tmp_path / "chart")
+    svg = (tmp_path / "chart.svg").read_text()
+    assert (tmp_path / "chart.png").stat().st_size > 0
+    for label in ("pgtd", "bon4", "bon8", "greedy@completion"):
+        assert svg.count(f"<!-- {label} -->") == 2  # once on each panel
+    assert "prompt style chat-prefill unless named -->" in svg
