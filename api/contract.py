@@ -5,9 +5,9 @@ The models (``api/schemas.py``, ``api/openai_compat.py``) state the fixed rules:
 prompts, function tests with an entry point, unsupported OpenAI options. This module adds, per
 server: its limits (``ServerSettings``: prompt length, tests, token budget, ``n``, prompts per
 call), the model's vocabulary (token-id prompts), and the planners: ``planner`` (or ``model``)
-is one of the registered ones, ``params`` follows that planner's parameter schema, and a planner
-that runs tests needs public tests. ``schemathesis`` checks the server against this document
-(tests/test_contract.py).
+is one of the registered ones and ``params`` follows that planner's parameter schema (no planner
+needs public tests: without any it answers without a test reward). ``schemathesis``
+checks the server against this document (tests/test_contract.py).
 """
 
 from __future__ import annotations
@@ -146,8 +146,7 @@ def _add_rule(schema: dict[str, Any], branches: list[dict[str, Any]]) -> None:
 
 
 def add_planners(schemas: dict[str, Any], lm: Any, prm_models: list[str]) -> None:
-    """``planner``/``model`` name a registered planner and ``params`` follow its parameters; a planner
-    that runs public tests needs some (``problem.public_tests`` or ``tests``)."""
+    """``planner``/``model`` name a registered planner and ``params`` follow its parameters."""
     refs = _params_schemas(schemas, lm, prm_models)
     names = sorted(refs)
 
@@ -162,11 +161,6 @@ def add_planners(schemas: dict[str, Any], lm: Any, prm_models: list[str]) -> Non
         variant["required"] = (["planner"] if name != DEFAULT_PLANNER else []) + (
             ["params"] if needs_params else []
         )
-        if planners.get(name).needs_sandbox:
-            variant["properties"]["problem"] = {
-                "required": ["public_tests"],
-                "properties": {"public_tests": {"minItems": 1}},
-            }
         variants.append(variant)
     _add_rule(solve, variants)
 
@@ -181,8 +175,5 @@ def add_planners(schemas: dict[str, Any], lm: Any, prm_models: list[str]) -> Non
                 "properties": {"model": {"const": MODEL_PREFIX + name}, "params": {"$ref": refs[name]}},
             }
             variant["required"] = ["params"] if planners.get(name).required_params(lm) else []
-            if planners.get(name).needs_sandbox:
-                variant["required"].append("tests")
-                variant["properties"]["tests"] = {"type": "array", "minItems": 1}
             variants.append(copy.deepcopy(variant))
         _add_rule(schema, variants)

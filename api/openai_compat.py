@@ -188,7 +188,7 @@ async def _run(
     budget = state.effective_budget(req.budget)
     specs = []
     for problem in problems:
-        state.check_problem(problem, cls, prefix)
+        state.check_problem(problem, prefix)
         for choice in range(req.n):
             specs.append(
                 SolveSpec(

@@ -75,7 +75,11 @@ class ServerState:
                 f"{prefix}.prm",
             )
 
-    def check_problem(self, problem: Problem, cls: type[planners.Planner], prefix: str = "problem") -> None:
+    def check_problem(self, problem: Problem, prefix: str = "problem") -> None:
+        """Refuse a problem above this server's limits. A problem without public tests (none given, no
+        docstring examples) is not refused, as in the CLI and ``treedec eval``: every planner still
+        answers without a test reward (PG-TD and V-STAR with their first program, ``stop_reason``
+        ``no_public_tests``), and the response's ``public_tests`` lists none."""
         s = self.settings
         if len(problem.prompt) > s.max_prompt_chars:
             raise APIError(
@@ -99,12 +103,6 @@ class ServerState:
                     f"'{prefix}.{name}' is {size} characters; at most {s.max_tests_chars}",
                     f"{prefix}.{name}",
                 )
-        if cls.needs_sandbox and not problem.public_tests:
-            raise APIError(
-                422,
-                f"planner {cls.name!r} runs public tests: give '{prefix}.public_tests'",
-                f"{prefix}.public_tests",
-            )
 
     def effective_budget(self, budget: Budget, prefix: str = "budget") -> Budget:
         s = self.settings
@@ -153,12 +151,12 @@ class ServerState:
             raise
 
     def solve_spec(self, req: SolveRequest) -> SolveSpec:
-        cls = self.check_planner(req.planner, req.params)
+        self.check_planner(req.planner, req.params)
         try:
             problem = req.problem.to_problem()
         except ValidationError as e:
             raise _problem_error(e) from e
-        self.check_problem(problem, cls)
+        self.check_problem(problem)
         return SolveSpec(
             problem=problem,
             planner=req.planner,
