@@ -21,8 +21,6 @@ def load_model(
 ) -> Any:
     """Resolve and load a model as an ``HFModel``; an ``http(s)://`` spec connects a ``RemoteModel``
     (an OpenAI-compatible server, see search/remote_lm.py) instead."""
-    from search.hf_lm import HFModel
-
     if spec.startswith(("http://", "https://")):
         from search.remote_lm import RemoteModel, RemoteModelError
 
@@ -30,6 +28,8 @@ def load_model(
             return RemoteModel.from_spec(spec)
         except RemoteModelError as e:
             raise ModelError(str(e)) from e
+    from search.hf_lm import HFModel  # torch is imported only for a model run in process
+
     resolved = resolve(spec, progress)
     try:
         return HFModel.load(
