@@ -286,7 +286,6 @@ def test_openai_chat_with_tests_answers_a_fenced_program_judged_by_them(oai: ope
     assert r.model_extra["treedec"][0]["public"]["total"] == 1  # type: ignore[index]
 
 
-
 NO_EXAMPLES = 'def inc(x):\n    """Return x plus one."""\n'  # nothing to derive public tests from
 SANDBOX_PLANNERS = sorted(n for n in planners.names() if planners.get(n).needs_sandbox)
 
@@ -324,6 +323,7 @@ def test_the_openai_route_searches_a_prompt_without_examples_instead_of_refusing
     assert (r.choices[0].message.content or "").startswith("```python\n")
     extra = r.model_extra["treedec"][0]  # type: ignore[index]
     assert extra["stop_reason"] == "no_public_tests" and extra["public"] is None
+
 
 # ----- errors ----------------------------------------------------------------------------------------
 
