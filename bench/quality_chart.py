@@ -31,9 +31,10 @@ def short_labels(names: list[str]) -> tuple[dict[str, str], str | None]:
     >>> short_labels(["pgtd@chat", "bon4@chat", "greedy@completion"])
     ({'pgtd@chat': 'pgtd', 'bon4@chat': 'bon4', 'greedy@completion': 'greedy@completion'}, 'chat')
     """
-    styles = Counter(name.partition("@")[2] for name in names if "@" in name)
+    parts = {n: n.partition("@") for n in names}
+    styles = Counter(style for _, at, style in parts.values() if at)
     common = styles.most_common(1)[0][0] if styles else None
-    return {n: n.partition("@")[0] if n.partition("@")[2] == common else n for n in names}, common
+    return {n: base if style == common else n for n, (base, _, style) in parts.items()}, common
 
 
 def draw(summary: dict[str, Any], stem: Path) -> None:

@@ -182,7 +182,7 @@ def test_chart_labels_drop_the_common_style_and_the_title_names_it(tmp_path: Any
         "greedy@completion": "greedy@completion",
     }
     assert short_labels([]) == ({}, None)
-    # two points on the same spot: both labels are still drawn (adjustText moves one away)
+    # on the seconds panel all four points share one spot: every label is still drawn, moved apart
     summary = {
         name: {"mean_generated_tokens": 100.0 + i, "mean_wall_seconds": 5.0, "pass@1": 0.5, "problems": 164}
         for i, name in enumerate(names)
