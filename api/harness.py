@@ -29,11 +29,11 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from api.contracts import SolveSpec
-from api.engine import Engine
-from api.prompts import problem_from_prompt
-from search.budget import Budget
-from search.prompting import parse_style
+from api.core.contracts import SolveSpec
+from api.core.engine import Engine
+from api.core.prompts import problem_from_prompt
+from search.limits.budget import Budget
+from search.problems.prompting import parse_style
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 HARNESSES = ("lm-eval", "lm_eval")

@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 import planners  # noqa: E402
 from planners.calibration import source_problem_ids  # noqa: E402
 from planners.thresholds import lookup  # noqa: E402
-from search.context import SearchContext, stops_for  # noqa: E402
-from search.loaders import humaneval  # noqa: E402
-from search.stops import first_stop  # noqa: E402
+from search.limits.stops import first_stop  # noqa: E402
+from search.problems.loaders import humaneval  # noqa: E402
+from search.state.context import SearchContext, stops_for  # noqa: E402
 
 
 def _indices(spec: str) -> list[int]:
@@ -56,8 +56,8 @@ def _indices(spec: str) -> list[int]:
 
 
 def quality(args: argparse.Namespace) -> dict[str, Any]:
-    from api.engine import Engine
-    from api.evaluation import ResultsLog
+    from api.core.engine import Engine
+    from api.core.evaluation import ResultsLog
 
     engine = Engine(model_spec=args.model)
     lm = engine.model()
@@ -192,7 +192,7 @@ def _reference(
 
 
 def speed(args: argparse.Namespace) -> dict[str, Any]:
-    from search.model_loader import load_model
+    from search.model.loader import load_model
 
     lm = load_model(args.model)
     threshold = args.threshold
@@ -253,7 +253,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def chunks(args: argparse.Namespace) -> dict[str, Any]:
-    from search.model_loader import load_model
+    from search.model.loader import load_model
 
     lm = load_model(args.model)
     entry = lookup(lm.identity)

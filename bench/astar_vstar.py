@@ -38,11 +38,11 @@ import planners  # noqa: E402
 from planners.vstar import normalise  # noqa: E402
 from sandbox import open_executor  # noqa: E402
 from scorers.tests import TestScorer  # noqa: E402
-from search.budget import Budget, Meter  # noqa: E402
-from search.cache import MemoryCache  # noqa: E402
-from search.context import SearchContext  # noqa: E402
-from search.loaders import load_problem  # noqa: E402
-from search.model_loader import load_model  # noqa: E402
+from search.cache.store import MemoryCache  # noqa: E402
+from search.limits.budget import Budget, Meter  # noqa: E402
+from search.model.loader import load_model  # noqa: E402
+from search.problems.loaders import load_problem  # noqa: E402
+from search.state.context import SearchContext  # noqa: E402
 
 
 def parse_range(spec: str) -> list[int]:

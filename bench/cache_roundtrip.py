@@ -1,7 +1,7 @@
 """Cost of one cached lookup through Redis, to weigh against a forward pass.
 
 Starts its own redis-server on a free loopback port, stores framed next-token distributions of a
-realistic size (top-k = 20, see search/codec.py), and times ``get_many`` of 1 and of 32 keys and
+realistic size (top-k = 20, see search/cache/codec.py), and times ``get_many`` of 1 and of 32 keys and
 ``set_many`` of 32 keys. Prints JSON: microseconds per call and per key (median and p90 over the
 repeats), plus the in-memory cache for reference.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.cache import Cache, MemoryCache, cache_key  # noqa: E402
-from search.codec import encode_next_token  # noqa: E402
-from search.redis_cache import RedisCache, frame  # noqa: E402
+from search.cache.codec import encode_next_token  # noqa: E402
+from search.cache.redis_store import RedisCache, frame  # noqa: E402
+from search.cache.store import Cache, MemoryCache, cache_key  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 

@@ -26,7 +26,7 @@ def run(dataset: str, planner: str, sets: list[str], url: str, max_tokens: int) 
     cmd = [
         sys.executable,
         "-m",
-        "api.cli",
+        "api.cli.app",
         "eval",
         "--dataset",
         dataset,

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 import planners
-from search.context import SearchContext
-from search.lm import CallStats
-from search.loaders import humaneval
-from search.model_loader import load_model
+from search.model.lm import CallStats
+from search.model.loader import load_model
+from search.problems.loaders import humaneval
+from search.state.context import SearchContext
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def run(lm: Any, problems: list[Any], planner: str, style: str, workers: int) -> dict[str, Any]:
-    from api.engine import Engine
-    from api.evaluation import ResultsLog
-    from search.budget import Budget
+    from api.core.engine import Engine
+    from api.core.evaluation import ResultsLog
+    from search.limits.budget import Budget
 
     engine = Engine(lm=lm)
 
@@ -53,9 +53,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
     args = ap.parse_args()
 
-    from search.batching import BatchingLM
-    from search.loaders import load_problems
-    from search.model_loader import load_model
+    from search.model.batching import BatchingLM
+    from search.model.loader import load_model
+    from search.problems.loaders import load_problems
 
     problems = load_problems(f"humaneval:{args.problems}")
     lm = load_model("bundled-default")

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from search.lm import CallStats, GenerationParams  # noqa: E402
+from search.model.lm import CallStats, GenerationParams  # noqa: E402
 
 
 def leaves(lm: Any, prompt: list[int], count: int, depth: int) -> tuple[list[int], list[list[int]]]:
@@ -62,8 +62,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
-    from search.loaders import humaneval
-    from search.model_loader import load_model
+    from search.model.loader import load_model
+    from search.problems.loaders import humaneval
 
     lm = load_model("bundled-default")
     prompt = lm.encode(humaneval([args.task])[0].prompt)

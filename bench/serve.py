@@ -26,11 +26,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import httpx  # noqa: E402
 
-from api.engine import Engine  # noqa: E402
-from api.schemas import ServerSettings  # noqa: E402
-from api.server import BackgroundServer, create_app  # noqa: E402
-from search.cache import MemoryCache  # noqa: E402
-from search.loaders import humaneval  # noqa: E402
+from api.core.engine import Engine  # noqa: E402
+from api.http.schemas import ServerSettings  # noqa: E402
+from api.http.server import BackgroundServer, create_app  # noqa: E402
+from search.cache.store import MemoryCache  # noqa: E402
+from search.problems.loaders import humaneval  # noqa: E402
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -24,10 +24,10 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 
 import uvicorn  # noqa: E402
 
-from api.engine import Engine  # noqa: E402
-from api.schemas import ServerSettings  # noqa: E402
-from api.server import create_app  # noqa: E402
-from search.cache import MemoryCache  # noqa: E402
+from api.core.engine import Engine  # noqa: E402
+from api.http.schemas import ServerSettings  # noqa: E402
+from api.http.server import create_app  # noqa: E402
+from search.cache.store import MemoryCache  # noqa: E402
 from tests.tiny_model import make_tiny_lm  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(lm=make_tiny_lm(), cache=MemoryCache(max_bytes=args.cache_mb << 20), sandbox=args.sandbox)
     engine.scorer()
     app = create_app(engine, settings)
-    # IPPROTO_TCP explicitly, so asyncio sets TCP_NODELAY (see api.server.BackgroundServer).
+    # IPPROTO_TCP explicitly, so asyncio sets TCP_NODELAY (see api.http.server.BackgroundServer).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

@@ -26,7 +26,7 @@ Three savings keep the lookahead cost down without changing a committed token:
 
 - *reuse*: at a pause inside a greedy path that ran ahead (a chunk, or a winner's lookahead), the
   path's continuation after the pause *is* the argmax candidate's greedy lookahead, so
-  ``MeteredLM`` reads it off the path (``search/paths.py``: cut by the same rules as the rollout,
+  ``MeteredLM`` reads it off the path (``search/state/paths.py``: cut by the same rules as the rollout,
   counted as ``spend.path_hits``/``path_tokens``, no forward pass) and only the other B-1
   candidates are rolled out. When the path ends (by length) before the lookahead is decided, it is
   first extended by a greedy chunk of ``L + 1`` tokens (``path_extensions``), which the walk goes
@@ -55,11 +55,11 @@ from pydantic import Field
 from planners import register
 from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
 from planners.thresholds import lookup
-from search.context import Candidate, SearchContext, stops_for
-from search.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
-from search.problem import Problem
-from search.steps import in_context
-from search.stops import FunctionBodyEnd, StopCondition, first_stop
+from search.limits.steps import in_context
+from search.limits.stops import FunctionBodyEnd, StopCondition, first_stop
+from search.model.lm import CallStats, GenerationParams, LanguageModel, Rollout, TokenDist
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext, stops_for
 
 
 class AdaDecParams(PlannerParams):

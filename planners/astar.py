@@ -1,6 +1,6 @@
 """A*-decoding (Chatziveroglou, "A*-Decoding: Token-Efficient Inference Scaling", 2025), on the engine.
 
-Best-first search over *partial solutions at step granularity* (search/steps.py: a ``line``, a
+Best-first search over *partial solutions at step granularity* (search/limits/steps.py: a ``line``, a
 Python ``statement`` or a blank-line ``chunk``). Each state s is the prompt plus the steps chosen
 so far; a process scorer (scorers/prm.py) gives it r(s) in [0, 1]. The priority is::
 
@@ -65,12 +65,12 @@ from scorers.prm import (
     has_public_tests,
     load_prm,
 )
-from search.context import Candidate, SearchContext, best_candidate, stops_for
-from search.lm import DecodeMode, GenerationParams, Rollout
-from search.problem import Problem
-from search.steps import StepKind, in_context, step_stop
-from search.stops import StopCondition, first_stop
-from search.tree import Tree
+from search.limits.steps import StepKind, in_context, step_stop
+from search.limits.stops import StopCondition, first_stop
+from search.model.lm import DecodeMode, GenerationParams, Rollout
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext, best_candidate, stops_for
+from search.state.tree import Tree
 
 G_DEFAULT_WEIGHT = {"one_minus_r": 0.5, "nll": 0.01}
 

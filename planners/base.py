@@ -35,9 +35,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from search.budget import BudgetExhausted
-from search.context import Candidate, SearchContext, SearchResult, best_candidate
-from search.problem import Problem
+from search.limits.budget import BudgetExhausted
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext, SearchResult, best_candidate
 
 
 class PlannerError(ValueError):

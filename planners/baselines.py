@@ -6,9 +6,9 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, P, Planner, PlannerParams, Search
-from search.context import Candidate, SearchContext, best_candidate, stops_for
-from search.lm import DecodeMode, GenerationParams, Rollout
-from search.problem import Problem
+from search.model.lm import DecodeMode, GenerationParams, Rollout
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext, best_candidate, stops_for
 
 
 def rollout_candidate(r: Rollout, **meta: object) -> Candidate:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from planners.base import PlannerError
-from search.lm import LanguageModel
+from search.model.lm import LanguageModel
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def stdlib_examples(directory: Path | None = None, max_target_lines: int = 40) -
 
 def humaneval_examples(spec: str) -> list[Example]:
     """HumanEval problems ``humaneval:A-B`` with their canonical solutions."""
-    from search.loaders import load_problems
+    from search.problems.loaders import load_problems
 
     return [
         Example(p.id, p.prompt, p.canonical_solution or "")
@@ -123,7 +123,7 @@ def teacher_force(
     """(entropy, true token is argmax) at every target position of one example.
 
     The backend's ``position_stats``: one forward pass in process, the next-token distributions
-    of every prefix over a server (``search.lm.position_stats_from_dists``)."""
+    of every prefix over a server (``search.model.lm.position_stats_from_dists``)."""
     prompt = lm.encode(example.prompt)
     target = lm.encode(example.target)[:max_target_tokens]
     if not prompt or not target:
@@ -276,12 +276,12 @@ class Calibration:
 
 def in_style(example: Example, lm: LanguageModel, prompt_style: str) -> Example:
     """The example as the model sees it in a prompt style: the prompt rendered (see
-    search/prompting.py); in the chat style the model writes the whole function, so the target
+    search/problems/prompting.py); in the chat style the model writes the whole function, so the target
     is the signature and docstring followed by the body."""
     if prompt_style == "completion":
         return example
-    from search.problem import Problem
-    from search.prompting import render
+    from search.problems.problem import Problem
+    from search.problems.prompting import render
 
     rendered = render(Problem(id=example.id, prompt=example.prompt), prompt_style, lm)
     target = example.prompt + example.target if rendered.prompt_style == "chat" else example.target
@@ -324,7 +324,7 @@ def source_problem_ids(source: str) -> set[str]:
     """HumanEval task ids a calibration source used (an evaluation must leave them out)."""
     if not source.startswith("humaneval:"):
         return set()
-    from search.loaders import load_problems
+    from search.problems.loaders import load_problems
 
     return {p.id for p in load_problems(source)}
 
@@ -356,7 +356,7 @@ def run(
     """What ``treedec calibrate`` does: load, calibrate, store. Returns the calibration, the file
     written and the model identity."""
     from planners.thresholds import user_file, write_entry
-    from search.model_loader import load_model
+    from search.model.loader import load_model
 
     lm = load_model(model, device=device, dtype=dtype)
     cal = calibrate(lm, source, limit, seed, progress, prompt_style)

@@ -18,9 +18,9 @@ import planners
 from planners import register
 from planners.base import Outcome, Planner, PlannerParams, Search
 from planners.styles import DEFAULT_ORDER, Style, StylesParams
-from search.context import Candidate, SearchContext
-from search.problem import Problem
-from search.prompting import render
+from search.problems.problem import Problem
+from search.problems.prompting import render
+from search.state.context import Candidate, SearchContext
 
 
 class CascadeParams(PlannerParams):

@@ -51,11 +51,11 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, Planner, PlannerParams, Search
-from search.context import Candidate, SearchContext, best_candidate, stops_for
-from search.lm import DecodeMode, GenerationParams, Rollout
-from search.problem import Problem
-from search.stops import StopCondition, first_stop
-from search.tree import Tree
+from search.limits.stops import StopCondition, first_stop
+from search.model.lm import DecodeMode, GenerationParams, Rollout
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext, best_candidate, stops_for
+from search.state.tree import Tree
 
 
 class PGTDParams(PlannerParams):

@@ -1,6 +1,6 @@
 """Search over prompt styles: greedy decoding in several styles, the answer chosen by public tests.
 
-The styles of ``search/prompting.py`` fail on different problems (a model asked in a chat turn
+The styles of ``search/problems/prompting.py`` fail on different problems (a model asked in a chat turn
 and a model continuing raw code make different mistakes), and public tests can tell which answer
 is right. This planner decodes greedily in each style in turn, runs each program on the public
 tests, and stops at the first that passes them all; otherwise the best pass rate wins, ties going
@@ -18,10 +18,10 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, Planner, PlannerParams, Search
-from search.context import Candidate, SearchContext, stops_for
-from search.lm import GenerationParams
-from search.problem import Problem
-from search.prompting import render
+from search.model.lm import GenerationParams
+from search.problems.problem import Problem
+from search.problems.prompting import render
+from search.state.context import Candidate, SearchContext, stops_for
 
 Style = Literal["completion", "chat", "chat-prefill"]
 DEFAULT_ORDER: tuple[Style, ...] = ("chat-prefill", "completion", "chat")

@@ -7,11 +7,11 @@ entropies, so each style is calibrated on its own); an entry holds the threshold
 ``functions``, ``positions``, ``accuracy``, ``cutoff``, ``date`` ...), so a person can read it.
 
 Lookup order: the user's file (``$TREEDEC_HOME/thresholds.json``, written by
-``treedec calibrate``), then the file shipped with treedec (``search/data/thresholds.json``).
+``treedec calibrate``), then the file shipped with treedec (``planners/data/thresholds.json``).
 An exact identity match wins; otherwise an entry for the same model name and revision (e.g.
 calibrated in bf16, used in fp32) is taken.
 
->>> from search.lm import ModelIdentity
+>>> from search.model.lm import ModelIdentity
 >>> ident = ModelIdentity("m", "r1", "tok", "bfloat16")
 >>> entries = {ident.key(): {"name": "m", "revision": "r1", "entropy_threshold": 1.2}}
 >>> find_entry(entries, ident)["entropy_threshold"]
@@ -30,14 +30,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from search.lm import ModelIdentity
+from search.model.lm import ModelIdentity
 
-SHIPPED = Path(__file__).resolve().parent.parent / "search" / "data" / "thresholds.json"
+SHIPPED = Path(__file__).resolve().parent / "data" / "thresholds.json"
 
 
 def user_file() -> Path:
     """The file ``treedec calibrate`` writes by default."""
-    from search.models import treedec_home
+    from search.model.bundled import treedec_home
 
     return treedec_home() / "thresholds.json"
 

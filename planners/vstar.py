@@ -39,7 +39,7 @@ every distinct program (whitespace-normalised), the best first. The search stops
 early), when no expandable pair is left, or when the ``Budget`` is spent. A problem without public
 tests gives no reward to steer by: its answer is the first (greedy) program, as in PG-TD.
 
-**Sibling-relative advantages (Sibling-GRPO).** ``Tree.advantage_records()`` (search/tree.py) is
+**Sibling-relative advantages (Sibling-GRPO).** ``Tree.advantage_records()`` (search/state/tree.py) is
 used as it is: for every node with two or more children carrying ``reward``, each child's
 advantage is ``(reward - mean) / (std + 1e-6)`` over the *group of siblings including the child*
 (GRPO's group normalisation with the siblings as the group; leaving the child out would make a
@@ -64,12 +64,12 @@ from pydantic import Field
 from planners import register
 from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
 from scorers.value import ValueModel, node_features
-from search.context import Candidate, SearchContext, stops_for
-from search.lm import GenerationParams, Rollout, TokenDist
-from search.problem import Problem
-from search.steps import in_context
-from search.stops import StopCondition, first_stop
-from search.tree import Tree
+from search.limits.steps import in_context
+from search.limits.stops import StopCondition, first_stop
+from search.model.lm import GenerationParams, Rollout, TokenDist
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext, stops_for
+from search.state.tree import Tree
 
 
 class VStarParams(PlannerParams):

@@ -1,7 +1,7 @@
 """The sandbox contract: ``Limits`` in, ``ExecutionResult`` out, through an ``Executor``.
 
 An executor runs **one program against a list of tests** (``FunctionTest`` and ``IOTest`` from
-``search/problem.py``): the program runs in a sandboxed interpreter that only answers requests
+``search/problems/problem.py``): the program runs in a sandboxed interpreter that only answers requests
 with plain values, and the verdict of each test is decided by the judge on the host
 (``sandbox/judge.py``), never by what the program prints, sends or its exit code:
 
@@ -27,7 +27,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from search.problem import FunctionTest, IOTest
+from search.problems.problem import FunctionTest, IOTest
 
 MiB = 1024 * 1024
 

@@ -56,7 +56,7 @@ from sandbox.wire import (
     parse_frame,
     text_field,
 )
-from search.problem import FunctionTest
+from search.problems.problem import FunctionTest
 
 if TYPE_CHECKING:
     from sandbox.wire import Shape

@@ -57,13 +57,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from search.context import stops_for
-from search.lm import GenerationParams
-from search.problem import Problem
-from search.steps import context_tail, in_context
+from search.limits.steps import context_tail, in_context
+from search.model.lm import GenerationParams
+from search.problems.problem import Problem
+from search.state.context import stops_for
 
 if TYPE_CHECKING:
-    from search.context import SearchContext
+    from search.state.context import SearchContext
 
 
 @dataclass

@@ -12,7 +12,7 @@ Reward values (``TestReward``):
   otherwise ``pass_rate``.
 
 Results are cached by (program hash, tests hash, limits, harness version) in a
-``search.cache.Cache`` under ``NS_EXECUTION`` as ``ExecutionResult`` JSON. A cache hit never
+``search.cache.store.Cache`` under ``NS_EXECUTION`` as ``ExecutionResult`` JSON. A cache hit never
 executes; ``TestScorer.executions`` counts the real executions so a caller can charge its budget.
 
 >>> scorer = TestScorer(open_executor())  # doctest: +SKIP
@@ -31,8 +31,8 @@ from typing import Literal
 from sandbox.executor import ExecutionResult, Executor, Limits
 from sandbox.pool import Job, SandboxPool
 from sandbox.protocol import HARNESS_VERSION
-from search.cache import NS_EXECUTION, Cache, cache_key
-from search.problem import Problem, tests_hash
+from search.cache.store import NS_EXECUTION, Cache, cache_key
+from search.problems.problem import Problem, tests_hash
 
 RewardKind = Literal["compile_error", "runtime_error", "failed", "passed"]
 RUNTIME_STATUSES = frozenset({"error", "timeout", "memory", "signal"})

@@ -61,6 +61,6 @@ def tiny_lm():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def real_lm():  # type: ignore[no-untyped-def]
     """The real bundled model (integration tests only)."""
-    from search.model_loader import load_model
+    from search.model.loader import load_model
 
     return load_model("bundled-default")

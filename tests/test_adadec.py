@@ -30,12 +30,12 @@ from planners.calibration import (
     teacher_force,
 )
 from planners.thresholds import lookup, write_entry
-from search.budget import Budget, Meter
-from search.context import SearchContext, stops_for
-from search.hf_lm import HFModel
-from search.lm import GenerationParams, ModelIdentity, position_stats_from_dists
-from search.problem import Problem
-from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop
+from search.limits.budget import Budget, Meter
+from search.limits.stops import FunctionBodyEnd, StopStrings, TopLevelStop
+from search.model.hf import HFModel
+from search.model.lm import GenerationParams, ModelIdentity, position_stats_from_dists
+from search.problems.problem import Problem
+from search.state.context import SearchContext, stops_for
 
 try:
     from tests.tiny_model import make_tiny_lm
@@ -354,7 +354,7 @@ def test_shipped_file_has_a_threshold_for_the_bundled_model() -> None:
 
 def test_threshold_lookup_takes_the_prompt_styles_own_entry(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from planners.thresholds import lookup, write_entry
-    from search.lm import ModelIdentity
+    from search.model.lm import ModelIdentity
 
     ident = ModelIdentity("m", "r", "tok", "bfloat16")
     path = tmp_path / "t.json"

@@ -14,12 +14,19 @@ import pytest
 import planners
 from planners.astar import AStar, AStarParams
 from scorers.prm import PartialState, ProcessScorer
-from search.budget import Budget, Meter
-from search.context import SearchContext
-from search.problem import Problem
-from search.steps import ChunkStep, ContextStop, LineStep, StatementStep, parses_as_statement, step_stop
-from search.stops import TopLevelStop
-from search.tree import Tree
+from search.limits.budget import Budget, Meter
+from search.limits.steps import (
+    ChunkStep,
+    ContextStop,
+    LineStep,
+    StatementStep,
+    parses_as_statement,
+    step_stop,
+)
+from search.limits.stops import TopLevelStop
+from search.problems.problem import Problem
+from search.state.context import SearchContext
+from search.state.tree import Tree
 
 # A text-generation problem whose stop string the random model hits often: states complete.
 PROBLEM = Problem(id="toy", prompt="Write a word:", prompt_is_code=False, stop=["e"])

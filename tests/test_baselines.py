@@ -8,10 +8,10 @@ import planners
 from planners.base import PlannerError
 from sandbox import open_executor
 from scorers.tests import TestScorer
-from search.budget import Budget, Meter
-from search.context import SearchContext
-from search.loaders import humaneval
-from search.problem import FunctionTest, Problem
+from search.limits.budget import Budget, Meter
+from search.problems.loaders import humaneval
+from search.problems.problem import FunctionTest, Problem
+from search.state.context import SearchContext
 
 
 @pytest.fixture(scope="module")

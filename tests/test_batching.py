@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from search.batching import BatchingLM, request_guard
-from search.budget import BudgetExhausted
-from search.lm import CallStats, DecodeMode, GenerationParams
+from search.limits.budget import BudgetExhausted
+from search.model.batching import BatchingLM, request_guard
+from search.model.lm import CallStats, DecodeMode, GenerationParams
 
 PROMPTS = [f"def f{i}(x):\n    return x + {i}" for i in range(4)]
 

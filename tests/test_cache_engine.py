@@ -9,12 +9,12 @@ import pytest
 import planners
 from sandbox import open_executor
 from scorers.tests import TestScorer
-from search.cache import MemoryCache
-from search.caches import open_cache
-from search.context import SearchContext
-from search.lm import GenerationParams
-from search.problem import FunctionTest, Problem
-from search.redis_cache import RedisCache
+from search.cache.factory import open_cache
+from search.cache.redis_store import RedisCache
+from search.cache.store import MemoryCache
+from search.model.lm import GenerationParams
+from search.problems.problem import FunctionTest, Problem
+from search.state.context import SearchContext
 
 PROBLEM = Problem(
     id="t/double",

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from search.models import BundledModel, ModelError, PackagedFile, assemble_gguf, resolve
+from search.model.bundled import BundledModel, ModelError, PackagedFile, assemble_gguf, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def treedec(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "api.cli.app", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from search.codec import (
+from search.cache.codec import (
     CodecError,
     decode_json,
     decode_next_token,

@@ -17,10 +17,10 @@ import httpx
 import pytest
 
 import planners
-from api.engine import Engine
-from api.schemas import ServerSettings
-from api.server import BackgroundServer, create_app
-from search.cache import MemoryCache
+from api.core.engine import Engine
+from api.http.schemas import ServerSettings
+from api.http.server import BackgroundServer, create_app
+from search.cache.store import MemoryCache
 
 CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 SETTINGS = ServerSettings(

@@ -1,15 +1,15 @@
-"""The typed contracts between the surfaces (api/contracts.py, api/backend.py): their JSON forms are
+"""The typed contracts between the surfaces (api/core/contracts.py, api/jobs/backend.py): their JSON forms are
 the wire format the REST answers, queued records and benchmark rows always had."""
 
 from __future__ import annotations
 
 import json
 
-from api.backend import MAX_EVENTS, admits_event
-from api.contracts import CandidateReport, PublicTests, SolveReport, SolveSpec, terminal_event
-from search.budget import Budget, Spend
-from search.context import Candidate, SearchResult
-from search.problem import Problem
+from api.core.contracts import CandidateReport, PublicTests, SolveReport, SolveSpec, terminal_event
+from api.jobs.backend import MAX_EVENTS, admits_event
+from search.limits.budget import Budget, Spend
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchResult
 
 
 def _report(tree: dict | None = None, meta: dict | None = None) -> SolveReport:

@@ -1,4 +1,4 @@
-"""The resumable run loop (api/evaluation.py): rows land as items finish, a rerun skips them, items
+"""The resumable run loop (api/core/evaluation.py): rows land as items finish, a rerun skips them, items
 may run side by side, and a failing item costs no other item's row."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from api.evaluation import ResultsLog
+from api.core.evaluation import ResultsLog
 
 
 def _rows(path: Path) -> list[dict]:

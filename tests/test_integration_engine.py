@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from search.lm import CallStats, GenerationParams
+from search.model.lm import CallStats, GenerationParams
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "api.cli.app", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

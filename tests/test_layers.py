@@ -25,15 +25,15 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 # sandbox runs programs against tests: of search/ it may see the test types only
-SANDBOX_MAY_USE = {"search.problem": {"FunctionTest", "IOTest", "TestCase"}}
+SANDBOX_MAY_USE = {"search.problems.problem": {"FunctionTest", "IOTest", "TestCase"}}
 
 
 def imports(source: str) -> list[tuple[str, str | None]]:
     """(module, name) for every import in ``source``: ``import a.b`` gives ("a.b", None),
     ``from a.b import c`` gives ("a.b", "c"). Relative imports are not used in treedec.
 
-    >>> imports("import planners\\nfrom search.lm import TokenDist")
-    [('planners', None), ('search.lm', 'TokenDist')]
+    >>> imports("import planners\\nfrom search.model.lm import TokenDist")
+    [('planners', None), ('search.model.lm', 'TokenDist')]
     """
     out: list[tuple[str, str | None]] = []
     for node in ast.walk(ast.parse(source)):
@@ -118,10 +118,10 @@ def test_the_packages_form_no_cycle() -> None:
     ("package", "source"),
     [
         ("search", "import planners\n"),
-        ("search", "def f():\n    from api.engine import Engine\n"),
+        ("search", "def f():\n    from api.core.engine import Engine\n"),
         ("scorers", "from planners.astar import AStar\n"),
-        ("sandbox", "from search.context import SearchContext\n"),
-        ("sandbox", "from search.problem import Problem\n"),
+        ("sandbox", "from search.state.context import SearchContext\n"),
+        ("sandbox", "from search.problems.problem import Problem\n"),
         ("planners", "import api\n"),
     ],
 )
@@ -130,6 +130,8 @@ def test_an_upward_import_is_caught(package: str, source: str) -> None:
 
 
 def test_allowed_imports_pass() -> None:
-    assert violations("sandbox", "sandbox.x", "from search.problem import FunctionTest, IOTest\n") == []
+    assert (
+        violations("sandbox", "sandbox.x", "from search.problems.problem import FunctionTest, IOTest\n") == []
+    )
     assert violations("planners", "planners.x", "from scorers.prm import CodeAwareScorer\n") == []
-    assert violations("search", "search.x", "import torch\nfrom search.lm import Rollout\n") == []
+    assert violations("search", "search.x", "import torch\nfrom search.model.lm import Rollout\n") == []

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from search.budget import Budget, Meter
-from search.context import SearchContext
-from search.kv import PrefixKVCache
-from search.lm import CallStats, DecodeMode, GenerationParams
-from search.stops import StopStrings, TopLevelStop
+from search.limits.budget import Budget, Meter
+from search.limits.stops import StopStrings, TopLevelStop
+from search.model.kv import PrefixKVCache
+from search.model.lm import CallStats, DecodeMode, GenerationParams
+from search.state.context import SearchContext
 
 PROMPT = 'def add(a, b):\n    """Add two numbers."""\n'
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from search.cache import Cache, MemoryCache
-from search.caches import open_cache
+from search.cache.factory import open_cache
+from search.cache.store import Cache, MemoryCache
 
 
 def _cost(namespace: str, key: str, value: bytes) -> int:

@@ -1,4 +1,4 @@
-"""Greedy-path reuse below the planners (search/paths.py, MeteredLM): a greedy rollout from a point
+"""Greedy-path reuse below the planners (search/state/paths.py, MeteredLM): a greedy rollout from a point
 on an earlier greedy rollout is read off it, costs no forward pass and is counted in the spend, and
 no planner's output depends on it."""
 
@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 import planners
-from search.budget import Budget, Meter
-from search.context import SearchContext, SearchResult
-from search.lm import DecodeMode, GenerationParams, Rollout, TokenDist
-from search.paths import GreedyPaths
-from search.problem import FunctionTest, Problem
-from search.stops import FunctionBodyEnd, StopStrings, TopLevelStop
+from search.limits.budget import Budget, Meter
+from search.limits.stops import FunctionBodyEnd, StopStrings, TopLevelStop
+from search.model.lm import DecodeMode, GenerationParams, Rollout, TokenDist
+from search.problems.problem import FunctionTest, Problem
+from search.state.context import SearchContext, SearchResult
+from search.state.paths import GreedyPaths
 
 # ----- GreedyPaths on a character-level toy vocabulary ----------------------------------------
 

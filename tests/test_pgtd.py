@@ -12,16 +12,16 @@ import pytest
 from pydantic import ValidationError
 
 import planners
-from api.engine import Engine
+from api.core.engine import Engine
 from planners.pgtd import backup, pucb, select_child
 from sandbox import open_executor
 from scorers.tests import TestReward, TestScorer
-from search.budget import Budget, Meter
-from search.cache import MemoryCache
-from search.context import SearchContext, SearchResult, stops_for
-from search.lm import GenerationParams
-from search.problem import FunctionTest, Problem
-from search.tree import Tree
+from search.cache.store import MemoryCache
+from search.limits.budget import Budget, Meter
+from search.model.lm import GenerationParams
+from search.problems.problem import FunctionTest, Problem
+from search.state.context import SearchContext, SearchResult, stops_for
+from search.state.tree import Tree
 
 # A completion is one comment line (cut at the first newline), so every program compiles and the
 # public test alone decides the reward, whatever the random tiny model writes.
@@ -344,7 +344,7 @@ def test_pgtd_is_registered_and_needs_a_sandbox() -> None:
 
 @pytest.mark.integration
 def test_pgtd_solves_a_humaneval_problem_that_greedy_fails(real_lm) -> None:  # type: ignore[no-untyped-def]
-    from search.loaders import load_problem
+    from search.problems.loaders import load_problem
 
     problem = load_problem("humaneval:9")  # rolling_max: greedy's program fails the docstring example
     assert problem.public_tests

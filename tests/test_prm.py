@@ -16,9 +16,9 @@ from scorers.prm import (
     close_open_block,
     completable,
 )
-from search.context import SearchContext
-from search.models import tokenizer_dir
-from search.problem import Problem
+from search.model.bundled import tokenizer_dir
+from search.problems.problem import Problem
+from search.state.context import SearchContext
 
 STEP_TAG = "ки"  # one token in the bundled tokenizer, like Math-Shepherd's tag
 
@@ -179,11 +179,11 @@ def test_code_scorer_rejects_bad_weights() -> None:
 def test_a_lookahead_on_an_earlier_greedy_path_is_exact_even_when_lazy(tiny_lm) -> None:  # type: ignore[no-untyped-def]
     from sandbox import open_executor
     from scorers.tests import TestScorer
-    from search.cache import MemoryCache
-    from search.context import stops_for
-    from search.lm import GenerationParams
-    from search.problem import FunctionTest
-    from search.steps import in_context
+    from search.cache.store import MemoryCache
+    from search.limits.steps import in_context
+    from search.model.lm import GenerationParams
+    from search.problems.problem import FunctionTest
+    from search.state.context import stops_for
 
     problem = Problem(
         id="p", prompt=PROMPT, entry_point="add", public_tests=[FunctionTest(call="add(1, 2)", expected="3")]
@@ -210,8 +210,8 @@ def test_a_lookahead_on_an_earlier_greedy_path_is_exact_even_when_lazy(tiny_lm) 
 def test_code_scorer_lookahead_is_tested_once_and_then_served_from_caches(tiny_lm) -> None:  # type: ignore[no-untyped-def]
     from sandbox import open_executor
     from scorers.tests import TestScorer
-    from search.cache import MemoryCache
-    from search.problem import FunctionTest
+    from search.cache.store import MemoryCache
+    from search.problems.problem import FunctionTest
 
     problem = Problem(
         id="p", prompt=PROMPT, entry_point="add", public_tests=[FunctionTest(call="add(1, 2)", expected="3")]

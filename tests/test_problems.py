@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from search.budget import Budget, Meter
-from search.loaders import (
+from search.limits.budget import Budget, Meter
+from search.problems.loaders import (
     ProblemError,
     apps_problem,
     humaneval,
@@ -16,7 +16,7 @@ from search.loaders import (
     load_problems,
     parse_docstring_tests,
 )
-from search.problem import FunctionTest, IOTest, Problem
+from search.problems.problem import FunctionTest, IOTest, Problem
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

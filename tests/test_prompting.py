@@ -7,13 +7,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from api.engine import Engine
-from api.schemas import ProblemIn
+from api.core.engine import Engine
+from api.http.schemas import ProblemIn
 from sandbox import open_executor
 from scorers.tests import TestScorer
-from search.cache import MemoryCache
-from search.problem import FunctionTest, Problem
-from search.prompting import PromptStyleError, parse_style, render, resolve, stops_for
+from search.cache.store import MemoryCache
+from search.problems.problem import FunctionTest, Problem
+from search.problems.prompting import PromptStyleError, parse_style, render, resolve, stops_for
 
 PROMPT = (
     "import math\n\n\n"
@@ -158,7 +158,7 @@ def test_styles_planner_answer_is_the_styles_own_program(engine, tiny_lm) -> Non
 
 
 def test_problem_files_derive_docstring_tests_and_take_kindless_tests(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from search.loaders import load_problem
+    from search.problems.loaders import load_problem
 
     path = tmp_path / "p.json"
     path.write_text(

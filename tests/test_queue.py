@@ -15,14 +15,14 @@ import httpx
 import pytest
 import redis
 
-from api.contracts import SolveSpec
-from api.engine import Engine
-from api.jobs import TERMINAL, QueueFull
-from api.queue import QueueUnavailable, RedisJobManager, create_queued_app
-from api.server import BackgroundServer
-from search.budget import Budget
-from search.lm import GenerationParams
-from search.problem import Problem
+from api.core.contracts import SolveSpec
+from api.core.engine import Engine
+from api.http.server import BackgroundServer
+from api.jobs.local import TERMINAL, QueueFull
+from api.jobs.queue import QueueUnavailable, RedisJobManager, create_queued_app
+from search.limits.budget import Budget
+from search.model.lm import GenerationParams
+from search.problems.problem import Problem
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 60  # per job: long enough that a kill lands mid-job, short enough for a quick test
@@ -216,7 +216,7 @@ def test_a_full_queue_refuses_with_queue_full(redis_server: Any) -> None:
 def abandon_one_job(redis_server: Any, retries: int) -> tuple[RedisJobManager, Any, str]:
     """Enqueue a job and have an in-process worker take it and then go silent (as a killed one does:
     no more lease renewals); return the manager, a second worker, and the job id."""
-    from api.worker import TreedecWorker, queue_for
+    from api.jobs.worker import TreedecWorker, queue_for
 
     manager = RedisJobManager.connect(redis_server.url, retries=retries)
     job = manager.submit(SolveSpec(problem=Problem(id="p", prompt="x = "), planner="greedy", budget=Budget()))
@@ -278,7 +278,7 @@ def test_an_abandoned_job_with_retries_left_goes_back_on_the_queue(redis_server:
 
 
 def test_a_worker_refuses_an_unreachable_queue(redis_server: Any) -> None:
-    from api.worker import run_worker
+    from api.jobs.worker import run_worker
 
     redis_server.kill()
     engine = Engine(model_spec="never-loaded")
@@ -288,7 +288,7 @@ def test_a_worker_refuses_an_unreachable_queue(redis_server: Any) -> None:
 
 
 def test_job_specs_round_trip_through_json() -> None:
-    from api.queue import spec_from_json, spec_to_json
+    from api.jobs.queue import spec_from_json, spec_to_json
 
     spec = SolveSpec(
         problem=Problem(

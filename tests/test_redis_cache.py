@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.connection
 
-from search.cache import Cache, CacheConfigError
-from search.caches import open_cache
-from search.redis_cache import RedisCache, _split_prefix, frame, unframe
+from search.cache.factory import open_cache
+from search.cache.redis_store import RedisCache, _split_prefix, frame, unframe
+from search.cache.store import Cache, CacheConfigError
 
 if TYPE_CHECKING:
     from tests.redis_server import RedisServer, free_port
@@ -347,8 +347,7 @@ def test_many_threads_losing_the_server_at_once_warn_once(
 
 
 def test_codec_values_survive_the_redis_round_trip(cache: RedisCache):
-    from search.cache import NS_EXECUTION, NS_NEXT_TOKEN, NS_ROLLOUT, cache_key
-    from search.codec import (
+    from search.cache.codec import (
         decode_json,
         decode_next_token,
         decode_rollout,
@@ -356,6 +355,7 @@ def test_codec_values_survive_the_redis_round_trip(cache: RedisCache):
         encode_next_token,
         encode_rollout,
     )
+    from search.cache.store import NS_EXECUTION, NS_NEXT_TOKEN, NS_ROLLOUT, cache_key
 
     key = cache_key("model", (1, 2, 3))
     cache.set_many(NS_NEXT_TOKEN, {key: encode_next_token([5, 9], [-0.25, -1.5], 0.5)})

@@ -20,8 +20,8 @@ import pytest
 from sandbox.executor import ExecutionResult, Limits
 from sandbox.host import JUDGE_SLACK, JudgeHandle
 from sandbox.process import ProcessExecutor, _ProcessChannel, layer_available
-from search.loaders import humaneval
-from search.problem import FunctionTest, Problem
+from search.problems.loaders import humaneval
+from search.problems.problem import FunctionTest, Problem
 
 pytestmark = pytest.mark.bwrap
 LIMITS = Limits(wall_per_test=1.0, wall_total=15.0, cpu_seconds=5, grace=0.3)

@@ -15,13 +15,13 @@ import httpx
 import pytest
 
 import planners
-from api.engine import Engine
-from api.schemas import ServerSettings
-from api.server import BackgroundServer, create_app
+from api.core.engine import Engine
+from api.http.schemas import ServerSettings
+from api.http.server import BackgroundServer, create_app
 from planners.base import Outcome, Planner, PlannerParams, Search
 from sandbox.process import layer_available
-from search.context import Candidate, SearchContext
-from search.problem import Problem
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext
 from tests.test_redteam import ATTACKS, CASES, WRONG, problem
 
 pytestmark = pytest.mark.bwrap

@@ -15,11 +15,11 @@ import pytest
 import torch
 from fastapi import FastAPI, Request, Response
 
-from api.plain import create_plain_app
-from api.server import BackgroundServer
-from search.lm import DecodeMode, GenerationParams, LanguageModel
-from search.remote_lm import RemoteModel, RemoteModelError, RemoteSpec, entropy_bounds, topk_entropy
-from search.stops import StopStrings, TopLevelStop
+from api.http.plain import create_plain_app
+from api.http.server import BackgroundServer
+from search.limits.stops import StopStrings, TopLevelStop
+from search.model.lm import DecodeMode, GenerationParams, LanguageModel
+from search.model.remote import RemoteModel, RemoteModelError, RemoteSpec, entropy_bounds, topk_entropy
 
 PROMPTS = ['def add(a, b):\n    """Add two numbers."""\n', "x = 1\n", "# a comment\nimport os\n"]
 
@@ -76,7 +76,7 @@ def test_connect_refuses_a_server_that_serves_another_model(server_url: str) -> 
 def test_connect_refuses_a_different_vocabulary(server_url: str, tiny_lm: Any) -> None:
     from transformers import AutoTokenizer
 
-    from search.models import tokenizer_dir
+    from search.model.bundled import tokenizer_dir
 
     other = AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
     other.add_tokens(["return {'é'"])  # a new token: another fingerprint, and the probe tokenises differently
@@ -114,7 +114,7 @@ def test_model_spec_urls_are_parsed_and_bad_ones_refused() -> None:
 
 
 def test_load_model_with_a_url_connects_a_remote_model(server_url: str) -> None:
-    from search.model_loader import load_model
+    from search.model.loader import load_model
 
     lm = load_model(f"{server_url}?tokenizer=bundled-default")
     try:
@@ -211,7 +211,7 @@ def test_continuation_logprobs_match_within_tolerance(remote: RemoteModel, local
 
 
 def test_spend_counts_the_servers_tokens(remote: RemoteModel, local: Any) -> None:
-    from search.lm import CallStats
+    from search.model.lm import CallStats
 
     stats = CallStats()
     rows = prompts(local)

@@ -19,7 +19,7 @@ from sandbox.framing import ChannelClosed, StartFn
 from sandbox.host import Verdicts, judge_payload
 from sandbox.judge import Judge
 from sandbox.wire import WireError, decode_value, parse_frame
-from search.problem import FunctionTest, IOTest
+from search.problems.problem import FunctionTest, IOTest
 
 LIMITS = Limits(wall_per_test=1.0, wall_total=5.0, grace=0.1)
 LOADED = b'{"t": "loaded", "ok": true}'

@@ -13,7 +13,7 @@ import pytest
 
 from sandbox.executor import ExecutionResult, Limits
 from sandbox.process import ProcessExecutor, layer_available
-from search.problem import FunctionTest, IOTest
+from search.problems.problem import FunctionTest, IOTest
 
 needs_bwrap = pytest.mark.skipif(not layer_available("bwrap"), reason="bubblewrap (bwrap) does not work here")
 FAST = Limits(wall_per_test=1.0, wall_total=10.0, cpu_seconds=5, grace=0.3)

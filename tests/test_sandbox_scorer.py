@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from api.run_tests import run_tests_main
+from api.cli.run_tests import run_tests_main
 from sandbox import SandboxUnavailable, open_executor
 from sandbox.docker import DockerExecutor, container_options
 from sandbox.executor import ExecutionResult, Limits
 from sandbox.pool import Job, SandboxPool
 from sandbox.process import ProcessExecutor, layer_available
 from scorers.tests import TestScorer
-from search.cache import NS_EXECUTION, MemoryCache
-from search.problem import FunctionTest, Problem
+from search.cache.store import NS_EXECUTION, MemoryCache
+from search.problems.problem import FunctionTest, Problem
 
 FAST = Limits(wall_per_test=1.0, wall_total=10.0, grace=0.3)
 

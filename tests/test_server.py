@@ -16,11 +16,11 @@ import openai
 import pytest
 
 import planners
-from api.engine import Engine
-from api.schemas import ProblemIn, ServerSettings
-from api.server import BackgroundServer, create_app
+from api.core.engine import Engine
+from api.http.schemas import ProblemIn, ServerSettings
+from api.http.server import BackgroundServer, create_app
 from planners.base import Planner, PlannerParams
-from search.budget import Budget
+from search.limits.budget import Budget
 
 ADD = 'def add(a, b):\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    """\n'
 PROBLEM = {"prompt": ADD, "entry_point": "add", "public_tests": ["assert add(1, 2) == 3"]}
@@ -524,8 +524,8 @@ def test_solve_derives_public_tests_from_docstring_examples_and_says_so(client: 
 
 
 def test_finished_jobs_expire_after_keep_seconds(tiny_lm: Any) -> None:
-    from api.contracts import SolveSpec
-    from api.jobs import JobManager
+    from api.core.contracts import SolveSpec
+    from api.jobs.local import JobManager
 
     manager = JobManager(Engine(lm=tiny_lm), max_running=1, max_waiting=4, keep_jobs=100, keep_seconds=0.05)
     spec = SolveSpec(

@@ -14,11 +14,11 @@ import planners
 from planners.base import PlannerError
 from planners.vstar import VStar, VStarParams, decisiveness, normalise, rank_decisive
 from scorers.value import ValueModel, node_features
-from search.budget import Budget, Meter
-from search.context import SearchContext
-from search.lm import GenerationParams, Rollout
-from search.problem import FunctionTest, Problem
-from search.tree import Tree
+from search.limits.budget import Budget, Meter
+from search.model.lm import GenerationParams, Rollout
+from search.problems.problem import FunctionTest, Problem
+from search.state.context import SearchContext
+from search.state.tree import Tree
 
 PROBLEM = Problem(
     id="toy",

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from search.hf_lm import HFModel, tokenizer_fingerprint
-from search.lm import ModelIdentity
-from search.models import tokenizer_dir
+from search.model.bundled import tokenizer_dir
+from search.model.hf import HFModel, tokenizer_fingerprint
+from search.model.lm import ModelIdentity
 
 
 def make_tiny_lm(seed: int = 0, dtype: torch.dtype = torch.float32, layers: int = 2) -> HFModel:

@@ -2,7 +2,7 @@
 
 ``python tests/worker_entry.py redis://127.0.0.1:PORT/0 [--lease 3] [--name w1] [--seed 0]``
 
-The worker is the production one (``api.worker.run_worker``: RQ SimpleWorker, leases, reaping);
+The worker is the production one (``api.jobs.worker.run_worker``: RQ SimpleWorker, leases, reaping);
 only the model differs: ``tests/tiny_model.make_tiny_lm`` instead of a model spec, so the tiny
 model stays test-only.
 """
@@ -20,8 +20,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def main() -> int:
-    from api.engine import Engine
-    from api.worker import run_worker
+    from api.core.engine import Engine
+    from api.jobs.worker import run_worker
     from tests.tiny_model import make_tiny_lm
 
     parser = argparse.ArgumentParser(description=__doc__)

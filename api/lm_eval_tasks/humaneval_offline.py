@@ -15,7 +15,7 @@ _scorer: Any = None
 def load(**_: Any) -> Any:
     import datasets
 
-    from search.loaders import _humaneval_rows
+    from search.problems.loaders import _humaneval_rows
 
     return datasets.DatasetDict({"test": datasets.Dataset.from_list([dict(r) for r in _humaneval_rows()])})
 
@@ -31,7 +31,7 @@ def _get_scorer() -> Any:
 
 
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    from search.loaders import humaneval_problem
+    from search.problems.loaders import humaneval_problem
 
     problem = humaneval_problem(doc)
     reward = _get_scorer().score(problem, results[0], hidden=True)

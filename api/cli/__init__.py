@@ -1,0 +1,3 @@
+from api.cli.app import main
+
+__all__ = ["main"]

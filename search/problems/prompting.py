@@ -1,0 +1,157 @@
+"""Prompt styles: how a problem becomes the text a model continues, and its answer a program.
+
+A style owns three things at the engine's edge, so that planners stay in token ids:
+
+- ``model_text``: what the model continues (the prompt itself, or a chat turn);
+- where a continuation ends (its stop conditions);
+- how a continuation becomes the program that is run.
+
+``completion`` continues the code as it is (right for base models). ``chat`` wraps the problem in
+the model's chat template: the user asks for the function, the answer is prefilled with a Python
+fence, the model writes the whole function and stops at the closing fence. ``chat-prefill`` is
+the same chat turn with the prompt's code already written in the answer, so the model continues
+the body inside its own turn (chat-mode wording at completion-mode token cost).
+
+>>> p = Problem(id="t", prompt="def f(x):\\n    \\"\\"\\"Twice x.\\"\\"\\"\\n", entry_point="f")
+>>> p.program("    return 2 * x\\n").endswith("return 2 * x\\n")
+True
+>>> chat = p.model_copy(update={"prompt_style": "chat"})
+>>> chat.program("def f(x):\\n    return 2 * x\\n```").endswith("return 2 * x\\n")
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Protocol
+
+from search.limits.stops import StopCondition, StopStrings, TopLevelStop
+from search.problems.problem import Problem
+
+FENCE = "```"
+CLOSING_FENCE = "\n" + FENCE
+CODE_INSTRUCTION = "Can you complete the following Python function?"
+PROGRAM_INSTRUCTION = (
+    "Write a complete Python program that solves the following task. "
+    "Read the input from standard input and print the answer to standard output."
+)
+
+
+class PromptStyle(str, Enum):
+    """How a problem is put to the model (``auto``: the model's measured default)."""
+
+    auto = "auto"
+    completion = "completion"
+    chat = "chat"
+    chat_prefill = "chat-prefill"
+
+
+STYLES = tuple(s.value for s in PromptStyle)
+
+
+class PromptStyleError(ValueError):
+    """A style cannot be used with this model (for example chat without a chat template)."""
+
+
+class ChatModel(Protocol):
+    """What rendering needs from a model: its chat template (``None`` when it has none)."""
+
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None: ...
+
+
+def template_text(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str | None:
+    """A tokenizer's chat template over ``messages``, ready for the assistant's turn (``None``
+    when the tokenizer has no template)."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return str(text)
+
+
+class TokenizerText:
+    """The text edges of a backend with a transformers tokenizer (``self.tokenizer``): special
+    tokens are never added on encode and kept on decode, so text and ids round-trip."""
+
+    tokenizer: Any
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=False))
+
+    def chat_text(self, messages: Sequence[dict[str, str]]) -> str | None:
+        return template_text(self.tokenizer, messages)
+
+
+def user_message(problem: Problem) -> str:
+    """The chat request: an instruction and the problem (code in a fence, or the task text)."""
+    if problem.prompt_is_code:
+        return f"{CODE_INSTRUCTION}\n{FENCE}python\n{problem.prompt.rstrip()}\n{FENCE}"
+    return f"{PROGRAM_INSTRUCTION}\n\n{problem.prompt.strip()}"
+
+
+def render(
+    problem: Problem, style: PromptStyle | str, lm: ChatModel, default: str | None = None, name: str = ""
+) -> Problem:
+    """The problem as the model will see it in ``style``; ``auto`` takes ``default`` (a model's
+    measured style), else chat for an instruct model (by ``name``) with a template, else completion."""
+    chosen = resolve(style, lm, default, name)
+    if chosen is PromptStyle.completion:
+        return problem.model_copy(update={"prompt_style": chosen.value, "model_prompt": None})
+    turn = lm.chat_text([{"role": "user", "content": user_message(problem)}])
+    if turn is None:
+        raise PromptStyleError(
+            f"prompt style {chosen.value!r} needs a chat template and this model has none; "
+            "use --prompt-style completion"
+        )
+    prefill = f"{FENCE}python\n"
+    if chosen is PromptStyle.chat_prefill and problem.prompt_is_code:
+        prefill += problem.prompt
+    return problem.model_copy(update={"prompt_style": chosen.value, "model_prompt": turn + prefill})
+
+
+def parse_style(style: PromptStyle | str) -> PromptStyle:
+    """A style by name; an unknown name fails with the names that exist."""
+    try:
+        return PromptStyle(style)
+    except ValueError:
+        raise PromptStyleError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}") from None
+
+
+def resolve(
+    style: PromptStyle | str, lm: ChatModel, default: str | None = None, name: str = ""
+) -> PromptStyle:
+    """The concrete style ``style`` stands for with this model (``name``: its name, which tells an
+    instruct model from a base model that merely ships a template)."""
+    chosen = parse_style(style)
+    if chosen is not PromptStyle.auto:
+        return chosen
+    if default is not None:
+        return PromptStyle(default)
+    if not _INSTRUCT.search(name):
+        return PromptStyle.completion
+    has_template = lm.chat_text([{"role": "user", "content": "hi"}]) is not None
+    return PromptStyle.chat if has_template else PromptStyle.completion
+
+
+_INSTRUCT = re.compile(r"instruct|chat|(?:^|[-_])it(?:$|[-_])", re.I)
+
+
+def stops_for(problem: Problem) -> list[StopCondition]:
+    """Where a continuation of this problem ends. Continuing a function (a code prompt with an
+    entry point): at a new top-level statement, which also catches a closing fence. A whole
+    answer in a chat turn: at the closing fence. Plus the problem's own stop strings."""
+    stops: list[StopCondition] = []
+    whole_answer = problem.prompt_style == PromptStyle.chat.value or (
+        problem.prompt_style == PromptStyle.chat_prefill.value and not problem.prompt_is_code
+    )
+    if whole_answer:
+        stops.append(StopStrings((CLOSING_FENCE,)))
+    elif problem.prompt_is_code and problem.entry_point:
+        stops.append(TopLevelStop())
+    if problem.stop:
+        stops.append(StopStrings(problem.stop))
+    return stops
