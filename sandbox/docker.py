@@ -9,8 +9,8 @@ pids limits bound the whole execution. The container is removed afterwards, also
 
 The judge (``sandbox/judge.py``: tests, expected values, assert-style test code) does not run in the
 program's container nor in treedec's process: it runs in the best local process sandbox (bwrap,
-else unshare, else rlimits: ``sandbox.process.JudgeLauncher``) under a uid of its own, and the host
-relays between the two (``sandbox/host.py``). A second container per execution would cost a
+else unshare, else rlimits: ``sandbox.judge_launcher.JudgeLauncher``) under a uid of its own, and
+the host relays between the two (``sandbox/host.py``). A second container per execution would cost a
 container start per judge for no isolation the program could exploit: the judge holds nothing
 the program may not learn, only what the client who reads the verdicts sent.
 
@@ -28,9 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from sandbox.executor import ExecutionResult, Limits, SandboxUnavailable, TestLike
-from sandbox.framing import ChannelClosed
+from sandbox.framing import STARTUP_ALLOWANCE, ChannelClosed
 from sandbox.host import JudgeHandle, run_execution
-from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import HARNESS_SOURCE, build_request
 
 DEFAULT_IMAGE = "python:3.11-slim"
@@ -182,7 +181,8 @@ class DockerExecutor:
     def __init__(self, image: str = DEFAULT_IMAGE, cpus: float = 1.0, base_url: str | None = None) -> None:
         import docker
 
-        from sandbox.process import JudgeLauncher, best_layer
+        from sandbox.isolation import best_layer
+        from sandbox.judge_launcher import JudgeLauncher
 
         self.image, self.cpus = image, cpus
         url = base_url or _engine_url()

@@ -40,6 +40,8 @@ PROGRAM_LINE = b"L"  # host -> judge: 4-byte generation + one reply line of the 
 PROGRAM_REQUEST = b"P"  # judge -> host: 4-byte generation + one request frame for the program server
 CONTROL = b"J"  # both ways: one JSON object (start, kill, test, verdict, done / closed)
 JOB = b"N"  # host -> warm judge: the next job (marshal), for the same tests as its first one
+# host and judge both time a sandbox's start with it (the judge: its program server's ``loaded``)
+STARTUP_ALLOWANCE = 3.0  # seconds for the sandbox to start before the program's own clock runs
 _HEADER = struct.Struct(">cI")
 _GEN = struct.Struct(">I")
 

@@ -34,6 +34,7 @@ from sandbox.framing import (
     JOB,
     PROGRAM_LINE,
     PROGRAM_REQUEST,
+    STARTUP_ALLOWANCE,
     ChannelClosed,
     FrameError,
     FrameReader,
@@ -43,7 +44,6 @@ from sandbox.framing import (
     split_generation,
     with_generation,
 )
-from sandbox.judge import STARTUP_ALLOWANCE
 from sandbox.protocol import build_judge_boot
 from sandbox.wire import (
     WireError,

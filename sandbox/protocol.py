@@ -3,8 +3,9 @@
 - The program server (``sandbox/_server.py``, ``HARNESS_SOURCE``) gets ``build_request`` as its
   first frame: the program and how to run it, never a test or an expected value.
 - The judge (``sandbox/judge.py``) is started as ``python3 -I -S -B -c JUDGE_BOOT``; its first
-  frame carries the source of the judge's modules (standard library only), its second frame the
-  job from ``build_judge_job``: the tests, the limits, the clock.
+  frame carries the source of the judge's modules (standard library only: ``JUDGE_MODULES``), which
+  the boot loads before it calls ``main`` in ``sandbox/judge_link.py``; its second frame the job
+  from ``build_judge_job``: the tests, the limits, the clock.
 
 The host (``sandbox/host.py``) relays between the two and decides nothing but the deadlines.
 Host or judge to program server: 4-byte big-endian length + ``marshal`` data. Program server to
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 _HERE = Path(__file__).parent
 HARNESS_SOURCE = (_HERE / "_server.py").read_text()
 HARNESS_VERSION = "3"  # part of the execution cache key: results of older harnesses are stale
-JUDGE_MODULES = tuple(
-    (f"sandbox.{name}", (_HERE / f"{name}.py").read_text()) for name in ("framing", "wire", "judge")
-)
+# The judge's modules, each after the ones it imports; the boot calls the last one's ``main``.
+JUDGE_MODULE_NAMES = ("framing", "wire", "judge_checks", "judge_session", "judge", "judge_link")
+JUDGE_MODULES = tuple((f"sandbox.{name}", (_HERE / f"{name}.py").read_text()) for name in JUDGE_MODULE_NAMES)
 
 # Both bootstraps read one length-prefixed marshal message from stdin first.
 _READ = """\
@@ -58,7 +59,7 @@ for _name, _src in _req["modules"]:
     setattr(_pkg, _name.rpartition(".")[2], _m)
     exec(compile(_src, _m.__file__, "exec") if isinstance(_src, str) else _src, _m.__dict__)
 del _req, _pkg, _m, _src
-sys.modules["sandbox.judge"].main()
+sys.modules["sandbox.judge_link"].main()
 """
 )
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.channel import ProcessChannel
 from sandbox.executor import ExecutionResult, Limits
 from sandbox.host import JUDGE_SLACK, JudgeHandle
-from sandbox.process import ProcessExecutor, _ProcessChannel, layer_available
+from sandbox.isolation import layer_available
+from sandbox.process import ProcessExecutor
 from search.problems.loaders import humaneval
 from search.problems.problem import FunctionTest, Problem
 
@@ -471,7 +473,7 @@ class JudgeSpy:
 
         def spy(limits: Limits, key: str) -> JudgeHandle:
             handle = acquire(limits, key)
-            assert isinstance(handle.chan, _ProcessChannel)
+            assert isinstance(handle.chan, ProcessChannel)
             self.given.append((key, handle.chan.proc.pid, handle.uses))
             return handle
 
@@ -575,8 +577,8 @@ class ServerSpy:
             lease: object,
             workdir: str,
             box: object,
-            chan: _ProcessChannel | None = None,
-        ) -> _ProcessChannel:
+            chan: ProcessChannel | None = None,
+        ) -> ProcessChannel:
             spare = chan is not None
             started = start(program, entry_point, load, limits, lease, workdir, box, chan)  # type: ignore[arg-type]
             self.used.append((program, started.proc.pid, spare))

@@ -19,7 +19,7 @@ from api.core.engine import Engine
 from api.http.schemas import ServerSettings
 from api.http.server import BackgroundServer, create_app
 from planners.base import Outcome, Planner, PlannerParams, Search
-from sandbox.process import layer_available
+from sandbox.isolation import layer_available
 from search.problems.problem import Problem
 from search.state.context import Candidate, SearchContext
 from tests.test_redteam import ATTACKS, CASES, WRONG, problem

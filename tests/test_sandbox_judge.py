@@ -3,11 +3,14 @@ the judge itself. Whatever comes back, the judge decides every verdict and never
 
 from __future__ import annotations
 
+import ast
 import json
 import marshal
 import struct
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +21,7 @@ from sandbox.executor import ExecutionResult, Limits, TestLike
 from sandbox.framing import ChannelClosed, StartFn
 from sandbox.host import Verdicts, judge_payload
 from sandbox.judge import Judge
+from sandbox.protocol import JUDGE_BOOT, JUDGE_MODULE_NAMES
 from sandbox.wire import WireError, decode_value, parse_frame
 from search.problems.problem import FunctionTest, IOTest
 
@@ -294,3 +298,45 @@ def test_the_judge_never_raises_and_never_passes_on_replies_that_do_not_know_the
 
     result, _ = judge(tests, start)
     assert len(result.verdicts) == 4 and "passed" not in statuses(result)
+
+
+# --- what is shipped into the judge's sandbox ----------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+JUDGE_ONLY = {f"sandbox.{name}" for name in JUDGE_MODULE_NAMES} - {"sandbox.framing", "sandbox.wire"}
+
+
+def imported_modules(path: Path) -> list[str]:
+    out: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.append(node.module)
+    return out
+
+
+def test_each_judge_module_imports_the_standard_library_and_judge_modules_shipped_before_it() -> None:
+    for k, name in enumerate(JUDGE_MODULE_NAMES):
+        earlier = {f"sandbox.{n}" for n in JUDGE_MODULE_NAMES[:k]}
+        for module in imported_modules(ROOT / "sandbox" / f"{name}.py"):
+            top = module.split(".")[0]
+            assert module in earlier or (top != "sandbox" and top in sys.stdlib_module_names), (name, module)
+
+
+def test_the_boot_calls_main_of_the_last_judge_module() -> None:
+    last = JUDGE_MODULE_NAMES[-1]
+    assert f'sys.modules["sandbox.{last}"].main()' in JUDGE_BOOT
+    assert "def main() -> None:" in (ROOT / "sandbox" / f"{last}.py").read_text()
+
+
+def test_no_host_module_imports_the_judge_s_own_modules() -> None:
+    """Only the judge (in its sandbox) and the tests load the judge's code; the host ships it as text."""
+    bad = []
+    for package in ("search", "sandbox", "scorers", "planners", "api"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            if module in JUDGE_ONLY:
+                continue
+            bad += [f"{module} imports {m}" for m in imported_modules(path) if m in JUDGE_ONLY]
+    assert bad == []

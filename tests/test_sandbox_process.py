@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.executor import ExecutionResult, Limits
-from sandbox.process import ProcessExecutor, layer_available
+from sandbox.isolation import layer_available
+from sandbox.process import ProcessExecutor
 from search.problems.problem import FunctionTest, IOTest
 
 needs_bwrap = pytest.mark.skipif(not layer_available("bwrap"), reason="bubblewrap (bwrap) does not work here")
@@ -187,7 +188,7 @@ def test_setsid_grandchild_is_killed_without_namespaces() -> None:
 
 
 def _plain_warned() -> bool:
-    import sandbox.process as sp
+    import sandbox.isolation as sp
 
     return sp._warned_plain
 

@@ -12,8 +12,9 @@ from api.cli.run_tests import run_tests_main
 from sandbox import SandboxUnavailable, open_executor
 from sandbox.docker import DockerExecutor, container_options
 from sandbox.executor import ExecutionResult, Limits
+from sandbox.isolation import layer_available
 from sandbox.pool import Job, SandboxPool
-from sandbox.process import ProcessExecutor, layer_available
+from sandbox.process import ProcessExecutor
 from scorers.tests import TestScorer
 from search.cache.store import NS_EXECUTION, MemoryCache
 from search.problems.problem import FunctionTest, Problem

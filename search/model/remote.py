@@ -46,6 +46,9 @@ At connect (``RemoteModel.connect``) the client checks it talks to the same mode
 tokenizer, by the ``treedec.tokenizer_hash`` of ``api/http/plain.py``'s ``/v1/models`` when present,
 else by tokenising a probe string through the server (``echo``) and comparing token ids.
 
+The server URL and its options are parsed in ``search/model/remote_spec.py`` (with the local
+tokenizer's loading), a completion choice is read back in ``search/model/remote_reply.py``.
+
 >>> lm = RemoteModel.connect("http://127.0.0.1:8000", model="qwen2.5-coder-0.5b")  # doctest: +SKIP
 >>> lm.next_token_dists([lm.encode("def add(a, b):")], k=5)[0].token_ids  # doctest: +SKIP
 """
@@ -53,10 +56,7 @@ else by tokenising a probe string through the server (``echo``) and comparing to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from search.limits.stops import StopCondition, StopStrings, first_stop
 from search.model.entropy import entropy_bounds, topk_dist, topk_entropy
@@ -72,6 +72,8 @@ from search.model.lm import (
     position_stats_from_dists,
 )
 from search.model.remote_http import HttpTransport, RemoteModelError
+from search.model.remote_reply import CompletionReply, ids_from_tokens, parse_choice
+from search.model.remote_spec import NoTokenizer, RemoteSpec, load_tokenizer
 from search.problems.prompting import TokenizerText
 
 __all__ = [
@@ -85,63 +87,6 @@ __all__ = [
 
 SEED_STRIDE = 1_000_003  # HFModel's per-row seed stride
 PROBE_TEXT = "def probe(x):\n    return {'é': x ** 2, \"世界\": [1, 2]}  # 🙂\t\r\n"
-
-# ----- connection spec ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RemoteSpec:
-    """``http(s)://host:port[/v1][?model=NAME&tokenizer=SPEC&api_key_env=VAR]`` taken apart."""
-
-    base_url: str
-    model: str | None = None
-    tokenizer: str | None = None
-    api_key_env: str | None = None
-
-    @classmethod
-    def parse(cls, spec: str) -> RemoteSpec:
-        parts = urlsplit(spec)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise RemoteModelError(f"not a server URL: {spec!r} (expected http(s)://host:port[?model=...])")
-        query = dict(parse_qsl(parts.query))
-        unknown = set(query) - {"model", "tokenizer", "api_key_env"}
-        if unknown:
-            raise RemoteModelError(
-                f"unknown option {sorted(unknown)[0]!r} in {spec!r}; known: model, tokenizer, api_key_env"
-            )
-        path = parts.path.rstrip("/").removesuffix("/v1")
-        base = urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-        return cls(base, query.get("model"), query.get("tokenizer"), query.get("api_key_env"))
-
-
-def load_tokenizer(spec: str) -> Any:
-    """The local tokenizer: a bundled model's (``search.model.bundled.tokenizer_dir``), a path,
-    or a hub id."""
-    from transformers import AutoTokenizer
-
-    from search.model.bundled import canonical_name, tokenizer_dir
-
-    source: str | Path = tokenizer_dir(spec) if canonical_name(spec) is not None else spec
-    try:
-        return AutoTokenizer.from_pretrained(str(source))
-    except (OSError, ValueError) as e:
-        raise RemoteModelError(
-            f"cannot load the tokenizer {spec!r} ({str(e).splitlines()[0]}); pass "
-            "tokenizer=<bundled name, model directory or hub id>"
-        ) from e
-
-
-@dataclass
-class _Reply:
-    ids: list[int]
-    logprobs: list[float]
-    tops: list[dict[int, float] | None]
-    entropies: list[float | None]
-    finish_reason: str
-    stop_reason: Any
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
 
 
 class RemoteModel(TokenizerText):
@@ -220,7 +165,7 @@ class RemoteModel(TokenizerText):
         model = model or spec.model
         probe = cls(
             spec.base_url,
-            _NoTokenizer(),
+            NoTokenizer(),
             model or "?",
             ModelIdentity("?", "?", "?", "?"),
             max_retries=1,
@@ -303,7 +248,7 @@ class RemoteModel(TokenizerText):
         remote_ids = choice.get("prompt_token_ids")
         if remote_ids is None:
             tokens = (choice.get("logprobs") or {}).get("tokens") or []
-            remote_ids = _ids_from_tokens(tokens[: len(local_ids)])
+            remote_ids = ids_from_tokens(tokens[: len(local_ids)])
         if remote_ids is None or list(remote_ids)[: len(local_ids)] != local_ids:
             raise RemoteModelError(
                 f"{self.base_url} model {self.model_name!r} tokenises a probe string differently "
@@ -401,7 +346,7 @@ class RemoteModel(TokenizerText):
                     "return_tokens_as_token_ids": True,
                 }
             )
-            reply = self._reply(data["choices"][0], data.get("usage") or {})
+            reply = parse_choice(data["choices"][0], data.get("usage") or {}, self.base_url)
             self._add_usage(stats, reply)
             lps = (data["choices"][0].get("logprobs") or {}).get("token_logprobs") or []
             out = lps[n : n + len(cont)]
@@ -494,7 +439,7 @@ class RemoteModel(TokenizerText):
                 return j, text[:cut]
         return None
 
-    def _dists(self, reply: _Reply, k: int, count: int) -> list[TokenDist]:
+    def _dists(self, reply: CompletionReply, k: int, count: int) -> list[TokenDist]:
         return [
             topk_dist(
                 reply.tops[j] if j < len(reply.tops) else None,
@@ -547,12 +492,14 @@ class RemoteModel(TokenizerText):
                 "(vLLM: raise --max-logprobs)"
             )
 
-    def _first_dist(self, reply: _Reply, k: int) -> TokenDist:
+    def _first_dist(self, reply: CompletionReply, k: int) -> TokenDist:
         if not (reply.tops and reply.tops[0]):
             raise RemoteModelError(f"{self.base_url} sent no top_logprobs for a next-token request")
         return self._dists(reply, k, 1)[0]
 
-    async def _complete_all(self, body: dict[str, Any], count: int, stats: CallStats) -> list[_Reply]:
+    async def _complete_all(
+        self, body: dict[str, Any], count: int, stats: CallStats
+    ) -> list[CompletionReply]:
         """One request with ``count`` prompts (n=1): a reply per prompt, in prompt order."""
         body = {"return_tokens_as_token_ids": True, "return_token_ids": True, **body}
         data = await self._post(body)
@@ -561,48 +508,23 @@ class RemoteModel(TokenizerText):
             raise RemoteModelError(f"{self.base_url} answered {len(choices)} choices for {count} prompts")
         usage = data.get("usage") or {}
         none = {"prompt_tokens": 0, "completion_tokens": 0}
-        replies = [self._reply(c, none) for c in choices]
+        replies = [parse_choice(c, none, self.base_url) for c in choices]
         stats.processed_tokens += int(usage.get("prompt_tokens") or 0)
         stats.generated_tokens += int(usage.get("completion_tokens") or sum(len(r.ids) for r in replies))
         stats.reused_tokens += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         return replies
 
-    async def _complete(self, body: dict[str, Any]) -> _Reply:
+    async def _complete(self, body: dict[str, Any]) -> CompletionReply:
         body = {"return_tokens_as_token_ids": True, "return_token_ids": True, **body}
         data = await self._post(body)
         choices = data.get("choices") or []
         if not choices:
             raise RemoteModelError(f"{self.base_url} answered without choices")
-        return self._reply(choices[0], data.get("usage") or {})
+        return parse_choice(choices[0], data.get("usage") or {}, self.base_url)
 
-    def _reply(self, choice: dict[str, Any], usage: dict[str, Any]) -> _Reply:
-        logprobs = choice.get("logprobs") or {}
-        ids = choice.get("token_ids")
-        if ids is None:
-            ids = _ids_from_tokens(logprobs.get("tokens") or [])
-            if ids is None:
-                raise RemoteModelError(
-                    f"{self.base_url} returned no token ids (needs vLLM's return_token_ids or "
-                    "return_tokens_as_token_ids)"
-                )
-        ids = [int(t) for t in ids]
-        token_lps = [float(x) if x is not None else 0.0 for x in (logprobs.get("token_logprobs") or [])]
-        tops = [_top_from_json(t) for t in (logprobs.get("top_logprobs") or [])]
-        entropies = list(logprobs.get("entropy") or [])
-        details = usage.get("prompt_tokens_details") or {}
-        return _Reply(
-            ids,
-            token_lps,
-            tops,
-            entropies,
-            str(choice.get("finish_reason") or "length"),
-            choice.get("stop_reason"),
-            int(usage.get("prompt_tokens") or 0),
-            int(usage["completion_tokens"]) if "completion_tokens" in usage else len(ids),
-            int(details.get("cached_tokens") or 0),
-        )
-
-    def _take(self, reply: _Reply, stats: CallStats, passes: list[int], row: int) -> tuple[list[int], bool]:
+    def _take(
+        self, reply: CompletionReply, stats: CallStats, passes: list[int], row: int
+    ) -> tuple[list[int], bool]:
         """A generation reply's tokens without a final EOS, and whether it ended with one; its usage
         is added to ``stats`` and its decoding steps to row ``row``'s ``passes``."""
         self._add_usage(stats, reply)
@@ -610,7 +532,7 @@ class RemoteModel(TokenizerText):
         eos = bool(reply.ids) and reply.ids[-1] in self.eos_token_ids
         return (reply.ids[:-1] if eos else reply.ids), eos
 
-    def _add_usage(self, stats: CallStats, reply: _Reply) -> None:
+    def _add_usage(self, stats: CallStats, reply: CompletionReply) -> None:
         stats.processed_tokens += reply.prompt_tokens
         stats.generated_tokens += reply.completion_tokens
         stats.reused_tokens += reply.cached_tokens
@@ -620,36 +542,3 @@ class RemoteModel(TokenizerText):
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.http.post("/v1/completions", {"model": self.model_name, **body})
-
-
-class _NoTokenizer:
-    """Stands in for a tokenizer while only ``GET /v1/models`` is asked."""
-
-    eos_token_id = None
-
-    def __len__(self) -> int:
-        return 0
-
-    def get_vocab(self) -> dict[str, int]:
-        return {}
-
-
-def _ids_from_tokens(tokens: Sequence[Any]) -> list[int] | None:
-    """vLLM's ``return_tokens_as_token_ids`` tokens (``"token_id:123"``) as ids, else None."""
-    out = []
-    for t in tokens:
-        if not isinstance(t, str) or not t.startswith("token_id:"):
-            return None
-        out.append(int(t.removeprefix("token_id:")))
-    return out
-
-
-def _top_from_json(top: Any) -> dict[int, float] | None:
-    if not isinstance(top, dict):
-        return None
-    out: dict[int, float] = {}
-    for key, lp in top.items():
-        if not isinstance(key, str) or not key.startswith("token_id:") or lp is None:
-            continue
-        out[int(key.removeprefix("token_id:"))] = float(lp)
-    return out
