@@ -150,8 +150,10 @@ Cache = Annotated[
     str | None, typer.Option("--cache", help="memory (default) or redis://host:port/db; env TREEDEC_CACHE")
 ]
 Sandbox = Annotated[str, typer.Option("--sandbox", help="auto | process | docker")]
-Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda")]
-Dtype = Annotated[str, typer.Option("--dtype", help="auto | bf16 | fp16 | fp32")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+Dtype = Annotated[
+    str, typer.Option("--dtype", help="weights: auto | bf16 | fp16 | fp32 | int8 | int4 (int8/int4: CPU)")
+]
 Sets = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="planner parameter key=value (repeatable)")
 ]

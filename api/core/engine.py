@@ -40,6 +40,14 @@ class Engine:
     _scorer: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        # a model run in process: an unusable --device or --dtype fails here, at start-up, with one
+        # line naming the choices, not at the first request
+        if self.lm is None and not self.model_spec.startswith(("http://", "https://")):
+            from search.model.weights import check_model_options
+
+            check_model_options(self.device, self.dtype)
+
     def model(self) -> LanguageModel:
         with self._lock:
             if self.lm is None:

@@ -32,30 +32,10 @@ from search.model.lm import (
     TokenDist,
     per_prefix,
 )
+from search.model.weights import activation_dtype, load_quantized, pick_device, resolve_format
 from search.problems.prompting import TokenizerText
 
 log = logging.getLogger("treedec.lm")
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def pick_dtype(device: torch.device, dtype: str = "auto") -> torch.dtype:
-    if dtype != "auto":
-        return {
-            "bf16": torch.bfloat16,
-            "bfloat16": torch.bfloat16,
-            "fp16": torch.float16,
-            "float16": torch.float16,
-            "fp32": torch.float32,
-            "float32": torch.float32,
-        }[dtype]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16  # on CPUs with AVX-512/AMX bf16 matmuls are 2-4x faster than fp32
 
 
 @dataclass
@@ -116,15 +96,20 @@ class HFModel(TokenizerText):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         dev = pick_device(device)
-        dt = pick_dtype(dev, dtype)
+        fmt = resolve_format(dev, dtype)
+        dt = activation_dtype(fmt)
         tok = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dt, attn_implementation="sdpa")
         model.to(dev)  # type: ignore[arg-type]
+        revision = revision or _dir_fingerprint(Path(path))
+        load_quantized(model, fmt, name or Path(path).name, revision)
         identity = ModelIdentity(
             name=name or Path(path).name,
-            revision=revision or _dir_fingerprint(Path(path)),
+            revision=revision,
             tokenizer_hash=tokenizer_fingerprint(tok),
-            dtype=str(dt).replace("torch.", ""),
+            # the weight format: bf16 keeps the name it had before quantized formats existed, so
+            # its cache keys and rows stay valid
+            dtype=fmt if fmt in ("int8", "int4") else str(dt).replace("torch.", ""),
         )
         return cls(model, tok, identity, kv_cache_bytes=kv_cache_bytes)
 
