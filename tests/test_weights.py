@@ -108,7 +108,7 @@ def test_a_file_from_another_build_is_rewritten(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setenv("TREEDEC_HOME", str(tmp_path))
     path = quantized_path("tiny", "rev1", "int4")
     path.parent.mkdir(parents=True)
-    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "int4", "torch": "0.0"})
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"format": "int4", "layout": "old"})
     lm = make_tiny_lm(dtype=torch.bfloat16)
     assert load_quantized(lm.model, "int4", "tiny", "rev1") == 15
     assert lm.rollouts([lm.encode("def f():")], GenerationParams(max_new_tokens=3))[0].token_ids

@@ -106,12 +106,18 @@ def activation_dtype(fmt: str) -> torch.dtype:
 class Int8Linear(nn.Module):
     """``y = x W^T + b`` with W as int8 and one scale per output channel (symmetric)."""
 
+    kernel_max_rows = 4  # above this many rows, the dense copy is faster (bench/engine.py)
+
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.register_buffer("weight_int8", codes)
         self.register_buffer("scales", scales)
         self.register_buffer("bias", bias)
         self.out_features, self.in_features = codes.shape
+        # the same int8 weights de-quantized, for many rows at once (prefill, wide batches), where
+        # the int8 kernel, one row at a time, is slower than a dense matmul; not a buffer: neither
+        # saved nor counted as read by a decode step
+        self.dense = (codes.float() * scales.float()[:, None]).to(scales.dtype)
 
     @classmethod
     def of(cls, linear: nn.Linear) -> Int8Linear:
@@ -123,6 +129,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).contiguous()
+        if flat.shape[0] > self.kernel_max_rows:
+            return nn.functional.linear(x, self.dense.to(x.dtype), self.bias)
         y = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales.to(x.dtype))
         if self.bias is not None:
             y = y + self.bias
@@ -133,22 +141,32 @@ class Int4Linear(nn.Module):
     """``y = x W^T + b`` with W as 4-bit codes, a scale and an offset per group of inputs, packed
     for torch's CPU int4 kernel (asymmetric: ``w = (q - 8) * scale + mid``)."""
 
+    kernel_max_rows = 16  # above this many rows, the dense copy is faster (bench/engine.py)
+
     def __init__(
         self,
-        packed: torch.Tensor,
+        codes: torch.Tensor,
         scales_and_zeros: torch.Tensor,
         bias: torch.Tensor | None,
         group: int = INT4_GROUP,
     ) -> None:
         super().__init__()
+        # the codes (uint8, one per weight) are what is saved; the packed layout depends on the
+        # torch build and the CPU, so it is made here
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(codes.to(torch.int32), 1)
         self.register_buffer("weight_int4", packed)
         self.register_buffer("scales_and_zeros", scales_and_zeros)
         self.register_buffer("bias", bias)
         self.group = group
-        self.out_features, self.in_features = packed.shape[0], scales_and_zeros.shape[0] * group
+        self.out_features, self.in_features = codes.shape
+        scale = scales_and_zeros[..., 0].t().float().repeat_interleave(group, dim=1)
+        mid = scales_and_zeros[..., 1].t().float().repeat_interleave(group, dim=1)
+        # see Int8Linear.dense
+        self.dense = ((codes.float() - 8) * scale + mid).to(scales_and_zeros.dtype)
 
-    @classmethod
-    def of(cls, linear: nn.Linear, group: int = INT4_GROUP) -> Int4Linear:
+    @staticmethod
+    def quantize(linear: nn.Linear, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 4-bit codes (uint8) and the ``[groups, out, 2]`` scales and offsets of a layer."""
         weight = linear.weight.detach().float()
         out_features, in_features = weight.shape
         if in_features % group:
@@ -156,19 +174,23 @@ class Int4Linear(nn.Module):
         grouped = weight.reshape(out_features, in_features // group, group)
         low, high = grouped.amin(-1, keepdim=True), grouped.amax(-1, keepdim=True)
         scale = ((high - low) / 15).clamp(min=1e-12)
-        codes = torch.round((grouped - low) / scale).clamp(0, 15).to(torch.int32)
-        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
-            codes.reshape(out_features, in_features), 1
-        )
+        codes = torch.round((grouped - low) / scale).clamp(0, 15).to(torch.uint8)
         mid = low + 8 * scale  # the kernel reads a code q as (q - 8) * scale + mid
         scales_and_zeros = torch.stack(
             [scale.squeeze(-1).t().contiguous(), mid.squeeze(-1).t().contiguous()], dim=-1
         ).to(linear.weight.dtype)
+        return codes.reshape(out_features, in_features), scales_and_zeros
+
+    @classmethod
+    def of(cls, linear: nn.Linear, group: int = INT4_GROUP) -> Int4Linear:
+        codes, scales_and_zeros = cls.quantize(linear, group)
         bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(packed, scales_and_zeros, bias, group)
+        return cls(codes, scales_and_zeros, bias, group)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).contiguous()
+        if flat.shape[0] > self.kernel_max_rows:
+            return nn.functional.linear(x, self.dense.to(x.dtype), self.bias)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
             flat, self.weight_int4, self.group, self.scales_and_zeros.to(x.dtype)
         )
@@ -186,29 +208,33 @@ def _replace(model: Any, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+def quantized_state(model: Any, fmt: str) -> dict[str, torch.Tensor]:
+    """What the int8 or int4 form of every ``nn.Linear`` (``lm_head`` included) is made of: codes,
+    scales (and int4's offsets), bias. A layer int4 cannot group (an input size not divisible by
+    the group) gets int8."""
+    state: dict[str, torch.Tensor] = {}
+    for name, linear in _linears(model):
+        if fmt == "int4" and linear.in_features % INT4_GROUP == 0:
+            codes, scales_and_zeros = Int4Linear.quantize(linear)
+            state[f"{name}.codes_int4"], state[f"{name}.scales_and_zeros"] = codes, scales_and_zeros
+        else:
+            layer = Int8Linear.of(linear)
+            state[f"{name}.weight_int8"], state[f"{name}.scales"] = layer.weight_int8, layer.scales
+        if linear.bias is not None:
+            state[f"{name}.bias"] = linear.bias.detach().clone()
+    return state
+
+
 def quantize(model: Any, fmt: str) -> int:
-    """Replace every ``nn.Linear`` of ``model`` (``lm_head`` included) by its int8 or int4 form, in
-    place; returns how many were replaced. A layer int4 cannot pack (an input size not divisible by
-    the group) stays int8. A tied embedding keeps its own bf16 matrix."""
+    """Replace every ``nn.Linear`` of ``model`` by its int8 or int4 form, in place; returns how many
+    were replaced. A tied embedding keeps its own bf16 matrix."""
     if fmt not in QUANTIZED:
         return 0
-    targets = _linears(model)
-    for name, linear in targets:
-        if fmt == "int4" and linear.in_features % INT4_GROUP == 0:
-            _replace(model, name, Int4Linear.of(linear))
-        else:
-            _replace(model, name, Int8Linear.of(linear))
-    return len(targets)
+    return _read(model, quantized_state(model, fmt))
 
 
 def _stamp(fmt: str, revision: str) -> dict[str, str]:
-    # int4's packed layout depends on torch's build and the CPU's vector ISA
-    return {
-        "format": fmt,
-        "revision": revision,
-        "torch": torch.__version__,
-        "cpu": torch.backends.cpu.get_cpu_capability(),
-    }
+    return {"format": fmt, "revision": revision, "layout": "codes-v1"}
 
 
 def quantized_path(name: str, revision: str, fmt: str) -> Path:
@@ -221,8 +247,8 @@ def _read(model: Any, state: dict[str, torch.Tensor]) -> int:
     for name, linear in targets:
         bias = state[f"{name}.bias"] if linear.bias is not None else None
         module: nn.Module
-        if f"{name}.weight_int4" in state:
-            module = Int4Linear(state[f"{name}.weight_int4"], state[f"{name}.scales_and_zeros"], bias)
+        if f"{name}.codes_int4" in state:
+            module = Int4Linear(state[f"{name}.codes_int4"], state[f"{name}.scales_and_zeros"], bias)
         else:
             module = Int8Linear(state[f"{name}.weight_int8"], state[f"{name}.scales"], bias)
         _replace(model, name, module)
@@ -231,8 +257,8 @@ def _read(model: Any, state: dict[str, torch.Tensor]) -> int:
 
 def load_quantized(model: Any, fmt: str, name: str, revision: str) -> int:
     """``quantize``, with the result kept on disk the first time: later loads read it instead of
-    quantizing again (seconds saved on every start). A file written by another torch build or CPU
-    is ignored and rewritten."""
+    quantizing again (seconds saved on every start). A file of another layout is ignored and
+    rewritten."""
     if fmt not in QUANTIZED:
         return 0
     from safetensors import safe_open
@@ -247,19 +273,12 @@ def load_quantized(model: Any, fmt: str, name: str, revision: str) -> int:
             # copied: tensors read from the file may sit at unaligned offsets, which the packed
             # kernels do not accept
             return _read(model, {k: v.clone() for k, v in load_file(str(path)).items()})
-    count = quantize(model, fmt)
-    state = {
-        f"{mname}.{bname}": buf.contiguous()
-        for mname, module in model.named_modules()
-        if isinstance(module, (Int8Linear, Int4Linear))
-        for bname, buf in module.named_buffers(recurse=False)
-        if buf is not None
-    }
+    state = quantized_state(model, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file(state, str(tmp), metadata=stamp)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=stamp)
     os.replace(tmp, path)
-    return count
+    return _read(model, state)
 
 
 def weight_bytes(model: Any) -> int:
