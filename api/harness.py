@@ -33,6 +33,7 @@ from api.core.contracts import SolveSpec
 from api.core.engine import Engine
 from api.core.prompts import problem_from_prompt
 from search.limits.budget import Budget
+from search.problems.prompt_styles import AS_SENT_STYLE, DEFAULT_STYLE
 from search.problems.prompting import parse_style
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
@@ -47,8 +48,10 @@ def _num(value: Any, kind: type) -> Any:
 class TreedecLM(LM):
     """lm-eval model arguments: ``planner``, ``model``, ``cache``, ``sandbox``, ``params`` (JSON
     object), budget fields ``max_tokens``, ``max_forward_passes``, ``max_executions``,
-    ``max_rollouts``, ``max_seconds``, ``prompt_style`` (how a code prompt is put to the model;
-    the answer returned always continues the harness's prompt); from Python also ``engine``."""
+    ``max_rollouts``, ``max_seconds`` (limits for one whole search: ``max_tokens`` counts every
+    token it generates, while a task's ``max_gen_toks`` caps one completion), ``prompt_style`` (how
+    a code prompt is put to the model; the answer returned always continues the harness's prompt);
+    from Python also ``engine``."""
 
     def __init__(
         self,
@@ -62,7 +65,7 @@ class TreedecLM(LM):
         max_executions: int | None = None,
         max_rollouts: int | None = None,
         max_seconds: float | None = None,
-        prompt_style: str = "auto",
+        prompt_style: str = DEFAULT_STYLE,
         engine: Engine | None = None,
         **_: Any,
     ) -> None:
@@ -70,9 +73,8 @@ class TreedecLM(LM):
         import planners
 
         self.planner = str(planner)
-        self.prompt_style = parse_style(str(prompt_style)).value
+        self.prompt_style = parse_style(str(prompt_style))
         self.params = json.loads(params) if isinstance(params, str) else dict(params or {})
-        self.planner_cls = planners.get(self.planner)
         planners.create(self.planner, self.params)  # fail now, naming the bad parameter
         self.budget = Budget(
             max_tokens=_num(max_tokens, int),
@@ -98,7 +100,7 @@ class TreedecLM(LM):
                 problem_id=str(doc.get("task_id") or "") or None,
             )
             params = dict(self.params)
-            if "max_gen_toks" in gen_kwargs and "max_new_tokens" in self.planner_cls.Params.model_fields:
+            if "max_gen_toks" in gen_kwargs:  # one completion's length: every planner's max_new_tokens
                 params.setdefault("max_new_tokens", int(gen_kwargs["max_gen_toks"]))
             spec = SolveSpec(
                 problem=problem,
@@ -107,7 +109,7 @@ class TreedecLM(LM):
                 budget=self.budget,
                 evaluate_hidden=False,
                 include_tree=False,
-                prompt_style=self.prompt_style if problem.prompt_is_code else "completion",
+                prompt_style=self.prompt_style if problem.prompt_is_code else AS_SENT_STYLE,
             )
             report = self.engine.run(spec)
             public = report.public.model_dump() if report.public is not None else None

@@ -82,7 +82,7 @@ class Config:
         preset, _, style = spec.partition("@")
         if preset not in PRESETS:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        style = parse_style(style or "completion").value
+        style = parse_style(style or "completion")
         planner, params = PRESETS[preset]
         try:  # a preset the planner refuses fails here, not after hours of other rows
             planners.get(planner).Params(**params)

@@ -72,7 +72,6 @@ class AdaDecParams(PlannerParams):
     num_candidates: int = Field(3, ge=1, le=32, description="B: top tokens re-ranked at a pause")
     lookahead_tokens: int = Field(5, ge=1, le=64, description="L: greedy lookahead tokens per candidate")
     lookahead_weight: float = Field(1.0, ge=0, le=10, description="lambda: weight of the lookahead log-prob")
-    max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
     greedy_chunk: int = Field(
         16,
         ge=1,

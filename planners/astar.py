@@ -76,12 +76,12 @@ G_DEFAULT_WEIGHT = {"one_minus_r": 0.5, "nll": 0.01}
 
 
 class AStarParams(PlannerParams):
+    max_new_tokens_help = "cap on a whole completion's tokens"
     k: int = Field(
         4, ge=1, le=64, description="K: candidate next steps sampled per expansion (one batched call)"
     )
     step: StepKind = Field("line", description="step granularity: line, statement or chunk")
     step_tokens: int = Field(64, ge=1, le=2048, description="cap on one step's tokens")
-    max_new_tokens: int = Field(384, ge=1, le=8192, description="cap on a whole completion's tokens")
     max_expansions: int = Field(16, ge=1, le=10_000, description="expansions before the search gives up")
     temperature: float = Field(0.8, gt=0, le=5, description="sampling temperature of the steps")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus mass of the steps")

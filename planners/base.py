@@ -30,13 +30,15 @@ the finished spend::
 
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from search.limits.budget import BudgetExhausted
 from search.problems.problem import Problem
+from search.problems.prompt_styles import RenderedStyle
 from search.state.context import Candidate, SearchContext, SearchResult, best_candidate
 
 
@@ -45,7 +47,34 @@ class PlannerError(ValueError):
 
 
 class PlannerParams(BaseModel):
+    """What every planner's parameters share: ``max_new_tokens``, the cap on one completion's
+    tokens (the OpenAI ``max_tokens`` and the harness's ``max_gen_toks`` set it; the whole search's
+    token budget is ``Budget.max_tokens``). It is declared here once; a planner that needs another
+    default, or says what the cap means for it, sets ``max_new_tokens_default`` and
+    ``max_new_tokens_help`` in its class.
+
+    >>> class LongParams(PlannerParams):
+    ...     max_new_tokens_default = 512
+    >>> LongParams().max_new_tokens, PlannerParams().max_new_tokens
+    (512, 384)
+    """
+
     model_config = ConfigDict(extra="forbid")
+    max_new_tokens_default: ClassVar[int] = 384
+    max_new_tokens_help: ClassVar[str] = "tokens per completion"
+    max_new_tokens: int = Field(max_new_tokens_default, ge=1, le=8192, description=max_new_tokens_help)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Give a subclass's ``max_new_tokens`` its own default and description."""
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.__pydantic_fields__["max_new_tokens"]
+        if (field.default, field.description) == (cls.max_new_tokens_default, cls.max_new_tokens_help):
+            return
+        own = copy(field)
+        own.default, own.description = cls.max_new_tokens_default, cls.max_new_tokens_help
+        cls.__pydantic_fields__["max_new_tokens"] = own
+        cls.model_rebuild(force=True)
 
 
 P = TypeVar("P", bound=PlannerParams)
@@ -59,6 +88,7 @@ class Outcome:
     candidates: list[Candidate]
     stop_reason: str
     tree: dict[str, Any] | None = None
+    answer_style: RenderedStyle | None = None  # the style the completions are in, if not the problem's
 
 
 class Search(Generic[P]):
@@ -83,9 +113,6 @@ class Planner(Generic[P]):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs_sandbox: ClassVar[bool] = False
-    # True when the planner renders the problem in prompt styles itself (it is handed the problem
-    # in completion style and returns completions that continue the prompt).
-    renders_problem: ClassVar[bool] = False
 
     @classmethod
     def required_params(cls, lm: Any) -> list[str]:
@@ -111,5 +138,12 @@ class Planner(Generic[P]):
             reason = str(e)
         out = search.outcome(reason)
         return SearchResult(
-            self.name, problem.id, out.best, out.candidates, ctx.meter.finish(), out.stop_reason, out.tree
+            self.name,
+            problem.id,
+            out.best,
+            out.candidates,
+            ctx.meter.finish(),
+            out.stop_reason,
+            out.tree,
+            out.answer_style,
         )

@@ -16,7 +16,7 @@ def rollout_candidate(r: Rollout, **meta: object) -> Candidate:
 
 
 class GreedyParams(PlannerParams):
-    max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
+    pass  # max_new_tokens alone (PlannerParams)
 
 
 class OneRollout(Search[P]):
@@ -49,7 +49,6 @@ class Greedy(Planner[GreedyParams]):
 
 
 class BeamParams(PlannerParams):
-    max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per completion")
     num_beams: int = Field(4, ge=2, le=32, description="beam width")
 
 
@@ -67,12 +66,12 @@ class Beam(Planner[BeamParams]):
 
 
 class SamplingParams(PlannerParams):
+    max_new_tokens_help = "tokens per sample"
     n: int = Field(8, ge=1, le=256, description="number of samples")
     batch_size: int = Field(4, ge=1, le=64, description="samples generated per batched call")
     temperature: float = Field(0.8, gt=0, le=5, description="sampling temperature")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
     seed: int = Field(0, description="base seed (samples are reproducible)")
-    max_new_tokens: int = Field(384, ge=1, le=8192, description="tokens per sample")
     include_greedy: bool = Field(True, description="the first candidate is the greedy completion")
     early_stop: bool = Field(
         True,

@@ -10,28 +10,29 @@ public reward over every program tried, ties going to the earlier one.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 import planners
 from planners import register
 from planners.base import Outcome, Planner, PlannerParams, Search
-from planners.styles import DEFAULT_ORDER, Style, StylesParams
+from planners.styles import ANSWER_STYLE, DEFAULT_ORDER, StylesParams
 from search.problems.problem import Problem
-from search.problems.prompting import render
+from search.problems.prompt_styles import RenderedStyle
 from search.state.context import Candidate, SearchContext
 
 
 class CascadeParams(PlannerParams):
-    styles: list[Style] = Field(
+    max_new_tokens_default = 512
+    max_new_tokens_help = "tokens per greedy completion"
+    styles: list[RenderedStyle] = Field(
         default_factory=lambda: list(DEFAULT_ORDER), min_length=1, description="greedy styles tried first"
     )
-    max_new_tokens: int = Field(512, ge=1, le=8192, description="tokens per greedy completion")
     search: Literal["pgtd", "astar", "vstar", "best_of_n", "adadec"] = Field(
         "pgtd", description="the planner run when no greedy program passes the public tests"
     )
-    search_style: Style = Field("chat-prefill", description="the prompt style the search runs in")
+    search_style: RenderedStyle = Field("chat-prefill", description="the prompt style the search runs in")
     search_params: dict[str, Any] = Field(default_factory=dict, description="the search planner's parameters")
 
 
@@ -45,7 +46,7 @@ class CascadeSearch(Search[CascadeParams]):
         solved = first.best is not None and first.best.reward == 1.0
         if solved or not self.problem.public_tests or ctx.meter.exhausted():
             return first.stop_reason
-        rendered = render(self.problem, p.search_style, ctx.lm)
+        rendered = ctx.render(self.problem, p.search_style)
         ctx.count("searched", 1)
         second = search.solve(rendered, ctx)
         self.candidates.extend(_continuing_prompt(rendered, c) for c in second.candidates)
@@ -56,7 +57,7 @@ class CascadeSearch(Search[CascadeParams]):
 
     def outcome(self, reason: str) -> Outcome:
         best = max(self.candidates, key=lambda c: c.reward if c.reward is not None else -1.0, default=None)
-        return Outcome(best, list(self.candidates), reason, self.tree)
+        return Outcome(best, list(self.candidates), reason, self.tree, ANSWER_STYLE)
 
 
 @register
@@ -67,7 +68,6 @@ class Cascade(Planner[CascadeParams]):
         "planner (PG-TD by default) in one style. Best public reward wins."
     )
     needs_sandbox = True
-    renders_problem: ClassVar[bool] = True
     Params = CascadeParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> CascadeSearch:

@@ -59,6 +59,7 @@ from search.state.tree import Tree
 
 
 class PGTDParams(PlannerParams):
+    max_new_tokens_help = "horizon: tokens of a complete program (tree path + lookahead rollout)"
     rollouts: int = Field(
         16, ge=1, le=10_000, description="MCTS iterations (programs evaluated), the paper's budget"
     )
@@ -66,12 +67,6 @@ class PGTDParams(PlannerParams):
     c: float = Field(4.0, ge=0, le=100, description="P-UCB exploration constant c")
     c_base: float = Field(
         10.0, gt=0, le=1e6, description="P-UCB base: beta(s) = ln((N(s)+c_base+1)/c_base) + c"
-    )
-    max_new_tokens: int = Field(
-        384,
-        ge=1,
-        le=8192,
-        description="horizon: tokens of a complete program (tree path + lookahead rollout)",
     )
     lookahead: Literal["greedy", "beam"] = Field("greedy", description="how a leaf is completed")
     num_beams: int = Field(2, ge=2, le=16, description="beam width when lookahead=beam")

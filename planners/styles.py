@@ -6,13 +6,11 @@ is right. This planner decodes greedily in each style in turn, runs each program
 tests, and stops at the first that passes them all; otherwise the best pass rate wins, ties going
 to the earlier style.
 
-Every style's program starts with the prompt, so the engine hands this planner the problem in
-``completion`` style and the chosen answer is returned as the text that continues the prompt.
+The engine renders each style (``ctx.render``). Every style's program starts with the prompt, so
+the chosen answer is returned as the text that continues the prompt (``completion`` style).
 """
 
 from __future__ import annotations
-
-from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -20,20 +18,20 @@ from planners import register
 from planners.base import Outcome, Planner, PlannerParams, Search
 from search.model.lm import GenerationParams
 from search.problems.problem import Problem
-from search.problems.prompting import render
+from search.problems.prompt_styles import RenderedStyle
 from search.state.context import Candidate, SearchContext, stops_for
 
-Style = Literal["completion", "chat", "chat-prefill"]
-DEFAULT_ORDER: tuple[Style, ...] = ("chat-prefill", "completion", "chat")
+DEFAULT_ORDER: tuple[RenderedStyle, ...] = ("chat-prefill", "completion", "chat")
+ANSWER_STYLE: RenderedStyle = "completion"  # every answer is text that continues the prompt
 
 
 class StylesParams(PlannerParams):
-    styles: list[Style] = Field(
+    max_new_tokens_default = 512
+    styles: list[RenderedStyle] = Field(
         default_factory=lambda: list(DEFAULT_ORDER),
         min_length=1,
         description="prompt styles to decode in, in order (ties go to the earlier one)",
     )
-    max_new_tokens: int = Field(512, ge=1, le=8192, description="tokens per completion")
     early_stop: bool = Field(
         True, description="stop at the first style whose program passes all public tests"
     )
@@ -49,12 +47,12 @@ class StylesSearch(Search[StylesParams]):
 
     def outcome(self, reason: str) -> Outcome:
         best = max(self.candidates, key=lambda c: c.reward or 0.0, default=None)  # max keeps the first tie
-        return Outcome(best, list(self.candidates), reason)
+        return Outcome(best, list(self.candidates), reason, answer_style=ANSWER_STYLE)
 
     def decode(self, style: str) -> Candidate:
         """Greedy in one style, scored on the public tests, as text that continues the prompt."""
         ctx = self.ctx
-        rendered = render(self.problem, style, ctx.lm)
+        rendered = ctx.render(self.problem, style)
         prompt = ctx.lm.encode(rendered.model_text)
         params = GenerationParams(max_new_tokens=self.p.max_new_tokens)
         r = ctx.lm.rollouts([prompt], params, stops_for(rendered))[0]
@@ -77,7 +75,6 @@ class Styles(Planner[StylesParams]):
     name = "styles"
     description = "Greedy in several prompt styles; the program that passes most public tests wins."
     needs_sandbox = True
-    renders_problem: ClassVar[bool] = True
     Params = StylesParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> StylesSearch:

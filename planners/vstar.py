@@ -73,6 +73,7 @@ from search.state.tree import Tree
 
 
 class VStarParams(PlannerParams):
+    max_new_tokens_help = "cap on a program's tokens"
     rollouts: int = Field(8, ge=1, le=10_000, description="complete programs to generate at most")
     top_k: int = Field(3, ge=2, le=20, description="alternatives considered at a branch point")
     entropy_threshold: float = Field(
@@ -88,7 +89,6 @@ class VStarParams(PlannerParams):
     c_ucb: float = Field(0.5, ge=0, le=100, description="upper-confidence weight on a node's value")
     gap_weight: float = Field(1.0, ge=0, le=100, description="weight of decisiveness (children's value gap)")
     prior_weight: float = Field(0.5, ge=0, le=100, description="weight of the alternative's probability")
-    max_new_tokens: int = Field(384, ge=1, le=8192, description="cap on a program's tokens")
     refit_every: int = Field(2, ge=1, le=1000, description="refit the value head every this many rollouts")
     ridge: float = Field(1.0, ge=0, le=1e6, description="value head: ridge penalty")
     prior_strength: float = Field(1.0, ge=0, le=1e3, description="value head: weight against the MC mean")

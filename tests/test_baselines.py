@@ -89,3 +89,23 @@ def test_best_of_n_stops_at_the_first_public_pass_only_when_asked(
     result = planners.create("best_of_n", params).solve(PROBLEM, ctx)
     assert len(result.candidates) == expected
     assert result.stop_reason == ("solved_public" if early_stop else "done")
+
+
+def test_every_planner_caps_a_completion_with_the_one_max_new_tokens_and_keeps_its_default() -> None:
+    from planners.base import PlannerParams
+
+    longer = {"styles", "cascade"}  # greedy in several styles: room for a whole chat answer
+    for name in planners.names():
+        params = planners.get(name).Params
+        assert issubclass(params, PlannerParams)
+        assert params().max_new_tokens == (512 if name in longer else 384), name
+        assert planners.create(name, {"max_new_tokens": 7}).params.max_new_tokens == 7
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            planners.create(name, {"max_new_tokens": 0})
+    pgtd = {p["name"]: p for p in planners.describe()}["pgtd"]["params"]["max_new_tokens"]
+    assert pgtd == {
+        "default": 384,
+        "description": "horizon: tokens of a complete program (tree path + lookahead rollout)",
+        "type": "integer",
+    }
+    assert PlannerParams.model_fields["max_new_tokens"].default == 384  # a subclass never changes the base

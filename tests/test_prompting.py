@@ -95,9 +95,9 @@ def test_chat_styles_need_a_chat_template() -> None:
 
 
 def test_auto_takes_the_measured_default_then_the_template(tiny_lm) -> None:  # type: ignore[no-untyped-def]
-    assert resolve("auto", tiny_lm, default="chat-prefill").value == "chat-prefill"
-    assert resolve("auto", tiny_lm, name="Qwen2.5-Coder-1.5B-Instruct").value == "chat"
-    assert resolve("auto", tiny_lm, name="Qwen2.5-Coder-1.5B").value == "completion"
+    assert resolve("auto", tiny_lm, default="chat-prefill") == "chat-prefill"
+    assert resolve("auto", tiny_lm, name="Qwen2.5-Coder-1.5B-Instruct") == "chat"
+    assert resolve("auto", tiny_lm, name="Qwen2.5-Coder-1.5B") == "completion"
 
 
 def test_rest_problem_gets_docstring_tests_and_kindless_call_tests() -> None:
@@ -185,3 +185,21 @@ def test_cascade_searches_only_when_no_greedy_style_passes(engine) -> None:  # t
     plain = engine.solve(untested, "cascade", params, include_tree=False)
     assert plain.spend.extra.get("searched", 0) == 0  # nothing to tell answers apart: no search
     assert len(plain.candidates) == 3
+
+
+def test_styles_planner_renders_each_style_through_its_context(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    import planners
+    from search.state.context import SearchContext
+
+    asked: list[str] = []
+
+    def renderer(problem: Problem, style: str) -> Problem:
+        asked.append(style)
+        return render(problem, style, tiny_lm)
+
+    scorer = TestScorer(open_executor(), cache=MemoryCache())
+    ctx = SearchContext.create(tiny_lm, scorer=scorer, renderer=renderer)
+    params = {"max_new_tokens": 4, "early_stop": False}
+    result = planners.create("styles", params).solve(render(PROBLEM, "chat", tiny_lm), ctx)
+    assert asked == ["chat-prefill", "completion", "chat"]
+    assert result.answer_style == "completion"  # every answer continues the prompt

@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from search.problems.prompt_styles import DEFAULT_STYLE
+
 if TYPE_CHECKING:
     from api.core.contracts import SolveReport, TestSummary
 
@@ -157,6 +159,8 @@ Dtype = Annotated[
 Sets = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="planner parameter key=value (repeatable)")
 ]
+# The budget: limits for one whole search (search/limits/budget.py), not one completion's length
+# (that is a planner's max_new_tokens: --set max_new_tokens=N).
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="budget: generated tokens")]
 MaxPasses = Annotated[int | None, typer.Option("--max-forward-passes", help="budget: model forward passes")]
 MaxExecutions = Annotated[int | None, typer.Option("--max-executions", help="budget: sandbox executions")]
@@ -198,7 +202,7 @@ class RunOptions:
     max_executions: MaxExecutions = None
     max_rollouts: MaxRollouts = None
     max_seconds: MaxSeconds = None
-    prompt_style: Style = "auto"
+    prompt_style: Style = DEFAULT_STYLE
 
     def params(self) -> dict[str, Any]:
         return parse_sets(self.sets)
@@ -634,10 +638,10 @@ def calibrate(
 ) -> None:
     """Learn AdaDec's entropy threshold for a model by teacher forcing; store it and print the fit."""
     from planners.calibration import run, summarise
-    from search.problems.prompting import PromptStyle, parse_style
+    from search.problems.prompting import parse_style
 
     with user_errors():
-        if parse_style(prompt_style) is PromptStyle.auto:
+        if parse_style(prompt_style) == "auto":
             raise UserError("calibrate for one prompt style: completion, chat or chat-prefill")
 
     with user_errors(), progress_display(not as_json) as progress:

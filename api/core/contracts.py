@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 
 from search.limits.budget import Budget, Spend
 from search.problems.problem import Problem
+from search.problems.prompt_styles import DEFAULT_STYLE, PromptStyle
 from search.state.context import Candidate, SearchResult
 
 Number = int | float
@@ -41,9 +42,7 @@ class SolveSpec(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     include_tree: bool = True
     evaluate_hidden: bool = False
-    prompt_style: str = (
-        "auto"  # auto | completion | chat | chat-prefill (search/problems/prompting.py parses it)
-    )
+    prompt_style: PromptStyle = DEFAULT_STYLE
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (a queued job's ``spec``)."""
@@ -66,7 +65,7 @@ class SolveSpec(BaseModel):
             budget=Budget.model_validate(data["budget"]),
             include_tree=bool(data.get("include_tree", True)),
             evaluate_hidden=bool(data.get("evaluate_hidden", False)),
-            prompt_style=str(data.get("prompt_style", "auto")),
+            prompt_style=data.get("prompt_style", DEFAULT_STYLE),
         )
 
 

@@ -21,7 +21,8 @@ from search.model.bundled import DEFAULT_MODEL, ProgressFn, default_prompt_style
 from search.model.lm import LanguageModel
 from search.model.loader import load_model
 from search.problems.problem import Problem
-from search.problems.prompting import render
+from search.problems.prompt_styles import DEFAULT_STYLE
+from search.problems.prompting import parse_style, render
 from search.state.context import EventSink, SearchContext, SearchResult
 
 
@@ -71,11 +72,16 @@ class Engine:
                 self._scorer = TestScorer(open_executor(self.sandbox), cache=self.cache)
             return self._scorer
 
-    def render(self, problem: Problem, prompt_style: str = "auto") -> Problem:
+    def render(self, problem: Problem, prompt_style: str = DEFAULT_STYLE) -> Problem:
         """The problem in a prompt style (``auto``: the model's measured default, see
         ``search/model/bundled.py``); an unusable style raises ``PromptStyleError``."""
         if problem.model_prompt is not None:
             return problem  # rendered by the caller (the OpenAI chat route keeps the client's turn)
+        return self.restyle(problem, prompt_style)
+
+    def restyle(self, problem: Problem, prompt_style: str) -> Problem:
+        """The problem rendered afresh in a prompt style, whatever it was rendered in before: what
+        a search's context renders with (``SearchContext.render``)."""
         lm = self.model()
         name = lm.identity.name
         return render(problem, prompt_style, lm, default=default_prompt_style(name), name=name)
@@ -90,7 +96,9 @@ class Engine:
         meter = Meter(budget=budget or Budget())
         if cancel is not None:
             meter.cancelled = cancel
-        return SearchContext.create(lm, meter=meter, cache=cache, scorer=self.scorer(), events=events)
+        return SearchContext.create(
+            lm, meter=meter, cache=cache, scorer=self.scorer(), events=events, renderer=self.restyle
+        )
 
     def solve(
         self,
@@ -103,7 +111,7 @@ class Engine:
         include_tree: bool = True,
         cancel: threading.Event | None = None,
         on_result: Callable[[SearchResult], None] | None = None,
-        prompt_style: str = "auto",
+        prompt_style: str = DEFAULT_STYLE,
     ) -> SolveReport:
         """Run one search and evaluate its answer on the public (and hidden) tests."""
         spec = SolveSpec(
@@ -113,7 +121,7 @@ class Engine:
             budget=budget or Budget(),
             include_tree=include_tree,
             evaluate_hidden=evaluate_hidden,
-            prompt_style=prompt_style,
+            prompt_style=parse_style(prompt_style),
         )
         return self.run(spec, events=events, cancel=cancel, on_result=on_result)
 
@@ -127,12 +135,13 @@ class Engine:
         """Run the search ``spec`` asks for and evaluate its answer on the public (and, if the spec
         says so, hidden) tests; ``cancel`` stops the search at its next step."""
         instance = planners.create(spec.planner, spec.params)
-        style = "completion" if instance.renders_problem else spec.prompt_style
-        problem = self.render(spec.problem, style)
+        problem = self.render(spec.problem, spec.prompt_style)
         ctx = self.context(spec.budget, events, cancel)
         # the search's one stop (cancel + wall-time deadline), handed down to every model call
         with request_guard(guard=ctx.meter.guard()):
             result = instance.solve(problem, ctx)
+        if result.answer_style is not None:  # the search chose the style of its answer (styles, cascade)
+            problem = self.render(spec.problem, result.answer_style)
         if on_result is not None:
             on_result(result)
         completion = result.best.completion if result.best else ""

@@ -3,7 +3,8 @@
 ``model`` selects the planner (``treedec-greedy``, ``treedec-pgtd``...; ``GET /v1/models`` lists
 them). Extra body fields carry what a search needs: ``tests`` (public tests: assert strings or
 test objects), ``entry_point``, ``budget`` and ``params`` (the planner's). ``max_tokens`` caps the
-completion (the planner's ``max_new_tokens``), ``stop`` strings end it, ``n`` asks for that many
+completion (the planner's ``max_new_tokens``; the whole search's token budget is
+``budget.max_tokens``), ``stop`` strings end it, ``n`` asks for that many
 searches per prompt (seeded differently when the planner has a ``seed``), ``temperature`` and
 ``top_p`` reach planners that have them. Answers follow the OpenAI schema, plus a ``treedec``
 field per response with each choice's job id, spend and public-test result.
@@ -15,6 +16,10 @@ becomes the problem: its name the entry point, its docstring examples the public
 ``tests`` are given), and the answer turn is primed with a Python fence, so search planners have a
 reward; each choice's content is one fenced program. Without a function but with ``tests``, the
 templated prompt is primed the same way.
+
+``prompt_style``: a request that names none is continued as sent (``AS_SENT_STYLE``, completion),
+where REST and the harness default to the model's measured style: an OpenAI client sends the very
+text to continue (a raw prompt, or its own messages), and it gets that text continued.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from api.http.schemas import IO_TESTS_ONLY, NonBlank, strict_body
 from api.jobs.backend import JobView
 from search.limits.budget import Budget
 from search.problems.problem import Problem, TestCase, answer_code, with_kind
+from search.problems.prompt_styles import AS_SENT_STYLE, PromptStyle
 
 if TYPE_CHECKING:
     from api.http.state import ServerState
@@ -54,7 +60,7 @@ TokenId = Annotated[int, Field(ge=0, description="a token id of the model's voca
 class _Common(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": _ENTRY_POINT_RULE})
     model: str = Field(description="treedec-<planner> (GET /v1/models)")
-    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_tokens: int | None = Field(None, ge=1, le=8192)  # one completion's length: max_new_tokens
     temperature: float | None = Field(None, ge=0, le=5)
     top_p: float | None = Field(None, gt=0, le=1)
     n: int = Field(1, ge=1, description="searches per prompt (at most the server's max_n)")
@@ -76,7 +82,7 @@ class _Common(BaseModel):
     entry_point: str | None = Field(None, min_length=1, description="the function the tests call")
     budget: Budget = Field(default_factory=Budget)
     params: dict[str, Any] = Field(default_factory=dict, description="the planner's parameters")
-    prompt_style: Literal["auto", "completion", "chat", "chat-prefill"] | None = Field(
+    prompt_style: PromptStyle | None = Field(
         None,
         description="render a code prompt in this style (completions: default completion, the prompt "
         "is continued as sent; chat: default the client's own messages)",
@@ -163,11 +169,13 @@ def _check_common(state: ServerState, req: _Common) -> None:
         )
 
 
-def _search_params(cls: Any, req: _Common, max_tokens: int | None, choice: int) -> dict[str, Any]:
+def _search_params(cls: Any, req: _Common, max_new_tokens: int | None, choice: int) -> dict[str, Any]:
+    """The planner's parameters for one choice: the request's ``max_tokens`` (a completion's length)
+    is every planner's ``max_new_tokens``; sampling settings reach the planners that have them."""
     params = dict(req.params)
     fields = cls.Params.model_fields
-    if max_tokens is not None and "max_new_tokens" in fields:
-        params["max_new_tokens"] = max_tokens
+    if max_new_tokens is not None:
+        params["max_new_tokens"] = max_new_tokens
     if req.temperature is not None and req.temperature > 0 and "temperature" in fields:
         params["temperature"] = req.temperature
     if req.top_p is not None and "top_p" in fields:
@@ -178,12 +186,12 @@ def _search_params(cls: Any, req: _Common, max_tokens: int | None, choice: int) 
 
 
 async def _run(
-    state: ServerState, req: _Common, problems: list[Problem], max_tokens: int | None, prefix: str
+    state: ServerState, req: _Common, problems: list[Problem], max_new_tokens: int | None, prefix: str
 ) -> tuple[list[tuple[JobView, SolveReport]], str]:
     """Run the searches; each job with its report (a search that did not succeed is a 500)."""
     planner = _planner_of(state, req.model)
     cls = state.check_planner(
-        planner, _search_params(planners_get(planner), req, max_tokens, 0), "model", "params"
+        planner, _search_params(planners_get(planner), req, max_new_tokens, 0), "model", "params"
     )
     budget = state.effective_budget(req.budget)
     specs = []
@@ -196,8 +204,8 @@ async def _run(
                     planner=planner,
                     budget=budget,
                     include_tree=False,
-                    params=_search_params(cls, req, max_tokens, choice),
-                    prompt_style=req.prompt_style or "completion",
+                    params=_search_params(cls, req, max_new_tokens, choice),
+                    prompt_style=req.prompt_style or AS_SENT_STYLE,
                 )
             )
     jobs = state.submit(specs)
@@ -223,10 +231,10 @@ def planners_get(name: str) -> Any:
     return planners.get(name)
 
 
-def _finish_reason(lm: Any, text: str, max_tokens: int | None, report: SolveReport) -> str:
+def _finish_reason(lm: Any, text: str, max_new_tokens: int | None, report: SolveReport) -> str:
     if report.stop_reason == "length":
         return "length"
-    if max_tokens is not None and len(lm.encode(text)) >= max_tokens:
+    if max_new_tokens is not None and len(lm.encode(text)) >= max_new_tokens:
         return "length"
     return "stop"
 
@@ -305,7 +313,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                 400, "'logprobs' is not supported: treedec returns searched completions", "logprobs"
             )
         lm = state.engine.model()
-        max_tokens = req.max_completion_tokens or req.max_tokens
+        max_new_tokens = req.max_completion_tokens or req.max_tokens
         problem = _function_problem(lm, req)
         primed: str | None = FENCE if problem is not None else None
         prompt = problem.model_text if problem is not None else ""
@@ -315,7 +323,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             if primed is not None:
                 stops = list(problem.stop or []) + ["```"]
                 problem = problem.model_copy(update={"stop": stops})
-        jobs, planner = await _run(state, req, [problem], max_tokens, "messages")
+        jobs, planner = await _run(state, req, [problem], max_new_tokens, "messages")
         choices, completion_tokens = [], 0
         for i, (_, report) in enumerate(jobs):
             text = report.completion or ""
@@ -328,7 +336,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                     "index": i,
                     "message": {"role": "assistant", "content": content},
                     "logprobs": None,
-                    "finish_reason": _finish_reason(lm, text, max_tokens, report),
+                    "finish_reason": _finish_reason(lm, text, max_new_tokens, report),
                 }
             )
         prompt_tokens = len(lm.encode(prompt))

@@ -54,6 +54,7 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str | None = Field(None, description="must name the served model when given")
     prompt: str | list[int] | list[str] | list[list[int]] = Field(description="text, token ids, or a list")
+    # this call's length (GenerationParams.max_new_tokens); no search, so no budget
     max_tokens: int = Field(16, ge=0, le=8192, description="tokens to generate (0 only with echo)")
     temperature: float = Field(1.0, ge=0, le=10, description="0 = greedy")
     top_p: float = Field(1.0, gt=0, le=1)

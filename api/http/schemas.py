@@ -18,6 +18,7 @@ from api.core.prompts import last_function
 from search.limits.budget import Budget
 from search.problems.loaders import parse_docstring_tests
 from search.problems.problem import FunctionTest, Problem, TestCase, with_kind
+from search.problems.prompt_styles import DEFAULT_STYLE, PromptStyle
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -201,8 +202,8 @@ class SolveRequest(BaseModel):
     planner: str = Field("greedy", description="a planner name (GET /v1/planners)")
     params: dict[str, Any] = Field(default_factory=dict, description="the planner's parameters")
     budget: Budget = Field(default_factory=Budget)  # type: ignore[arg-type]
-    prompt_style: Literal["auto", "completion", "chat", "chat-prefill"] = Field(
-        "auto", description="how the problem is put to the model (auto: the model's measured default)"
+    prompt_style: PromptStyle = Field(
+        DEFAULT_STYLE, description="how the problem is put to the model (auto: the model's measured default)"
     )
     options: SolveOptions = Field(default_factory=SolveOptions)  # type: ignore[arg-type]
 

@@ -3,6 +3,11 @@
 ``Budget`` is the request knob (validated once, reused by the CLI, the REST schema and planners);
 ``Spend`` is the running account every model call, execution and cache lookup is charged to;
 ``Meter`` joins the two with the clock and answers "may I spend more?".
+
+``Budget.max_tokens`` is the whole search's budget: every token it generates (rollouts,
+lookaheads, candidates) counts (CLI ``--max-tokens``, REST and OpenAI ``budget.max_tokens``). One
+completion's length is a planner's ``max_new_tokens``, which an OpenAI request's top-level
+``max_tokens`` sets; the plain server's ``max_tokens`` is the length of one call.
 """
 
 from __future__ import annotations

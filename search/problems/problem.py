@@ -27,6 +27,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from search.problems.prompt_styles import RenderedStyle
+
 
 class FunctionTest(BaseModel):
     """A test of a function: assert-style ``code``, or ``call`` with its ``expected`` value.
@@ -129,7 +131,7 @@ class Problem(BaseModel):
     hidden_tests: list[TestCase] = Field(default_factory=list)
     canonical_solution: str | None = None
     stop: list[str] | None = None
-    prompt_style: Literal["completion", "chat", "chat-prefill"] = "completion"
+    prompt_style: RenderedStyle = "completion"
     model_prompt: str | None = Field(None, description="the text the model continues, when rendered")
     public_tests_from: Literal["request", "docstring"] = Field(
         "request", description="where the public tests came from (docstring: parsed from the examples)"

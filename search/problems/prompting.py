@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from search.limits.stops import StopCondition, StopStrings, TopLevelStop
 from search.problems.problem import Problem
+from search.problems.prompt_styles import STYLES, PromptStyle, RenderedStyle
 
 FENCE = "```"
 CLOSING_FENCE = "\n" + FENCE
@@ -37,18 +37,6 @@ PROGRAM_INSTRUCTION = (
     "Write a complete Python program that solves the following task. "
     "Read the input from standard input and print the answer to standard output."
 )
-
-
-class PromptStyle(str, Enum):
-    """How a problem is put to the model (``auto``: the model's measured default)."""
-
-    auto = "auto"
-    completion = "completion"
-    chat = "chat"
-    chat_prefill = "chat-prefill"
-
-
-STYLES = tuple(s.value for s in PromptStyle)
 
 
 class PromptStyleError(ValueError):
@@ -94,47 +82,44 @@ def user_message(problem: Problem) -> str:
 
 
 def render(
-    problem: Problem, style: PromptStyle | str, lm: ChatModel, default: str | None = None, name: str = ""
+    problem: Problem, style: str, lm: ChatModel, default: str | None = None, name: str = ""
 ) -> Problem:
     """The problem as the model will see it in ``style``; ``auto`` takes ``default`` (a model's
     measured style), else chat for an instruct model (by ``name``) with a template, else completion."""
     chosen = resolve(style, lm, default, name)
-    if chosen is PromptStyle.completion:
-        return problem.model_copy(update={"prompt_style": chosen.value, "model_prompt": None})
+    if chosen == "completion":
+        return problem.model_copy(update={"prompt_style": chosen, "model_prompt": None})
     turn = lm.chat_text([{"role": "user", "content": user_message(problem)}])
     if turn is None:
         raise PromptStyleError(
-            f"prompt style {chosen.value!r} needs a chat template and this model has none; "
+            f"prompt style {chosen!r} needs a chat template and this model has none; "
             "use --prompt-style completion"
         )
     prefill = f"{FENCE}python\n"
-    if chosen is PromptStyle.chat_prefill and problem.prompt_is_code:
+    if chosen == "chat-prefill" and problem.prompt_is_code:
         prefill += problem.prompt
-    return problem.model_copy(update={"prompt_style": chosen.value, "model_prompt": turn + prefill})
+    return problem.model_copy(update={"prompt_style": chosen, "model_prompt": turn + prefill})
 
 
-def parse_style(style: PromptStyle | str) -> PromptStyle:
+def parse_style(style: str) -> PromptStyle:
     """A style by name; an unknown name fails with the names that exist."""
-    try:
-        return PromptStyle(style)
-    except ValueError:
-        raise PromptStyleError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}") from None
+    if style not in STYLES:
+        raise PromptStyleError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
+    return cast(PromptStyle, style)
 
 
-def resolve(
-    style: PromptStyle | str, lm: ChatModel, default: str | None = None, name: str = ""
-) -> PromptStyle:
+def resolve(style: str, lm: ChatModel, default: str | None = None, name: str = "") -> RenderedStyle:
     """The concrete style ``style`` stands for with this model (``name``: its name, which tells an
     instruct model from a base model that merely ships a template)."""
     chosen = parse_style(style)
-    if chosen is not PromptStyle.auto:
+    if chosen == "auto" and default is not None:
+        chosen = parse_style(default)
+    if chosen != "auto":
         return chosen
-    if default is not None:
-        return PromptStyle(default)
     if not _INSTRUCT.search(name):
-        return PromptStyle.completion
+        return "completion"
     has_template = lm.chat_text([{"role": "user", "content": "hi"}]) is not None
-    return PromptStyle.chat if has_template else PromptStyle.completion
+    return "chat" if has_template else "completion"
 
 
 _INSTRUCT = re.compile(r"instruct|chat|(?:^|[-_])it(?:$|[-_])", re.I)
@@ -145,8 +130,8 @@ def stops_for(problem: Problem) -> list[StopCondition]:
     entry point): at a new top-level statement, which also catches a closing fence. A whole
     answer in a chat turn: at the closing fence. Plus the problem's own stop strings."""
     stops: list[StopCondition] = []
-    whole_answer = problem.prompt_style == PromptStyle.chat.value or (
-        problem.prompt_style == PromptStyle.chat_prefill.value and not problem.prompt_is_code
+    whole_answer = problem.prompt_style == "chat" or (
+        problem.prompt_style == "chat-prefill" and not problem.prompt_is_code
     )
     if whole_answer:
         stops.append(StopStrings((CLOSING_FENCE,)))

@@ -31,11 +31,15 @@ from search.model.lm import (
 )
 from search.problems import prompting
 from search.problems.problem import Problem
+from search.problems.prompt_styles import RenderedStyle
 from search.state.paths import GreedyPaths
 
 log = logging.getLogger("treedec.search")
 
 EventSink = Callable[[dict[str, Any]], None]
+# The problem in another prompt style, as whoever built the context renders it (the engine, with
+# the model's measured style for ``auto``): planners that decode in several styles ask it.
+Renderer = Callable[[Problem, str], Problem]
 T = TypeVar("T")
 
 # Finish reasons of rollouts cut short by their caller's cancel or deadline (search/model/batching.py):
@@ -356,6 +360,7 @@ class SearchContext:
     scorer: Any = None  # scorers.tests.TestScorer (public-test reward), when a sandbox is configured
     events: EventSink = _noop
     options: dict[str, Any] = field(default_factory=dict)
+    renderer: Renderer | None = None  # None: rendered against ``lm`` alone (no measured default)
 
     @classmethod
     def create(
@@ -367,10 +372,19 @@ class SearchContext:
         scorer: Any = None,
         events: EventSink | None = None,
         reuse_paths: bool = True,
+        renderer: Renderer | None = None,
     ) -> SearchContext:
         meter = meter or Meter()
         cache = cache if cache is not None else MemoryCache()
-        return cls(MeteredLM(lm, cache, meter, reuse_paths), meter, cache, scorer, events or _noop)
+        metered = MeteredLM(lm, cache, meter, reuse_paths)
+        return cls(metered, meter, cache, scorer, events or _noop, renderer=renderer)
+
+    def render(self, problem: Problem, style: str) -> Problem:
+        """``problem`` in the prompt style ``style``, rendered by the context's owner (see
+        ``search/problems/prompting.py``); an unusable style raises ``PromptStyleError``."""
+        if self.renderer is not None:
+            return self.renderer(problem, style)
+        return prompting.render(problem, style, self.lm)
 
     def emit(self, kind: str, **data: Any) -> None:
         spend = self.meter.spend
@@ -436,6 +450,9 @@ class SearchResult:
     spend: Spend
     stop_reason: str
     tree: dict[str, Any] | None = None
+    # the prompt style the completions are in, when the search chose its own (``styles``,
+    # ``cascade``: ``completion``, text that continues the prompt); None: the problem's style
+    answer_style: RenderedStyle | None = None
 
     def to_dict(self, include_tree: bool = True) -> dict[str, Any]:
         return {

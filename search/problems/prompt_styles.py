@@ -1,0 +1,27 @@
+"""The prompt styles' names, declared once for every surface, and each surface's default.
+
+``search/problems/prompting.py`` renders a problem in a style; the REST and OpenAI schemas, the
+CLI, the harness plugin, ``SolveSpec``, ``Problem`` and the planners that decode in several styles
+all use these types, so the names are spelled here alone.
+
+>>> STYLES
+('auto', 'completion', 'chat', 'chat-prefill')
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+RenderedStyle = Literal["completion", "chat", "chat-prefill"]
+"""A style a problem is rendered in."""
+PromptStyle = Literal["auto", RenderedStyle]
+"""What a request may ask for: a style, or ``auto`` (the model's measured style, resolved when the
+problem is rendered)."""
+STYLES: tuple[PromptStyle, ...] = get_args(PromptStyle)
+
+# A request's style when it names none, one default per kind of surface:
+DEFAULT_STYLE: PromptStyle = "auto"
+"""REST, the CLI, the harness plugin, a ``SolveSpec``: the model's measured style."""
+AS_SENT_STYLE: RenderedStyle = "completion"
+"""The OpenAI routes, and a prompt that is not code: a client there sends the text to continue
+(a raw prompt, or the turn its own messages make), so it is continued as sent, never re-rendered."""
