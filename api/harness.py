@@ -29,19 +29,14 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
-from api.core.contracts import SolveSpec
 from api.core.engine import Engine
 from api.core.prompts import problem_from_prompt
-from search.limits.budget import Budget
+from api.core.specs import budget_of, build_solve_spec
 from search.problems.prompt_styles import AS_SENT_STYLE, DEFAULT_STYLE
 from search.problems.prompting import parse_style
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 HARNESSES = ("lm-eval", "lm_eval")
-
-
-def _num(value: Any, kind: type) -> Any:
-    return None if value is None or value == "" else kind(value)
 
 
 @register_model("treedec")
@@ -50,8 +45,8 @@ class TreedecLM(LM):
     object), budget fields ``max_tokens``, ``max_forward_passes``, ``max_executions``,
     ``max_rollouts``, ``max_seconds`` (limits for one whole search: ``max_tokens`` counts every
     token it generates, while a task's ``max_gen_toks`` caps one completion), ``prompt_style`` (how
-    a code prompt is put to the model; the answer returned always continues the harness's prompt);
-    from Python also ``engine``."""
+    a code prompt is put to the model;
+    the answer returned always continues the harness's prompt); from Python also ``engine``."""
 
     def __init__(
         self,
@@ -76,12 +71,14 @@ class TreedecLM(LM):
         self.prompt_style = parse_style(str(prompt_style))
         self.params = json.loads(params) if isinstance(params, str) else dict(params or {})
         planners.create(self.planner, self.params)  # fail now, naming the bad parameter
-        self.budget = Budget(
-            max_tokens=_num(max_tokens, int),
-            max_forward_passes=_num(max_forward_passes, int),
-            max_executions=_num(max_executions, int),
-            max_rollouts=_num(max_rollouts, int),
-            max_seconds=_num(max_seconds, float),
+        self.budget = budget_of(
+            {
+                "max_tokens": max_tokens,
+                "max_forward_passes": max_forward_passes,
+                "max_executions": max_executions,
+                "max_rollouts": max_rollouts,
+                "max_seconds": max_seconds,
+            }
         )
         self.engine = engine or Engine(model_spec=str(model), cache_spec=cache, sandbox=str(sandbox))
         self.reports: list[dict[str, Any]] = []
@@ -102,11 +99,11 @@ class TreedecLM(LM):
             params = dict(self.params)
             if "max_gen_toks" in gen_kwargs:  # one completion's length: every planner's max_new_tokens
                 params.setdefault("max_new_tokens", int(gen_kwargs["max_gen_toks"]))
-            spec = SolveSpec(
-                problem=problem,
-                planner=self.planner,
-                params=params,
-                budget=self.budget,
+            spec = build_solve_spec(
+                problem,
+                self.planner,
+                params,
+                self.budget,
                 evaluate_hidden=False,
                 include_tree=False,
                 prompt_style=self.prompt_style if problem.prompt_is_code else AS_SENT_STYLE,

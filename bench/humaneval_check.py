@@ -21,7 +21,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.quality import flat_rows, load_rows  # noqa: E402
+from bench.quality_runs import load_rows  # noqa: E402
+from bench.quality_stats import flat_rows  # noqa: E402
 
 
 def check(rows: list[dict[str, Any]], timeout: float) -> dict[str, Any]:

@@ -45,8 +45,7 @@ def throughput(workers: int, jobs: int, tokens: int) -> dict[str, Any]:
     from rq import Worker
 
     from api.core.engine import Engine
-    from api.http.server import BackgroundServer
-    from api.jobs.queue import create_queued_app
+    from api.http.server import BackgroundServer, create_queued_app
 
     server = RedisServer.start()
     procs = [

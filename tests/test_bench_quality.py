@@ -6,18 +6,9 @@ from typing import Any
 
 import pytest
 
-from bench.quality import (
-    PRESETS,
-    Config,
-    _above,
-    equal_tokens,
-    equal_tokens_table,
-    failure_kinds,
-    failures_table,
-    head_to_head,
-    mcnemar_p,
-    summarize,
-)
+from bench.quality_report import equal_tokens_table, failures_table
+from bench.quality_runs import PRESETS, Config
+from bench.quality_stats import _above, equal_tokens, failure_kinds, head_to_head, mcnemar_p, summarize
 
 
 def _bon16(task: str, passed: dict[int, bool], tokens: dict[int, int]) -> dict[str, Any]:

@@ -75,8 +75,10 @@ def test_eval_jsonl_is_accepted_by_human_evals_evaluator(
     from typer.testing import CliRunner
 
     import api.cli.app as cli
+    import api.cli.options
 
-    monkeypatch.setattr(cli, "_engine", lambda *a, **k: Engine(lm=tiny_lm))  # the tiny model, not a download
+    # the tiny model, not a download
+    monkeypatch.setattr(api.cli.options, "_engine", lambda *a, **k: Engine(lm=tiny_lm))
     out = tmp_path / "samples.jsonl"
     run = CliRunner().invoke(
         cli.app, ["eval", "-d", "humaneval:0-1", "--set", "max_new_tokens=8", "-o", str(out), "--json"]
@@ -96,8 +98,9 @@ def test_eval_runs_problems_side_by_side_and_resumes(
     from typer.testing import CliRunner
 
     import api.cli.app as cli
+    import api.cli.options
 
-    monkeypatch.setattr(cli, "_engine", lambda *a, **k: Engine(lm=tiny_lm))
+    monkeypatch.setattr(api.cli.options, "_engine", lambda *a, **k: Engine(lm=tiny_lm))
     out = tmp_path / "samples.jsonl"
     args = ["eval", "-d", "humaneval:0-3", "--set", "max_new_tokens=8", "-o", str(out), "--json"]
     run = CliRunner().invoke(cli.app, [*args, "--parallel", "3"])

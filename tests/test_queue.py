@@ -17,9 +17,9 @@ import redis
 
 from api.core.contracts import SolveSpec
 from api.core.engine import Engine
-from api.http.server import BackgroundServer
+from api.http.server import BackgroundServer, create_queued_app
 from api.jobs.local import TERMINAL, QueueFull
-from api.jobs.queue import QueueUnavailable, RedisJobManager, create_queued_app
+from api.jobs.queue import QueueUnavailable, RedisJobManager
 from search.limits.budget import Budget
 from search.model.lm import GenerationParams
 from search.problems.problem import Problem

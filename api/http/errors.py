@@ -20,28 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from api.core.errors import APIError  # the routes raise it from here; it lives in core for the job backends
+
 log = logging.getLogger("treedec.server")
-
-
-class APIError(Exception):
-    """A request the server refuses; ``param`` is the offending field (dotted path)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        type_: str = "invalid_request_error",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.type, self.headers = (
-            status,
-            message,
-            param,
-            type_,
-            headers,
-        )
 
 
 class ErrorDetail(BaseModel):

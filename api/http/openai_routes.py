@@ -32,8 +32,9 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import JsonValue
 
-from api.core.contracts import SolveReport, SolveSpec
+from api.core.contracts import SolveReport
 from api.core.prompts import code_in_message, last_function, looks_like_code, problem_from_prompt
+from api.core.specs import build_solve_spec
 from api.http.errors import APIError, error_responses
 from api.http.schemas import IO_TESTS_ONLY, NonBlank, strict_body
 from api.jobs.backend import JobView
@@ -199,12 +200,13 @@ async def _run(
         state.check_problem(problem, prefix)
         for choice in range(req.n):
             specs.append(
-                SolveSpec(
-                    problem=problem,
-                    planner=planner,
-                    budget=budget,
+                build_solve_spec(
+                    problem,
+                    planner,
+                    _search_params(cls, req, max_new_tokens, choice),
+                    budget,
                     include_tree=False,
-                    params=_search_params(cls, req, max_new_tokens, choice),
+                    evaluate_hidden=False,
                     prompt_style=req.prompt_style or AS_SENT_STYLE,
                 )
             )

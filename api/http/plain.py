@@ -48,7 +48,7 @@ MAX_PROMPTS = 256
 SEED_STRIDE = 1_000_003  # HFModel's per-row seed stride (search/model/hf.py _generators)
 
 
-class CompletionRequest(BaseModel):
+class PlainCompletionRequest(BaseModel):
     """Body of ``POST /v1/completions`` (the OpenAI legacy completions API)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -101,7 +101,7 @@ class PlainCompletions:
         self.lm = lm
         self.vocab_size = lm.vocab_size
 
-    def complete(self, req: CompletionRequest) -> dict[str, Any]:
+    def complete(self, req: PlainCompletionRequest) -> dict[str, Any]:
         prompts = _prompts(self.lm, req.prompt)
         self._check(req, prompts)
         stats = CallStats()
@@ -129,7 +129,7 @@ class PlainCompletions:
             },
         }
 
-    def _check(self, req: CompletionRequest, prompts: list[list[int]]) -> None:
+    def _check(self, req: PlainCompletionRequest, prompts: list[list[int]]) -> None:
         if req.stream:
             raise APIError(
                 400, "invalid value for 'stream': the plain server does not stream; send false", "stream"
@@ -159,7 +159,7 @@ class PlainCompletions:
 
     # ----- generation ---------------------------------------------------------------------
     def _generate(
-        self, prompt: list[int], req: CompletionRequest, p_index: int, stats: CallStats
+        self, prompt: list[int], req: PlainCompletionRequest, p_index: int, stats: CallStats
     ) -> list[Rollout]:
         if req.max_tokens == 0:
             return [Rollout([], [], "", "length", []) for _ in range(req.n)]
@@ -186,7 +186,7 @@ class PlainCompletions:
         return self.lm.rollouts([prompt] * req.n, params, stats=stats)
 
     def _next_tokens(
-        self, prompts: list[list[int]], req: CompletionRequest, stats: CallStats
+        self, prompts: list[list[int]], req: PlainCompletionRequest, stats: CallStats
     ) -> list[list[Rollout]] | None:
         """A greedy one-token request (a next-token distribution) for all prompts in one batched call."""
         if req.temperature != 0 or req.use_beam_search or req.max_tokens != 1 or req.stop_strings():
@@ -223,7 +223,7 @@ class PlainCompletions:
         index: int,
         prompt: list[int],
         roll: Rollout,
-        req: CompletionRequest,
+        req: PlainCompletionRequest,
         prompt_lps: list[float | None] | None,
         row: int,
     ) -> dict[str, Any]:
@@ -260,7 +260,7 @@ class PlainCompletions:
         ids: list[int],
         lps: list[float],
         dists: Sequence[TokenDist | None],
-        req: CompletionRequest,
+        req: PlainCompletionRequest,
         prompt_lps: list[float | None] | None,
     ) -> dict[str, Any]:
         name = self._token_name(req.return_tokens_as_token_ids)
@@ -364,7 +364,7 @@ def create_plain_app(lm: LanguageModel, batch_window_ms: float | None = 2.0) -> 
         """OpenAI legacy completions; the body is read by hand so a malformed one is a clean 400."""
         body = await read_json(request)
         try:
-            req = CompletionRequest.model_validate(body)
+            req = PlainCompletionRequest.model_validate(body)
         except ValidationError as e:
             raise validation_error(e) from e
         return JSONResponse(await run_in_threadpool(engine.complete, req))
@@ -374,10 +374,3 @@ def create_plain_app(lm: LanguageModel, batch_window_ms: float | None = 2.0) -> 
         return {"status": "ok", "model": ident.name}
 
     return app
-
-
-def serve_plain(lm: LanguageModel, host: str = "127.0.0.1", port: int = 8000) -> None:  # noqa: D401
-    """Serve ``create_plain_app(lm)`` with uvicorn (``treedec serve --plain``)."""
-    import uvicorn
-
-    uvicorn.run(create_plain_app(lm), host=host, port=port, log_level="info")

@@ -2,7 +2,8 @@
 metrics, and OpenAI-compatible completions (``api/http/openai_routes.py``).
 
 ``create_app(engine, settings)`` builds the app on an ``Engine`` (tests pass one with the tiny
-model); ``serve(...)`` is what ``treedec serve`` runs. One model instance serves every request:
+model); ``create_loaded_app(...)`` is what ``treedec serve`` serves (``create_queued_app`` with
+``--queue``). One model instance serves every request:
 the engine's model is wrapped in ``search.model.batching.BatchingLM`` so concurrent searches share
 batched forward passes, and each search keeps its own state (context, meter, tree).
 
@@ -275,24 +276,32 @@ def _add_core_routes(app: FastAPI, state: ServerState) -> None:
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8000,
+def create_queued_app(
+    engine: Engine, queue_url: str, settings: ServerSettings | None = None, **manager_kwargs: Any
+) -> FastAPI:
+    """The REST app with jobs on the Redis queue at ``queue_url``: searches run on ``treedec worker``
+    processes, not here, so the app neither batches nor loads the model for them (the OpenAI
+    routes load it lazily, for their tokenizer, when first called)."""
+    from api.jobs.queue import RedisJobManager
+
+    settings = (settings or ServerSettings()).model_copy(update={"batch_window_ms": None})
+    manager = RedisJobManager.connect(queue_url, **manager_kwargs)
+    return create_app(engine, settings, jobs=manager)
+
+
+def create_loaded_app(
     model: str = "bundled-default",
     cache: str | None = None,
     sandbox: str = "auto",
     settings: ServerSettings | None = None,
     device: str = "auto",
     dtype: str = "auto",
-) -> None:
-    """Load the model once and serve the API with uvicorn (``treedec serve``)."""
-    import uvicorn
-
+) -> FastAPI:
+    """Load the model once and build the API on it (``treedec serve``; ``api.http.serving`` serves it)."""
     engine = Engine(model_spec=model, cache_spec=cache, sandbox=sandbox, device=device, dtype=dtype)
     engine.get_cache()
     engine.scorer()
-    app = create_app(engine, settings)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    return create_app(engine, settings)
 
 
 class BackgroundServer:

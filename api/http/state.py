@@ -16,6 +16,7 @@ from pydantic import ValidationError
 import planners
 from api.core.contracts import SolveSpec
 from api.core.engine import Engine
+from api.core.specs import build_solve_spec
 from api.http.errors import APIError, validation_error
 from api.http.metrics import Metrics
 from api.http.schemas import ServerSettings, SolveRequest
@@ -157,11 +158,11 @@ class ServerState:
         except ValidationError as e:
             raise _problem_error(e) from e
         self.check_problem(problem)
-        return SolveSpec(
-            problem=problem,
-            planner=req.planner,
-            params=req.params,
-            budget=self.effective_budget(req.budget),
+        return build_solve_spec(
+            problem,
+            req.planner,
+            req.params,
+            self.effective_budget(req.budget),
             include_tree=req.options.include_tree,
             evaluate_hidden=req.options.evaluate_hidden and self.settings.evaluate_hidden,
             prompt_style=req.prompt_style,

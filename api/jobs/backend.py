@@ -9,8 +9,6 @@ result (a ``SolveReport``), error, events and summary the same way on either.
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any, Protocol
@@ -26,7 +24,6 @@ __all__ = [
     "JobView",
     "QueueFull",
     "admits_event",
-    "failure",
     "terminal_event",
 ]
 
@@ -41,15 +38,6 @@ def admits_event(event: dict[str, Any], count: Callable[[], int]) -> bool:
     """Whether a job that holds ``count()`` events takes ``event``: the stream stays bounded, and a
     job's ``started`` and terminal events always go in (``count`` is not called for them)."""
     return event.get("event") in (*TERMINAL, "started") or count() < MAX_EVENTS
-
-
-def failure(job_id: str, e: BaseException, log: logging.Logger) -> tuple[str, str]:
-    """A search that raised (a bug or a sandbox failure): logged with an id; the one-line error
-    and the id the job reports."""
-    error_id = uuid.uuid4().hex[:12]
-    error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-    log.error("job %s failed (error id %s)", job_id, error_id, exc_info=e)
-    return error, error_id
 
 
 class Cancel(Protocol):

@@ -22,7 +22,8 @@ from typing import Any
 
 from api.core.contracts import JobStatus, SolveReport, SolveSpec, terminal_event
 from api.core.engine import Engine
-from api.jobs.backend import TERMINAL, JobView, QueueFull, admits_event, failure
+from api.jobs.backend import TERMINAL, JobView, QueueFull, admits_event
+from api.jobs.lifecycle import JobOutcome, run_lifecycle
 
 __all__ = ["TERMINAL", "Job", "JobManager", "QueueFull"]
 
@@ -140,29 +141,26 @@ class JobManager:
     def _run(self, job: Job) -> None:
         try:
             if job.cancel.is_set():
-                self._finish(job, "cancelled")
+                self._finish(job, JobOutcome("cancelled"))
                 return
             with self._lock:
                 self._running += 1
             job.status, job.started = "running", time.time()
-            job.emit({"event": "started", "planner": job.planner})
-            # the cancel event stops the search (Engine.run)
-            job.result = self.engine.run(job.spec, events=job.emit, cancel=job.cancel)
-            self._finish(job, "cancelled" if job.cancel.is_set() else "succeeded")
-        except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
-            job.error, job.error_id = failure(job.id, e, log)
-            self._finish(job, "cancelled" if job.cancel.is_set() else "failed")
+            run_lifecycle(
+                self.engine, job.id, job.spec, job.emit, job.cancel, lambda o: self._finish(job, o), log
+            )
         finally:
             with self._lock:
                 self._active -= 1
                 if job.started is not None:
                     self._running -= 1
 
-    def _finish(self, job: Job, status: JobStatus) -> None:
+    def _finish(self, job: Job, outcome: JobOutcome) -> None:
+        job.result, job.error, job.error_id = outcome.result, outcome.error, outcome.error_id
         job.finished = time.time()
         # before the status, so a reader that sees the job done has its last event
-        job.emit(terminal_event(status, job.result, job.error, job.error_id))
-        job.status = status
+        job.emit(terminal_event(outcome.status, job.result, job.error, job.error_id))
+        job.status = outcome.status
         if self.on_done is not None:
             try:
                 self.on_done(job)

@@ -50,9 +50,7 @@ __all__ = [
     "QueueUnavailable",
     "RedisJob",
     "RedisJobManager",
-    "create_queued_app",
     "redact",
-    "serve_queued",
     "spec_from_json",
     "spec_to_json",
 ]
@@ -361,36 +359,3 @@ class RedisJobManager:
                 self.on_done(job)
             except Exception:  # metrics must never break a job
                 log.exception("on_done hook failed for %s", job.id)
-
-
-def create_queued_app(engine: Any, queue_url: str, settings: Any = None, **manager_kwargs: Any) -> Any:
-    """The REST app with jobs on the Redis queue at ``queue_url``: searches run on ``treedec worker``
-    processes, not here, so the app neither batches nor loads the model for them (the OpenAI
-    routes load it lazily, for their tokenizer, when first called)."""
-    from api.http.schemas import ServerSettings
-    from api.http.server import create_app
-
-    settings = (settings or ServerSettings()).model_copy(update={"batch_window_ms": None})
-    manager = RedisJobManager.connect(queue_url, **manager_kwargs)
-    return create_app(engine, settings, jobs=manager)
-
-
-def serve_queued(
-    host: str,
-    port: int,
-    queue_url: str,
-    model: str,
-    cache: str | None = None,
-    settings: Any = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    max_queued: int = 1000,
-) -> None:
-    """``treedec serve --queue redis://...``: an API replica in front of the queue."""
-    import uvicorn
-
-    from api.core.engine import Engine
-
-    engine = Engine(model_spec=model, cache_spec=cache, device=device, dtype=dtype)
-    app = create_queued_app(engine, queue_url, settings, max_queued=max_queued)
-    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -22,7 +22,7 @@ from typing import Any
 import redis
 
 from api.core.contracts import SolveReport, SolveSpec, terminal_event
-from api.http.errors import APIError
+from api.core.errors import APIError
 from api.jobs.backend import admits_event
 from api.jobs.queue_codec import decode_events, decode_record, encode_event, encode_result, encode_spec, text
 

@@ -35,9 +35,9 @@ from rq.job import Job as RQJob
 from rq.queue import Queue
 from rq.worker import SimpleWorker
 
-from api.core.contracts import SolveReport
 from api.core.engine import Engine
-from api.jobs.backend import TERMINAL, failure
+from api.jobs.backend import TERMINAL
+from api.jobs.lifecycle import JobOutcome, run_lifecycle
 from api.jobs.queue import QUEUE_NAME
 from api.jobs.queue_codec import decode_spec
 from api.jobs.queue_store import DEFAULT_PREFIX, JobStore, redact
@@ -84,33 +84,22 @@ def run_job(job_id: str) -> dict[str, Any]:
         except RedisError:  # progress is best effort; the result write below retries
             log.warning("could not publish an event of %s (Redis error)", job_id)
 
-    emit({"event": "started", "planner": spec.planner, "attempt": attempt, "worker": _WORKER_NAME})
-    result: SolveReport | None = None
-    error = error_id = None
+    def finish(outcome: JobOutcome) -> None:
+        _finish_with_retries(store, job_id, outcome)
+
     try:
-        result = engine.run(spec, events=emit, cancel=cancel)  # the cancel event stops the search
-        status = "cancelled" if cancel.is_set() else "succeeded"
-    except Exception as e:  # a bug or a sandbox failure: logged with an id, reported on the job
-        error, error_id = failure(job_id, e, log)
-        status = "cancelled" if cancel.is_set() else "failed"
+        outcome = run_lifecycle(
+            engine, job_id, spec, emit, cancel, finish, log, {"attempt": attempt, "worker": _WORKER_NAME}
+        )
     finally:
         _CANCEL.pop(job_id, None)
-    _finish_with_retries(store, job_id, status, result, error, error_id)
-    return {"status": status}
+    return {"status": outcome.status}
 
 
-def _finish_with_retries(
-    store: JobStore,
-    job_id: str,
-    status: str,
-    result: SolveReport | None,
-    error: str | None,
-    error_id: str | None,
-    attempts: int = 5,
-) -> None:
+def _finish_with_retries(store: JobStore, job_id: str, outcome: JobOutcome, attempts: int = 5) -> None:
     for i in range(attempts):
         try:
-            store.finish(job_id, status, result, error, error_id)
+            store.finish(job_id, outcome.status, outcome.result, outcome.error, outcome.error_id)
             return
         except RedisError:
             if i == attempts - 1:

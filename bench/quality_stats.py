@@ -1,0 +1,232 @@
+"""The statistics of the quality rows: each configuration's passes and tokens, every configuration
+against a baseline and every pair against each other (exact McNemar p-values on the problems one
+solves and the other does not), each search against the best-of-N curve at its own mean tokens,
+and why each configuration failed where it did. Rows are dicts as ``bench/quality_runs.py`` writes
+them; the derived best-of-k rows count as configurations of their own (``flat_rows``).
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from typing import Any
+
+
+def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows plus the derived best-of-k rows, each as its own configuration."""
+    out = list(rows)
+    for row in rows:
+        for name, d in (row.get("derived") or {}).items():
+            out.append(
+                {
+                    "config": name,
+                    "task_id": row["task_id"],
+                    "passed": d["passed"],
+                    "generated_tokens": d["generated_tokens"],
+                    "executions": d["executions"],
+                    "wall_seconds": row["wall_seconds"] * d["executions"] / max(1, len(row["samples"])),
+                    "program": d["program"],
+                    "completion": d["completion"],
+                    "processed_tokens": None,
+                    "forward_passes": None,
+                }
+            )
+    return out
+
+
+def by_config(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every row (derived best-of-k ones included) by configuration, then by task id."""
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in flat_rows(rows):
+        by.setdefault(r["config"], {})[r["task_id"]] = r
+    return by
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    by = by_config(rows)
+    out: dict[str, Any] = {}
+    for name, rs in sorted(by.items()):
+        n = len(rs)
+        passed = sum(r["passed"] for r in rs.values())
+        tokens = sum(r["generated_tokens"] for r in rs.values())
+        out[name] = {
+            "problems": n,
+            "passed": passed,
+            "pass@1": round(passed / n, 4),
+            "generated_tokens": tokens,
+            "mean_generated_tokens": round(tokens / n, 1),
+            "executions": sum(r["executions"] or 0 for r in rs.values()),
+            "mean_wall_seconds": round(sum(r["wall_seconds"] for r in rs.values()) / n, 2),
+            "solved": sorted(t for t, r in rs.items() if r["passed"]),
+            "solved_or_not": sorted(rs),
+        }
+    return out
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value of a paired comparison: how likely a split of the discordant
+    problems at least this uneven is when neither configuration is better (a fair coin per problem).
+
+    >>> round(mcnemar_p(10, 5), 4), mcnemar_p(0, 0), f"{mcnemar_p(24, 0):.2g}"
+    (0.3018, 1.0, '1.2e-07')
+    """
+    n, k = only_a + only_b, min(only_a, only_b)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+
+
+def against(summary: dict[str, Any], rows: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    """Each configuration against the baseline on the problems that configuration ran: points,
+    token ratio, and the problems one solves and the other does not."""
+    out: dict[str, Any] = {}
+    if baseline not in summary:
+        return out
+    for name, s in summary.items():
+        if name == baseline:
+            continue
+        ran = set(s["solved_or_not"])
+        base = summarize([r for r in rows if r["task_id"] in ran and r["config"] == baseline]).get(baseline)
+        if not base:
+            continue
+        mine, theirs = set(s["solved"]), set(base["solved"])
+        only_this, only_baseline = sorted(mine - theirs), sorted(theirs - mine)
+        out[name] = {
+            "problems": len(ran),
+            "points": round(100 * (s["pass@1"] - base["pass@1"]), 1),
+            "token_ratio": round(s["generated_tokens"] / max(1, base["generated_tokens"]), 2),
+            "only_this": only_this,
+            "only_baseline": only_baseline,
+            "p_value": mcnemar_p(len(only_this), len(only_baseline)),
+        }
+    return out
+
+
+def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pair of search configurations (not greedy) on the problems both ran: each one's
+    passes and tokens there, and the problems one solves and the other does not."""
+    by = by_config(rows)
+    searches = sorted(n for n in summary if not n.startswith("greedy@"))
+    out = []
+    for i, a in enumerate(searches):
+        for b in searches[i + 1 :]:
+            common = sorted(set(by[a]) & set(by[b]))
+            if not common or (a.startswith("bon") and b.startswith("bon")):  # one row's samples
+                continue
+            won = {n: {t for t in common if by[n][t]["passed"]} for n in (a, b)}
+            only_a, only_b = sorted(won[a] - won[b]), sorted(won[b] - won[a])
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "problems": len(common),
+                    "a_passed": len(won[a]),
+                    "b_passed": len(won[b]),
+                    "a_tokens": round(sum(by[a][t]["generated_tokens"] for t in common) / len(common), 1),
+                    "b_tokens": round(sum(by[b][t]["generated_tokens"] for t in common) / len(common), 1),
+                    "only_a": only_a,
+                    "only_b": only_b,
+                    "p_value": mcnemar_p(len(only_a), len(only_b)),
+                }
+            )
+    return out
+
+
+def best_of_n_curve(
+    by: dict[str, dict[str, dict[str, Any]]], problems: set[str]
+) -> list[tuple[float, int, str]]:
+    """The best-of-N points (mean generated tokens, passes, configuration) on ``problems``, by tokens;
+    empty unless every best-of-N configuration ran all of them."""
+    points = []
+    for name, rs in by.items():
+        if name.startswith("bon"):
+            if not problems <= set(rs):
+                return []
+            tokens = sum(rs[t]["generated_tokens"] for t in problems) / len(problems)
+            points.append((tokens, sum(bool(rs[t]["passed"]) for t in problems), name))
+    return sorted(points)
+
+
+def curve_at(curve: list[tuple[float, int, str]], tokens: float) -> tuple[float, str]:
+    """The best-of-N passes at ``tokens`` read off the curve (straight lines between its points) and
+    how: "between" two points, "at most" below its first point (fewer samples cannot pass more, on
+    average), "beyond" its last point (where the curve may still rise).
+
+    >>> curve = [(200.0, 48, "bon4"), (400.0, 50, "bon8"), (800.0, 51, "bon16")]
+    >>> curve_at(curve, 300.0), curve_at(curve, 100.0), curve_at(curve, 900.0)
+    ((49.0, 'between'), (48.0, 'at most'), (51.0, 'beyond'))
+    """
+    if tokens <= curve[0][0]:
+        return float(curve[0][1]), "at most"
+    for (t0, p0, _), (t1, p1, _) in pairwise(curve):
+        if tokens <= t1:
+            return p0 + (p1 - p0) * (tokens - t0) / (t1 - t0), "between"
+    return float(curve[-1][1]), "beyond"
+
+
+def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each search configuration against sampling + public-test filter at its own mean generated
+    tokens, on the problems both ran: its passes and the best-of-N curve's there. "above" means it
+    passes more than best-of-N would at the same tokens (see ``_above``)."""
+    by = by_config(rows)
+    samplers = [n for n in by if n.startswith("bon")]
+    out = []
+    for name, rs in sorted(by.items()):
+        if name.startswith(("greedy@", "beam", "bon")) or not samplers:
+            continue
+        common = set(rs) & set.intersection(*(set(by[n]) for n in samplers))
+        curve = best_of_n_curve({n: by[n] for n in samplers}, common) if common else []
+        if not curve:
+            continue
+        tokens = sum(rs[t]["generated_tokens"] for t in common) / len(common)
+        passed = sum(bool(rs[t]["passed"]) for t in common)
+        at, how = curve_at(curve, tokens)
+        out.append(
+            {
+                "config": name,
+                "problems": len(common),
+                "passed": passed,
+                "tokens": round(tokens, 1),
+                "best_of_n_passed": round(at, 1),
+                "curve": how,
+                "above": _above(passed, at, how),
+                "best_of_n": [{"config": n, "tokens": round(t, 1), "passed": p} for t, p, n in curve],
+            }
+        )
+    return out
+
+
+def _above(passed: int, at: float, how: str) -> str:
+    """Whether ``passed`` beats the curve, given how the curve's value was read: below its first
+    point the value is an upper bound (so only a win is certain), beyond its last a lower bound."""
+    if how == "at most":
+        return "yes" if passed > at else "not shown"
+    if how == "beyond":
+        return "no" if passed <= at else "not shown"
+    return "yes" if passed > at else "no"
+
+
+FAILURE_KINDS = {
+    "no_public_tests": "no public tests",
+    "public_failed": "no program passed the public tests",
+    "public_passed_hidden_failed": "passed the public tests, failed the hidden",
+}
+
+
+def failure_kinds(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Why each configuration failed where it did: the problem has no public tests (nothing to
+    steer by), no program it found passed them (search or sampling did not reach one), or its
+    answer passed them and failed the hidden tests (public tests too weak to tell). Derived
+    best-of-k rows carry no public verdict and are left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, rs in sorted(by_config(rows).items()):
+        if any("public" not in r for r in rs.values()):
+            continue
+        kinds: dict[str, list[str]] = {k: [] for k in FAILURE_KINDS}
+        for task, r in rs.items():
+            if r["passed"]:
+                continue
+            if not (r["public"] or {}).get("total"):
+                kinds["no_public_tests"].append(task)
+            else:
+                kinds["public_passed_hidden_failed" if r["public_passed"] else "public_failed"].append(task)
+        out[name] = {"problems": len(rs), "failed": sum(map(len, kinds.values())), **kinds}
+    return out
