@@ -45,8 +45,8 @@ class TreedecLM(LM):
     object), budget fields ``max_tokens``, ``max_forward_passes``, ``max_executions``,
     ``max_rollouts``, ``max_seconds`` (limits for one whole search: ``max_tokens`` counts every
     token it generates, while a task's ``max_gen_toks`` caps one completion), ``prompt_style`` (how
-    a code prompt is put to the model;
-    the answer returned always continues the harness's prompt); from Python also ``engine``."""
+    a code prompt is put to the model; the answer returned always continues the harness's prompt),
+    ``device`` and ``dtype`` (the weights: bf16, int8, int4...); from Python also ``engine``."""
 
     def __init__(
         self,
@@ -61,6 +61,8 @@ class TreedecLM(LM):
         max_rollouts: int | None = None,
         max_seconds: float | None = None,
         prompt_style: str = DEFAULT_STYLE,
+        device: str = "auto",
+        dtype: str = "auto",
         engine: Engine | None = None,
         **_: Any,
     ) -> None:
@@ -80,7 +82,13 @@ class TreedecLM(LM):
                 "max_seconds": max_seconds,
             }
         )
-        self.engine = engine or Engine(model_spec=str(model), cache_spec=cache, sandbox=str(sandbox))
+        self.engine = engine or Engine(
+            model_spec=str(model),
+            cache_spec=cache,
+            sandbox=str(sandbox),
+            device=str(device),
+            dtype=str(dtype),
+        )
         self.reports: list[dict[str, Any]] = []
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:

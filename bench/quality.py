@@ -54,6 +54,9 @@ def main() -> None:
         "--dataset", default="humaneval", help="humaneval, humaneval:A-B, humaneval:3,10-19 or a JSONL file"
     )
     ap.add_argument("--model", default="bundled-default")
+    ap.add_argument(
+        "--dtype", default="bf16", help="weights: bf16 | int8 | int4 ... (rows in another format name it)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
     ap.add_argument("--report", action="store_true", help="only write the summary and the chart")
     ap.add_argument(
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.parallel < 1:
         raise SystemExit("--parallel must be >= 1")
-    lm = load_model(args.model)
+    lm = load_model(args.model, dtype=args.dtype)
     if args.parallel > 1:
         from search.model.batching import BatchingLM
 

@@ -103,6 +103,8 @@ def run_one(
     engine = Engine(lm=lm, cache=cache, _scorer=TestScorer(executor, cache=cache))
     run = run_problem(engine, problem, config.planner, config.params, None, config.style)
     row = bench_row(run, config, commit)
+    if lm.identity.dtype != "bfloat16":  # rows before quantized weights existed are all bf16
+        row["weights"] = lm.identity.dtype
     if parallel > 1:
         row["parallel"] = parallel
     if config.preset in DERIVED:

@@ -107,6 +107,9 @@ class Int8Linear(nn.Module):
     """``y = x W^T + b`` with W as int8 and one scale per output channel (symmetric)."""
 
     kernel_max_rows = 4  # above this many rows, the dense copy is faster (bench/engine.py)
+    weight_int8: torch.Tensor
+    scales: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -142,6 +145,9 @@ class Int4Linear(nn.Module):
     for torch's CPU int4 kernel (asymmetric: ``w = (q - 8) * scale + mid``)."""
 
     kernel_max_rows = 16  # above this many rows, the dense copy is faster (bench/engine.py)
+    weight_int4: torch.Tensor
+    scales_and_zeros: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(
         self,
