@@ -9,7 +9,8 @@ step, with ``H`` the Shannon entropy (nats) of the full next-token distribution:
   ``(log p(c) + lambda * sum(lookahead log-probs)) / (lookahead length + 1)`` and commit the best.
 
 ``H*`` is learned per model (``treedec calibrate``, see ``planners/calibration.py``) or given.
-``paper_rule`` is this rule written out step by step, one model call per step and per candidate.
+``_Walk.run`` is this rule; the tests keep it written out step by step (one model call per step
+and per candidate, ``tests/test_adadec.py``) and hold the planner to it.
 
 How it runs without one model call per token: greedy runs ahead in chunks (one ``rollouts`` call
 with ``record_top_k``, which also returns every step's entropy and top-B), and the walk over a
@@ -110,47 +111,6 @@ def candidate_score(logprob: float, lookahead_logprobs: Sequence[float], weight:
     -1.0
     """
     return (logprob + weight * float(sum(lookahead_logprobs))) / (len(lookahead_logprobs) + 1)
-
-
-def paper_rule(
-    lm: LanguageModel,
-    prompt: Sequence[int],
-    stops: Sequence[StopCondition],
-    threshold: float,
-    num_candidates: int = 3,
-    lookahead_tokens: int = 5,
-    weight: float = 1.0,
-    max_new_tokens: int = 384,
-) -> tuple[list[int], int]:
-    """AdaDec's rule as the paper states it, one model call per step and per candidate: the
-    committed tokens (cut where the stops end the text) and the number of pauses.
-
-    ``_Walk`` commits the same tokens with far fewer calls (chunks, reused and pruned lookaheads);
-    the tests hold it to this function.
-    """
-    tokens: list[int] = []
-    pauses = 0
-    for _ in range(max_new_tokens):
-        if tokens and first_stop(lm.decode(tokens), stops) is not None:
-            break
-        dist = lm.next_token_dists([[*prompt, *tokens]], num_candidates)[0]
-        token = dist.token_ids[0]  # H < H*: the argmax
-        if dist.entropy >= threshold:  # pause: re-rank the top-B by a greedy lookahead each
-            pauses += 1
-            best = -math.inf
-            for cand, lp in zip(dist.token_ids[:num_candidates], dist.logprobs[:num_candidates], strict=True):
-                params = GenerationParams(max_new_tokens=lookahead_tokens)
-                roll = lm.rollouts([[*prompt, *tokens, cand]], params, [FunctionBodyEnd()])[0]
-                score = candidate_score(lp, roll.logprobs, weight)
-                if score > best:
-                    best, token = score, cand
-        if token in lm.eos_token_ids:
-            break
-        tokens.append(token)
-    cut = first_stop(lm.decode(tokens), stops)
-    if cut is not None:
-        tokens = tokens[: next(i for i in range(1, len(tokens) + 1) if len(lm.decode(tokens[:i])) > cut)]
-    return tokens, pauses
 
 
 def score_upper_bound(logprob: float, lookahead_tokens: int) -> float:
@@ -296,18 +256,66 @@ class _Walk(Search[AdaDecParams]):
         }
 
     def run(self) -> str:
-        """Decode until a stop, end-of-sequence or the token limit; returns the finish reason."""
-        seg: _Segment | None = None
-        while True:
-            if len(self.tokens) >= self.p.max_new_tokens:
-                return "length"
-            if seg is None or seg.pos >= len(seg.dists):
+        """AdaDec's rule, one committed token at a time, until a stop, end-of-sequence or the token
+        limit; returns the finish reason. ``path`` holds the greedy steps known ahead (a chunk, or
+        a pause winner's lookahead), each with its next-token distribution and entropy H:
+
+        - H < H*: commit the argmax (the path's next token);
+        - H >= H*: pause, re-rank the top-B tokens by lookahead score and commit the best; the
+          walk goes on along the winner's own greedy path.
+        """
+        path: _Segment | None = None
+        while len(self.tokens) < self.p.max_new_tokens:
+            if path is None or path.pos >= len(path.dists):  # nothing known ahead: run greedy ahead
                 if self._stop_cut() is not None:
                     return "stop"
-                seg = self._chunk()
-            reason, seg = self._walk(seg)
-            if reason is not None:
-                return reason
+                path = self._chunk()
+                continue
+            j, dist = path.pos, path.dists[path.pos]
+            if dist.entropy < self.threshold:
+                if j >= len(path.tokens):
+                    return "eos"  # the argmax here is end-of-sequence
+                self._commit(path.tokens[j], path.logprobs[j], path.origin(j))
+                path.pos += 1
+                continue
+            if self._stop_cut() is not None:
+                return "stop"
+            best = self._pause(dist, path)
+            if best is None:  # every candidate ends the completion here: take the argmax, stop
+                self._commit(dist.token_ids[0], dist.logprobs[0], "pause")
+                return "stop"
+            if best.token in self.ctx.lm.eos_token_ids:
+                return "eos"
+            self._commit(best.token, best.logprob, "pause")
+            path = self._follow(path, best)
+        return "length"
+
+    def _pause(self, dist: TokenDist, path: _Segment) -> ScoredCandidate | None:
+        """The top-B candidates at ``path.pos`` scored by their lookaheads: the first with the
+        highest score wins. None when the pause cannot change the output (no lookahead runs)."""
+        self.ctx.meter.check()
+        b = self.p.num_candidates
+        cands = list(zip(dist.token_ids[:b], dist.logprobs[:b], strict=True))
+        self.counts["pauses"] += 1
+        if outcome_is_fixed(self.ctx.lm, self.tokens, [t for t, _ in cands], self.stops):
+            self.counts["lookahead_skipped"] += 1
+            self._record(dist, cands, None, cands[0][0])
+            return None
+        scored = self._lookahead_scores(cands, path)
+        best = max(scored, key=lambda c: c.score)
+        self._record(dist, cands, scored, best.token)
+        return best
+
+    def _follow(self, path: _Segment, best: ScoredCandidate) -> _Segment:
+        """Where the walk goes on after committing a pause's winner: along the same path when the
+        winner is its token, else along the winner's lookahead (the greedy path after it)."""
+        j = path.pos
+        if j < len(path.tokens) and path.tokens[j] == best.token:
+            path.pos += 1
+            return path
+        self.counts["switches"] += 1
+        assert best.lookahead is not None
+        return _Segment.of(best.lookahead, from_chunk=False)
 
     def _chunk(self) -> _Segment:
         return _Segment.of(self._greedy(self.tokens), from_chunk=True)
@@ -326,69 +334,33 @@ class _Walk(Search[AdaDecParams]):
         self.chunk_tokens += stats.generated_tokens
         return roll
 
-    def _argmax_lookahead(self, seg: _Segment, j: int) -> Rollout | None:
-        """The argmax's lookahead at a pause at ``seg.pos == j`` as ``MeteredLM`` reads it off the
+    def _argmax_lookahead(self, path: _Segment, j: int) -> Rollout | None:
+        """The argmax's lookahead at a pause at ``path.pos == j`` as ``MeteredLM`` reads it off the
         path (``path_rollout``); when the path ends too soon (by length, not by a stop or
         end-of-sequence) it is extended first by a short greedy chunk, which the walk goes on with
         if the argmax wins (so the argmax costs no lookahead tokens of its own, and the others can
         be pruned against its score)."""
-        prefix = self.prompt + self.tokens + [seg.tokens[j]]
+        prefix = self.prompt + self.tokens + [path.tokens[j]]
         params = GenerationParams(max_new_tokens=self.p.lookahead_tokens, record_top_k=self.p.num_candidates)
 
         def read() -> Rollout | None:
             return self.ctx.lm.path_rollout(prefix, params, [FunctionBodyEnd()])
 
         reused = read()
-        room = self.p.max_new_tokens - len(self.tokens) - (len(seg.tokens) - j)
-        if reused is None and seg.finish == "length" and room > 0:
+        room = self.p.max_new_tokens - len(self.tokens) - (len(path.tokens) - j)
+        if reused is None and path.finish == "length" and room > 0:
             # L + 1 tokens always decide the lookahead; a longer extension is wasted on a switch
-            seg.extend(self._greedy(self.tokens + seg.tokens[j:], self.p.lookahead_tokens + 1))
+            path.extend(self._greedy(self.tokens + path.tokens[j:], self.p.lookahead_tokens + 1))
             self.counts["path_extensions"] += 1
             reused = read()
         return reused
 
-    def _walk(self, seg: _Segment) -> tuple[str | None, _Segment]:
-        """Commit steps of ``seg`` up to its end; pause where the entropy reaches the threshold."""
-        while seg.pos < len(seg.dists):
-            if len(self.tokens) >= self.p.max_new_tokens:
-                return "length", seg
-            j, dist = seg.pos, seg.dists[seg.pos]
-            if dist.entropy < self.threshold:
-                if j >= len(seg.tokens):
-                    return "eos", seg  # the argmax here is end-of-sequence
-                self._commit(seg.tokens[j], seg.logprobs[j], seg.origin(j))
-                seg.pos += 1
-                continue
-            if self._stop_cut() is not None:
-                return "stop", seg
-            best = self._pause(dist, seg)
-            if best is None:  # every candidate ends the completion here: take the argmax, stop
-                self._commit(dist.token_ids[0], dist.logprobs[0], "pause")
-                return "stop", seg
-            if best.token in self.ctx.lm.eos_token_ids:
-                return "eos", seg
-            self._commit(best.token, best.logprob, "pause")
-            if j < len(seg.tokens) and seg.tokens[j] == best.token:
-                seg.pos += 1
-                continue
-            self.counts["switches"] += 1
-            assert best.lookahead is not None
-            seg = _Segment.of(best.lookahead, from_chunk=False)
-        return None, seg
-
-    def _pause(self, dist: TokenDist, seg: _Segment) -> ScoredCandidate | None:
-        """Score the top-B candidates at ``seg.pos``; None when the pause cannot change the output."""
-        self.ctx.meter.check()
-        b = self.p.num_candidates
-        cands = list(zip(dist.token_ids[:b], dist.logprobs[:b], strict=True))
-        self.counts["pauses"] += 1
-        if outcome_is_fixed(self.ctx.lm, self.tokens, [t for t, _ in cands], self.stops):
-            self.counts["lookahead_skipped"] += 1
-            self._record(dist, cands, None, cands[0][0])
-            return None
-        j = seg.pos
-        on_path = j < len(seg.tokens) and seg.tokens[j] == cands[0][0]
-        top = self._argmax_lookahead(seg, j) if on_path else None
+    def _lookahead_scores(self, cands: Sequence[tuple[int, float]], path: _Segment) -> list[ScoredCandidate]:
+        """``score_candidates`` with the savings that keep every score: the argmax's lookahead is
+        read off the path (reuse) and candidates that cannot beat it are not rolled out (prune)."""
+        j = path.pos
+        on_path = j < len(path.tokens) and path.tokens[j] == cands[0][0]
+        top = self._argmax_lookahead(path, j) if on_path else None
         known = {cands[0][0]} if top is not None else set()  # read off the path by MeteredLM
         skip: set[int] = set()
         if self.p.prune and top is not None:
@@ -402,20 +374,15 @@ class _Walk(Search[AdaDecParams]):
             cands,
             self.p.lookahead_tokens,
             self.p.lookahead_weight,
-            record_top_k=b,
+            record_top_k=self.p.num_candidates,
             stats=stats,
             skip=skip,
         )
-        best = scored[0]
-        for cand in scored[1:]:
-            if cand.score > best.score:
-                best = cand
         eos = self.ctx.lm.eos_token_ids
         if any(t not in eos and t not in known and t not in skip for t, _ in cands):
             self.counts["lookahead_calls"] += 1  # score_candidates made one batched rollouts call
         self.counts["lookahead_tokens"] += stats.generated_tokens
-        self._record(dist, cands, scored, best.token)
-        return best
+        return scored
 
     def _record(
         self,

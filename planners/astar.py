@@ -181,13 +181,8 @@ class _Search(Search[AStarParams]):
             ):
                 s.reward = float(rw.pass_rate)
         partials = [s.partial(self.parent_pass(s)) for s in states]
-        if isinstance(self.scorer, CodeAwareScorer):
-            scores = self.scorer.evaluate(
-                self.problem, partials, self.ctx, lookahead=lookahead or not self.p.lazy
-            )
-        else:
-            rs = self.scorer.score_steps(self.problem, partials, self.ctx)
-            scores = [StepScore(r) for r in rs]
+        exact = lookahead or not self.p.lazy  # lazy A*: new states get the scorer's cheap form first
+        scores = self.scorer.evaluate(self.problem, partials, self.ctx, lookahead=exact)
         for s, ps in zip(states, partials, strict=True):
             s.reward = ps.reward if s.reward is None else s.reward
         return scores

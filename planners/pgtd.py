@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field
@@ -81,7 +81,57 @@ class PGTDParams(PlannerParams):
     early_stop: bool = Field(True, description="stop once a program passes all public tests")
 
 
-# ----- P-UCB and backup: pure functions on a Tree ----------------------------------------------
+# ----- nodes, P-UCB and backup ----------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class TokenNode:
+    """A node of the search tree: a token prefix and its P-UCB statistics.
+
+    ``tokens`` are the generated tokens after the prompt, ``logprob`` their summed log-probability;
+    ``prior`` is P(a|s) of the node's own token and ``token_logprob`` that token's log-probability;
+    ``visits`` is N(s,a) and ``q`` the maximum return seen below the node (None until visited);
+    ``reward`` is the reward of the node's own evaluation (with ``rollout_tokens`` and ``source``,
+    the lookahead that completed it). ``pending`` counts evaluations in flight (batched rollouts).
+    ``id`` is the node's id in the ``Tree`` that records the search.
+    """
+
+    id: int
+    tokens: list[int]
+    logprob: float
+    prior: float
+    token_logprob: float
+    terminal: bool
+    parent: TokenNode | None = None
+    children: list[TokenNode] = field(default_factory=list)
+    expanded: bool = False
+    visits: int = 0
+    q: float | None = None
+    reward: float | None = None
+    rollout_tokens: int | None = None
+    source: str | None = None
+    pending: int = 0
+
+    def path(self) -> list[TokenNode]:
+        """Nodes from the root to this one."""
+        out = [self]
+        while (parent := out[-1].parent) is not None:
+            out.append(parent)
+        return out[::-1]
+
+    def tree_attrs(self) -> dict[str, Any]:
+        """The statistics the tree (JSON) shows for this node, in its key order."""
+        attrs: dict[str, Any] = {
+            "visits": self.visits,
+            "prior": self.prior,
+            "logprob": self.token_logprob,
+            "q": self.q,
+            "reward": self.reward,
+            "terminal": self.terminal,
+        }
+        if self.source is not None:
+            attrs.update(rollout_tokens=self.rollout_tokens, source=self.source)
+        return attrs
 
 
 def pucb(q: float, prior: float, parent_visits: float, child_visits: float, c: float, c_base: float) -> float:
@@ -96,62 +146,43 @@ def pucb(q: float, prior: float, parent_visits: float, child_visits: float, c: f
     return q + beta * prior * math.sqrt(math.log(max(parent_visits, 1.0))) / (1 + child_visits)
 
 
-def select_child(
-    tree: Tree,
-    node: int,
-    c: float,
-    c_base: float,
-    pending: dict[int, int] | None = None,
-    virtual_loss: float = 1.0,
-) -> int:
+def select_child(node: TokenNode, c: float, c_base: float, virtual_loss: float = 1.0) -> TokenNode:
     """The child of ``node`` with the highest P-UCB score; ties go to the higher prior.
 
-    ``pending`` counts evaluations in flight (batched rollouts): they add to the visit counts
-    and take ``virtual_loss`` off the child's Q each, so a batch spreads over different leaves.
+    Evaluations in flight (``pending``, batched rollouts) add to the visit counts and take
+    ``virtual_loss`` off the child's Q each, so a batch spreads over different leaves.
     """
-    pending = pending or {}
-    kids = tree.children(node)
-    if not kids:
-        raise ValueError(f"node {node} has no children to select from")
-    parent_n = tree[node]["visits"] + pending.get(node, 0)
+    if not node.children:
+        raise ValueError(f"node {node.id} has no children to select from")
+    parent_n = node.visits + node.pending
 
-    def score(child: int) -> tuple[float, float]:
-        a = tree[child]
-        inflight = pending.get(child, 0)
-        q = a["q"] if a.get("q") is not None else 0.0
-        s = pucb(q - virtual_loss * inflight, a["prior"], parent_n, a["visits"] + inflight, c, c_base)
-        return s, a["prior"]
+    def score(child: TokenNode) -> tuple[float, float]:
+        q = child.q if child.q is not None else 0.0
+        s = pucb(
+            q - virtual_loss * child.pending, child.prior, parent_n, child.visits + child.pending, c, c_base
+        )
+        return s, child.prior
 
-    return max(kids, key=score)
+    return max(node.children, key=score)
 
 
-def backup(tree: Tree, node: int, reward: float) -> None:
+def backup(node: TokenNode, reward: float) -> None:
     """One visit and ``q = max(q, reward)`` on every node from the root to ``node``."""
-    for n in tree.path(node):
-        a = tree[n]
-        a["visits"] += 1
-        a["q"] = reward if a.get("q") is None else max(a["q"], reward)
+    for n in node.path():
+        n.visits += 1
+        n.q = reward if n.q is None else max(n.q, reward)
 
 
 # ----- the search ---------------------------------------------------------------------------------
 
 
 @dataclass
-class _Eval:
+class _Program:
     """A complete program reached from a leaf."""
 
     tokens: list[int]  # generated tokens after the prompt (node's + rollout's)
     logprob: float
     source: str  # model | sequence_cache | rollout_cache | model+rollout_cache | terminal
-
-
-@dataclass
-class _Prefix:
-    """A tree node's generated tokens (after the prompt) and their summed log-probability; the
-    search statistics (visits, q, prior) live on the tree, which is the search's JSON record."""
-
-    tokens: list[int]
-    logprob: float
 
 
 class _Search(Search[PGTDParams]):
@@ -162,12 +193,11 @@ class _Search(Search[PGTDParams]):
         self.stops: list[StopCondition] = stops_for(problem)
         self.prompt = ctx.lm.encode(problem.model_text)
         self.eos = ctx.lm.eos_token_ids
-        self.tree = Tree()
-        self.root = self.tree.add_root(
-            text="", prior=1.0, logprob=0.0, q=None, reward=None, terminal=False, expanded=False
+        self.tree = Tree()  # the search's record (JSON): structure now, statistics in ``outcome``
+        self.root = TokenNode(
+            self.tree.add_root(text=""), [], 0.0, prior=1.0, token_logprob=0.0, terminal=False
         )
-        self.prefix: dict[int, _Prefix] = {self.root: _Prefix([], 0.0)}
-        self.pending: dict[int, int] = {}
+        self.nodes: list[TokenNode] = [self.root]  # in tree-id order
         self.rewards: dict[str, Any] = {}  # completion -> TestReward (local memo)
         self.programs: dict[str, Candidate] = {}  # completion -> its most likely candidate
         self.iterations = 0
@@ -180,20 +210,21 @@ class _Search(Search[PGTDParams]):
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> str:
-        """Select leaves by P-UCB, evaluate them (lookahead + public tests), expand, back up."""
-        p, ctx = self.p, self.ctx
+        """The paper's loop, a batch of leaves at a time: select leaves by P-UCB, evaluate them
+        (lookahead rollout + public-test reward), back the rewards up, expand the leaves."""
+        p = self.p
         while self.iterations < p.rollouts:
-            ctx.meter.check()
+            self.ctx.meter.check()
             leaves = self._select_batch(self._batch_size())
-            rewards = self._evaluate(leaves)  # rollouts, rewards, backup and expansion
-            best = max(c.reward for c in self.programs.values() if c.reward is not None)
-            ctx.emit(
-                "rollout",
-                iteration=self.iterations,
-                best_reward=best,
-                nodes=len(self.tree),
-                rewards=[round(r, 4) for r in rewards],
-            )
+            programs = self._complete(leaves)
+            self.iterations += len(leaves)
+            rewards = self._reward(leaves, programs)
+            for leaf, reward in zip(leaves, rewards, strict=True):
+                for n in leaf.path():
+                    n.pending -= 1
+                backup(leaf, reward)
+            self._expand([n for n in leaves if not n.terminal and not n.expanded])
+            self._report(rewards)
             if p.early_stop and any(self._solved(c) for c in self.programs.values()):
                 return "solved_public"
             if not self.problem.public_tests:
@@ -208,73 +239,74 @@ class _Search(Search[PGTDParams]):
             size = min(size, max(1, cap - self.ctx.meter.spend.rollouts))
         return size
 
+    def _report(self, rewards: list[float]) -> None:
+        best = max(c.reward for c in self.programs.values() if c.reward is not None)
+        self.ctx.emit(
+            "rollout",
+            iteration=self.iterations,
+            best_reward=best,
+            nodes=len(self.tree),
+            rewards=[round(r, 4) for r in rewards],
+        )
+
     def _solved(self, c: Candidate) -> bool:
         return bool(c.public_total) and c.public_passed == c.public_total
 
-    # -- selection ---------------------------------------------------------------------------------
-    def _select_batch(self, size: int) -> list[int]:
-        leaves: list[int] = []
+    # -- 1. selection ------------------------------------------------------------------------------
+    def _select_batch(self, size: int) -> list[TokenNode]:
+        """Up to ``size`` distinct leaves; each is pending (virtual loss) until it is backed up."""
+        leaves: list[TokenNode] = []
         for _ in range(size):
             leaf = self._select()
             if leaf in leaves:
                 break  # every path leads to a pending leaf: evaluate what we have
             leaves.append(leaf)
-            for n in self.tree.path(leaf):
-                self.pending[n] = self.pending.get(n, 0) + 1
+            for n in leaf.path():
+                n.pending += 1
         return leaves
 
-    def _select(self) -> int:
+    def _select(self) -> TokenNode:
+        """Down from the root by P-UCB to the first unvisited or terminal node."""
         node = self.root
         while True:
-            a = self.tree[node]
-            if a["terminal"] or a["visits"] == 0:
+            if node.terminal or node.visits == 0:
                 return node
-            if not a["expanded"]:
+            if not node.expanded:
                 self._expand([node])
-            if not self.tree.children(node):
-                a["terminal"] = True
+            if not node.children:
+                node.terminal = True
                 return node
-            node = select_child(self.tree, node, self.p.c, self.p.c_base, self.pending, self.p.virtual_loss)
+            node = select_child(node, self.p.c, self.p.c_base, self.p.virtual_loss)
 
-    # -- evaluation --------------------------------------------------------------------------------
-    def _evaluate(self, leaves: list[int]) -> list[float]:
-        evals: dict[int, _Eval] = {}
-        to_roll: list[int] = []
+    # -- 2. evaluation: a complete program per leaf, and its reward ----------------------------------
+    def _complete(self, leaves: list[TokenNode]) -> dict[TokenNode, _Program]:
+        """Each leaf's program: a terminal node is its own, the others are rolled out in one call."""
+        programs: dict[TokenNode, _Program] = {}
+        to_roll: list[TokenNode] = []
         for leaf in leaves:
-            if self.tree[leaf]["terminal"]:
-                evals[leaf] = self._terminal_eval(leaf)
+            if leaf.terminal:
+                programs[leaf] = self._terminal_program(leaf)
             else:
                 to_roll.append(leaf)
         if to_roll:
-            evals.update(self._rollout(to_roll))
-        self.iterations += len(leaves)
-        completions = {leaf: self._completion(e.tokens) for leaf, e in evals.items()}
-        self._score(list(completions.values()))
-        out = []
-        for leaf in leaves:
-            reward = self._record(leaf, evals[leaf], completions[leaf])
-            for n in self.tree.path(leaf):
-                self.pending[n] -= 1
-            backup(self.tree, leaf, reward)
-            out.append(reward)
-        self._expand([n for n in leaves if not self.tree[n]["terminal"] and not self.tree[n]["expanded"]])
-        return out
+            programs.update(self._rollout(to_roll))
+        return programs
 
-    def _terminal_eval(self, leaf: int) -> _Eval:
+    def _terminal_program(self, leaf: TokenNode) -> _Program:
         self.ctx.count("terminal_evals")
-        toks = self.prefix[leaf].tokens
+        toks = leaf.tokens
         if toks and toks[-1] in self.eos:
-            return _Eval(toks[:-1], self.prefix[leaf].logprob - self.tree[leaf]["logprob"], "terminal")
-        return _Eval(list(toks), self.prefix[leaf].logprob, "terminal")
+            return _Program(toks[:-1], leaf.logprob - leaf.token_logprob, "terminal")
+        return _Program(list(toks), leaf.logprob, "terminal")
 
-    def _rollout(self, leaves: list[int]) -> dict[int, _Eval]:
+    def _rollout(self, leaves: list[TokenNode]) -> dict[TokenNode, _Program]:
         """One batched lookahead call for ``leaves``; each row is held to its own horizon (a leaf
         on an earlier greedy path is read off it by ``MeteredLM``: no model call)."""
         ctx = self.ctx
-        remaining = [self.p.max_new_tokens - len(self.prefix[n].tokens) for n in leaves]
+        remaining = [self.p.max_new_tokens - len(n.tokens) for n in leaves]
         sources: list[str] = []
         rolls: Sequence[Rollout] = ctx.lm.rollouts(
-            [self.prompt + self.prefix[n].tokens for n in leaves],
+            [self.prompt + n.tokens for n in leaves],
             self.gparams,
             self.stops,
             row_max_new_tokens=remaining,
@@ -289,10 +321,17 @@ class _Search(Search[PGTDParams]):
             ctx.count("rollout_calls")
         out = {}
         for leaf, r, origin in zip(leaves, rolls, sources, strict=True):
-            toks = self.prefix[leaf].tokens + list(r.token_ids)
-            lp = self.prefix[leaf].logprob + sum(r.logprobs)
-            out[leaf] = _Eval(toks, lp, "sequence_cache" if origin == "path" else source)
+            toks = leaf.tokens + list(r.token_ids)
+            lp = leaf.logprob + sum(r.logprobs)
+            out[leaf] = _Program(toks, lp, "sequence_cache" if origin == "path" else source)
         return out
+
+    def _reward(self, leaves: list[TokenNode], programs: dict[TokenNode, _Program]) -> list[float]:
+        """The public-test reward of each leaf's program (one batched scorer call for the new
+        ones); each program is kept as a candidate."""
+        completions = {leaf: self._completion(e.tokens) for leaf, e in programs.items()}
+        self._score(list(completions.values()))
+        return [self._record(leaf, programs[leaf], completions[leaf]) for leaf in leaves]
 
     def _completion(self, tokens: list[int]) -> str:
         text = self.ctx.lm.decode(tokens)
@@ -305,14 +344,13 @@ class _Search(Search[PGTDParams]):
             for c, r in zip(todo, self.ctx.reward(self.problem, todo), strict=True):
                 self.rewards[c] = r
 
-    def _record(self, leaf: int, e: _Eval, completion: str) -> float:
+    def _record(self, leaf: TokenNode, e: _Program, completion: str) -> float:
         r = self.rewards[completion]
         value = float(r.shaped if self.p.reward == "shaped" else r.pass_rate)
-        a = self.tree[leaf]
-        if a.get("reward") is None:
-            a["reward"] = value
-            a["rollout_tokens"] = len(e.tokens) - len(self.prefix[leaf].tokens)
-            a["source"] = e.source
+        if leaf.reward is None:
+            leaf.reward = value
+            leaf.rollout_tokens = len(e.tokens) - len(leaf.tokens)
+            leaf.source = e.source
         old = self.programs.get(completion)
         if old is None or e.logprob > old.logprob:
             self.programs[completion] = Candidate(
@@ -322,37 +360,38 @@ class _Search(Search[PGTDParams]):
                 reward=value,
                 public_passed=r.passed,
                 public_total=r.total,
-                meta={"node": leaf, "iteration": self.iterations, "source": e.source},
+                meta={"node": leaf.id, "iteration": self.iterations, "source": e.source},
             )
         return value
 
-    # -- expansion ---------------------------------------------------------------------------------
-    def _expand(self, nodes: list[int]) -> None:
+    # -- 3. expansion ------------------------------------------------------------------------------
+    def _expand(self, nodes: list[TokenNode]) -> None:
+        """Each node's top-``width`` next tokens become its children (served by the tree cache when
+        a greedy rollout went through the node)."""
         if not nodes:
             return
         ctx = self.ctx
         hits_before = ctx.meter.spend.cache_hits
-        dists = ctx.lm.next_token_dists([self.prompt + self.prefix[n].tokens for n in nodes], self.p.width)
+        dists = ctx.lm.next_token_dists([self.prompt + n.tokens for n in nodes], self.p.width)
         hits = ctx.meter.spend.cache_hits - hits_before
         ctx.count("tree_cache_hits", hits)
         ctx.count("expansions", len(nodes))
         for node, dist in zip(nodes, dists, strict=True):
             priors = dist.topk_softmax()
             for tok, lp, prior in zip(dist.token_ids, dist.logprobs, priors, strict=True):
-                gen = self.prefix[node].tokens + [tok]
-                child = self.tree.add_child(
-                    node,
-                    [tok],
-                    ctx.lm.decode([tok]),
+                gen = node.tokens + [tok]
+                child = TokenNode(
+                    self.tree.add_child(node.id, [tok], ctx.lm.decode([tok])),
+                    gen,
+                    node.logprob + lp,
                     prior=prior,
-                    logprob=lp,
-                    q=None,
-                    reward=None,
+                    token_logprob=lp,
                     terminal=self._is_terminal(gen),
-                    expanded=False,
+                    parent=node,
                 )
-                self.prefix[child] = _Prefix(gen, self.prefix[node].logprob + lp)
-            self.tree[node]["expanded"] = True
+                node.children.append(child)
+                self.nodes.append(child)
+            node.expanded = True
 
     def _is_terminal(self, gen: list[int]) -> bool:
         if gen[-1] in self.eos or len(gen) >= self.p.max_new_tokens:
@@ -363,12 +402,12 @@ class _Search(Search[PGTDParams]):
     def outcome(self, reason: str) -> Outcome:
         cands = list(self.programs.values())
         best = best_candidate(cands)
+        for node in self.nodes:
+            self.tree.update(node.id, **node.tree_attrs())
         if best is not None:
             self.tree.mark_path(int(best.meta["node"]))
         self.ctx.count("iterations", self.iterations)
         self.ctx.count("tree_nodes", len(self.tree))
-        for n in self.tree.nodes():
-            self.tree[n].pop("expanded", None)
         return Outcome(best, cands, reason, self.tree.to_dict())
 
 

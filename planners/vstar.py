@@ -58,6 +58,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import Field
 
@@ -97,31 +98,39 @@ class VStarParams(PlannerParams):
     )
 
 
-# ----- decisive nodes (pure functions on a Tree) -----------------------------------------------
+# ----- decisive nodes ----------------------------------------------------------------------------
 
 
-def decisiveness(tree: Tree, node: int, value: Callable[[int], float], entropy_scale: float) -> float:
-    """Children's value gap (max - min) with two or more children, else normalised entropy."""
-    kids = tree.children(node)
-    if len(kids) >= 2:
-        values = [value(c) for c in kids]
-        return max(values) - min(values)
-    h = tree[node].get("entropy") or 0.0
+def decisiveness(child_values: Sequence[float], entropy: float | None, entropy_scale: float) -> float:
+    """Children's value gap (max - min) with two or more children, else normalised entropy.
+
+    >>> round(decisiveness([0.1, 0.9], 0.2, math.log(3)), 6)
+    0.8
+    >>> decisiveness([0.4], 2.5, math.log(3))  # one child: the entropy stands in, capped at 1
+    1.0
+    """
+    if len(child_values) >= 2:
+        return max(child_values) - min(child_values)
+    h = entropy or 0.0
     return min(1.0, float(h) / entropy_scale) if entropy_scale > 0 else 0.0
-
-
-def rank_decisive(
-    tree: Tree, nodes: Sequence[int], value: Callable[[int], float], entropy_scale: float = math.log(3)
-) -> list[int]:
-    """``nodes`` from the most decisive to the least (ties: lower node id first)."""
-    return sorted(nodes, key=lambda n: (-decisiveness(tree, n, value, entropy_scale), n))
 
 
 # ----- the search ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Node:
+@dataclass(eq=False)
+class PrefixNode:
+    """A node of the V-STAR tree: a prefix of the completion, a branch point (``dist``, its
+    next-token top-k) or a complete program (``program``: a leaf), with its value statistics.
+
+    ``entropy`` is the rounded next-token entropy the tree shows; ``visits`` and ``mc_sum`` count
+    the rollouts that ended below the node and the sum of their rewards, ``reward`` is their mean
+    (the Monte-Carlo value) and ``value`` its blend with the value head (``value_head``). A leaf
+    keeps its program's ``pass_rate``, ``compile_error`` and ``finish`` reason. ``id`` is the
+    node's id in the ``Tree`` that records the search.
+    """
+
+    id: int
     gen: list[int]  # completion tokens up to this node
     lps: list[float]
     text: str  # completion text up to this node
@@ -131,6 +140,55 @@ class _Node:
     cached_compiles: bool | None = None
     cont_lps: list[float] = field(default_factory=list)
     program: str | None = None  # leaves
+    parent: PrefixNode | None = None
+    children: list[PrefixNode] = field(default_factory=list)
+    entropy: float | None = None
+    visits: int = 0
+    mc_sum: float = 0.0
+    reward: float | None = None
+    value: float | None = None
+    value_head: float | None = None
+    pass_rate: float | None = None
+    compile_error: bool | None = None
+    finish: str | None = None
+
+    def path(self) -> list[PrefixNode]:
+        """Nodes from the root to this one."""
+        out = [self]
+        while (parent := out[-1].parent) is not None:
+            out.append(parent)
+        return out[::-1]
+
+    def tree_attrs(self, decode: Callable[[list[int]], str]) -> dict[str, Any]:
+        """What the tree (JSON) shows for this node, in its key order."""
+        attrs: dict[str, Any] = {"visits": self.visits}
+        if self.parent is None:
+            attrs["kind"] = "branch"
+            if self.dist is not None:
+                attrs["entropy"] = self.entropy
+        else:
+            attrs["kind"] = "branch" if self.dist else "leaf"
+            attrs["entropy"] = self.entropy
+            attrs["alternatives"] = [decode([t]) for t in self.dist.token_ids] if self.dist else None
+        if self.program is not None:
+            attrs.update(
+                complete=True, pass_rate=self.pass_rate, compile_error=self.compile_error, finish=self.finish
+            )
+        if self.visits:
+            attrs.update(mc_sum=self.mc_sum, reward=self.reward)
+        if self.value is not None:
+            attrs.update(value=self.value, value_head=self.value_head)
+        return attrs
+
+
+@dataclass
+class _Expansion:
+    """A (branch node, alternative token) pair to roll out from, with its priority."""
+
+    priority: float
+    node: PrefixNode
+    token: int
+    prob: float
 
 
 class _Search(Search[VStarParams]):
@@ -142,20 +200,48 @@ class _Search(Search[VStarParams]):
         super().__init__(p, problem, ctx)
         self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
-        self.tree = Tree()
-        self.nodes: dict[int, _Node] = {}
+        self.tree = Tree()  # the search's record (JSON): structure now, statistics in ``outcome``
+        self.root = PrefixNode(self.tree.add_root(text=problem.prompt), [], [], "")
+        self.nodes: list[PrefixNode] = [self.root]  # in tree-id order
         self.values = ValueModel(ridge=p.ridge, prior_strength=p.prior_strength)
         self.rollouts_done = 0
         self.since_fit = 0
         self.entropy_scale = math.log(p.top_k)
-        self.leaves: list[int] = []
+        self.leaves: list[PrefixNode] = []
+
+    # ----- the loop ------------------------------------------------------------------------
+    def run(self) -> str:
+        """One greedy rollout from the root, then rounds: expand the best (decisive node,
+        alternative) pairs by greedy rollouts, back up their test rewards, refit the values."""
+        self.ctx.meter.check()
+        dist = self.ctx.lm.next_token_dists([self.prompt], self.p.top_k)[0]
+        self.root.dist, self.root.entropy = dist, round(dist.entropy, 4)
+        self.rollout_many([(self.root, None)])
+        if not self.problem.public_tests:
+            return "no_public_tests"  # no reward to steer by: the greedy program is the answer
+        self.refresh_values(refit=True)
+        while self.rollouts_done < self.p.rollouts:
+            if self.p.stop_after_passing and len(self.passing_programs()) >= self.p.stop_after_passing:
+                return "passing_found"
+            self.ctx.meter.check()
+            chosen = self.choose_expansions()
+            if not chosen:
+                return "tree_exhausted"
+            for e in chosen:
+                self.ctx.emit("expand", node=e.node.id, token=e.token, value=self.value(e.node))
+            self.ctx.count("vstar_expansions", len(chosen))
+            self.rollout_many([(e.node, e.token) for e in chosen])
+            refit = self.since_fit >= self.p.refit_every
+            if refit:
+                self.since_fit = 0
+            self.refresh_values(refit=refit)
+        return "rollouts"
 
     # ----- values --------------------------------------------------------------------------
-    def features(self, n: int) -> list[float]:
-        nd, a = self.nodes[n], self.tree[n]
+    def features(self, nd: PrefixNode) -> list[float]:
         return node_features(
             nd.lps,
-            a.get("entropy"),
+            nd.entropy,
             len(nd.gen),
             self.p.max_new_tokens,
             nd.cached_pass,
@@ -163,39 +249,42 @@ class _Search(Search[VStarParams]):
             nd.cont_lps,
         )
 
-    def value(self, n: int) -> float:
-        return float(self.tree[n].get("value", 0.5))
+    def value(self, nd: PrefixNode) -> float:
+        return nd.value if nd.value is not None else 0.5
 
     def refresh_values(self, refit: bool) -> None:
-        visited = [n for n in self.tree.nodes() if self.tree[n]["visits"] > 0]
-        if refit and self.values.fit(
-            [self.features(n) for n in visited], [self.tree[n]["reward"] for n in visited]
-        ):
+        visited = [(n, n.reward) for n in self.nodes if n.reward is not None]  # set by the first visit
+        if refit and self.values.fit([self.features(n) for n, _ in visited], [r for _, r in visited]):
             self.ctx.count("value_refits")
-        for n in self.tree.nodes():
-            a = self.tree[n]
-            v = self.values.blend(a.get("reward"), a["visits"], self.features(n))
-            self.tree.update(n, value=round(v, 6), value_head=round(self.values.head(self.features(n)), 6))
+        for n in self.nodes:
+            v = self.values.blend(n.reward, n.visits, self.features(n))
+            n.value, n.value_head = round(v, 6), round(self.values.head(self.features(n)), 6)
 
-    def backup(self, leaf: int, reward: float) -> None:
-        for n in self.tree.path(leaf):
-            a = self.tree[n]
-            visits, total = a["visits"] + 1, a.get("mc_sum", 0.0) + reward
-            self.tree.update(n, visits=visits, mc_sum=total, reward=round(total / visits, 6))
+    def backup(self, leaf: PrefixNode, reward: float) -> None:
+        for n in leaf.path():
+            n.visits, n.mc_sum = n.visits + 1, n.mc_sum + reward
+            n.reward = round(n.mc_sum / n.visits, 6)
 
     # ----- choosing expansions -------------------------------------------------------------
-    def expandable(self) -> list[tuple[float, int, int, float]]:
-        """(priority, node, alternative token, its prob) for every expandable pair."""
-        root_visits = self.tree[self.tree.root]["visits"] if self.tree.root is not None else 0
+    def choose_expansions(self) -> list[_Expansion]:
+        """The best expandable pairs for this round: ``batch`` of them, fewer when the rollouts
+        or the token budget left are fewer (at least one)."""
+        room = self.ctx.meter.remaining_tokens()
+        room = room if room is not None else 1 << 30
+        size = min(self.p.batch, self.p.rollouts - self.rollouts_done, room)
+        return self.expandable()[: max(1, size)]
+
+    def expandable(self) -> list[_Expansion]:
+        """Every expandable (node, alternative token) pair, the highest priority first."""
         out = []
-        for n, nd in self.nodes.items():
+        for nd in self.nodes:
             if nd.dist is None or len(nd.gen) >= self.p.max_new_tokens:
                 continue
-            a = self.tree[n]
             base = (
-                self.value(n)
-                + self.p.c_ucb * math.sqrt(math.log(1 + root_visits) / (1 + a["visits"]))
-                + self.p.gap_weight * decisiveness(self.tree, n, self.value, self.entropy_scale)
+                self.value(nd)
+                + self.p.c_ucb * math.sqrt(math.log(1 + self.root.visits) / (1 + nd.visits))
+                + self.p.gap_weight
+                * decisiveness([self.value(c) for c in nd.children], nd.entropy, self.entropy_scale)
             )
             for tok, prob in zip(nd.dist.token_ids, nd.dist.topk_softmax(), strict=True):
                 if tok in nd.tried or tok in self.ctx.lm.eos_token_ids or prob < self.p.min_alt_prob:
@@ -203,22 +292,21 @@ class _Search(Search[VStarParams]):
                 if self.ends_program(nd, tok):
                     nd.tried.add(tok)  # forcing it would only end the program here: no new program
                     continue
-                out.append((base + self.p.prior_weight * prob, n, tok, prob))
-        out.sort(key=lambda c: (-c[0], c[1], -c[3]))
+                out.append(_Expansion(base + self.p.prior_weight * prob, nd, tok, prob))
+        out.sort(key=lambda e: (-e.priority, e.node.id, -e.prob))
         return out
 
-    def ends_program(self, nd: _Node, tok: int) -> bool:
+    def ends_program(self, nd: PrefixNode, tok: int) -> bool:
         """Whether the token itself hits the problem's stop (e.g. a top-level ``def`` after the body)."""
         return first_stop(self.ctx.lm.decode([tok]), in_context(self.base_stops, nd.text)) is not None
 
     # ----- rollouts ------------------------------------------------------------------------
-    def rollout_many(self, starts: list[tuple[int, int | None]]) -> None:
+    def rollout_many(self, starts: list[tuple[PrefixNode, int | None]]) -> None:
         """Greedy rollouts from (node, forced first token or None), in one batched call: each row
         carries the problem's stops in its own context and its own token room."""
         self.ctx.meter.check()
         prefixes, texts, rooms, row_stops = [], [], [], []
-        for n, tok in starts:
-            nd = self.nodes[n]
+        for nd, tok in starts:
             forced = nd.gen + ([tok] if tok is not None else [])
             text = self.ctx.lm.decode(forced)
             prefixes.append(self.prompt + forced)
@@ -234,14 +322,13 @@ class _Search(Search[VStarParams]):
         self.ctx.count("vstar_rollouts", len(rolls))
         programs = [t + r.text for t, r in zip(texts, rolls, strict=True)]
         rewards = self.ctx.reward(self.problem, programs)
-        for (n, tok), r, program, rw in zip(starts, rolls, programs, rewards, strict=True):
-            self.add_path(n, tok, r, program, float(rw.pass_rate), bool(rw.compile_error))
+        for (nd, tok), r, program, rw in zip(starts, rolls, programs, rewards, strict=True):
+            self.add_path(nd, tok, r, program, float(rw.pass_rate), bool(rw.compile_error))
 
     def add_path(
-        self, n: int, tok: int | None, r: Rollout, program: str, reward: float, compile_error: bool
+        self, start: PrefixNode, tok: int | None, r: Rollout, program: str, reward: float, compile_error: bool
     ) -> None:
         """Split a rollout into branch nodes at its high-entropy positions and a leaf; back up."""
-        start = self.nodes[n]
         seg = ([tok] if tok is not None else []) + list(r.token_ids)
         seg_lps = ([self._alt_logprob(start, tok)] if tok is not None else []) + list(r.logprobs)
         dists: list[TokenDist] = ([start.dist] if tok is not None and start.dist else []) + list(
@@ -250,7 +337,7 @@ class _Search(Search[VStarParams]):
         limit = min(len(seg), len(dists))
         unsure = [j for j in range(1, limit) if dists[j].entropy >= self.p.entropy_threshold]
         cands = sorted(sorted(unsure, key=lambda j: -dists[j].entropy)[: self.p.max_branch_points])
-        if n == self.tree.root and tok is None:
+        if start is self.root and tok is None:
             start.cached_pass, start.cached_compiles, start.cont_lps = (
                 reward,
                 not compile_error,
@@ -258,31 +345,24 @@ class _Search(Search[VStarParams]):
             )
         if seg:
             start.tried.add(seg[0])
-        parent, prev = n, 0
+        parent, prev = start, 0
         for j in cands:
             parent = self._add_node(
                 parent, seg[prev:j], seg_lps[prev:j], dists[j], reward, compile_error, seg_lps[j:]
             )
-            self.nodes[parent].tried.add(seg[j])  # its first child continues with the greedy token
+            parent.tried.add(seg[j])  # its first child continues with the greedy token
             prev = j
             self.ctx.count("branch_points")
         leaf = self._add_node(
             parent, seg[prev:], seg_lps[prev:], None, reward, compile_error, [], program=program
         )
-        self.tree.update(
-            leaf,
-            kind="leaf",
-            complete=True,
-            pass_rate=reward,
-            compile_error=compile_error,
-            finish=r.finish_reason,
-        )
+        leaf.pass_rate, leaf.compile_error, leaf.finish = reward, compile_error, r.finish_reason
         self.leaves.append(leaf)
         self.backup(leaf, reward)
 
     def _add_node(
         self,
-        parent: int,
+        parent: PrefixNode,
         toks: list[int],
         lps: list[float],
         dist: TokenDist | None,
@@ -290,87 +370,53 @@ class _Search(Search[VStarParams]):
         compile_error: bool,
         cont_lps: list[float],
         program: str | None = None,
-    ) -> int:
-        pn = self.nodes[parent]
-        gen = pn.gen + toks
+    ) -> PrefixNode:
+        gen = parent.gen + toks
         text = self.ctx.lm.decode(gen) if program is None else program
-        edge_text = text[len(pn.text) :] if text.startswith(pn.text) else self.ctx.lm.decode(toks)
-        node = self.tree.add_child(
-            parent,
-            toks,
-            edge_text,
-            kind="branch" if dist else "leaf",
+        edge_text = text[len(parent.text) :] if text.startswith(parent.text) else self.ctx.lm.decode(toks)
+        node = PrefixNode(
+            self.tree.add_child(parent.id, toks, edge_text),
+            gen,
+            parent.lps + lps,
+            text,
+            dist,
+            set(),
+            reward,
+            not compile_error,
+            cont_lps,
+            program,
+            parent=parent,
             entropy=round(dist.entropy, 4) if dist else None,
-            alternatives=[self.ctx.lm.decode([t]) for t in dist.token_ids] if dist else None,
         )
-        self.nodes[node] = _Node(
-            gen, pn.lps + lps, text, dist, set(), reward, not compile_error, cont_lps, program
-        )
+        parent.children.append(node)
+        self.nodes.append(node)
         return node
 
     @staticmethod
-    def _alt_logprob(nd: _Node, tok: int) -> float:
+    def _alt_logprob(nd: PrefixNode, tok: int) -> float:
         assert nd.dist is not None
         return nd.dist.logprobs[nd.dist.token_ids.index(tok)]
 
-    # ----- the loop ------------------------------------------------------------------------
-    def run(self) -> str:
-        """One greedy rollout from the root, then rounds: expand the best (decisive node,
-        alternative) pairs by greedy rollouts, back up their test rewards, refit the values."""
-        root = self.tree.add_root(text=self.problem.prompt, kind="branch")
-        self.nodes[root] = _Node([], [], "")
-        self.ctx.meter.check()
-        dist = self.ctx.lm.next_token_dists([self.prompt], self.p.top_k)[0]
-        self.nodes[root].dist = dist
-        self.tree.update(root, entropy=round(dist.entropy, 4))
-        self.rollout_many([(root, None)])
-        if not self.problem.public_tests:
-            return "no_public_tests"  # no reward to steer by: the greedy program is the answer
-        self.refresh_values(refit=True)
-        while self.rollouts_done < self.p.rollouts:
-            if self.p.stop_after_passing and len(self.passing_programs()) >= self.p.stop_after_passing:
-                return "passing_found"
-            self.ctx.meter.check()
-            room = self.ctx.meter.remaining_tokens()
-            room = room if room is not None else 1 << 30
-            size = min(self.p.batch, self.p.rollouts - self.rollouts_done, room)
-            chosen = self.expandable()[: max(1, size)]
-            if not chosen:
-                return "tree_exhausted"
-            for _, n, tok, _ in chosen:
-                self.ctx.emit("expand", node=n, token=tok, value=self.value(n))
-            self.ctx.count("vstar_expansions", len(chosen))
-            self.rollout_many([(n, tok) for _, n, tok, _ in chosen])
-            refit = self.since_fit >= self.p.refit_every
-            if refit:
-                self.since_fit = 0
-            self.refresh_values(refit=refit)
-        return "rollouts"
-
+    # ----- the answer ----------------------------------------------------------------------
     def passing_programs(self) -> set[str]:
-        return {
-            normalise(self.nodes[n].program or "")
-            for n in self.leaves
-            if self.tree[n].get("pass_rate") == 1.0
-        }
+        return {normalise(n.program or "") for n in self.leaves if n.pass_rate == 1.0}
 
     def outcome(self, reason: str) -> Outcome:
         if self.leaves:
             self.refresh_values(refit=False)
         ranked = sorted(
             self.leaves,
-            key=lambda n: (-(self.tree[n].get("pass_rate") or 0.0), -self.value(n), -self._mean_lp(n), n),
+            key=lambda n: (-(n.pass_rate or 0.0), -self.value(n), -self._mean_lp(n), n.id),
         )
         seen: set[str] = set()
         candidates: list[Candidate] = []
         total = len(self.problem.public_tests)
-        for n in ranked:
-            nd = self.nodes[n]
+        for nd in ranked:
             key = normalise(nd.program or "")
             if key in seen:
                 continue
             seen.add(key)
-            rate = float(self.tree[n].get("pass_rate") or 0.0)
+            rate = float(nd.pass_rate or 0.0)
             candidates.append(
                 Candidate(
                     nd.program or "",
@@ -379,10 +425,12 @@ class _Search(Search[VStarParams]):
                     rate,
                     round(rate * total),
                     total,
-                    meta={"node": n, "value": self.value(n)},
+                    meta={"node": nd.id, "value": self.value(nd)},
                 )
             )
         best = candidates[0] if candidates else None
+        for nd in self.nodes:
+            self.tree.update(nd.id, **nd.tree_attrs(self.ctx.lm.decode))
         if best is not None:
             self.tree.mark_path(int(best.meta["node"]))
         self.ctx.count("vstar_tree_nodes", len(self.tree))
@@ -390,9 +438,9 @@ class _Search(Search[VStarParams]):
         self.ctx.count("distinct_passing_programs", len(self.passing_programs()))
         return Outcome(best, candidates, reason, self.tree.to_dict())
 
-    def _mean_lp(self, n: int) -> float:
-        lps = self.nodes[n].lps
-        return sum(lps) / len(lps) if lps else 0.0
+    @staticmethod
+    def _mean_lp(nd: PrefixNode) -> float:
+        return sum(nd.lps) / len(nd.lps) if nd.lps else 0.0
 
 
 def normalise(program: str) -> str:
@@ -414,4 +462,4 @@ class VStar(Planner[VStarParams]):
         return _Search(self.params, problem, ctx)
 
 
-__all__ = ["VStar", "VStarParams", "decisiveness", "normalise", "rank_decisive"]
+__all__ = ["PrefixNode", "VStar", "VStarParams", "decisiveness", "normalise"]

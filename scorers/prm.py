@@ -4,6 +4,7 @@ A*-decoding (planners/astar.py) sets its heuristic ``h = 1 - r`` from one of the
 ``ProcessScorer`` protocol, batched over states::
 
     score_steps(problem, states, ctx) -> list[float]     # one r per PartialState
+    evaluate(problem, states, ctx, lookahead) -> list[StepScore]   # r with its parts (A* calls this)
 
 Two implementations:
 
@@ -104,11 +105,22 @@ class StepScore:
 
 @runtime_checkable
 class ProcessScorer(Protocol):
-    """Scores partial solutions in [0, 1], batched."""
+    """Scores partial solutions in [0, 1], batched.
+
+    A search calls ``evaluate``: each state's score with its parts. With ``lookahead=False`` a
+    scorer may answer with a cheap, *lazy* score (``StepScore.exact`` False: evaluate the state
+    again with ``lookahead`` before relying on it). By default a scorer has no lazy form: every
+    score is ``score_steps``' r, exact, without a lookahead.
+    """
 
     def score_steps(
         self, problem: Problem, states: Sequence[PartialState], ctx: SearchContext
     ) -> list[float]: ...
+
+    def evaluate(
+        self, problem: Problem, states: Sequence[PartialState], ctx: SearchContext, lookahead: bool = True
+    ) -> list[StepScore]:
+        return [StepScore(r) for r in self.score_steps(problem, states, ctx)]
 
 
 def has_public_tests(problem: Problem, ctx: SearchContext) -> bool:
@@ -159,7 +171,7 @@ def close_open_block(source: str) -> str:
 # ----- the code-aware scorer ------------------------------------------------------------------
 
 
-class CodeAwareScorer:
+class CodeAwareScorer(ProcessScorer):
     """Offline step scorer for code: completability, likelihood and a greedy lookahead's pass rate
     (formula in the module docstring)."""
 
@@ -280,7 +292,7 @@ PRMMode = Literal["tag", "token_classification"]
 Aggregate = Literal["last", "min", "mean"]
 
 
-class HFProcessRewardModel:
+class HFProcessRewardModel(ProcessScorer):
     """A transformers process reward model; step scores read at the step tags (module docstring)."""
 
     def __init__(

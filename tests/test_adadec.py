@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from planners.adadec import (
     AdaDecParams,
     candidate_score,
     outcome_is_fixed,
-    paper_rule,
     prunable,
     score_candidates,
 )
@@ -31,9 +31,9 @@ from planners.calibration import (
 )
 from planners.thresholds import lookup, write_entry
 from search.limits.budget import Budget, Meter
-from search.limits.stops import FunctionBodyEnd, StopStrings, TopLevelStop
+from search.limits.stops import FunctionBodyEnd, StopCondition, StopStrings, TopLevelStop, first_stop
 from search.model.hf import HFModel
-from search.model.lm import GenerationParams, ModelIdentity, position_stats_from_dists
+from search.model.lm import GenerationParams, LanguageModel, ModelIdentity, position_stats_from_dists
 from search.problems.problem import Problem
 from search.state.context import SearchContext, stops_for
 
@@ -78,6 +78,47 @@ def solve(lm, planner: str = "adadec", budget: Budget | None = None, reuse_paths
     lm.kv.clear()
     ctx = SearchContext.create(lm, meter=Meter(budget=budget or Budget()), reuse_paths=reuse_paths)
     return planners.create(planner, params).solve(PROBLEM, ctx)
+
+
+def paper_rule(
+    lm: LanguageModel,
+    prompt: Sequence[int],
+    stops: Sequence[StopCondition],
+    threshold: float,
+    num_candidates: int = 3,
+    lookahead_tokens: int = 5,
+    weight: float = 1.0,
+    max_new_tokens: int = 384,
+) -> tuple[list[int], int]:
+    """AdaDec's rule as the paper states it, one model call per step and per candidate: the
+    committed tokens (cut where the stops end the text) and the number of pauses.
+
+    The planner commits the same tokens with far fewer calls (chunks, reused and pruned
+    lookaheads); the tests hold it to this reference copy.
+    """
+    tokens: list[int] = []
+    pauses = 0
+    for _ in range(max_new_tokens):
+        if tokens and first_stop(lm.decode(tokens), stops) is not None:
+            break
+        dist = lm.next_token_dists([[*prompt, *tokens]], num_candidates)[0]
+        token = dist.token_ids[0]  # H < H*: the argmax
+        if dist.entropy >= threshold:  # pause: re-rank the top-B by a greedy lookahead each
+            pauses += 1
+            best = -math.inf
+            for cand, lp in zip(dist.token_ids[:num_candidates], dist.logprobs[:num_candidates], strict=True):
+                params = GenerationParams(max_new_tokens=lookahead_tokens)
+                roll = lm.rollouts([[*prompt, *tokens, cand]], params, [FunctionBodyEnd()])[0]
+                score = candidate_score(lp, roll.logprobs, weight)
+                if score > best:
+                    best, token = score, cand
+        if token in lm.eos_token_ids:
+            break
+        tokens.append(token)
+    cut = first_stop(lm.decode(tokens), stops)
+    if cut is not None:
+        tokens = tokens[: next(i for i in range(1, len(tokens) + 1) if len(lm.decode(tokens[:i])) > cut)]
+    return tokens, pauses
 
 
 def naive_adadec(

@@ -1,7 +1,8 @@
 """A*-decoding on the tiny random model: pop order, goal test, budget, step segmentation.
 
-The process scorer here is a hand-made object implementing the ``ProcessScorer`` protocol so the
-test controls r; the language model is the real tiny model (random weights, real tokenizer).
+The process scorer here is a hand-made ``ProcessScorer`` (only ``score_steps``; the protocol's
+default ``evaluate`` wraps it) so the test controls r; the language model is the real tiny model
+(random weights, real tokenizer).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from search.state.tree import Tree
 PROBLEM = Problem(id="toy", prompt="Write a word:", prompt_is_code=False, stop=["e"])
 
 
-class HashScorer:
+class HashScorer(ProcessScorer):
     """r from a hash of the completion text: arbitrary but fixed, so the pop order is not trivial."""
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 import planners
 from api.core.engine import Engine
-from planners.pgtd import backup, pucb, select_child
+from planners.pgtd import TokenNode, backup, pucb, select_child
 from sandbox import open_executor
 from scorers.tests import TestReward, TestScorer
 from search.cache.store import MemoryCache
@@ -79,16 +79,14 @@ def nodes(res: SearchResult) -> list[dict[str, Any]]:
 # ----- P-UCB and backup on hand-made trees ---------------------------------------------------------
 
 
-def hand_tree(root_visits: int, kids: list[tuple[int, float | None, float]]) -> tuple[Tree, int, list[int]]:
-    tree = Tree()
-    root = tree.add_root(prior=1.0, q=0.5)
-    tree.update(root, visits=root_visits)
-    ids = []
+def hand_tree(
+    root_visits: int, kids: list[tuple[int, float | None, float]]
+) -> tuple[TokenNode, list[TokenNode]]:
+    root = TokenNode(0, [], 0.0, prior=1.0, token_logprob=0.0, terminal=False, visits=root_visits, q=0.5)
     for i, (visits, q, prior) in enumerate(kids):
-        child = tree.add_child(root, [i], f"t{i}", prior=prior, q=q)
-        tree.update(child, visits=visits)
-        ids.append(child)
-    return tree, root, ids
+        child = TokenNode(i + 1, [i], 0.0, prior, 0.0, False, parent=root, visits=visits, q=q)
+        root.children.append(child)
+    return root, root.children
 
 
 def test_pucb_matches_the_formula_worked_by_hand() -> None:
@@ -99,43 +97,60 @@ def test_pucb_matches_the_formula_worked_by_hand() -> None:
 
 def test_pucb_prefers_unvisited_high_prior_child_then_the_high_max_q_one() -> None:
     # scores at N(s)=4: A 0.3+5.18706*0.5/3 = 1.1645, B 5.18706*0.3 = 1.5561, C 0.9+5.18706*0.2/2 = 1.4187
-    tree, root, (a, b, c) = hand_tree(4, [(2, 0.3, 0.5), (0, None, 0.3), (1, 0.9, 0.2)])
-    assert select_child(tree, root, 4.0, 10.0) == b
-    backup(tree, b, 0.0)
+    root, (a, b, c) = hand_tree(4, [(2, 0.3, 0.5), (0, None, 0.3), (1, 0.9, 0.2)])
+    assert select_child(root, 4.0, 10.0) is b
+    backup(b, 0.0)
     # at N(s)=5: A 1.2451, B 0.8506, C 1.4671
-    assert select_child(tree, root, 4.0, 10.0) == c
+    assert select_child(root, 4.0, 10.0) is c
 
 
 def test_parent_visited_once_has_no_exploration_and_picks_the_higher_prior() -> None:
-    tree, root, (a, b, c) = hand_tree(1, [(0, None, 0.2), (0, None, 0.5), (0, None, 0.3)])
+    root, (a, b, c) = hand_tree(1, [(0, None, 0.2), (0, None, 0.5), (0, None, 0.3)])
     assert pucb(0.0, 0.5, 1, 0, 4.0, 10.0) == 0.0
-    assert select_child(tree, root, 4.0, 10.0) == b
-    tree0, root0, kids0 = hand_tree(0, [(0, None, 0.2), (0, None, 0.7)])
-    assert select_child(tree0, root0, 4.0, 10.0) == kids0[1]  # N(s)=0 is clamped, not a math error
+    assert select_child(root, 4.0, 10.0) is b
+    root0, kids0 = hand_tree(0, [(0, None, 0.2), (0, None, 0.7)])
+    assert select_child(root0, 4.0, 10.0) is kids0[1]  # N(s)=0 is clamped, not a math error
 
 
 def test_virtual_loss_sends_the_next_selection_to_another_child() -> None:
-    tree, root, (a, b, c) = hand_tree(4, [(2, 0.3, 0.5), (0, None, 0.3), (1, 0.9, 0.2)])
-    pending = {root: 1, b: 1}
-    assert select_child(tree, root, 4.0, 10.0, pending, virtual_loss=1.0) == c
+    root, (a, b, c) = hand_tree(4, [(2, 0.3, 0.5), (0, None, 0.3), (1, 0.9, 0.2)])
+    root.pending, b.pending = 1, 1
+    assert select_child(root, 4.0, 10.0, virtual_loss=1.0) is c
 
 
 def test_select_child_of_a_leaf_is_an_error() -> None:
-    tree, root, (a,) = hand_tree(1, [(0, None, 1.0)])
+    root, (a,) = hand_tree(1, [(0, None, 1.0)])
     with pytest.raises(ValueError, match="no children"):
-        select_child(tree, a, 4.0, 10.0)
+        select_child(a, 4.0, 10.0)
 
 
 def test_backup_keeps_the_maximum_return_not_the_mean() -> None:
-    tree, root, (a, b) = hand_tree(0, [(0, None, 0.6), (0, None, 0.4)])
-    tree.update(root, q=None)
-    a1 = tree.add_child(a, [7], "x", prior=1.0, q=None)
-    backup(tree, a1, 0.5)
-    backup(tree, a, 0.2)
-    backup(tree, b, 0.1)
-    assert (tree[a]["q"], tree[a]["visits"]) == (0.5, 2)
-    assert (tree[a1]["q"], tree[a1]["visits"]) == (0.5, 1)
-    assert (tree[b]["q"], tree[root]["q"], tree[root]["visits"]) == (0.1, 0.5, 3)
+    root, (a, b) = hand_tree(0, [(0, None, 0.6), (0, None, 0.4)])
+    root.q = None
+    a1 = TokenNode(3, [0, 7], 0.0, 1.0, 0.0, False, parent=a)
+    a.children.append(a1)
+    backup(a1, 0.5)
+    backup(a, 0.2)
+    backup(b, 0.1)
+    assert (a.q, a.visits) == (0.5, 2)
+    assert (a1.q, a1.visits) == (0.5, 1)
+    assert (b.q, root.q, root.visits) == (0.1, 0.5, 3)
+
+
+def test_tree_attrs_are_the_statistics_the_tree_json_shows() -> None:
+    root, (a,) = hand_tree(1, [(1, 0.5, 1.0)])
+    assert list(a.tree_attrs()) == ["visits", "prior", "logprob", "q", "reward", "terminal"]
+    a.reward, a.rollout_tokens, a.source = 0.5, 4, "model"
+    assert a.tree_attrs() == {
+        "visits": 1,
+        "prior": 1.0,
+        "logprob": 0.0,
+        "q": 0.5,
+        "reward": 0.5,
+        "terminal": False,
+        "rollout_tokens": 4,
+        "source": "model",
+    }
 
 
 # ----- caches, counted in forward passes -----------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 
 import planners
 from planners.base import PlannerError
-from planners.vstar import VStar, VStarParams, decisiveness, normalise, rank_decisive
+from planners.vstar import PrefixNode, VStar, VStarParams, decisiveness, normalise
 from scorers.value import ValueModel, node_features
 from search.limits.budget import Budget, Meter
 from search.model.lm import GenerationParams, Rollout
@@ -89,32 +89,44 @@ def test_sibling_advantages_match_hand_computed_values() -> None:
 # ----- decisive nodes -------------------------------------------------------------------------
 
 
-def _tree_with_values() -> tuple[Tree, dict[str, int]]:
-    t = Tree()
-    ids = {"root": t.add_root(text="", value=0.5, entropy=0.2)}
-    ids["A"] = t.add_child(ids["root"], [1], "A", value=0.5, entropy=0.1)
-    ids["B"] = t.add_child(ids["root"], [2], "B", value=0.55, entropy=0.1)
-    ids["C"] = t.add_child(ids["root"], [3], "C", value=0.4, entropy=2.5)  # one child, very unsure
+def rank_decisive(nodes: Sequence[PrefixNode], entropy_scale: float = math.log(3)) -> list[PrefixNode]:
+    """``nodes`` from the most decisive to the least (ties: lower node id first)."""
+
+    def gap(n: PrefixNode) -> float:
+        return decisiveness([c.value or 0.0 for c in n.children], n.entropy, entropy_scale)
+
+    return sorted(nodes, key=lambda n: (-gap(n), n.id))
+
+
+def _nodes_with_values() -> dict[str, PrefixNode]:
+    ids = iter(range(100))
+
+    def node(parent: PrefixNode | None, value: float, entropy: float) -> PrefixNode:
+        n = PrefixNode(next(ids), [], [], "", parent=parent, value=value, entropy=entropy)
+        if parent is not None:
+            parent.children.append(n)
+        return n
+
+    root = node(None, 0.5, 0.2)
+    nodes = {"root": root, "A": node(root, 0.5, 0.1), "B": node(root, 0.55, 0.1)}
+    nodes["C"] = node(root, 0.4, 2.5)  # one child, very unsure
     for v in (0.1, 0.9):
-        t.add_child(ids["A"], [9], "a", value=v, entropy=0.0)  # children disagree: gap 0.8
+        node(nodes["A"], v, 0.0)  # children disagree: gap 0.8
     for v in (0.5, 0.6):
-        t.add_child(ids["B"], [9], "b", value=v, entropy=0.0)  # children agree: gap 0.1
-    t.add_child(ids["C"], [9], "c", value=0.4, entropy=0.0)
-    return t, ids
+        node(nodes["B"], v, 0.0)  # children agree: gap 0.1
+    node(nodes["C"], 0.4, 0.0)
+    return nodes
 
 
 def test_decisive_selection_picks_the_node_with_the_largest_value_gap() -> None:
-    t, ids = _tree_with_values()
-
-    def value(n: int) -> float:
-        return float(t[n]["value"])
-
-    assert decisiveness(t, ids["A"], value, math.log(3)) == pytest.approx(0.8)
-    assert decisiveness(t, ids["B"], value, math.log(3)) == pytest.approx(0.1)
-    assert rank_decisive(t, [ids["B"], ids["A"]], value)[0] == ids["A"]
+    nodes = _nodes_with_values()
+    assert decisiveness([0.1, 0.9], 0.1, math.log(3)) == pytest.approx(0.8)
+    assert decisiveness([0.5, 0.6], 0.1, math.log(3)) == pytest.approx(0.1)
+    a, b, c = nodes["A"], nodes["B"], nodes["C"]
+    assert rank_decisive([b, a])[0] is a
     # With one child the entropy stands in: C (2.5 nats, scaled by ln 3) ranks between A and B.
-    assert decisiveness(t, ids["C"], value, math.log(3)) == pytest.approx(min(1.0, 2.5 / math.log(3)))
-    assert rank_decisive(t, [ids["A"], ids["B"], ids["C"]], value) == [ids["C"], ids["A"], ids["B"]]
+    assert decisiveness([0.4], 2.5, math.log(3)) == pytest.approx(min(1.0, 2.5 / math.log(3)))
+    assert rank_decisive([a, b, c]) == [c, a, b]
 
 
 # ----- value model ----------------------------------------------------------------------------
