@@ -46,10 +46,24 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str)
         (["solve", "humaneval:0", "--model", "not-a-model"], "unknown model"),
         (["solve", "humaneval:0", "--cache", "redis://127.0.0.1:1/0"], "cannot reach Redis"),
         (["solve", "humaneval:0", "--cache", "mongodb://x"], "unknown cache"),
+        (["solve", "humaneval:0", "--dtype", "q4_k_m"], "choose one of: auto, bf16, fp16, fp32, int8, int4"),
+        (["solve", "humaneval:0", "--device", "tpu"], "choose one of: auto, cpu, cuda, cuda:N"),
+        (["serve", "--dtype", "int9"], "unknown --dtype 'int9'"),
+        (["serve", "--plain", "--dtype", "int9"], "unknown --dtype 'int9'"),
+        (["worker", "--queue", "redis://127.0.0.1:1", "--dtype", "int9"], "unknown --dtype 'int9'"),
+        (["eval", "--dataset", "humaneval:0", "--dtype", "fp8"], "unknown --dtype 'fp8'"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args: list[str], fragment: str) -> None:
     assert_one_line_error(treedec(*args), fragment)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize(
+    "command", [["solve", "humaneval:0"], ["serve"], ["worker", "--queue", "redis://127.0.0.1:1"]]
+)
+def test_cuda_on_a_machine_without_it_is_a_one_line_error(command: list[str]) -> None:
+    assert_one_line_error(treedec(*command, "--device", "cuda"), "no CUDA device is available here")
 
 
 def test_a_malformed_problem_file_is_a_one_line_error(tmp_path: Path) -> None:
