@@ -74,7 +74,8 @@ class Spend:
 
 
 class BudgetExhausted(Exception):
-    """Raised inside a planner's loop when the budget runs out (planners catch it and finish)."""
+    """Raised inside a planner's loop when the budget runs out; the planner template
+    (``Planner.solve``, planners/base.py) catches it and builds the result."""
 
 
 @dataclass
