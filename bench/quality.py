@@ -13,7 +13,7 @@ Each row keeps what anyone needs to re-judge it: the program that ran and the hu
 every sample in the order drawn, so best-of-4 and best-of-8 are read off the first 4 and 8 samples
 (``bon4``/``bon8``, judged on the hidden tests as the run goes).
 
-The report (``--report``, and after every run) writes beside the rows: the summary JSON, the README's
+The report (``--report``, and after every run) writes beside the rows: the summary JSON, the results
 table against the best greedy style, the head-to-head of every pair of search configurations, each
 search configuration against the best-of-N curve at its own mean tokens (``_equal_tokens.md``), why
 each configuration failed where it did (``_failures.md``: no public tests, no program passed them,

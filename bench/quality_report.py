@@ -63,7 +63,7 @@ def pairs_table(pairs: list[dict[str, Any]]) -> str:
 
 
 def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: str | None) -> str:
-    """The summary as the README's table: each configuration on the problems it ran, against the
+    """The summary as docs/results.md's table: each configuration on the problems it ran, against the
     best greedy on those same problems."""
     lines = []
     for name, s in sorted(configs.items(), key=lambda kv: (-kv[1]["problems"], -kv[1]["pass@1"])):

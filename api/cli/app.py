@@ -1,4 +1,4 @@
-"""The ``treedec`` command: solve | eval | models | run-tests | calibrate | bench | serve | worker.
+"""The ``treedec`` command: solve | eval | planners | models | run-tests | calibrate | serve | worker.
 
 This module is the command table: each command lives in its own module of ``api/cli/`` and is
 registered here. User mistakes (a missing file, an unknown planner, a bad budget) print one line

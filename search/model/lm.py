@@ -144,8 +144,9 @@ class LanguageModel(Protocol):
     """A causal language model seen in token ids.
 
     Every backend implements all of it (``search/model/hf.py``, ``search/model/remote.py``, the
-    batching wrapper ``search/model/batching.py`` and the per-search view ``search/state/context.py``), so a
-    caller never probes a model for what it can do.
+    batching wrapper ``search/model/batching.py`` and the per-search view
+    ``search/state/context.py``), so planners and scorers never probe a model for what it can do
+    (docs/architecture.md names the few callers above them that still do).
     """
 
     identity: ModelIdentity
