@@ -80,3 +80,25 @@ def test_cli_astar_on_the_real_model_keeps_to_a_forward_pass_budget() -> None:
     report = json.loads(proc.stdout)
     assert report["spend"]["forward_passes"] <= 40
     assert report["stop_reason"].startswith("max_forward_passes")
+
+
+def test_cli_solves_with_int8_weights_and_names_the_format() -> None:
+    proc = run_cli("solve", "examples/two_sum_function.json", "--dtype", "int8", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["public"]["all_passed"] is True
+    assert report["spend"]["generated_tokens"] > 10
+
+
+def test_real_model_int4_keeps_batched_and_single_greedy_equal() -> None:
+    from search.model.lm import GenerationParams
+    from search.model.loader import load_model
+
+    lm = load_model(dtype="int4")
+    assert lm.identity.dtype == "int4"
+    prompts = [lm.encode("def fib(n):\n"), lm.encode("def is_prime(n):\n    ")]
+    params = GenerationParams(max_new_tokens=8)
+    single = [lm.rollouts([p], params)[0].token_ids for p in prompts]
+    lm.kv.clear()
+    # two rows stay within the int4 kernel's row limit, so the batch runs the same kernel
+    assert [r.token_ids for r in lm.rollouts(prompts, params)] == single

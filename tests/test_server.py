@@ -222,9 +222,17 @@ def oai(server: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-def test_openai_models_are_the_planners(oai: openai.OpenAI) -> None:
-    ids = {m.id for m in oai.models.list()}
-    assert ids == {f"treedec-{n}" for n in planners.names()}
+def test_openai_models_are_the_planners(oai: openai.OpenAI, tiny_lm: Any) -> None:
+    models = oai.models.list().data
+    assert {m.id for m in models} == {f"treedec-{n}" for n in planners.names()}
+    # each names the model searched over and its weight format (bf16 and int8 answer differently)
+    assert {m.model_extra["treedec"]["weights"] for m in models} == {tiny_lm.identity.dtype}
+
+
+def test_an_engine_names_its_weight_format_before_loading() -> None:
+    assert Engine(dtype="int8").weights() == "int8"
+    assert Engine(dtype="bf16").weights() == "bfloat16"
+    assert Engine(model_spec="http://127.0.0.1:1/v1").weights() == "remote"
 
 
 def test_openai_completions_honour_max_tokens_stop_and_n(oai: openai.OpenAI, tiny_lm: Any) -> None:

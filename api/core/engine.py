@@ -50,6 +50,18 @@ class Engine:
 
             check_model_options(self.device, self.dtype)
 
+    def weights(self) -> str:
+        """The served model's weight format (``bfloat16``, ``int8``, ``int4``...) as its identity
+        names it, known before the model is loaded; ``remote`` for a model behind a server."""
+        if self.lm is not None:
+            return self.lm.identity.dtype
+        if self.model_spec.startswith(("http://", "https://")):
+            return "remote"
+        from search.model.weights import check_model_options
+
+        fmt = check_model_options(self.device, self.dtype)
+        return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(fmt, fmt)
+
     def model(self) -> LanguageModel:
         with self._lock:
             if self.lm is None:

@@ -256,6 +256,9 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
         import planners
 
         created = int(time.time())
+        # every planner searches over one model: name it and its weight format (a bf16 and an
+        # int8 server give different answers)
+        served = {"model": state.engine.model_spec, "weights": state.engine.weights()}
         return {
             "object": "list",
             "data": [
@@ -265,6 +268,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
                     "created": created,
                     "owned_by": "treedec",
                     "description": p["description"],
+                    "treedec": served,
                 }
                 for p in planners.describe()
             ],
