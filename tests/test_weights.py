@@ -136,3 +136,14 @@ def test_cuda_without_a_device_is_one_line() -> None:
 def test_an_unknown_device_names_the_choices() -> None:
     with pytest.raises(ModelError, match="choose one of: auto, cpu, cuda, cuda:N"):
         check_model_options("tpu", "auto")
+
+
+@pytest.mark.parametrize("cls", [Int8Linear, Int4Linear])
+def test_many_rows_take_the_dense_copy_and_agree_with_the_kernel(cls) -> None:  # type: ignore[no-untyped-def]
+    layer = cls.of(_linear())
+    rows = layer.kernel_max_rows + 2
+    x = torch.randn(rows, 5, 128, dtype=torch.bfloat16)[:, -1:, :]  # strided, as a last-position slice
+    dense = layer(x).float()
+    assert dense.shape == (rows, 1, 96)
+    kernel = torch.cat([layer(x[i : i + 1]) for i in range(rows)]).float()  # one row at a time
+    assert ((dense - kernel).norm() / kernel.norm()) < 0.01

@@ -133,7 +133,9 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).contiguous()
         if flat.shape[0] > self.kernel_max_rows:
-            return nn.functional.linear(x, self.dense.to(x.dtype), self.bias)
+            # on the flat rows: a strided 3-D input would make linear copy the weight per batch row
+            y = nn.functional.linear(flat, self.dense.to(x.dtype), self.bias)
+            return y.reshape(*x.shape[:-1], self.out_features)
         y = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales.to(x.dtype))
         if self.bias is not None:
             y = y + self.bias
@@ -196,7 +198,9 @@ class Int4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features).contiguous()
         if flat.shape[0] > self.kernel_max_rows:
-            return nn.functional.linear(x, self.dense.to(x.dtype), self.bias)
+            # on the flat rows: a strided 3-D input would make linear copy the weight per batch row
+            y = nn.functional.linear(flat, self.dense.to(x.dtype), self.bias)
+            return y.reshape(*x.shape[:-1], self.out_features)
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
             flat, self.weight_int4, self.group, self.scales_and_zeros.to(x.dtype)
         )
