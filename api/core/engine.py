@@ -57,10 +57,9 @@ class Engine:
             return self.lm.identity.dtype
         if self.model_spec.startswith(("http://", "https://")):
             return "remote"
-        from search.model.weights import check_model_options
+        from search.model.weights import check_model_options, identity_dtype
 
-        fmt = check_model_options(self.device, self.dtype)
-        return {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(fmt, fmt)
+        return identity_dtype(check_model_options(self.device, self.dtype))
 
     def model(self) -> LanguageModel:
         with self._lock:

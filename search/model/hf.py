@@ -32,7 +32,7 @@ from search.model.lm import (
     TokenDist,
     per_prefix,
 )
-from search.model.weights import activation_dtype, load_quantized, pick_device, resolve_format
+from search.model.weights import activation_dtype, identity_dtype, load_quantized, pick_device, resolve_format
 from search.problems.prompting import TokenizerText
 
 log = logging.getLogger("treedec.lm")
@@ -107,9 +107,7 @@ class HFModel(TokenizerText):
             name=name or Path(path).name,
             revision=revision,
             tokenizer_hash=tokenizer_fingerprint(tok),
-            # the weight format: bf16 keeps the name it had before quantized formats existed, so
-            # its cache keys and rows stay valid
-            dtype=fmt if fmt in ("int8", "int4") else str(dt).replace("torch.", ""),
+            dtype=identity_dtype(fmt),
         )
         return cls(model, tok, identity, kv_cache_bytes=kv_cache_bytes)
 

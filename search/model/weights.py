@@ -98,18 +98,50 @@ def check_model_options(device: str = "auto", dtype: str = "auto") -> str:
     return resolve_format(pick_device(device), dtype)
 
 
+def identity_dtype(fmt: str) -> str:
+    """How a model's identity names its weight format: bf16 keeps the name it had before quantized
+    formats existed (``bfloat16``), so its cache keys and rows stay valid."""
+    return fmt if fmt in QUANTIZED else str(activation_dtype(fmt)).replace("torch.", "")
+
+
 def activation_dtype(fmt: str) -> torch.dtype:
     """The dtype activations and the KV cache keep: bf16 under quantized weights."""
     return _TORCH_DTYPES.get(fmt, torch.bfloat16)
 
 
-class Int8Linear(nn.Module):
+class _QuantizedLinear(nn.Module):
+    """What the int8 and int4 layers share: a call of at most ``kernel_max_rows`` rows runs the
+    packed kernel (``_kernel``); more rows (prefill, wide batches) run ``dense``, the same weights
+    de-quantized, where the one-row-at-a-time kernels are slower than a dense matmul. ``dense`` is
+    not a buffer: neither saved nor counted as read by a decode step."""
+
+    kernel_max_rows: int
+    in_features: int
+    out_features: int
+    dense: torch.Tensor
+    bias: torch.Tensor | None
+
+    def _kernel(self, flat: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).contiguous()
+        if flat.shape[0] > self.kernel_max_rows:
+            # on the flat rows: a strided 3-D input would make linear copy the weight per batch row
+            y = nn.functional.linear(flat, self.dense.to(x.dtype), self.bias)
+        else:
+            y = self._kernel(flat)
+            if self.bias is not None:
+                y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+class Int8Linear(_QuantizedLinear):
     """``y = x W^T + b`` with W as int8 and one scale per output channel (symmetric)."""
 
     kernel_max_rows = 4  # above this many rows, the dense copy is faster (bench/engine.py)
     weight_int8: torch.Tensor
     scales: torch.Tensor
-    bias: torch.Tensor | None
 
     def __init__(self, codes: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
@@ -117,39 +149,32 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales)
         self.register_buffer("bias", bias)
         self.out_features, self.in_features = codes.shape
-        # the same int8 weights de-quantized, for many rows at once (prefill, wide batches), where
-        # the int8 kernel, one row at a time, is slower than a dense matmul; not a buffer: neither
-        # saved nor counted as read by a decode step
         self.dense = (codes.float() * scales.float()[:, None]).to(scales.dtype)
 
-    @classmethod
-    def of(cls, linear: nn.Linear) -> Int8Linear:
+    @staticmethod
+    def quantize(linear: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+        """The int8 codes and the per-output-channel scales of a layer."""
         weight = linear.weight.detach()
         scale = (weight.abs().amax(dim=1).float() / 127).clamp(min=1e-12)
         codes = torch.round(weight.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+        return codes, scale.to(weight.dtype)
+
+    @classmethod
+    def of(cls, linear: nn.Linear) -> Int8Linear:
         bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(codes, scale.to(weight.dtype), bias)
+        return cls(*cls.quantize(linear), bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).contiguous()
-        if flat.shape[0] > self.kernel_max_rows:
-            # on the flat rows: a strided 3-D input would make linear copy the weight per batch row
-            y = nn.functional.linear(flat, self.dense.to(x.dtype), self.bias)
-            return y.reshape(*x.shape[:-1], self.out_features)
-        y = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales.to(x.dtype))
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+    def _kernel(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales.to(flat.dtype))
 
 
-class Int4Linear(nn.Module):
+class Int4Linear(_QuantizedLinear):
     """``y = x W^T + b`` with W as 4-bit codes, a scale and an offset per group of inputs, packed
     for torch's CPU int4 kernel (asymmetric: ``w = (q - 8) * scale + mid``)."""
 
     kernel_max_rows = 16  # above this many rows, the dense copy is faster (bench/engine.py)
     weight_int4: torch.Tensor
     scales_and_zeros: torch.Tensor
-    bias: torch.Tensor | None
 
     def __init__(
         self,
@@ -169,7 +194,6 @@ class Int4Linear(nn.Module):
         self.out_features, self.in_features = codes.shape
         scale = scales_and_zeros[..., 0].t().float().repeat_interleave(group, dim=1)
         mid = scales_and_zeros[..., 1].t().float().repeat_interleave(group, dim=1)
-        # see Int8Linear.dense
         self.dense = ((codes.float() - 8) * scale + mid).to(scales_and_zeros.dtype)
 
     @staticmethod
@@ -195,18 +219,10 @@ class Int4Linear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls(codes, scales_and_zeros, bias, group)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features).contiguous()
-        if flat.shape[0] > self.kernel_max_rows:
-            # on the flat rows: a strided 3-D input would make linear copy the weight per batch row
-            y = nn.functional.linear(flat, self.dense.to(x.dtype), self.bias)
-            return y.reshape(*x.shape[:-1], self.out_features)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            flat, self.weight_int4, self.group, self.scales_and_zeros.to(x.dtype)
+    def _kernel(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(
+            flat, self.weight_int4, self.group, self.scales_and_zeros.to(flat.dtype)
         )
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
 
 
 def _linears(model: Any) -> list[tuple[str, nn.Linear]]:
@@ -228,8 +244,7 @@ def quantized_state(model: Any, fmt: str) -> dict[str, torch.Tensor]:
             codes, scales_and_zeros = Int4Linear.quantize(linear)
             state[f"{name}.codes_int4"], state[f"{name}.scales_and_zeros"] = codes, scales_and_zeros
         else:
-            layer = Int8Linear.of(linear)
-            state[f"{name}.weight_int8"], state[f"{name}.scales"] = layer.weight_int8, layer.scales
+            state[f"{name}.weight_int8"], state[f"{name}.scales"] = Int8Linear.quantize(linear)
         if linear.bias is not None:
             state[f"{name}.bias"] = linear.bias.detach().clone()
     return state
