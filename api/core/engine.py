@@ -151,7 +151,7 @@ class Engine:
         ctx = self.context(spec.budget, events, cancel)
         # the search's one stop (cancel + wall-time deadline), handed down to every model call
         with request_guard(guard=ctx.meter.guard()):
-            result = instance.solve(problem, ctx)
+            result = instance.solve(problem.for_search(), ctx)  # an answer problem's reference only judges
         if result.answer_style is not None:  # the search chose the style of its answer (styles, cascade)
             problem = self.render(spec.problem, result.answer_style)
         if on_result is not None:

@@ -3,13 +3,15 @@
 - treedec's own: ``{"question": ..., "answer": ..., "answer_type": ...}`` (``AnswerRecord``; ``id``
   and ``choices`` optional, ``answer`` optional: without it there is no verdict, only an answer);
 - GSM8K: ``question``, and ``answer``, a worked solution ending in ``#### N``;
-- MATH-style: ``problem`` (or ``question``), and ``answer`` or a ``solution`` whose last
-  ``\\boxed{}`` holds it; the answer type defaults to ``math``.
+- MATH-style (a record with ``problem``, ``solution``, ``unique_id``, ``level`` or ``subject``):
+  ``problem`` (or ``question``), and ``answer`` or a ``solution`` whose last ``\\boxed{}`` holds it;
+  the answer type defaults to ``math``.
 
 >>> p = answer_problem({"question": "What is 2 + 3?", "answer": 5}, "demo.json")
 >>> p.id, p.prompt, p.final_answer.reference, p.final_answer.type
 ('demo-0', 'What is 2 + 3?', '5', 'number')
->>> answer_problem({"problem": "Half of 1?", "solution": r"It is $\\boxed{\\frac12}$."}, "m.jsonl").final_answer.reference
+>>> row = {"problem": "Half of 1?", "solution": r"It is $\\boxed{\\frac12}$."}
+>>> answer_problem(row, "m.jsonl").final_answer.reference
 '\\\\frac12'
 """
 
@@ -27,6 +29,8 @@ from search.problems.problem import Problem
 from search.problems.verification import AnswerType, reference_error
 
 _MARKERS = ("question", "problem", "answer", "answer_type", "solution")
+_MATH_KEYS = ("problem", "solution", "unique_id", "level", "subject")
+"""Keys that make a record MATH-style (MATH, MATH-500), whose other keys are left aside."""
 
 
 class AnswerRecord(BaseModel):
@@ -84,7 +88,7 @@ def answer_problem(data: dict[str, Any], source: str, index: int = 0) -> Problem
 
 
 def _record(data: dict[str, Any], source: str) -> AnswerRecord:
-    if "problem" in data or "solution" in data:
+    if any(k in data for k in _MATH_KEYS):
         return _math_record(data, source)
     answer = data.get("answer")
     if "question" in data and isinstance(answer, str) and "####" in answer:

@@ -107,7 +107,9 @@ class AnswerIs:
     """
 
     name: Rule = "answer-is"
-    _PHRASE = re.compile(r"(?:\bthe\s+(?:final\s+)?answer\s+is\b|^\W*(?:final\s+)?answer\s*:)\s*:?", re.I | re.M)
+    _PHRASE = re.compile(
+        r"(?:\bthe\s+(?:final\s+)?answer\s+is\b|^\W*(?:final\s+)?answer\s*:)\s*:?", re.I | re.M
+    )
     _END = re.compile(r"\.(?=\s)|\n|(?<![\d.])\.$|$")
 
     def __call__(self, text: str, complete: bool) -> str | None:

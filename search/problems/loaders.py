@@ -28,7 +28,6 @@ from search.problems.errors import ProblemError
 from search.problems.gsm8k import is_gsm8k_spec, load_gsm8k
 from search.problems.problem import FunctionTest, IOTest, Problem, with_kind
 
-
 # ----- HumanEval ------------------------------------------------------------------------------
 
 _ARROW = re.compile(

@@ -15,6 +15,10 @@ The program that is run is ``problem.program(completion)``: for completion-style
 (``search/problems/prompting.py``) also carries the text the model continues (``model_prompt``); in the
 ``chat`` style the answer is a whole function in a code fence, and the program is the prompt
 followed by that code (so the prompt's imports and helpers stay, and the answer's function wins).
+
+A problem with a ``final_answer`` (``search/problems/answers.py``) is an answer problem instead: its
+prompt is a question, and its answer is a final answer checked against a reference that, like
+hidden tests, only judges (``for_search`` is the problem without it, as planners get it).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.problems.answers import FinalAnswer
-from search.problems.prompt_styles import RenderedStyle, ReasoningStyle
+from search.problems.prompt_styles import ReasoningStyle, RenderedStyle
 
 
 class FunctionTest(BaseModel):
@@ -169,7 +173,9 @@ class Problem(BaseModel):
         """The problem as a planner gets it: an answer problem without its reference answer."""
         if self.final_answer is None or self.final_answer.reference is None:
             return self
-        return self.model_copy(update={"final_answer": self.final_answer.model_copy(update={"reference": None})})
+        return self.model_copy(
+            update={"final_answer": self.final_answer.model_copy(update={"reference": None})}
+        )
 
     def program(self, completion: str) -> str:
         """The program that is executed for a completion (an answer reasoned in prose has none)."""

@@ -134,7 +134,8 @@ def question_text(problem: Problem) -> str:
     """An answer problem's question as the model reads it, with its options when it has some.
 
     >>> from search.problems.answers import FinalAnswer
-    >>> p = Problem(id="q", prompt="Which is blue?", final_answer=FinalAnswer(type="choice", choices=["sun", "sky"]))
+    >>> choice = FinalAnswer(type="choice", choices=["sun", "sky"])
+    >>> p = Problem(id="q", prompt="Which is blue?", final_answer=choice)
     >>> print(question_text(p))
     Which is blue?
     <BLANKLINE>
@@ -145,7 +146,9 @@ def question_text(problem: Problem) -> str:
     choices = problem.final_answer.choices if problem.final_answer else None
     if not choices:
         return question
-    options = "\n".join(f"{label}) {choice}" for label, choice in zip(labels(len(choices)), choices, strict=True))
+    options = "\n".join(
+        f"{label}) {choice}" for label, choice in zip(labels(len(choices)), choices, strict=True)
+    )
     return f"{question}\n\n{options}"
 
 

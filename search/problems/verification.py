@@ -71,7 +71,9 @@ def same_number(a: Fraction | None, b: Fraction | None, rel_tol: float = REL_TOL
     return a == b or math.isclose(float(a), float(b), rel_tol=rel_tol, abs_tol=rel_tol * 1e-3)
 
 
-def reference_error(reference: str, answer_type: AnswerType, choices: Sequence[str] | None = None) -> str | None:
+def reference_error(
+    reference: str, answer_type: AnswerType, choices: Sequence[str] | None = None
+) -> str | None:
     """Why ``reference`` cannot be checked against as an ``answer_type`` answer (``None``: it can).
 
     >>> reference_error("eighteen", "number")
