@@ -109,6 +109,38 @@ def test_the_engine_hands_planners_the_question_without_its_reference(tiny_lm, m
     assert REFERENCE not in (seen[0].model_prompt or "")
 
 
+def test_the_result_shows_the_answer_found_and_its_verdict(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(lm=tiny_lm, cache=MemoryCache())
+    report = engine.solve(QUESTION, "greedy", {"max_new_tokens": 3}, include_tree=False)
+    assert report.spend.generated_tokens == 3  # the random model never ends on its own in 3 tokens
+    verdict = report.final_answer
+    assert verdict is not None and verdict.correct is False
+    assert (verdict.answer.text, verdict.answer.reason) == (None, "cut off before an answer")
+    assert report.to_json()["final_answer"]["answer"]["reason"] == "cut off before an answer"
+    # a problem rendered beforehand is kept as it is (the surfaces take no reasoning style yet)
+    program_aided = engine.solve(
+        render(QUESTION, "program-aided", tiny_lm), "greedy", {"max_new_tokens": 3}, include_tree=False
+    )
+    assert program_aided.final_answer is not None
+    assert program_aided.final_answer.answer.reason == "the code defines no solution()"
+
+
+def test_the_engine_reads_an_answer_by_the_problems_style(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    engine = Engine(lm=tiny_lm, cache=MemoryCache())
+    cot = render(QUESTION, "chain-of-thought", tiny_lm)
+    pal = render(QUESTION, "program-aided", tiny_lm)
+    assert engine.answer_of(cot, r"16 - 3 - 4 = 9, and 9 * 2 = \boxed{18}.").text == "18"
+    assert engine.answer_of(pal, "def solution():\n    return (16 - 3 - 4) * 2\n```").text == "18"
+    assert engine.answer_of(cot, "16 - 3 - 4 = 9, and 9 * 2 =", complete=False).text is None
+
+
+def test_a_code_problems_result_has_no_final_answer(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    report = Engine(lm=tiny_lm, cache=MemoryCache()).solve(
+        CODE, "greedy", {"max_new_tokens": 3}, include_tree=False
+    )
+    assert report.final_answer is None and "final_answer" not in report.to_json()
+
+
 # ----- program-aided answers in the real sandbox -----------------------------------------------
 
 

@@ -11,12 +11,15 @@ before a planner gets the problem.
 '1,080'
 >>> FinalAnswer(type="choice", reference="B", choices=["red", "blue"]).check("blue")
 True
+>>> FinalAnswer(reference="18").judge(Answer(text="$18", rule="boxed")).correct
+True
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from search.problems.extraction import Answer
 from search.problems.verification import AnswerType, reference_error, verify
 
 
@@ -55,3 +58,16 @@ class FinalAnswer(BaseModel):
         if self.reference is None:
             return None
         return verify(extracted, self.reference, self.type, self.choices)
+
+    def judge(self, answer: Answer) -> AnswerVerdict:
+        """An answer found, with its verdict against the reference (``None``: no reference)."""
+        return AnswerVerdict(answer=answer, correct=self.check(answer.text))
+
+
+class AnswerVerdict(BaseModel):
+    """A search's final answer as its result shows it: what was found and by which rule (or why
+    there is none), and whether it is the reference answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    answer: Answer
+    correct: bool | None = Field(description="whether it is the reference answer; null: no reference given")
