@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from search.limits.budget import Budget, Spend
+from search.problems.answers import AnswerVerdict
 from search.problems.problem import Problem
 from search.problems.prompt_styles import DEFAULT_STYLE, PromptStyle
 from search.state.context import Candidate, SearchResult
@@ -152,12 +153,15 @@ class SolveReport(BaseModel):
     prompt_completion: str
     public: TestSummary | None
     hidden: TestSummary | None
+    final_answer: AnswerVerdict | None = None  # an answer problem's answer found, and its verdict
 
     @model_serializer(mode="wrap")
     def _without_missing_tree(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out: dict[str, Any] = handler(self)
         if self.tree is None:
             out.pop("tree", None)
+        if self.final_answer is None:
+            out.pop("final_answer", None)
         return out
 
     @classmethod
@@ -173,6 +177,7 @@ class SolveReport(BaseModel):
         prompt_completion: str,
         public: TestSummary | None,
         hidden: TestSummary | None,
+        final_answer: AnswerVerdict | None = None,
     ) -> SolveReport:
         return cls(
             planner=result.planner,
@@ -190,6 +195,7 @@ class SolveReport(BaseModel):
             prompt_completion=prompt_completion,
             public=public,
             hidden=hidden,
+            final_answer=final_answer,
         )
 
     def to_json(self, tree: bool = True) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from search.model.batching import request_guard
 from search.model.bundled import DEFAULT_MODEL, ProgressFn, default_prompt_style
 from search.model.lm import LanguageModel
 from search.model.loader import load_model
+from search.problems.extraction import Answer, extract_answer
 from search.problems.problem import Problem
 from search.problems.prompt_styles import DEFAULT_STYLE
 from search.problems.prompting import parse_style, render
@@ -151,7 +152,7 @@ class Engine:
         ctx = self.context(spec.budget, events, cancel)
         # the search's one stop (cancel + wall-time deadline), handed down to every model call
         with request_guard(guard=ctx.meter.guard()):
-            result = instance.solve(problem, ctx)
+            result = instance.solve(problem.for_search(), ctx)  # an answer problem's reference only judges
         if result.answer_style is not None:  # the search chose the style of its answer (styles, cascade)
             problem = self.render(spec.problem, result.answer_style)
         if on_result is not None:
@@ -162,6 +163,10 @@ class Engine:
         hidden = None
         if spec.evaluate_hidden and problem.hidden_tests:
             hidden = TestSummary.of(scorer.score(problem, completion, hidden=True))
+        final_answer = None
+        if problem.final_answer is not None:
+            cut_off = result.best is not None and len(result.best.token_ids) >= instance.params.max_new_tokens
+            final_answer = problem.final_answer.judge(self.answer_of(problem, completion, not cut_off))
         return SolveReport.of(
             result,
             spec.include_tree,
@@ -174,4 +179,15 @@ class Engine:
             prompt_completion=problem.prompt_completion(completion),
             public=public,
             hidden=hidden,
+            final_answer=final_answer,
         )
+
+    def answer_of(self, problem: Problem, completion: str, complete: bool = True) -> Answer:
+        """An answer problem's final answer in a completion: what ``solution()`` returns in the
+        sandbox for a program-aided one, else what the text says (``complete``: not cut off)."""
+        if problem.prompt_style == "program-aided":
+            from scorers.program_answers import program_answer
+
+            return program_answer(completion, self.scorer().executor)
+        answer_type = problem.final_answer.type if problem.final_answer else "number"
+        return extract_answer(completion, answer_type, complete)

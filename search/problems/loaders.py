@@ -23,12 +23,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from search.problems.answer_problems import answer_problem, is_answer_record
+from search.problems.errors import ProblemError
+from search.problems.gsm8k import is_gsm8k_spec, load_gsm8k
 from search.problems.problem import FunctionTest, IOTest, Problem, with_kind
-
-
-class ProblemError(ValueError):
-    """A problem spec or file that cannot be used; the message says why."""
-
 
 # ----- HumanEval ------------------------------------------------------------------------------
 
@@ -254,6 +252,8 @@ def _humaneval_index(ref: str) -> int:
 
 
 def _from_dict(data: dict[str, Any], source: str, index: int = 0) -> Problem:
+    if is_answer_record(data):
+        return answer_problem(data, source, index)
     if "input_output" in data or "question" in data:
         return apps_problem(data, default_id=f"{Path(source).stem}-{index}")
     data = {
@@ -376,6 +376,8 @@ def load_problems(spec: str, limit: int | None = None, offset: int = 0) -> list[
             else:
                 indices.append(_humaneval_index(part))
         problems = humaneval(indices) if ref else humaneval()
+    elif is_gsm8k_spec(spec):
+        problems = load_gsm8k(spec)
     elif spec.startswith("apps:"):
         problems = load_file(spec[5:])
     elif ":" in spec.split("/")[0] and not Path(spec).exists():

@@ -15,6 +15,10 @@ The program that is run is ``problem.program(completion)``: for completion-style
 (``search/problems/prompting.py``) also carries the text the model continues (``model_prompt``); in the
 ``chat`` style the answer is a whole function in a code fence, and the program is the prompt
 followed by that code (so the prompt's imports and helpers stay, and the answer's function wins).
+
+A problem with a ``final_answer`` (``search/problems/answers.py``) is an answer problem instead: its
+prompt is a question, and its answer is a final answer checked against a reference that, like
+hidden tests, only judges (``for_search`` is the problem without it, as planners get it).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search.problems.prompt_styles import RenderedStyle
+from search.problems.answers import FinalAnswer
+from search.problems.prompt_styles import ReasoningStyle, RenderedStyle
 
 
 class FunctionTest(BaseModel):
@@ -131,16 +136,29 @@ class Problem(BaseModel):
     hidden_tests: list[TestCase] = Field(default_factory=list)
     canonical_solution: str | None = None
     stop: list[str] | None = None
-    prompt_style: RenderedStyle = "completion"
+    prompt_style: RenderedStyle | ReasoningStyle = "completion"
     model_prompt: str | None = Field(None, description="the text the model continues, when rendered")
     public_tests_from: Literal["request", "docstring"] = Field(
         "request", description="where the public tests came from (docstring: parsed from the examples)"
     )
+    final_answer: FinalAnswer | None = Field(
+        None, description="set for a question whose final answer is checked: its type and reference"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _question_is_text(cls, data: object) -> object:
+        """An answer problem's prompt is a question, not code, unless it says otherwise."""
+        if isinstance(data, dict) and data.get("final_answer") is not None and "prompt_is_code" not in data:
+            return {**data, "prompt_is_code": False}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Problem:
         if not self.prompt.strip():
             raise ValueError("prompt is empty: give the code or the task text the model should continue")
+        if self.final_answer is not None and self.prompt_is_code:
+            raise ValueError("an answer problem's prompt is a question: prompt_is_code must be false")
         uses_functions = any(t.kind == "function" for t in self.public_tests + self.hidden_tests)
         if uses_functions and not self.entry_point:
             raise ValueError("function tests need an 'entry_point' (the function's name)")
@@ -151,8 +169,20 @@ class Problem(BaseModel):
         """What the model continues: the rendered chat turn, or the prompt itself."""
         return self.model_prompt if self.model_prompt is not None else self.prompt
 
+    def for_search(self) -> Problem:
+        """The problem as a planner gets it: an answer problem without its reference answer."""
+        if self.final_answer is None or self.final_answer.reference is None:
+            return self
+        return self.model_copy(
+            update={"final_answer": self.final_answer.model_copy(update={"reference": None})}
+        )
+
     def program(self, completion: str) -> str:
-        """The program that is executed for a completion."""
+        """The program that is executed for a completion (an answer reasoned in prose has none)."""
+        if self.prompt_style == "chain-of-thought":
+            return ""
+        if self.prompt_style == "program-aided":
+            return answer_code(completion)
         if self.prompt_style == "chat" or (self.prompt_style == "chat-prefill" and not self.prompt_is_code):
             return self._program_of_answer(answer_code(completion))
         return self.prompt + completion if self.prompt_is_code else completion

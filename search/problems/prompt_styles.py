@@ -19,6 +19,13 @@ PromptStyle = Literal["auto", RenderedStyle]
 problem is rendered)."""
 STYLES: tuple[PromptStyle, ...] = get_args(PromptStyle)
 
+ReasoningStyle = Literal["chain-of-thought", "program-aided"]
+"""A style an answer problem (a question with a checked final answer) is rendered in: reasoning in
+prose up to a boxed answer, or a ``solution()`` function whose return value is the answer."""
+REASONING_STYLES: tuple[ReasoningStyle, ...] = get_args(ReasoningStyle)
+DEFAULT_REASONING_STYLE: ReasoningStyle = "chain-of-thought"
+"""What ``auto`` means for an answer problem (until a style is measured best on GSM8K train)."""
+
 # A request's style when it names none, one default per kind of surface:
 DEFAULT_STYLE: PromptStyle = "auto"
 """REST, the CLI, the harness plugin, a ``SolveSpec``: the model's measured style."""

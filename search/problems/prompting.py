@@ -12,6 +12,13 @@ fence, the model writes the whole function and stops at the closing fence. ``cha
 the same chat turn with the prompt's code already written in the answer, so the model continues
 the body inside its own turn (chat-mode wording at completion-mode token cost).
 
+An answer problem (a question with a checked final answer, ``Problem.final_answer``) is rendered
+in a reasoning style instead: ``chain-of-thought`` puts the question in the chat template under
+Qwen's math system prompt (reason step by step, the final answer in ``\\boxed{}``) and the whole
+text is the answer's reasoning; ``program-aided`` asks for a Python function ``solution()`` that
+returns the answer, prefills the code fence like ``chat``, and ends at the closing fence (the
+sandbox runs ``solution()``: ``scorers/program_answers.py``). ``auto`` is chain of thought.
+
 >>> p = Problem(id="t", prompt="def f(x):\\n    \\"\\"\\"Twice x.\\"\\"\\"\\n", entry_point="f")
 >>> p.program("    return 2 * x\\n").endswith("return 2 * x\\n")
 True
@@ -28,7 +35,15 @@ from typing import Any, Protocol, cast
 
 from search.limits.stops import StopCondition, StopStrings, TopLevelStop
 from search.problems.problem import Problem
-from search.problems.prompt_styles import STYLES, PromptStyle, RenderedStyle
+from search.problems.prompt_styles import (
+    DEFAULT_REASONING_STYLE,
+    REASONING_STYLES,
+    STYLES,
+    PromptStyle,
+    ReasoningStyle,
+    RenderedStyle,
+)
+from search.problems.verification import labels
 
 FENCE = "```"
 CLOSING_FENCE = "\n" + FENCE
@@ -36,6 +51,12 @@ CODE_INSTRUCTION = "Can you complete the following Python function?"
 PROGRAM_INSTRUCTION = (
     "Write a complete Python program that solves the following task. "
     "Read the input from standard input and print the answer to standard output."
+)
+REASONING_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+"""Qwen's math system prompt (Qwen2.5-Math), for chain of thought."""
+PROGRAM_AIDED_INSTRUCTION = (
+    "Write a Python function `solution()` that solves the following problem and returns the final "
+    "answer. Do not print the answer: return it. Put the whole function in one ```python code block."
 )
 
 
@@ -85,7 +106,15 @@ def render(
     problem: Problem, style: str, lm: ChatModel, default: str | None = None, name: str = ""
 ) -> Problem:
     """The problem as the model will see it in ``style``; ``auto`` takes ``default`` (a model's
-    measured style), else chat for an instruct model (by ``name``) with a template, else completion."""
+    measured style), else chat for an instruct model (by ``name``) with a template, else completion.
+    An answer problem is rendered in a reasoning style (``auto``: chain of thought)."""
+    if problem.final_answer is not None:
+        return render_reasoning(problem, style, lm)
+    if style in REASONING_STYLES:
+        raise PromptStyleError(
+            f"prompt style {style!r} is for questions with a final answer (answer problems); "
+            f"a code problem takes one of {', '.join(STYLES)}"
+        )
     chosen = resolve(style, lm, default, name)
     if chosen == "completion":
         return problem.model_copy(update={"prompt_style": chosen, "model_prompt": None})
@@ -98,6 +127,61 @@ def render(
     prefill = f"{FENCE}python\n"
     if chosen == "chat-prefill" and problem.prompt_is_code:
         prefill += problem.prompt
+    return problem.model_copy(update={"prompt_style": chosen, "model_prompt": turn + prefill})
+
+
+def question_text(problem: Problem) -> str:
+    """An answer problem's question as the model reads it, with its options when it has some.
+
+    >>> from search.problems.answers import FinalAnswer
+    >>> choice = FinalAnswer(type="choice", choices=["sun", "sky"])
+    >>> p = Problem(id="q", prompt="Which is blue?", final_answer=choice)
+    >>> print(question_text(p))
+    Which is blue?
+    <BLANKLINE>
+    A) sun
+    B) sky
+    """
+    question = problem.prompt.strip()
+    choices = problem.final_answer.choices if problem.final_answer else None
+    if not choices:
+        return question
+    options = "\n".join(
+        f"{label}) {choice}" for label, choice in zip(labels(len(choices)), choices, strict=True)
+    )
+    return f"{question}\n\n{options}"
+
+
+def reasoning_messages(problem: Problem, style: ReasoningStyle) -> list[dict[str, str]]:
+    """The chat turn of an answer problem in a reasoning style (never its reference answer)."""
+    if style == "chain-of-thought":
+        return [
+            {"role": "system", "content": REASONING_SYSTEM},
+            {"role": "user", "content": question_text(problem)},
+        ]
+    return [{"role": "user", "content": f"{PROGRAM_AIDED_INSTRUCTION}\n\n{question_text(problem)}"}]
+
+
+def parse_reasoning_style(style: str) -> ReasoningStyle:
+    """A reasoning style by name (``auto``: the default one); any other name fails with the names."""
+    if style == "auto":
+        return DEFAULT_REASONING_STYLE
+    if style not in REASONING_STYLES:
+        raise PromptStyleError(
+            f"prompt style {style!r} is not one for a question with a final answer; "
+            f"use one of auto, {', '.join(REASONING_STYLES)}"
+        )
+    return cast(ReasoningStyle, style)
+
+
+def render_reasoning(problem: Problem, style: str, lm: ChatModel) -> Problem:
+    """An answer problem in a reasoning style: the chat turn, and for program-aided answers the
+    opened code fence."""
+    chosen = parse_reasoning_style(style)
+    turn = lm.chat_text(reasoning_messages(problem, chosen))
+    if turn is None:
+        raise PromptStyleError(f"prompt style {chosen!r} needs a chat template and this model has none")
+    prefill = f"{FENCE}python\n" if chosen == "program-aided" else ""
     return problem.model_copy(update={"prompt_style": chosen, "model_prompt": turn + prefill})
 
 
@@ -128,9 +212,10 @@ _INSTRUCT = re.compile(r"instruct|chat|(?:^|[-_])it(?:$|[-_])", re.I)
 def stops_for(problem: Problem) -> list[StopCondition]:
     """Where a continuation of this problem ends. Continuing a function (a code prompt with an
     entry point): at a new top-level statement, which also catches a closing fence. A whole
-    answer in a chat turn: at the closing fence. Plus the problem's own stop strings."""
+    answer in a chat turn (a program-aided one too): at the closing fence. Reasoning in prose: at
+    the model's end of turn only. Plus the problem's own stop strings."""
     stops: list[StopCondition] = []
-    whole_answer = problem.prompt_style == "chat" or (
+    whole_answer = problem.prompt_style in ("chat", "program-aided") or (
         problem.prompt_style == "chat-prefill" and not problem.prompt_is_code
     )
     if whole_answer:
