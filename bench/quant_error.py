@@ -65,7 +65,8 @@ def measure(variants: list[str], rows_path: Path, max_tokens: int = 400) -> dict
     for variant in variants:
         other = log_probs(quantized_copy(lm.model, VARIANTS[variant]))
         kl = torch.cat([(r.exp() * (r - o)).sum(-1) for r, o in zip(reference, other, strict=True)])
-        agree = torch.cat([(r.argmax(-1) == o.argmax(-1)).float() for r, o in zip(reference, other, strict=True)])
+        pairs = zip(reference, other, strict=True)
+        agree = torch.cat([(r.argmax(-1) == o.argmax(-1)).float() for r, o in pairs])
         results[variant] = {
             "kl_mean": round(kl.mean().item(), 5),
             "kl_p95": round(kl.quantile(0.95).item(), 5),
