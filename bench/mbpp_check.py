@@ -36,19 +36,60 @@ EVALPLUS = "evalplus==0.3.1"
 # Deliberately wrong (or deliberately odd but right) programs, one per rule the judge applies:
 # (task number, what it shows, the function)
 WRONG: list[tuple[int, str, str]] = [
-    (2, "set rule: order differs, still right", "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b), reverse=True))\n"),
-    (2, "set rule: a list where a tuple is returned, still right", "def similar_elements(a, b):\n    return list(set(a) & set(b))\n"),
+    (
+        2,
+        "set rule: order differs, still right",
+        "def similar_elements(a, b):\n    return tuple(sorted(set(a) & set(b), reverse=True))\n",
+    ),
+    (
+        2,
+        "set rule: a list where a tuple is returned, still right",
+        "def similar_elements(a, b):\n    return list(set(a) & set(b))\n",
+    ),
     (3, "wrong on odd composites", "def is_not_prime(n):\n    return n % 2 == 0 and n != 2\n"),
-    (82, "float within the task's atol", "import math\ndef volume_sphere(r):\n    return (4 / 3) * math.pi * r**3 * (1 + 1e-9)\n"),
+    (
+        82,
+        "float within the task's atol",
+        "import math\ndef volume_sphere(r):\n    return (4 / 3) * math.pi * r**3 * (1 + 1e-9)\n",
+    ),
     (82, "float outside the task's atol", "def volume_sphere(r):\n    return (4 / 3) * 3.1416 * r**3\n"),
-    (581, "its own oracle: the height taken to the apex", "import math\ndef surface_Area(b, h):\n    return round(b**2 + 2 * b * math.sqrt((b / 2) ** 2 + h**2))\n"),
-    (558, "its own oracle: zero-padded digits", "def digit_distance_nums(a, b):\n    return sum(abs(int(x) - int(y)) for x, y in zip(str(a).zfill(30), str(b).zfill(30)))\n"),
-    (787, "not-None rule: a bool where a match is returned", "import re\ndef text_match_three(text):\n    return re.search('ab{3}?', text) is not None\n"),
+    (
+        581,
+        "its own oracle: the height taken to the apex",
+        "import math\ndef surface_Area(b, h):\n"
+        "    return round(b**2 + 2 * b * math.sqrt((b / 2) ** 2 + h**2))\n",
+    ),
+    (
+        558,
+        "its own oracle: zero-padded digits",
+        "def digit_distance_nums(a, b):\n"
+        "    return sum(abs(int(x) - int(y)) for x, y in zip(str(a).zfill(30), str(b).zfill(30)))\n",
+    ),
+    (
+        787,
+        "not-None rule: a bool where a match is returned",
+        "import re\ndef text_match_three(text):\n    return re.search('ab{3}?', text) is not None\n",
+    ),
     (787, "not-None rule: always None", "def text_match_three(text):\n    return None\n"),
-    (4, "an int where a float is expected... or the reverse", "import heapq\ndef heap_queue_largest(nums, n):\n    return [float(x) for x in heapq.nlargest(n, nums)]\n"),
+    (
+        4,
+        "an int where a float is expected... or the reverse",
+        "import heapq\ndef heap_queue_largest(nums, n):\n"
+        "    return [float(x) for x in heapq.nlargest(n, nums)]\n",
+    ),
     (17, "passes base, fails plus (floats)", "def square_perimeter(a):\n    return 4 * int(a)\n"),
-    (255, "a list of lists where tuples are expected", "from itertools import combinations_with_replacement\ndef combinations_colors(l, n):\n    return [list(c) for c in combinations_with_replacement(l, n)]\n"),
-    (11, "raises on an input", "def remove_Occ(s, ch):\n    i = s.index(ch)\n    j = s.rindex(ch)\n    return s[:i] + s[i + 1:j] + s[j + 1:]\n"),
+    (
+        255,
+        "a list of lists where tuples are expected",
+        "from itertools import combinations_with_replacement\ndef combinations_colors(l, n):\n"
+        "    return [list(c) for c in combinations_with_replacement(l, n)]\n",
+    ),
+    (
+        11,
+        "raises on an input",
+        "def remove_Occ(s, ch):\n    i = s.index(ch)\n    j = s.rindex(ch)\n"
+        "    return s[:i] + s[i + 1:j] + s[j + 1:]\n",
+    ),
 ]
 
 
@@ -93,8 +134,12 @@ def treedec_rows(which: str) -> list[dict[str, Any]]:
             "judge_seconds": round(time.perf_counter() - start, 2),
         }
         rows.append(row)
-        print(f"[{i}/{len(todo)}] {problem.id} {config}: base {row['base_passed']} plus {row['plus_passed']} "
-              f"{row['judge_seconds']}s", file=sys.stderr, flush=True)
+        print(
+            f"[{i}/{len(todo)}] {problem.id} {config}: base {row['base_passed']} plus {row['plus_passed']} "
+            f"{row['judge_seconds']}s",
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -113,9 +158,21 @@ def evalplus_verdicts(rows: list[dict[str, Any]], python: Path) -> list[tuple[bo
         samples.write_text("".join(json.dumps(x) + "\n" for x in lines))
         env = {**os.environ, "MBPP_OVERRIDE_PATH": str(data)}
         subprocess.run(
-            [str(python), "-m", "evalplus.evaluate", "--dataset", "mbpp", "--samples", str(samples),
-             "--i_just_wanna_run", "--parallel", "2"],
-            check=True, env=env, cwd=tmp,
+            [
+                str(python),
+                "-m",
+                "evalplus.evaluate",
+                "--dataset",
+                "mbpp",
+                "--samples",
+                str(samples),
+                "--i_just_wanna_run",
+                "--parallel",
+                "2",
+            ],
+            check=True,
+            env=env,
+            cwd=tmp,
         )
         results = json.loads((Path(tmp) / "samples_eval_results.json").read_text())["eval"]
     seen: dict[str, int] = {}
@@ -134,7 +191,9 @@ def compare(rows: list[dict[str, Any]], theirs: list[tuple[bool, bool]]) -> dict
     for r, (base, plus) in zip(rows, theirs, strict=True):
         ours = (bool(r.get("base_passed")), bool(r.get("plus_passed")))
         if ours != (base, plus):
-            differ.append({"config": r["config"], "task_id": r["task_id"], "treedec": ours, "evalplus": [base, plus]})
+            differ.append(
+                {"config": r["config"], "task_id": r["task_id"], "treedec": ours, "evalplus": [base, plus]}
+            )
     return {
         "rows": len(rows),
         "treedec_base": sum(bool(r.get("base_passed")) for r in rows),
@@ -149,8 +208,12 @@ def compare(rows: list[dict[str, Any]], theirs: list[tuple[bool, bool]]) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("rows", type=Path, help="the rows JSONL to check (or to write, with --canonical / --wrong)")
-    ap.add_argument("--canonical", action="store_true", help="write rows of every canonical solution, judged by treedec")
+    ap.add_argument(
+        "rows", type=Path, help="the rows JSONL to check (or to write, with --canonical / --wrong)"
+    )
+    ap.add_argument(
+        "--canonical", action="store_true", help="write rows of every canonical solution, judged by treedec"
+    )
     ap.add_argument("--wrong", action="store_true", help="write rows of the deliberately wrong programs")
     ap.add_argument("--evalplus-python", type=Path, default=None, help="a python with evalplus 0.3.1")
     args = ap.parse_args()

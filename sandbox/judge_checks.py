@@ -67,7 +67,9 @@ def values_equal(a: Any, b: Any) -> bool:
         return False
 
 
-def evalplus_match(out: Any, expected: Any, match: str, atol: float, alternatives: Sequence[Any] = ()) -> bool:
+def evalplus_match(
+    out: Any, expected: Any, match: str, atol: float, alternatives: Sequence[Any] = ()
+) -> bool:
     """EvalPlus's verdict on one returned value (``evalplus/eval/__init__.py``, ``unsafe_execute``),
     for a ``Comparison`` (``search/problems/problem.py``): ``atol`` is the tolerance EvalPlus uses
     at this test (1e-6 once a float expected value was seen with the task's atol 0), computed
@@ -128,7 +130,7 @@ def _broadcast(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None
     n = max(len(a), len(b))
     a, b = (1,) * (n - len(a)) + a, (1,) * (n - len(b)) + b
     out = []
-    for x, y in zip(a, b):
+    for x, y in zip(a, b):  # noqa: B905  (the judge may run on Python 3.8)
         if x != y and 1 not in (x, y):
             return None
         out.append(y if x == 1 else x)
@@ -139,7 +141,7 @@ def _flat_index(index: tuple[int, ...], shape: tuple[int, ...]) -> int:
     """The position in a flat array of ``shape`` (broadcast to ``index``'s rank) of ``index``."""
     index = index[len(index) - len(shape) :] if shape else ()
     flat = 0
-    for i, size in zip(index, shape):
+    for i, size in zip(index, shape):  # noqa: B905
         flat = flat * size + (0 if size == 1 else i)
     return flat
 

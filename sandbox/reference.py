@@ -38,7 +38,7 @@ REFERENCE_LIMITS = Limits(
 
 # Runs at the end of the program, in its namespace. Standard library only; no name it binds at the
 # top level but the one function, which deletes itself before the first call.
-DRIVER = r'''
+DRIVER = r"""
 
 def __treedec_reference_driver():
     import io, json, sys, time
@@ -96,7 +96,7 @@ def __treedec_reference_driver():
 
 
 __treedec_reference_driver()
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,12 @@ class ReferenceRunner:
         runs = [
             Job(
                 program + DRIVER,
-                [IOTest(stdin=json.dumps({"calls": list(calls), "max_chars": self.max_chars}), expected_stdout="")],
+                [
+                    IOTest(
+                        stdin=json.dumps({"calls": list(calls), "max_chars": self.max_chars}),
+                        expected_stdout="",
+                    )
+                ],
                 self.limits,
             )
             for program, calls in jobs

@@ -20,9 +20,10 @@ from sandbox.judge_checks import allclose, evalplus_match
 from sandbox.process import ProcessExecutor
 from sandbox.reference import ReferenceRunner
 from scorers.tests import TestScorer
+from search.problems import mbpp
+from search.problems import problem as problem_module
 from search.problems.literals import NotPlain, python_literal
 from search.problems.loaders import ProblemError, load_problem, load_problems
-from search.problems import mbpp
 from search.problems.mbpp import (
     DIGEST_WRAP,
     SUITES,
@@ -33,7 +34,6 @@ from search.problems.mbpp import (
     task_numbers,
     use_reference_runner,
 )
-from search.problems import problem as problem_module
 from search.problems.problem import Comparison, FunctionTest, Problem
 from search.problems.prompting import EVALPLUS_INSTRUCTION, EVALPLUS_RESPONSE, render, stops_for
 from search.problems.sanitize import sanitize
@@ -133,9 +133,13 @@ def test_a_cold_load_without_a_sandbox_says_what_to_do(home: Path) -> None:
         use_reference_runner(set_by_api)
 
 
-def test_every_canonical_solution_of_a_slice_passes_base_and_plus(home: Path, executor: ProcessExecutor) -> None:
+def test_every_canonical_solution_of_a_slice_passes_base_and_plus(
+    home: Path, executor: ProcessExecutor
+) -> None:
     problems = mbpp_problems("2-20,82,581,630,787", runner=CountingRunner(executor))
-    scorer = TestScorer(executor, limits=Limits(wall_per_test=10.0, wall_total=120.0, memory_bytes=4096 << 20))
+    scorer = TestScorer(
+        executor, limits=Limits(wall_per_test=10.0, wall_total=120.0, memory_bytes=4096 << 20)
+    )
     for problem in problems:
         reward = scorer.score(problem, problem.canonical_solution or "", hidden=True)
         assert reward.passed == reward.total > 100, (problem.id, reward.result.verdicts[:1])
@@ -144,10 +148,17 @@ def test_every_canonical_solution_of_a_slice_passes_base_and_plus(home: Path, ex
 
 def test_a_value_too_large_to_send_is_judged_by_its_digest(home: Path, executor: ProcessExecutor) -> None:
     (problem,) = mbpp_problems("255", runner=CountingRunner(executor))
-    digested = [t for t in problem.hidden_tests if isinstance(t, FunctionTest) and DIGEST_WRAP in (t.call or "")]
+    digested = [
+        t for t in problem.hidden_tests if isinstance(t, FunctionTest) and DIGEST_WRAP in (t.call or "")
+    ]
     assert len(digested) >= 1 and all(t.compare == Comparison() for t in digested)
-    wrong = "from itertools import combinations_with_replacement\ndef combinations_colors(l, n):\n    return [list(c) for c in combinations_with_replacement(l, n)]\n"
-    scorer = TestScorer(executor, limits=Limits(wall_per_test=30.0, wall_total=300.0, memory_bytes=4096 << 20))
+    wrong = (
+        "from itertools import combinations_with_replacement\ndef combinations_colors(l, n):\n"
+        "    return [list(c) for c in combinations_with_replacement(l, n)]\n"
+    )
+    scorer = TestScorer(
+        executor, limits=Limits(wall_per_test=30.0, wall_total=300.0, memory_bytes=4096 << 20)
+    )
     verdicts = scorer.score(problem, wrong, hidden=True).result.verdicts
     assert not any(verdicts[problem.hidden_tests.index(t)].ok for t in digested)
 
@@ -262,10 +273,16 @@ def test_base_and_plus_verdicts_are_reported_apart(home: Path, executor: Process
     wrong = "def square_perimeter(a):\n    return 4 * int(a)\n"  # right on the int base inputs only
     passes = [v.index for v in scorer.score(problem, wrong, hidden=True).result.verdicts if v.ok]
     assert suite_verdicts(problem, passes) == {"base_passed": True, "plus_passed": False}
-    right = [v.index for v in scorer.score(problem, problem.canonical_solution or "", hidden=True).result.verdicts if v.ok]
+    right = [
+        v.index
+        for v in scorer.score(problem, problem.canonical_solution or "", hidden=True).result.verdicts
+        if v.ok
+    ]
     assert suite_verdicts(problem, right) == {"base_passed": True, "plus_passed": True}
     assert suite_verdicts(problem, []) == {"base_passed": False, "plus_passed": False}
-    humaneval_like = Problem(id="h", prompt="def f():\n", entry_point="f", hidden_tests=[FunctionTest(code="assert f()")])
+    humaneval_like = Problem(
+        id="h", prompt="def f():\n", entry_point="f", hidden_tests=[FunctionTest(code="assert f()")]
+    )
     assert suite_verdicts(humaneval_like, [0]) == {}
     assert SUITES == ("base", "plus")
 
@@ -295,15 +312,33 @@ def test_a_docstring_prompt_is_not_cut_at_its_first_top_level_line() -> None:
 def test_sanitizer_keeps_what_the_entry_point_reaches() -> None:
     text = (
         "Here it is:\nimport re\nLIMIT = 3\n\ndef helper(x):\n    return x * LIMIT\n\n"
-        "def unused():\n    return 0\n\ndef f(x):\n    return helper(x)\n\nif __name__ == '__main__':\n    print(f(2))\n"
+        "def unused():\n    return 0\n\ndef f(x):\n    return helper(x)\n\n"
+        "if __name__ == '__main__':\n    print(f(2))\n"
     )
-    assert sanitize(text, "f") == "import re\nLIMIT = 3\ndef helper(x):\n    return x * LIMIT\ndef f(x):\n    return helper(x)"
-    assert sanitize("def f(x):\n    print(x)\n", "f") == "def f(x):\n    print(x)\n"  # no return: nothing kept
+    assert (
+        sanitize(text, "f")
+        == "import re\nLIMIT = 3\ndef helper(x):\n    return x * LIMIT\ndef f(x):\n    return helper(x)"
+    )
+    assert (
+        sanitize("def f(x):\n    print(x)\n", "f") == "def f(x):\n    print(x)\n"
+    )  # no return: nothing kept
     assert sanitize("def f():\n    return 1\ndef f():\n    return 2\n", "f") == "def f():\n    return 1"
 
 
 def test_python_literals_evaluate_back() -> None:
-    values = [2**20000, -(2**14000), 1.5, float("-inf"), complex(1, math.inf), (1,), frozenset({2}), set(), {}, b"\x00", range(3)]
+    values = [
+        2**20000,
+        -(2**14000),
+        1.5,
+        float("-inf"),
+        complex(1, math.inf),
+        (1,),
+        frozenset({2}),
+        set(),
+        {},
+        b"\x00",
+        range(3),
+    ]
     for value in values:
         assert eval(python_literal(value)) == value
     assert math.isnan(eval(python_literal(float("nan"))))

@@ -160,7 +160,30 @@ def task_numbers(ref: str) -> list[int]:
 
 
 _TUPLE_ARGS = frozenset(
-    {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740, 744, 809}
+    {
+        2,
+        116,
+        132,
+        143,
+        222,
+        261,
+        273,
+        394,
+        399,
+        421,
+        424,
+        429,
+        470,
+        560,
+        579,
+        596,
+        616,
+        630,
+        726,
+        740,
+        744,
+        809,
+    }
 )
 
 
@@ -177,7 +200,9 @@ def deserialize_inputs(number: int, inputs: list[Any]) -> list[Any]:
     if number in (106, 750):
         return [[inp[0], tuple(inp[1])] for inp in inputs]
     if number == 115:  # an empty list becomes {} (a dict), as there
-        return [[[set(item) if isinstance(item, list) and len(item) else {} for item in inp[0]]] for inp in inputs]
+        return [
+            [[set(item) if isinstance(item, list) and len(item) else {} for item in inp[0]]] for inp in inputs
+        ]
     if number == 124:
         return [(float(inp[0]), complex(inp[1])) for inp in inputs]
     if number in (250, 405, 446, 617, 720, 763, 808):
@@ -297,7 +322,11 @@ def _reference_calls(row: dict[str, Any]) -> list[str]:
 def _recorded(outcome: CallOutcome) -> dict[str, Any]:
     if outcome.error is not None:
         return {"error": outcome.error, "seconds": outcome.seconds, "too_large": outcome.too_large}
-    return {"value": python_literal(outcome.value), "floats": is_floats(outcome.value), "seconds": outcome.seconds}
+    return {
+        "value": python_literal(outcome.value),
+        "floats": is_floats(outcome.value),
+        "seconds": outcome.seconds,
+    }
 
 
 def expected_outputs(rows: Sequence[dict[str, Any]], runner: ReferenceRunner | None = None) -> dict[str, Any]:
@@ -320,7 +349,9 @@ def expected_outputs(rows: Sequence[dict[str, Any]], runner: ReferenceRunner | N
     return {r["task_id"]: tasks[r["task_id"]] for r in rows}
 
 
-def _reference_run(rows: Sequence[dict[str, Any]], runner: ReferenceRunner) -> dict[str, list[dict[str, Any]]]:
+def _reference_run(
+    rows: Sequence[dict[str, Any]], runner: ReferenceRunner
+) -> dict[str, list[dict[str, Any]]]:
     """Each row's outcomes; the values too large to send back are run again as their digests."""
     programs = [r["prompt"] + r["canonical_solution"] for r in rows]
     calls = [_reference_calls(r) for r in rows]
@@ -328,9 +359,7 @@ def _reference_run(rows: Sequence[dict[str, Any]], runner: ReferenceRunner) -> d
         row["task_id"]: [_recorded(o) for o in outcomes]
         for row, outcomes in zip(rows, runner(list(zip(programs, calls, strict=True))), strict=True)
     }
-    large = [
-        (row, [i for i, o in enumerate(recorded[row["task_id"]]) if o.get("too_large")]) for row in rows
-    ]
+    large = [(row, [i for i, o in enumerate(recorded[row["task_id"]]) if o.get("too_large")]) for row in rows]
     large = [(row, where) for row, where in large if where]
     if large:
         jobs = [

@@ -35,14 +35,23 @@ CLOSING_FENCE = "\n" + FENCE
 CODE_INSTRUCTION = "Can you complete the following Python function?"
 # EvalPlus's instruction for chat models and the start of the answer (evalplus/codegen.py)
 EVALPLUS_INSTRUCTION = (
-    "Please provide a self-contained Python script that solves the following problem in a markdown code block:"
+    "Please provide a self-contained Python script that solves the following problem in a markdown "
+    "code block:"
 )
 EVALPLUS_RESPONSE = (
     "Below is a Python script with a self-contained function that solves the problem and passes "
     "corresponding tests:"
 )
 # EvalPlus's stop strings for a chat model (evalplus/provider/utility.py: EOS, and the fence)
-EVALPLUS_STOPS = ("<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(", "\n```\n")
+EVALPLUS_STOPS = (
+    "<|endoftext|>",
+    "<|endofmask|>",
+    "</s>",
+    "\nif __name__",
+    "\ndef main(",
+    "\nprint(",
+    "\n```\n",
+)
 _SPLITTER = "-[[]]-this-is-really-our-highest-priority-[[]]-"
 PROGRAM_INSTRUCTION = (
     "Write a complete Python program that solves the following task. "
@@ -172,7 +181,9 @@ def stops_for(problem: Problem) -> list[StopCondition]:
         problem.prompt_style == "chat-prefill" and not problem.prompt_is_code
     )
     continues_function = (
-        problem.prompt_is_code and problem.entry_point is not None and defines(problem.prompt, problem.entry_point)
+        problem.prompt_is_code
+        and problem.entry_point is not None
+        and defines(problem.prompt, problem.entry_point)
     )
     if whole_answer or (problem.prompt_style == "chat-prefill" and not continues_function):
         stops.append(StopStrings((CLOSING_FENCE,)))

@@ -6,7 +6,8 @@ definition of each name (classes; functions that contain a ``return``; plain ass
 decorated ones) that the entry point reaches through the names it uses; tests, prints and
 ``__main__`` blocks go. When nothing is kept it falls back to the longest run of lines that parses.
 
->>> print(sanitize("import re\\ndef f(x):\\n    return g(x)\\ndef g(x):\\n    return x\\nprint(f(1))\\n", "f"))
+>>> answer = "import re\\ndef f(x):\\n    return g(x)\\ndef g(x):\\n    return x\\nprint(f(1))\\n"
+>>> print(sanitize(answer, "f"))
 import re
 def f(x):
     return g(x)
