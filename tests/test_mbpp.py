@@ -207,7 +207,7 @@ def test_any_rule_and_alternatives(executor: ProcessExecutor) -> None:
     anything = FunctionTest(call="f()", expected="1", compare=Comparison(match="any"))
     assert judge(executor, "def f():\n    return None\n", [anything]) == [True]
     assert judge(executor, "def f():\n    raise ValueError\n", [anything]) == [False]
-    oracle = FunctionTest(call="f()", expected="7", compare=Comparison(alternatives=("9",)))
+    oracle = FunctionTest(call="f()", expected="7", compare=Comparison(alternatives=["9"]))
     assert judge(executor, "def f():\n    return 9\n", [oracle]) == [True]
     assert judge(executor, "def f():\n    return 8\n", [oracle]) == [False]
 
@@ -259,9 +259,12 @@ def test_tests_without_the_new_fields_hash_as_before() -> None:
     assert hashed([test.model_copy(update={"suite": "base"})]) != hashed([test])
 
 
-def test_compare_is_for_call_tests_only() -> None:
-    with pytest.raises(ValueError, match="compare"):
-        FunctionTest(code="assert f(1) == 2", compare=Comparison())
+def test_a_comparison_is_read_from_json_lists_in_strict_mode() -> None:
+    raw = {"call": "f()", "expected": "1", "compare": {"match": "set", "atol": 0.5, "alternatives": ["2"]}}
+    test = FunctionTest.model_validate(raw, strict=True)
+    assert test.compare == Comparison(match="set", atol=0.5, alternatives=["2"])
+    with pytest.raises(ValueError, match="match"):
+        FunctionTest.model_validate({**raw, "compare": {"match": "close"}})
 
 
 # ----- base and plus ------------------------------------------------------------------------------

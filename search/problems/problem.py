@@ -52,7 +52,7 @@ class Comparison(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     match: Literal["exact", "set", "not_none", "any"] = "exact"
     atol: float = Field(0.0, ge=0)
-    alternatives: tuple[str, ...] = ()
+    alternatives: list[str] = Field(default_factory=list)
 
 
 class FunctionTest(BaseModel):
@@ -92,7 +92,9 @@ class FunctionTest(BaseModel):
     call: str | None = None
     expected: str | None = None
     compare: Comparison | None = Field(
-        None, description="how the returned value is judged (default: == with floats within 1e-6)"
+        None,
+        description="how a call test's returned value is judged (default: == with floats within 1e-6); "
+        "a code test ignores it",
     )
     suite: str | None = Field(None, description="the suite the test belongs to (MBPP+: base or plus)")
 
@@ -102,8 +104,6 @@ class FunctionTest(BaseModel):
         has_call = self.call is not None and self.expected is not None
         if has_code == has_call:
             raise ValueError("a function test needs either 'code' or both 'call' and 'expected'")
-        if self.compare is not None and has_code:
-            raise ValueError("'compare' applies to a call test ('call' and 'expected'), not to 'code'")
         return self
 
     def describe(self) -> str:
