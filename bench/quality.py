@@ -2,7 +2,7 @@
 
 A configuration is ``NAME@STYLE``: a preset (``greedy``, ``beam3``, ``bon16``, ``adadec``, ``pgtd``,
 ``pgtd-large``, ``astar``, ``astar-large``, ``vstar``, ``vstar-large``) in a prompt style
-(``completion``, ``chat``, ``chat-prefill``). Every (configuration, problem) runs once through
+(``completion``, ``chat``, ``chat-prefill``, ``evalplus``). Every (configuration, problem) runs once through
 ``Engine.solve`` with a fresh partial-state cache and an empty KV cache, so no configuration is
 served work another paid for. One JSON line per (configuration, problem) goes to ``--out``; a rerun
 skips the rows already there, so a run killed at any point resumes where it stopped.
@@ -51,7 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default="greedy@completion", help="comma-separated NAME@STYLE")
     ap.add_argument(
-        "--dataset", default="humaneval", help="humaneval, humaneval:A-B, humaneval:3,10-19 or a JSONL file"
+        "--dataset",
+        default="humaneval",
+        help="humaneval, humaneval:A-B, humaneval:3,10-19, mbpp, mbpp:A-B (MBPP+ numbers) or a JSONL file",
     )
     ap.add_argument("--model", default="bundled-default")
     ap.add_argument(
@@ -75,6 +77,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> None:
     import importlib
 
+    import api  # noqa: F401  (sets the sandbox that computes MBPP+'s expected values on a first load)
     from api.core.evaluation import ResultsLog
     from search.model.loader import load_model
     from search.problems.loaders import load_problems

@@ -124,7 +124,15 @@ StartJudge = Callable[[str], JudgeHandle]
 def judge_payload(test: TestLike) -> dict[str, Any]:
     """A test as the judge receives it (plain values only)."""
     if isinstance(test, FunctionTest):
-        return {"kind": "function", "code": test.code, "call": test.call, "expected": test.expected}
+        payload: dict[str, Any] = {
+            "kind": "function",
+            "code": test.code,
+            "call": test.call,
+            "expected": test.expected,
+        }
+        if test.compare is not None:  # only then: a test without it reaches the judge as it always did
+            payload["compare"] = test.compare.model_dump()
+        return payload
     return {"kind": "io", "stdin": test.stdin, "expected_stdout": test.expected_stdout}
 
 

@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - an interpreter without the C module
 
 from sandbox.framing import STARTUP_ALLOWANCE, Channel, ChannelClosed, StartFn, frame_request
 from sandbox.judge_checks import (
+    evalplus_match,
     normalize_stdout,
     parse_code,
     program_names,
@@ -106,23 +107,30 @@ class Judge:
         self.expected_error: dict[int, str] = {}
         self.load = any(t.get("kind") == "function" for t in self.tests)
         self._armed: TestRun | None = None
+        self.alternatives: dict[int, list[Any]] = {}
         for i, t in enumerate(self.tests):
             if t.get("kind") == "function" and not (t.get("code") or "").strip():
                 self._prepare_expected(i, t.get("expected") or "")
+                for text in (t.get("compare") or {}).get("alternatives") or ():
+                    self.alternatives.setdefault(i, []).append(self._expected_value(i, text))
 
     def _prepare_expected(self, i: int, text: str) -> None:
-        """The expected value of a call test, from the test text: a literal, else an expression."""
+        self.expected[i] = self._expected_value(i, text)
+
+    def _expected_value(self, i: int, text: str) -> Any:
+        """An expected value of a call test, from the test text: a literal, else an expression
+        (one that raises leaves the test an error, ``expected_error``)."""
         import ast  # only call tests with an expected value need it
 
         try:
-            self.expected[i] = ast.literal_eval(text)
-            return
+            return ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             pass
         try:
-            self.expected[i] = eval(text, {"__builtins__": dict(builtins.__dict__)})
+            return eval(text, {"__builtins__": dict(builtins.__dict__)})
         except Exception as e:
             self.expected_error[i] = f"the expected value {text[:200]!r} raised {type(e).__name__}: {e}"
+            return None
 
     def run(self, start: StartFn, indices: Sequence[int], end: float, emit: Emit) -> int:
         """Emit a ``test`` frame before and a ``verdict`` frame after each test of ``indices``, a
@@ -292,7 +300,18 @@ class Judge:
             return Verdict(index=i, status="error", exc_type="BadTest", message=self.expected_error[i])
         call = test.get("call") or ""
         got = session.evaluate(call)
-        if values_equal(got, self.expected.get(i)):
+        compare = test.get("compare")
+        if compare is None:
+            same = values_equal(got, self.expected.get(i))
+        else:
+            same = evalplus_match(
+                got,
+                self.expected.get(i),
+                str(compare.get("match") or "exact"),
+                float(compare.get("atol") or 0.0),
+                self.alternatives.get(i, ()),
+            )
+        if same:
             return Verdict(index=i, status="passed")
         message = f"{call} returned {short_repr(got)}, expected {test.get('expected')}"
         return Verdict(index=i, status="failed", message=message)

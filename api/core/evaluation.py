@@ -22,7 +22,7 @@ import json
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -123,6 +123,34 @@ def all_passed(summary: TestSummary | None) -> bool:
     return bool(summary is not None and summary.all_passed)
 
 
+def suite_verdicts(problem: Problem, passed_indices: Iterable[int]) -> Row:
+    """EvalPlus's two verdicts for a problem whose hidden tests are grouped in suites (MBPP+:
+    ``base``, ``plus``): ``base_passed`` (every base test passed) and ``plus_passed`` (every hidden
+    test passed: EvalPlus's "base + extra"). Nothing for a problem without suites (HumanEval).
+
+    >>> from search.problems.problem import FunctionTest, Problem
+    >>> tests = [FunctionTest(call="f()", expected="1", suite=s) for s in ("base", "plus")]
+    >>> suite_verdicts(Problem(id="t", prompt="x", entry_point="f", hidden_tests=tests), [0])
+    {'base_passed': True, 'plus_passed': False}
+    """
+    suites = [getattr(t, "suite", None) for t in problem.hidden_tests]
+    if not any(suites):
+        return {}
+    passed = set(passed_indices)
+    base = [i for i, s in enumerate(suites) if s == "base"]
+    return {
+        "base_passed": bool(base) and all(i in passed for i in base),
+        "plus_passed": all(i in passed for i in range(len(suites))),
+    }
+
+
+def summary_passes(summary: TestSummary | None) -> list[int]:
+    """The indices of the tests a summary's verdicts say passed."""
+    if summary is None:
+        return []
+    return [v["index"] for v in summary.verdicts if isinstance(v, dict) and v.get("status") == "passed"]
+
+
 @dataclass(frozen=True)
 class ProblemRun:
     """One problem solved once and judged: what a dataset run records of it. ``eval_row`` is the
@@ -133,6 +161,7 @@ class ProblemRun:
     params: dict[str, Any]
     report: SolveReport
     wall_seconds: float
+    suites: Row = field(default_factory=dict)  # base_passed / plus_passed, for a problem with suites
 
     @property
     def passed(self) -> bool:
@@ -153,6 +182,7 @@ class ProblemRun:
             "planner": self.planner,
             "passed": self.passed,
             "public_passed": self.public_passed,
+            **self.suites,
             "spend": report.spend.to_dict(),
             "stop_reason": report.stop_reason,
         }
@@ -170,4 +200,5 @@ def run_problem(
     hidden tests) and time it."""
     start = time.perf_counter()
     report = engine.solve(problem, planner, params, budget, include_tree=False, prompt_style=prompt_style)
-    return ProblemRun(problem.id, planner, params, report, time.perf_counter() - start)
+    suites = suite_verdicts(problem, summary_passes(report.hidden))
+    return ProblemRun(problem.id, planner, params, report, time.perf_counter() - start, suites)

@@ -361,7 +361,8 @@ def load_file(path: str | Path) -> list[Problem]:
 
 def load_problems(spec: str, limit: int | None = None, offset: int = 0) -> list[Problem]:
     """Problems named by a spec: ``humaneval``, ``humaneval:3``, ``humaneval:10-19``, a list of those
-    (``humaneval:3,10-19``, in that order), a file path."""
+    (``humaneval:3,10-19``, in that order), the same for MBPP+ by task number (``mbpp``, ``mbpp:2``,
+    ``mbpp:2-100``: every problem numbered in the range; ``search/problems/mbpp.py``), a file path."""
     spec = spec.strip()
     if not spec:
         raise ProblemError("empty problem spec: give a JSON file or a dataset reference such as humaneval:0")
@@ -378,10 +379,14 @@ def load_problems(spec: str, limit: int | None = None, offset: int = 0) -> list[
         problems = humaneval(indices) if ref else humaneval()
     elif is_gsm8k_spec(spec):
         problems = load_gsm8k(spec)
+    elif spec == "mbpp" or spec.startswith("mbpp:"):
+        from search.problems.mbpp import mbpp_problems
+
+        problems = mbpp_problems(spec.partition(":")[2])
     elif spec.startswith("apps:"):
         problems = load_file(spec[5:])
     elif ":" in spec.split("/")[0] and not Path(spec).exists():
-        raise ProblemError(f"unknown dataset in {spec!r}: use humaneval:N or a JSON/JSONL file")
+        raise ProblemError(f"unknown dataset in {spec!r}: use humaneval:N, mbpp:N or a JSON/JSONL file")
     else:
         problems = load_file(spec)
     problems = problems[offset:]

@@ -19,6 +19,8 @@ followed by that code (so the prompt's imports and helpers stay, and the answer'
 A problem with a ``final_answer`` (``search/problems/answers.py``) is an answer problem instead: its
 prompt is a question, and its answer is a final answer checked against a reference that, like
 hidden tests, only judges (``for_search`` is the problem without it, as planners get it).
+In the ``evalplus`` style the program is the answer alone, sanitized as EvalPlus does
+(``search/problems/sanitize.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,29 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.problems.answers import FinalAnswer
 from search.problems.prompt_styles import ReasoningStyle, RenderedStyle
+from search.problems.sanitize import sanitize
+
+
+class Comparison(BaseModel):
+    """How a call test's returned value is judged when it is not ``==`` with floats within 1e-6:
+    EvalPlus's rules for MBPP+ (``sandbox/judge_checks.py``: ``evalplus_match``).
+
+    - ``match``: ``exact`` (``out == expected``, or ``out`` equal to one of ``alternatives``),
+      ``set`` (``set(out) == set(expected)``), ``not_none`` (the call is wrapped to return whether the
+      value is not None, a bool as it is), ``any`` (any value the call returns passes);
+    - ``atol``: when that fails and ``atol`` > 0, the value still passes with the expected value's
+      type (and length, for a list or tuple) and numpy's ``allclose(out, expected, rtol=1e-7, atol)``;
+    - ``alternatives``: other values (Python expressions) that also pass: equal, or within ``atol``
+      when both are numbers.
+
+    >>> Comparison(match="set").atol
+    0.0
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    match: Literal["exact", "set", "not_none", "any"] = "exact"
+    atol: float = Field(0.0, ge=0)
+    alternatives: list[str] = Field(default_factory=list)
 
 
 class FunctionTest(BaseModel):
@@ -71,6 +96,12 @@ class FunctionTest(BaseModel):
     code: str | None = None
     call: str | None = None
     expected: str | None = None
+    compare: Comparison | None = Field(
+        None,
+        description="how a call test's returned value is judged (default: == with floats within 1e-6); "
+        "a code test ignores it",
+    )
+    suite: str | None = Field(None, description="the suite the test belongs to (MBPP+: base or plus)")
 
     @model_validator(mode="after")
     def _one_form(self) -> FunctionTest:
@@ -118,9 +149,21 @@ def with_kind(item: object) -> object:
 
 
 def tests_hash(tests: list[FunctionTest | IOTest]) -> str:
-    """A stable hash of a list of tests (for cache keys)."""
-    payload = json.dumps([t.model_dump() for t in tests], sort_keys=True)
+    """A stable hash of a list of tests (for cache keys). Fields added later are left out while
+    they are unset, so the hash of a test that does not use them has not changed."""
+    payload = json.dumps([_hashed_fields(t) for t in tests], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+_LATER_FIELDS = ("compare", "suite")
+
+
+def _hashed_fields(test: FunctionTest | IOTest) -> dict[str, object]:
+    fields = test.model_dump()
+    for name in _LATER_FIELDS:
+        if fields.get(name) is None:
+            fields.pop(name, None)
+    return fields
 
 
 class Problem(BaseModel):
@@ -183,6 +226,8 @@ class Problem(BaseModel):
             return ""
         if self.prompt_style == "program-aided":
             return answer_code(completion)
+        if self.prompt_style == "evalplus":  # the answer alone, as EvalPlus runs it
+            return sanitize(answer_code(completion), self.entry_point)
         if self.prompt_style == "chat" or (self.prompt_style == "chat-prefill" and not self.prompt_is_code):
             return self._program_of_answer(answer_code(completion))
         return self.prompt + completion if self.prompt_is_code else completion
@@ -225,7 +270,7 @@ class Problem(BaseModel):
     def _program_of_answer(self, code: str) -> str:
         if not self.prompt_is_code:
             return code
-        if self.entry_point and not _defines(code, self.entry_point):
+        if self.entry_point and not defines(code, self.entry_point):
             return self.prompt + code  # the model wrote only the body
         if _compiles(self.prompt):
             return self.prompt + ("" if self.prompt.endswith("\n") else "\n") + "\n" + code
@@ -287,7 +332,8 @@ def imports_of(code: str) -> list[str]:
     ]
 
 
-def _defines(code: str, name: str) -> bool:
+def defines(code: str, name: str) -> bool:
+    """Whether ``code`` has a ``def`` of ``name`` (a HumanEval prompt does; MBPP+'s does not)."""
     return re.search(rf"^[ \t]*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
 
 

@@ -5,15 +5,15 @@ CLI, the harness plugin, ``SolveSpec``, ``Problem`` and the planners that decode
 all use these types, so the names are spelled here alone.
 
 >>> STYLES
-('auto', 'completion', 'chat', 'chat-prefill')
+('auto', 'completion', 'chat', 'chat-prefill', 'evalplus')
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
 
-RenderedStyle = Literal["completion", "chat", "chat-prefill"]
-"""A style a problem is rendered in."""
+RenderedStyle = Literal["completion", "chat", "chat-prefill", "evalplus"]
+"""A style a problem is rendered in (``evalplus``: EvalPlus's own instruction prompt for chat models)."""
 PromptStyle = Literal["auto", RenderedStyle]
 """What a request may ask for: a style, or ``auto`` (the model's measured style, resolved when the
 problem is rendered)."""

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 from search.limits.stops import StopCondition, StopStrings, TopLevelStop
-from search.problems.problem import Problem
+from search.problems.problem import Problem, defines
 from search.problems.prompt_styles import (
     DEFAULT_REASONING_STYLE,
     REASONING_STYLES,
@@ -48,6 +48,26 @@ from search.problems.verification import labels
 FENCE = "```"
 CLOSING_FENCE = "\n" + FENCE
 CODE_INSTRUCTION = "Can you complete the following Python function?"
+# EvalPlus's instruction for chat models and the start of the answer (evalplus/codegen.py)
+EVALPLUS_INSTRUCTION = (
+    "Please provide a self-contained Python script that solves the following problem in a markdown "
+    "code block:"
+)
+EVALPLUS_RESPONSE = (
+    "Below is a Python script with a self-contained function that solves the problem and passes "
+    "corresponding tests:"
+)
+# EvalPlus's stop strings for a chat model (evalplus/provider/utility.py: EOS, and the fence)
+EVALPLUS_STOPS = (
+    "<|endoftext|>",
+    "<|endofmask|>",
+    "</s>",
+    "\nif __name__",
+    "\ndef main(",
+    "\nprint(",
+    "\n```\n",
+)
+_SPLITTER = "-[[]]-this-is-really-our-highest-priority-[[]]-"
 PROGRAM_INSTRUCTION = (
     "Write a complete Python program that solves the following task. "
     "Read the input from standard input and print the answer to standard output."
@@ -102,6 +122,21 @@ def user_message(problem: Problem) -> str:
     return f"{PROGRAM_INSTRUCTION}\n\n{problem.prompt.strip()}"
 
 
+def evalplus_turn(problem: Problem, lm: ChatModel) -> str | None:
+    """EvalPlus's chat prompt (``evalplus/provider/utility.py``: ``make_raw_chat_prompt``): its
+    instruction and the task in a fence as the user's turn, the answer opened with its response
+    prefix and a Python fence (None when the model has no chat template)."""
+    task = f"{EVALPLUS_INSTRUCTION}\n{FENCE}\n{problem.prompt.strip()}\n{FENCE}\n"
+    answer = f"{EVALPLUS_RESPONSE}\n{FENCE}python\n{_SPLITTER}\n{FENCE}\n"
+    text = lm.chat_text([{"role": "user", "content": task}, {"role": "assistant", "content": answer}])
+    if text is None:
+        return None
+    if _SPLITTER in text:
+        return text.split(_SPLITTER)[0]
+    turn = lm.chat_text([{"role": "user", "content": task}])  # a template that drops the answer
+    return None if turn is None else f"{turn}{EVALPLUS_RESPONSE}\n{FENCE}python\n"
+
+
 def render(
     problem: Problem, style: str, lm: ChatModel, default: str | None = None, name: str = ""
 ) -> Problem:
@@ -118,6 +153,14 @@ def render(
     chosen = resolve(style, lm, default, name)
     if chosen == "completion":
         return problem.model_copy(update={"prompt_style": chosen, "model_prompt": None})
+    if chosen == "evalplus":
+        turn = evalplus_turn(problem, lm)
+        if turn is None:
+            raise PromptStyleError(
+                "prompt style 'evalplus' needs a chat template and this model has none; "
+                "use --prompt-style completion"
+            )
+        return problem.model_copy(update={"prompt_style": chosen, "model_prompt": turn})
     turn = lm.chat_text([{"role": "user", "content": user_message(problem)}])
     if turn is None:
         raise PromptStyleError(
@@ -210,17 +253,26 @@ _INSTRUCT = re.compile(r"instruct|chat|(?:^|[-_])it(?:$|[-_])", re.I)
 
 
 def stops_for(problem: Problem) -> list[StopCondition]:
-    """Where a continuation of this problem ends. Continuing a function (a code prompt with an
-    entry point): at a new top-level statement, which also catches a closing fence. A whole
-    answer in a chat turn (a program-aided one too): at the closing fence. Reasoning in prose: at
-    the model's end of turn only. Plus the problem's own stop strings."""
+    """Where a continuation of this problem ends. Continuing a function (a code prompt that
+    defines its entry point): at a new top-level statement, which also catches a closing fence. A
+    whole answer in a chat turn (a program-aided one too), or code written after a prompt that does
+    not define the entry point (MBPP+'s docstring) inside one: at the closing fence. Reasoning in
+    prose: at the model's end of turn only. Plus the problem's own stop strings. The ``evalplus``
+    style stops where EvalPlus stops a chat model, and nowhere else."""
+    if problem.prompt_style == "evalplus":
+        return [StopStrings(EVALPLUS_STOPS)]
     stops: list[StopCondition] = []
     whole_answer = problem.prompt_style in ("chat", "program-aided") or (
         problem.prompt_style == "chat-prefill" and not problem.prompt_is_code
     )
-    if whole_answer:
+    continues_function = (
+        problem.prompt_is_code
+        and problem.entry_point is not None
+        and defines(problem.prompt, problem.entry_point)
+    )
+    if whole_answer or (problem.prompt_style == "chat-prefill" and not continues_function):
         stops.append(StopStrings((CLOSING_FENCE,)))
-    elif problem.prompt_is_code and problem.entry_point:
+    elif continues_function:
         stops.append(TopLevelStop())
     if problem.stop:
         stops.append(StopStrings(problem.stop))
