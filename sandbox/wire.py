@@ -232,6 +232,38 @@ def decode_value(x: Any, depth: int = 0) -> Any:
     raise WireError(f"unknown value tag {tag[:10]!r}")
 
 
+def encode_value(x: Any, depth: int = 0) -> Any:
+    """The tagged JSON of a decoded value (the inverse of ``decode_value``): how the judge sends a
+    probed call's value to the host. ``TypeError`` for anything but built-in plain values.
+
+    >>> encode_value([1, 1.5, ("a", None), {2}])
+    ['L', 1, ['F', '0x1.8000000000000p+0'], ['T', 'a', None], ['S', 2]]
+    >>> decode_value(encode_value({"k": b"x", "r": range(3)}))
+    {'k': b'x', 'r': range(0, 3)}
+    """
+    if depth >= MAX_DEPTH:
+        raise TypeError("value nested too deep")
+    t = type(x)
+    if x is None or t is bool or t is str:
+        return x
+    if t is int:
+        return x if -(1 << 62) < x < (1 << 62) else ["I", hex(x)]
+    if t is float:
+        return ["F", x.hex()]
+    tags = {list: "L", tuple: "T", set: "S", frozenset: "Z"}
+    if t in tags:
+        return [tags[t]] + [encode_value(v, depth + 1) for v in x]
+    if t is dict:
+        return ["D"] + [[encode_value(k, depth + 1), encode_value(v, depth + 1)] for k, v in x.items()]
+    if t is bytes:
+        return ["B", x.hex()]
+    if t is complex:
+        return ["C", x.real.hex(), x.imag.hex()]
+    if t is range:
+        return ["R", x.start, x.stop, x.step]
+    raise TypeError(f"a {t.__name__} is not a plain value")
+
+
 def text_field(x: Any, limit: int = MAX_TEXT) -> str:
     """A message from the sandbox: a string, cut to ``limit`` characters."""
     if not isinstance(x, str):
