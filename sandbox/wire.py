@@ -250,7 +250,7 @@ def encode_value(x: Any, depth: int = 0) -> Any:
         return x if -(1 << 62) < x < (1 << 62) else ["I", hex(x)]
     if t is float:
         return ["F", x.hex()]
-    tags = {list: "L", tuple: "T", set: "S", frozenset: "Z"}
+    tags: dict[type, str] = {list: "L", tuple: "T", set: "S", frozenset: "Z"}
     if t in tags:
         return [tags[t]] + [encode_value(v, depth + 1) for v in x]
     if t is dict:
