@@ -54,7 +54,6 @@ from sandbox.judge_checks import (
     program_names,
     short_repr,
     tree_needs_check_call,
-    values_equal,
 )
 from sandbox.judge_session import Abort, ProgramFunction, Session, TestRun, Verdict
 from sandbox.wire import (
@@ -68,6 +67,7 @@ from sandbox.wire import (
     one_of,
     parse_frame,
     text_field,
+    values_equal,
 )
 
 TYPE_CHECKING = False

@@ -6,7 +6,7 @@ a list of inputs: a value it returned, or the exception (or timeout) it ended wi
 (self-consistency) it is the final answer. Candidates with equal outcomes form a group; a group's
 size is the vote its outcome gets.
 
-Values are equal by the judge's own rule (``sandbox/judge_checks.py``: floats within 1e-6,
+Values are equal by the judge's own rule (``values_equal`` in ``sandbox/wire.py``: floats within 1e-6,
 containers element-wise); two raised outcomes are equal when they are of the same kind.
 
 >>> a, b = [Returned(1), Returned(0.5)], [Returned(1), Returned(0.5000000001)]
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sandbox.judge_checks import values_equal
+from sandbox.wire import values_equal
 
 K = TypeVar("K")
 
