@@ -1,11 +1,22 @@
-"""Baselines every search planner is measured against: greedy, beam, sampling, best-of-N."""
+"""Baselines every search planner is measured against: greedy, beam, sampling, best-of-N.
+
+Best-of-N chooses among its samples with ``selector``: ``public`` (the best public-test pass rate,
+ties by likelihood) or ``behaviour`` (``scorers/behaviour.py``: every sample runs on extra inputs,
+the public examples, mutations of them and calls the model writes, and the answer comes from the
+best group of samples that behave alike; each candidate's ``meta`` names its group and the group's
+size).
+"""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, P, Planner, PlannerParams, Search
+from scorers.behaviour import BehaviourProbe, Selection, select_by_behaviour
+from scorers.written_inputs import write_inputs
 from search.model.lm import DecodeMode, GenerationParams, Rollout
 from search.problems.problem import Problem
 from search.state.context import Candidate, SearchContext, best_candidate, stops_for
@@ -80,6 +91,18 @@ class SamplingParams(PlannerParams):
     )
 
 
+class BestOfNParams(SamplingParams):
+    selector: Literal["public", "behaviour"] = Field(
+        "public",
+        description="how the answer is chosen: public (best public-test pass rate) or behaviour "
+        "(the largest group of samples that behave alike on extra inputs, public tests first)",
+    )
+    written_inputs: int = Field(
+        8, ge=0, le=32, description="behaviour: calls the model is asked to write (its tokens count)"
+    )
+    mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
+
+
 class SampleRounds(Search[SamplingParams]):
     """Up to ``n`` completions drawn in batched rounds (the first greedy when ``include_greedy``);
     with ``score``, each is scored on the public tests and the rounds stop once one passes all."""
@@ -87,8 +110,35 @@ class SampleRounds(Search[SamplingParams]):
     def __init__(self, p: SamplingParams, problem: Problem, ctx: SearchContext, score: bool) -> None:
         super().__init__(p, problem, ctx)
         self.score = score
+        self.selection: Selection | None = None
 
     def run(self) -> str:
+        reason = self._draw()
+        if isinstance(self.p, BestOfNParams) and self.p.selector == "behaviour":
+            self.selection = self._select_by_behaviour(self.p)
+        return reason
+
+    def _select_by_behaviour(self, p: BestOfNParams) -> Selection:
+        """Group the samples by behaviour, charging the written inputs' tokens and the executions."""
+        ctx = self.ctx
+        before = ctx.meter.spend.generated_tokens
+        written = write_inputs(ctx.lm, self.problem, p.written_inputs) if p.written_inputs else None
+        ctx.count("input_writing_tokens", ctx.meter.spend.generated_tokens - before)
+        probe = BehaviourProbe(ctx.scorer.pool)
+        rates = [c.reward or 0.0 for c in self.candidates]
+        completions = [c.completion for c in self.candidates]
+        calls = written.calls if written else []
+        selection = select_by_behaviour(
+            probe, self.problem, completions, rates, calls, p.mutated_inputs, p.seed
+        )
+        ctx.meter.charge(executions=selection.executions)
+        ctx.count("behaviour_inputs", len(selection.inputs))
+        for i, (rank, size) in selection.group_of().items():
+            self.candidates[i].meta.update(behaviour_group=rank, behaviour_group_size=size)
+        ctx.emit("behaviour", groups=[g.size for g in selection.groups], inputs=len(selection.inputs))
+        return selection
+
+    def _draw(self) -> str:
         p, ctx = self.p, self.ctx
         prompt = ctx.lm.encode(self.problem.model_text)
         stops = stops_for(self.problem)
@@ -125,6 +175,8 @@ class SampleRounds(Search[SamplingParams]):
         return "done"
 
     def outcome(self, reason: str) -> Outcome:
+        if self.selection is not None and self.selection.chosen is not None:
+            return Outcome(self.candidates[self.selection.chosen], list(self.candidates), reason)
         if self.score:  # best public-test reward, ties broken by likelihood
             return super().outcome(reason)
         best = max(self.candidates, key=lambda c: c.logprob / max(1, len(c.token_ids)), default=None)
@@ -144,9 +196,12 @@ class Sampling(Planner[SamplingParams]):
 @register
 class BestOfN(Planner[SamplingParams]):
     name = "best_of_n"
-    description = "Sampling + filter: N samples scored on the public tests in the sandbox; best reward wins."
+    description = (
+        "Sampling + filter: N samples scored on the public tests in the sandbox; best reward wins "
+        "(selector=behaviour: the largest group that behaves alike on extra inputs)."
+    )
     needs_sandbox = True
-    Params = SamplingParams
+    Params = BestOfNParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> SampleRounds:
         return SampleRounds(self.params, problem, ctx, score=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 import planners
 from planners import register
@@ -34,6 +34,17 @@ class CascadeParams(PlannerParams):
     )
     search_style: RenderedStyle = Field("chat-prefill", description="the prompt style the search runs in")
     search_params: dict[str, Any] = Field(default_factory=dict, description="the search planner's parameters")
+
+    @model_validator(mode="after")
+    def _search_params_fit_the_search(self) -> CascadeParams:
+        """Invalid ``search_params`` fail here, naming the field, not inside a running search."""
+        try:
+            planners.get(self.search).Params.model_validate(self.search_params)
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "search_params"
+            raise ValueError(f"search_params for {self.search}: field {where!r}: {first['msg']}") from None
+        return self
 
 
 class CascadeSearch(Search[CascadeParams]):

@@ -12,7 +12,11 @@ with plain values, and the verdict of each test is decided by the judge on the h
 - assert-style ``code`` tests run in the judge, never in the sandbox: the entry point (and any other
   program name the test uses) is a proxy that calls the program and returns decoded built-in
   values, so every comparison is between values the program never touched; a program that exits
-  early leaves its remaining tests ``not_run``/``error``, never ``passed``.
+  early leaves its remaining tests ``not_run``/``error``, never ``passed``;
+- ``CallProbe``: not a test but a question, what does this call return? The program server
+  evaluates the call and the judge sends its decoded value back in the verdict (``value``, tagged
+  JSON: decode it with ``sandbox.wire.decode_value``); a raise, a timeout or a value that is not
+  plain is the verdict's status, as for a test.
 
 >>> Limits(wall_per_test=2.0).wall_per_test
 2.0
@@ -23,7 +27,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +37,22 @@ MiB = 1024 * 1024
 
 Status = Literal["passed", "failed", "error", "timeout", "memory", "signal", "not_run"]
 ProgramStatus = Literal["ok", "compile_error", "load_error", "load_timeout", "sandbox_error"]
-TestLike = FunctionTest | IOTest
+
+
+class CallProbe(BaseModel):
+    """A call expression evaluated in the program's sandbox, its value sent back (``passed`` with
+    ``TestVerdict.value``), never judged: selection by behaviour compares such values on the host.
+
+    >>> CallProbe(call="f(1)").kind
+    'probe'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["probe"] = "probe"
+    call: str = Field(min_length=1)
+
+
+TestLike = FunctionTest | IOTest | CallProbe
 
 
 class SandboxUnavailable(RuntimeError):
@@ -84,6 +103,10 @@ class TestVerdict(BaseModel):
     duration: float = 0.0
     stdout: str | None = Field(default=None, description="captured stdout of an IO test (truncated)")
     signal: int | None = None
+    value: Any = Field(default=None, description="a probed call's value, tagged JSON (sandbox/wire.py)")
+    value_digest: str | None = Field(
+        default=None, description="sha256 of a probed value too large to send back whole"
+    )
 
     @property
     def ok(self) -> bool:

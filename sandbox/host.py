@@ -28,7 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sandbox.executor import ExecutionResult, Limits, TestLike, TestVerdict
+from sandbox.executor import CallProbe, ExecutionResult, Limits, TestLike, TestVerdict
 from sandbox.framing import (
     CONTROL,
     JOB,
@@ -47,6 +47,8 @@ from sandbox.framing import (
 from sandbox.protocol import build_judge_boot
 from sandbox.wire import (
     WireError,
+    any_value,
+    decode_value,
     expect,
     is_bool,
     is_int,
@@ -133,6 +135,8 @@ def judge_payload(test: TestLike) -> dict[str, Any]:
         if test.compare is not None:  # only then: a test without it reaches the judge as it always did
             payload["compare"] = test.compare.model_dump()
         return payload
+    if isinstance(test, CallProbe):
+        return {"kind": "probe", "call": test.call}
     return {"kind": "io", "stdin": test.stdin, "expected_stdout": test.expected_stdout}
 
 
@@ -149,8 +153,20 @@ _DONE: Shape = (
 )
 _VERDICT: Shape = (
     {"t": one_of("verdict"), "i": is_int, "s": one_of(*STATUSES)},
-    {"et": is_str, "em": is_str, "so": is_str, "sig": is_int},
+    {"et": is_str, "em": is_str, "so": is_str, "sig": is_int, "v": any_value, "vh": is_str},
 )
+
+
+def _checked_value(x: Any) -> Any:
+    """A probed value as the judge sent it (tagged JSON), after checking that it decodes."""
+    decode_value(x)
+    return x
+
+
+def _digest_field(x: str) -> str:
+    if len(x) != 64 or x.strip("0123456789abcdef"):
+        raise WireError("a value digest is 64 hex digits")
+    return x
 
 
 class Verdicts:
@@ -196,6 +212,8 @@ class Verdicts:
                 stdout=text_field(frame["so"], self.limits.output_bytes + 64) if "so" in frame else None,
                 signal=sig,
                 duration=time.monotonic() - started if started is not None else 0.0,
+                value=_checked_value(frame["v"]) if "v" in frame else None,
+                value_digest=_digest_field(frame["vh"]) if "vh" in frame else None,
             )
             self.current = None
         elif kind == "done":
@@ -522,7 +540,7 @@ class Execution:
         self.payloads = [judge_payload(t) for t in tests]
         self.limits = limits
         self.entry_point = entry_point
-        self.load = any(p["kind"] == "function" for p in self.payloads)
+        self.load = any(p["kind"] in ("function", "probe") for p in self.payloads)
         self.key = json.dumps([self.payloads, entry_point, limits.model_dump()], sort_keys=True)
         self.verdicts = Verdicts(len(self.payloads), limits)
         self.starts = 0

@@ -55,10 +55,21 @@ from sandbox.judge_checks import (
     program_names,
     short_repr,
     tree_needs_check_call,
-    values_equal,
 )
 from sandbox.judge_session import Abort, ProgramFunction, Session, TestRun, Verdict
-from sandbox.wire import WireError, expect, is_bool, is_str, name_field, one_of, parse_frame, text_field
+from sandbox.wire import (
+    WireError,
+    dumps_plain,
+    encode_value,
+    expect,
+    is_bool,
+    is_str,
+    name_field,
+    one_of,
+    parse_frame,
+    text_field,
+    values_equal,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -105,7 +116,7 @@ class Judge:
         self.alarm = alarm
         self.expected: dict[int, Any] = {}
         self.expected_error: dict[int, str] = {}
-        self.load = any(t.get("kind") == "function" for t in self.tests)
+        self.load = any(t.get("kind") in ("function", "probe") for t in self.tests)
         self._armed: TestRun | None = None
         self.alternatives: dict[int, list[Any]] = {}
         for i, t in enumerate(self.tests):
@@ -230,7 +241,9 @@ class Judge:
         try:
             self._arm(run)
             try:
-                if test.get("kind") == "function" and (test.get("code") or "").strip():
+                if test.get("kind") == "probe":
+                    verdict = self._probe(session, run, test.get("call") or "")
+                elif test.get("kind") == "function" and (test.get("code") or "").strip():
                     verdict = self._code_test(session, run, test["code"])
                 elif test.get("kind") == "function":
                     verdict = self._call_test(session, run, test)
@@ -315,6 +328,18 @@ class Judge:
             return Verdict(index=i, status="passed")
         message = f"{call} returned {short_repr(got)}, expected {test.get('expected')}"
         return Verdict(index=i, status="failed", message=message)
+
+    def _probe(self, session: Session, run: TestRun, call: str) -> Verdict:
+        """A probed call: its value goes back to the host (a digest of it, when it is larger than
+        ``output_bytes`` as JSON); a raise or a timeout ends it as it ends a test."""
+        verdict = Verdict(index=run.index, status="passed")
+        verdict.value = encode_value(session.evaluate(call))
+        text = dumps_plain(verdict.value)
+        if len(text) > int(self.limits["output_bytes"]):
+            import hashlib  # only a large value needs it
+
+            verdict.digest = hashlib.sha256(text.encode()).hexdigest()
+        return verdict
 
     def _io_test(self, session: Session, run: TestRun, stdin: str, expected: str) -> Verdict:
         frame = session.run_io(stdin)

@@ -1,7 +1,7 @@
 """What the judge compares and what it reads in a test's code (runs in the judge's sandbox).
 
-Values equal within a float tolerance (or by EvalPlus's rules, ``evalplus_match``), stdout up to
-trailing whitespace, HumanEval's uncalled
+Values by EvalPlus's rules (``evalplus_match``; plain values are compared by ``sandbox/wire.py``'s
+``values_equal``, which the host shares), stdout up to trailing whitespace, HumanEval's uncalled
 ``check(candidate)``, and the names a test takes from the program. Standard library only: the host
 ships this module into the judge's sandbox (``sandbox/protocol.py``: ``JUDGE_MODULES``).
 """
@@ -40,31 +40,6 @@ def _walk(tree: ast.AST) -> list[ast.AST]:
             elif isinstance(value, list):
                 todo.extend(v for v in value if isinstance(v, _ast.AST))
     return out
-
-
-def values_equal(a: Any, b: Any) -> bool:
-    """``==`` with floats compared within 1e-6 (relative or absolute), containers element-wise.
-
-    >>> values_equal(0.1 + 0.2, 0.3), values_equal([1, 2], (1, 2))
-    (True, False)
-    """
-    if isinstance(a, float) or isinstance(b, float):
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-                return True
-            try:
-                return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
-            except OverflowError:
-                return False
-        return False
-    if type(a) in (list, tuple) or type(b) in (list, tuple):
-        return type(a) is type(b) and len(a) == len(b) and all(map(values_equal, a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
-    try:
-        return bool(a == b)
-    except Exception:
-        return False
 
 
 def evalplus_match(

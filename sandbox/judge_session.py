@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 class Verdict:
     """The outcome of one test, as the judge sends it to the host (``frame``)."""
 
-    __slots__ = ("index", "status", "exc_type", "message", "duration", "stdout", "signal")
+    __slots__ = ("index", "status", "exc_type", "message", "duration", "stdout", "signal", "value", "digest")
 
     def __init__(
         self,
@@ -61,6 +61,8 @@ class Verdict:
     ) -> None:
         self.index, self.status, self.exc_type, self.message = index, status, exc_type, message
         self.duration, self.stdout, self.signal = duration, stdout, signal
+        self.value: Any = None  # a probed call's value, tagged JSON (sandbox/wire.py)
+        self.digest: str | None = None  # its sha256 instead, when it is too large to send
 
     def frame(self) -> dict[str, Any]:
         out: dict[str, Any] = {"t": "verdict", "i": self.index, "s": self.status}
@@ -69,9 +71,12 @@ class Verdict:
             ("em", self.message),
             ("so", self.stdout),
             ("sig", self.signal),
+            ("vh", self.digest),
         ):
             if value is not None:
                 out[key] = value
+        if self.status == "passed" and self.digest is None and self.value is not None:
+            out["v"] = self.value
         return out
 
 

@@ -11,6 +11,8 @@ decoded by ``decode_value`` into built-in types only:
   ``["C", hex, hex]`` complex, ``["R", start, stop, step]`` range.
 
 Values sent *to* the sandbox are checked by ``check_plain`` and marshalled (host to sandbox only).
+Decoded values are compared by ``values_equal``, the judge's rule, which the host uses too
+(selection by behaviour, ``scorers/agreement.py``).
 
 >>> decode_value(["L", 1, ["F", "0x1.8000000000000p+0"], ["T", "a", None]])
 [1, 1.5, ('a', None)]
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 # The judge imports this module at every start: no json, re, typing or collections here (each pulls
 # in enum, functools, ... for milliseconds of CPU per judge); the C scanner and encoder of json only.
+import math
+
 try:
     import _json as _c_json
 except ImportError:  # pragma: no cover - an interpreter without the C accelerator
@@ -230,6 +234,63 @@ def decode_value(x: Any, depth: int = 0) -> Any:
             raise WireError("a range is three ints, step not 0")
         return range(rest[0], rest[1], rest[2])
     raise WireError(f"unknown value tag {tag[:10]!r}")
+
+
+def encode_value(x: Any, depth: int = 0) -> Any:
+    """The tagged JSON of a decoded value (the inverse of ``decode_value``): how the judge sends a
+    probed call's value to the host. ``TypeError`` for anything but built-in plain values.
+
+    >>> encode_value([1, 1.5, ("a", None), {2}])
+    ['L', 1, ['F', '0x1.8000000000000p+0'], ['T', 'a', None], ['S', 2]]
+    >>> decode_value(encode_value({"k": b"x", "r": range(3)}))
+    {'k': b'x', 'r': range(0, 3)}
+    """
+    if depth >= MAX_DEPTH:
+        raise TypeError("value nested too deep")
+    t = type(x)
+    if x is None or t is bool or t is str:
+        return x
+    if t is int:
+        return x if -(1 << 62) < x < (1 << 62) else ["I", hex(x)]
+    if t is float:
+        return ["F", x.hex()]
+    tags: dict[type, str] = {list: "L", tuple: "T", set: "S", frozenset: "Z"}
+    if t in tags:
+        return [tags[t]] + [encode_value(v, depth + 1) for v in x]
+    if t is dict:
+        return ["D"] + [[encode_value(k, depth + 1), encode_value(v, depth + 1)] for k, v in x.items()]
+    if t is bytes:
+        return ["B", x.hex()]
+    if t is complex:
+        return ["C", x.real.hex(), x.imag.hex()]
+    if t is range:
+        return ["R", x.start, x.stop, x.step]
+    raise TypeError(f"a {t.__name__} is not a plain value")
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """``==`` with floats compared within 1e-6 (relative or absolute), containers element-wise.
+
+    >>> values_equal(0.1 + 0.2, 0.3), values_equal([1, 2], (1, 2))
+    (True, False)
+    """
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+                return True
+            try:
+                return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
+            except OverflowError:
+                return False
+        return False
+    if type(a) in (list, tuple) or type(b) in (list, tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(map(values_equal, a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(values_equal(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def text_field(x: Any, limit: int = MAX_TEXT) -> str:

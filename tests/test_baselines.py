@@ -109,3 +109,14 @@ def test_every_planner_caps_a_completion_with_the_one_max_new_tokens_and_keeps_i
         "type": "integer",
     }
     assert PlannerParams.model_fields["max_new_tokens"].default == 384  # a subclass never changes the base
+
+
+def test_cascade_refuses_search_params_its_search_planner_does_not_take() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="search_params for vstar: field '__main__'"):
+        planners.create("cascade", {"search": "vstar", "search_params": {"__main__": 1}})
+    with pytest.raises(ValidationError, match="search_params for pgtd: field 'rollouts'"):
+        planners.create("cascade", {"search_params": {"rollouts": -1}})
+    accepted = planners.create("cascade", {"search_params": {"rollouts": 4}})
+    assert accepted.params.search_params == {"rollouts": 4}

@@ -1,0 +1,205 @@
+"""Selection by behaviour: run every candidate on the same extra inputs in the sandbox, group the
+candidates that behave alike (``scorers/agreement.py``) and choose from the best group.
+
+The inputs are the public examples' calls, type-aware mutations of them (``scorers/inputs.py``)
+and calls the model wrote (``scorers/written_inputs.py``). Calls written as text, the examples'
+and the model's, are untrusted code: they are built into values only inside the sandbox, by one
+execution of a *capture* program (the prompt, with the entry point replaced by a function that
+returns its arguments); a call that raises, runs out of time or builds something that is not plain
+values is dropped. Each candidate then runs once over all the inputs (one execution, a
+``CallProbe`` per input, each with its own time limit), and the judge sends back each call's value,
+which is compared on the host by the judge's rules.
+
+>>> probe = BehaviourProbe(SandboxPool(open_executor()))  # doctest: +SKIP
+>>> selection = select_by_behaviour(probe, problem, completions, public_rates)  # doctest: +SKIP
+>>> selection.chosen, [g.size for g in selection.groups]  # doctest: +SKIP
+(2, [5, 2, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.executor import CallProbe, ExecutionResult, Limits, TestVerdict
+from sandbox.pool import Job, SandboxPool
+from sandbox.wire import WireError, decode_value
+from scorers.agreement import Behaviour, Group, Outcome, Raised, Returned, rank_behaviours
+from scorers.inputs import CallInput, call_source, entry_calls, literal, mutate_inputs
+from search.problems.problem import FunctionTest, Problem
+
+CAPTURE_MARK = "__treedec_input__"
+PER_INPUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Digest:
+    """A value too large to send back whole, known by its sha256 (equal only to the same digest)."""
+
+    sha256: str
+
+
+def probe_limits(n_inputs: int, per_input: float = PER_INPUT_SECONDS) -> Limits:
+    """Limits for one execution over ``n_inputs`` calls: ``per_input`` seconds each."""
+    return Limits(wall_per_test=per_input, wall_total=min(2.0 + per_input * max(n_inputs, 1), 600.0))
+
+
+def capture_program(problem: Problem) -> str:
+    """The prompt's code with the entry point replaced by a function that returns its arguments."""
+    head = problem.prompt.rstrip() + "\n\n\n" if problem.prompt_is_code and _compiles(problem.prompt) else ""
+    return f"{head}def {problem.entry_point}(*args, **kwargs):\n    return ({CAPTURE_MARK!r}, args, kwargs)\n"
+
+
+def public_calls(problem: Problem) -> list[str]:
+    """The calls of the entry point in the public tests' text (parsed, not run)."""
+    entry = problem.entry_point
+    if not entry:
+        return []
+    calls: list[str] = []
+    for test in problem.public_tests:
+        if isinstance(test, FunctionTest):
+            for call in entry_calls(test.call or test.code or "", entry):
+                if call not in calls:
+                    calls.append(call)
+    return calls
+
+
+def outcome_of(verdict: TestVerdict) -> Outcome:
+    """What one probed call did: the value it returned, else how it ended."""
+    if verdict.status == "passed":
+        if verdict.value_digest is not None:
+            return Returned(Digest(verdict.value_digest))
+        try:
+            return Returned(decode_value(verdict.value))
+        except WireError:
+            return Raised("BadValue")
+    return Raised(verdict.exc_type or verdict.status)
+
+
+def behaviour_of(result: ExecutionResult) -> Behaviour:
+    """A candidate's outcome on every input of one execution (a program that did not load raised
+    the same thing everywhere)."""
+    if result.program_status != "ok":
+        return tuple(Raised(result.program_status) for _ in result.verdicts)
+    return tuple(outcome_of(v) for v in result.verdicts)
+
+
+class BehaviourProbe:
+    """Builds inputs and runs candidates on them through a sandbox pool; ``executions`` counts the
+    sandbox executions it made."""
+
+    def __init__(self, pool: SandboxPool, per_input: float = PER_INPUT_SECONDS) -> None:
+        self.pool = pool
+        self.per_input = per_input
+        self.executions = 0
+
+    def build_inputs(self, problem: Problem, calls: Sequence[str]) -> list[CallInput | None]:
+        """Each call's arguments as plain values, built in the sandbox (None: it did not build)."""
+        if not calls or not problem.entry_point:
+            return [None] * len(calls)
+        probes = [CallProbe(call=c) for c in calls]
+        job = Job(
+            capture_program(problem), probes, probe_limits(len(probes), self.per_input), problem.entry_point
+        )
+        result = self.pool.run_many([job])[0]
+        self.executions += 1
+        if result.program_status != "ok":
+            return [None] * len(calls)
+        return [_captured(outcome_of(v)) for v in result.verdicts]
+
+    def behaviours(
+        self, problem: Problem, completions: Sequence[str], inputs: Sequence[CallInput]
+    ) -> list[Behaviour]:
+        """Every completion's behaviour on ``inputs``: one execution per distinct program."""
+        if not inputs or not problem.entry_point:
+            return [() for _ in completions]
+        entry = problem.entry_point
+        probes = [CallProbe(call=call_source(entry, i)) for i in inputs]
+        limits = probe_limits(len(probes), self.per_input)
+        programs = [problem.program(c) for c in completions]
+        distinct = list(dict.fromkeys(programs))
+        results = self.pool.run_many([Job(p, probes, limits, entry) for p in distinct])
+        self.executions += len(distinct)
+        by_program = {p: behaviour_of(r) for p, r in zip(distinct, results, strict=True)}
+        return [by_program[p] for p in programs]
+
+
+def _captured(outcome: Outcome) -> CallInput | None:
+    if not isinstance(outcome, Returned):
+        return None
+    value = outcome.value
+    if not (isinstance(value, tuple) and len(value) == 3 and value[0] == CAPTURE_MARK):
+        return None  # the call did not call the entry point (or built something else)
+    args, kwargs = value[1], value[2]
+    if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+        return None
+    return CallInput(args, kwargs)
+
+
+@dataclass
+class Selection:
+    """Which candidate selection by behaviour chose, the groups it saw (best first) and what it cost."""
+
+    chosen: int | None
+    groups: list[Group[Behaviour]]
+    inputs: list[CallInput] = field(default_factory=list)
+    written_built: int = 0
+    executions: int = 0
+
+    def group_of(self) -> dict[int, tuple[int, int]]:
+        """Each candidate's group rank (0: the chosen group) and that group's size."""
+        return {m: (rank, g.size) for rank, g in enumerate(self.groups) for m in g.members}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "groups": [g.summary() for g in self.groups],
+            "inputs": len(self.inputs),
+            "written_inputs_built": self.written_built,
+            "executions": self.executions,
+        }
+
+
+def extra_inputs(
+    probe: BehaviourProbe, problem: Problem, written: Sequence[str], mutations: int, seed: int = 0
+) -> tuple[list[CallInput], int]:
+    """The public examples' inputs, their mutations and the written calls that build, distinct;
+    and how many of the written calls built."""
+    examples = public_calls(problem)
+    built = probe.build_inputs(problem, [*examples, *written])
+    from_examples = [b for b in built[: len(examples)] if b is not None]
+    from_written = [b for b in built[len(examples) :] if b is not None]
+    inputs: dict[str, CallInput] = {}
+    for item in [*from_examples, *mutate_inputs(from_examples, mutations, seed), *from_written]:
+        inputs.setdefault(literal((item.args, item.kwargs)), item)
+    return list(inputs.values()), len(from_written)
+
+
+def select_by_behaviour(
+    probe: BehaviourProbe,
+    problem: Problem,
+    completions: Sequence[str],
+    public_rates: Sequence[float],
+    written: Sequence[str] = (),
+    mutations: int = 12,
+    seed: int = 0,
+) -> Selection:
+    """Group ``completions`` by behaviour on the extra inputs and choose from the best group the
+    member with the best public pass rate (the first drawn among equals)."""
+    if not completions:
+        return Selection(None, [])
+    before = probe.executions
+    inputs, written_built = extra_inputs(probe, problem, written, mutations, seed)
+    groups = rank_behaviours(probe.behaviours(problem, completions, inputs), public_rates)
+    best = groups[0]
+    chosen = max(best.members, key=lambda i: (public_rates[i], -i))
+    return Selection(chosen, groups, inputs, written_built, probe.executions - before)
+
+
+def _compiles(code: str) -> bool:
+    try:
+        compile(code, "<prompt>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True

@@ -1,0 +1,129 @@
+"""Outcome grouping (scorers/agreement.py) and the extra inputs (scorers/inputs.py), on the host only."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from scorers.agreement import (
+    Raised,
+    Returned,
+    behaviours_equal,
+    group_outcomes,
+    rank_behaviours,
+)
+from scorers.inputs import CallInput, call_source, entry_calls, literal, mutate_inputs, mutate_value
+
+
+def test_floats_within_the_judges_tolerance_share_a_group_and_far_ones_do_not() -> None:
+    behaviours = [[Returned(0.3)], [Returned(0.1 + 0.2)], [Returned(0.3001)], [Returned([1.0, 2.0])]]
+    groups = group_outcomes(behaviours, behaviours_equal)
+    assert [g.members for g in groups] == [[0, 1], [2], [3]]
+
+
+def test_exceptions_are_outcomes_equal_by_kind_and_never_equal_to_a_value() -> None:
+    a = [Returned(1), Raised("ValueError")]
+    b = [Returned(1), Raised("ValueError")]
+    c = [Returned(1), Raised("Timeout")]
+    d = [Returned(1), Returned(None)]
+    assert [g.members for g in group_outcomes([a, b, c, d], behaviours_equal)] == [[0, 1], [2], [3]]
+
+
+def test_a_list_and_a_tuple_of_the_same_items_behave_differently() -> None:
+    assert not behaviours_equal([Returned([1, 2])], [Returned((1, 2))])
+    assert not behaviours_equal([Returned(1)], [Returned(1), Returned(2)])
+
+
+def test_ties_in_size_go_to_the_better_public_rate_then_to_the_group_drawn_first() -> None:
+    x, y, z = [Returned("x")], [Returned("y")], [Returned("z")]
+    ranked = rank_behaviours([x, y, y, x, z], public_rates=[1.0, 1.0, 1.0, 1.0, 1.0])
+    assert [(g.members, g.size) for g in ranked] == [([0, 3], 2), ([1, 2], 2), ([4], 1)]
+    ranked = rank_behaviours([x, y, y, x, z], public_rates=[0.5, 1.0, 1.0, 0.5, 1.0])
+    assert [g.members for g in ranked] == [[1, 2], [4], [0, 3]]
+    assert ranked[0].public_rate == 1.0 and ranked[2].public_rate == 0.5
+
+
+def test_a_group_that_raises_where_most_candidates_return_loses_to_a_smaller_one_that_handles_it() -> None:
+    fragile = [Returned(0), Raised("IndexError")]
+    handles = [Returned(0), Returned(-1)]
+    other = [Returned(0), Returned(-2)]
+    ranked = rank_behaviours([fragile, fragile, handles, other, other])
+    assert [(g.members, g.unhandled) for g in ranked] == [([3, 4], 0), ([2], 0), ([0, 1], 1)]
+
+
+def test_raising_where_most_candidates_raise_too_is_no_penalty() -> None:
+    raises = [Raised("ValueError")]
+    ranked = rank_behaviours([raises, raises, raises, [Returned(None)]])
+    assert ranked[0].members == [0, 1, 2] and ranked[0].unhandled == 0
+
+
+def test_grouping_answers_uses_the_callers_equality() -> None:
+    groups = group_outcomes(["18", "8", "18.0", "eighteen"], lambda a, b: a.strip(".0") == b.strip(".0"))
+    assert [g.members for g in groups] == [[0, 2], [1], [3]]
+    assert group_outcomes([], behaviours_equal) == []
+
+
+def test_mutations_are_deterministic_under_a_seed_and_differ_across_seeds() -> None:
+    examples = [CallInput(([3, 1, 2], "Hello", 2.5)), CallInput(([], "", 0.0), {"flag": True})]
+    first = mutate_inputs(examples, limit=12, seed=7)
+    assert first == mutate_inputs(examples, limit=12, seed=7)
+    assert len(first) == 12
+    assert mutate_inputs(examples, limit=12, seed=8) != first
+
+
+def test_mutations_keep_each_arguments_type_and_change_exactly_one() -> None:
+    example = CallInput(([3, 1, 2], "Hello", 2.5, (1, "a"), {"k": 1}, True))
+    mutations = mutate_inputs([example], limit=100, seed=0)
+    assert len(mutations) > 15
+    for m in mutations:
+        assert [type(a) for a in m.args] == [type(a) for a in example.args]
+        assert sum(a != b for a, b in zip(m.args, example.args, strict=True)) == 1
+    assert CallInput(([3, 1, 2], "Hello", 2.5, (1, "a"), {"k": 1}, True)) not in mutations
+    assert len({literal(m.args) for m in mutations}) == len(mutations)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (5, [6, 4, 0, -5]),
+        (0, [1, -1]),
+        (True, [False]),
+        (1.5, [2.0, 0.0, -1.5, 0.75]),
+        ("Ab", ["", "bA", "aB", "AbAb"]),
+        ("", []),
+        ([], []),
+        ({}, []),
+        (None, []),
+    ],
+)
+def test_mutations_of_scalars_are_the_documented_neighbours(value: object, expected: list[object]) -> None:
+    assert mutate_value(value, random.Random(0)) == expected
+
+
+def test_nested_lists_mutate_inside_and_grow_and_shrink() -> None:
+    out = mutate_value([[1, 2], [3]], random.Random(0))
+    assert [] in out and [[1, 2], [3], [1, 2], [3]] in out and [[1, 2], [3], [1, 2]] in out
+    inner = [v for v in out if len(v) == 2 and v not in ([[1, 2], [3]], [[3], [1, 2]])]
+    assert inner and all(type(v[0]) is list and type(v[1]) is list for v in inner)
+
+
+def test_calls_are_found_by_parsing_without_running_anything() -> None:
+    text = "f(__import__('builtins').__setattr__('PWNED_BY_PARSE', 1))\nassert f(2) == 3\nx = g(f(1))\n"
+    assert entry_calls(text, "f") == [
+        "f(__import__('builtins').__setattr__('PWNED_BY_PARSE', 1))",
+        "f(2)",
+        "f(1)",
+    ]
+    import builtins
+
+    assert not hasattr(builtins, "PWNED_BY_PARSE")
+    assert entry_calls("f(" * 5000, "f") == []  # too long or too deep: skipped, not raised
+    assert entry_calls("f(1)\nf(2)\nf(3)", "f", limit=2) == ["f(1)", "f(2)"]
+
+
+def test_a_built_input_renders_as_source_that_means_the_same_values() -> None:
+    call = CallInput(([1.5, float("-inf")], (1,), frozenset(), {"a": b"x"}), {"k": None})
+    source = call_source("f", call)
+    assert source == "f([1.5, float('-inf')], (1,), frozenset(), {'a': b'x'}, k=None)"
+    assert eval(source, {"f": lambda *a, **k: (a, k)}) == (call.args, call.kwargs)  # test's own literal

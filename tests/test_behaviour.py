@@ -1,0 +1,171 @@
+"""Selection by behaviour with the real sandbox: probed values, inputs built only in the sandbox,
+the selector on hand-written candidates, and best-of-N's selector on the tiny model."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+
+import pytest
+
+import planners
+from sandbox import open_executor
+from sandbox.executor import CallProbe, Limits
+from sandbox.pool import SandboxPool
+from sandbox.wire import decode_value
+from scorers.agreement import Raised, Returned
+from scorers.behaviour import BehaviourProbe, Digest, public_calls, select_by_behaviour
+from scorers.inputs import CallInput
+from scorers.tests import TestScorer
+from search.problems.problem import FunctionTest, Problem
+from search.state.context import SearchContext
+
+PROBLEM = Problem(
+    id="t/double_all",
+    prompt=(
+        'def double_all(xs):\n    """Double every item.\n    >>> double_all([1, 2])\n    [2, 4]\n    """\n'
+    ),
+    entry_point="double_all",
+    public_tests=[FunctionTest(call="double_all([1, 2])", expected="[2, 4]")],
+)
+RIGHT = [
+    "    return [2 * x for x in xs]\n",
+    "    return [x + x for x in xs]\n",
+    "    return list(map(lambda x: x * 2, xs))\n",
+]
+OUTLIER = "    return [2, 4] if xs == [1, 2] else list(xs)\n"  # passes the example, wrong elsewhere
+
+
+@pytest.fixture(scope="module")
+def pool() -> SandboxPool:
+    return SandboxPool(open_executor("auto"))
+
+
+def test_a_probe_sends_back_the_value_an_exception_or_a_timeout(pool: SandboxPool) -> None:
+    program = (
+        "def f(x):\n    if x < 0:\n        raise KeyError(x)\n"
+        "    while x == 7:\n        pass\n    return (x, x / 4, {x})\n"
+    )
+    probes = [CallProbe(call=c) for c in ("f(2)", "f(-1)", "f(7)", "f(3)", "[0] * 100000")]
+    result = pool.run_many([pool_job(program, probes)])[0]
+    statuses = [(v.status, v.exc_type) for v in result.verdicts]
+    assert statuses == [
+        ("passed", None),
+        ("error", "KeyError"),
+        ("timeout", "Timeout"),
+        ("passed", None),
+        ("passed", None),
+    ]
+    assert decode_value(result.verdicts[0].value) == (2, 0.5, {2})
+    assert decode_value(result.verdicts[3].value) == (3, 0.75, {3})
+    big = result.verdicts[4]
+    assert big.value is None and big.value_digest is not None and len(big.value_digest) == 64
+
+
+def pool_job(program: str, probes: list[CallProbe]):  # type: ignore[no-untyped-def]
+    from sandbox.pool import Job
+
+    return Job(program, probes, Limits(wall_per_test=1.0, wall_total=20), "f")
+
+
+def test_written_calls_are_built_only_in_the_sandbox_and_bad_ones_are_dropped(
+    pool: SandboxPool, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran_on_host"
+    calls = [
+        "double_all([3, 4])",
+        "double_all(xs=[0])",
+        "double_all(__import__('builtins').__setattr__('PWNED_BY_INPUT', 1))",
+        f"double_all(__import__('os').system('touch {marker}'))",
+        "double_all([i for i in iter(int, 1)])",  # never ends: times out
+        "double_all(1 / 0)",  # raises while building
+        "__import__('os').getpid()",  # not a call of the entry point
+        "double_all(object())",  # not a plain value
+    ]
+    probe = BehaviourProbe(pool, per_input=0.5)
+    built = probe.build_inputs(PROBLEM, calls)
+    assert built[0] == CallInput(([3, 4],), {})
+    assert built[1] == CallInput((), {"xs": [0]})
+    assert built[2] == CallInput((None,), {})  # ran, in the sandbox's own interpreter
+    assert not hasattr(builtins, "PWNED_BY_INPUT")
+    assert built[4:] == [None, None, None, None]
+    assert probe.executions == 1
+    if open_executor("auto").layer in ("bwrap", "unshare", "docker"):
+        assert not marker.exists()
+
+
+def test_the_selector_picks_the_majority_behaviour_over_a_lone_outlier_that_passes_the_examples(
+    pool: SandboxPool,
+) -> None:
+    probe = BehaviourProbe(pool)
+    completions = [OUTLIER, *RIGHT]
+    selection = select_by_behaviour(probe, PROBLEM, completions, public_rates=[1.0] * 4, mutations=6)
+    assert [g.members for g in selection.groups] == [[1, 2, 3], [0]]
+    assert selection.chosen == 1
+    assert selection.group_of() == {1: (0, 3), 2: (0, 3), 3: (0, 3), 0: (1, 1)}
+    assert selection.inputs[0] == CallInput(([1, 2],))  # the example, then at most six mutations
+    assert CallInput(([],)) in selection.inputs and 4 <= len(selection.inputs) <= 7
+    assert selection.executions == 1 + 4  # the inputs built once, each program run once
+
+
+def test_a_candidate_that_raises_where_most_others_return_loses_a_tie_in_size(pool: SandboxPool) -> None:
+    fragile = "    return [2 * xs[0]] + [2 * x for x in xs[1:]]\n"  # IndexError on []
+    other = "    return [2 * x for x in xs] or [0]\n"  # returns on [], another value
+    completions = [fragile, fragile, RIGHT[0], RIGHT[1], other]
+    selection = select_by_behaviour(
+        BehaviourProbe(pool), PROBLEM, completions, public_rates=[1.0] * 5, written=["double_all([])"]
+    )
+    assert [(g.members, g.unhandled) for g in selection.groups] == [([2, 3], 0), ([4], 0), ([0, 1], 1)]
+    assert selection.chosen == 2 and selection.written_built == 1
+    empty = selection.inputs.index(CallInput(([],), {}))
+    assert selection.groups[0].key[empty] == Returned([])
+    assert selection.groups[2].key[empty] == Raised("IndexError")
+
+
+def test_identical_programs_run_once_and_a_program_that_does_not_load_raises_everywhere(
+    pool: SandboxPool,
+) -> None:
+    probe = BehaviourProbe(pool)
+    inputs = [CallInput(([1],)), CallInput(([],))]
+    behaviours = probe.behaviours(PROBLEM, [RIGHT[0], RIGHT[0], "    return (\n"], inputs)
+    assert probe.executions == 2
+    assert behaviours[0] == behaviours[1] == (Returned([2]), Returned([]))
+    assert behaviours[2] == (Raised("compile_error"), Raised("compile_error"))
+    assert public_calls(PROBLEM) == ["double_all([1, 2])"]
+    assert Digest("a" * 64) == Digest("a" * 64)
+
+
+def test_best_of_n_selects_by_behaviour_shows_the_groups_and_counts_the_spend(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    scorer = TestScorer(open_executor("auto"))
+    ctx = SearchContext.create(tiny_lm, scorer=scorer)
+    params = {
+        "n": 4,
+        "batch_size": 2,
+        "max_new_tokens": 6,
+        "early_stop": False,
+        "selector": "behaviour",
+        "written_inputs": 2,
+        "mutated_inputs": 3,
+    }
+    result = planners.create("best_of_n", params).solve(PROBLEM, ctx)
+    assert len(result.candidates) == 4
+    groups = [c.meta["behaviour_group"] for c in result.candidates]
+    sizes = [c.meta["behaviour_group_size"] for c in result.candidates]
+    assert all(sizes[i] == groups.count(groups[i]) for i in range(4))
+    assert result.best is not None and result.best.meta["behaviour_group"] == 0
+    spend = result.spend
+    written = spend.extra["input_writing_tokens"]
+    assert written > 0
+    assert spend.generated_tokens == sum(len(c.token_ids) for c in result.candidates) + written
+    distinct = len({PROBLEM.program(c.completion) for c in result.candidates})
+    # no cache: each sample's public run is charged, then one build and one run per distinct program
+    assert spend.executions == 4 + 1 + distinct
+    assert spend.extra["behaviour_inputs"] >= 1
+
+
+def test_the_selector_is_a_validated_param_with_the_public_filter_by_default() -> None:
+    assert planners.create("best_of_n").params.selector == "public"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="selector"):
+        planners.create("best_of_n", {"selector": "vote"})
+    described = {p["name"]: p for p in planners.describe()}["best_of_n"]["params"]
+    assert {"selector", "written_inputs", "mutated_inputs"} <= set(described)
