@@ -158,20 +158,18 @@ def _print_answer(report: SolveReport) -> None:
     else:
         out.print(escape(text.strip()), highlight=False)
     answer = verdict.answer
-    found = f"[bold]{escape(answer.text)}[/] (rule: {answer.rule})" if answer.text is not None else "-"
-    mark = {True: "[green]correct[/]", False: "[red]wrong[/]", None: "- (no reference)"}[verdict.correct]
+    if answer.text is not None:
+        out.print(f"final answer: [bold]{escape(answer.text)}[/] (rule: {answer.rule})")
+    else:
+        out.print(f"final answer: none ({escape(answer.reason or 'no answer')})")
+    mark = {True: "[green]correct[/]", False: "[red]wrong[/]", None: "- (no reference answer given)"}
+    out.print(f"verdict: {mark[verdict.correct]}")
     table = Table(show_header=True, header_style="bold")
-    for col in ("planner", "final answer", "verdict", "tokens", "forward passes", "executions", "seconds"):
+    for col in ("planner", "tokens", "forward passes", "executions", "seconds"):
         table.add_column(col)
     s = report.spend
     table.add_row(
-        report.planner,
-        found if answer.text is not None else f"- ({escape(answer.reason or 'no answer')})",
-        mark,
-        str(s.generated_tokens),
-        str(s.forward_passes),
-        str(s.executions),
-        f"{s.seconds:.1f}",
+        report.planner, str(s.generated_tokens), str(s.forward_passes), str(s.executions), f"{s.seconds:.1f}"
     )
     out.print(table)
     if report.no_signal:
