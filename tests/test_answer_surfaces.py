@@ -342,3 +342,60 @@ def test_bad_chat_questions_are_4xx_naming_the_field(
     r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == status, r.text
     assert r.json()["error"]["param"] == param
+
+
+# ----- the lm-eval plugin -------------------------------------------------------------------------
+
+
+def test_lm_eval_gsm8k_task_searches_questions_and_scores_with_lm_evals_filters(tiny_lm: Any) -> None:
+    lm_eval = pytest.importorskip("lm_eval")
+    import api.harness as harness
+
+    model = harness.TreedecLM(planner="greedy", params=SMALL, engine=Engine(lm=tiny_lm))
+    out = lm_eval.simple_evaluate(
+        model=model,
+        tasks=["treedec_gsm8k"],
+        limit=2,
+        task_manager=harness.task_manager(include_defaults=False),
+        log_samples=True,
+    )
+    result = out["results"]["treedec_gsm8k"]
+    assert result["exact_match,strict-match"] == 0.0 and result["exact_match,flexible-extract"] == 0.0
+    samples = out["samples"]["treedec_gsm8k"]
+    assert sorted({s["doc"]["id"] for s in samples}) == ["gsm8k/0", "gsm8k/1"]  # a sample per filter
+    assert [r["task_id"] for r in model.reports] == ["gsm8k/0", "gsm8k/1"]
+    assert all(r["final_answer"]["answer"]["reason"] == CUT_OFF for r in model.reports)
+    assert all(r["spend"]["generated_tokens"] == 8 for r in model.reports)  # max_gen_toks never overrides
+
+
+def test_lm_eval_filters_read_a_program_aided_answer_after_its_hashes() -> None:
+    from lm_eval.filters.extraction import RegexFilter
+
+    import api.harness as harness
+    from api.core.contracts import SolveReport
+
+    report = SolveReport.model_validate(
+        {
+            "planner": "greedy",
+            "problem_id": "q",
+            "completion": "def solution():\n    return 3 + 4\n```",
+            "best": None,
+            "candidates": [],
+            "spend": {},
+            "stop_reason": "done",
+            "model": "m",
+            "program": "",
+            "prompt_style": "program-aided",
+            "public_tests": {"from": "request", "tests": []},
+            "prompt_completion": "",
+            "public": None,
+            "hidden": None,
+            "final_answer": {"answer": {"text": "7", "rule": "program"}, "correct": True},
+        }
+    )
+    text = harness.harness_text(report)
+    assert text.endswith("```\n#### 7")
+    strict = RegexFilter(regex_pattern=r"#### (\-?[0-9\.\,]+)")
+    assert list(strict.apply([[text]], [{}]))[0] == ["7"]
+    assert harness.question_of({"question": "q?", "answer": "x #### 7", "answer_type": "number", "id": "g/1"})
+    assert harness.question_of({"prompt": "def f():\n", "task_id": "HumanEval/0"}) is None
