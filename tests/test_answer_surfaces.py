@@ -399,3 +399,40 @@ def test_lm_eval_filters_read_a_program_aided_answer_after_its_hashes() -> None:
     assert list(strict.apply([[text]], [{}]))[0] == ["7"]
     assert harness.question_of({"question": "q?", "answer": "x #### 7", "answer_type": "number", "id": "g/1"})
     assert harness.question_of({"prompt": "def f():\n", "task_id": "HumanEval/0"}) is None
+
+
+# ----- the queue: a question through Redis and a real worker --------------------------------------
+
+
+def test_a_question_goes_through_the_redis_queue_and_a_worker(redis_server: Any) -> None:
+    import subprocess
+    import sys
+
+    from api.http.server import create_queued_app
+
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "worker_entry.py"), redis_server.url, "--name", "q1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        app = create_queued_app(Engine(model_spec="unused"), redis_server.url)
+        with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=180) as http:
+            bad = http.post("/v1/solve", json={"problem": {**QUESTION, "answer": "seven"}})
+            assert bad.status_code == 422 and bad.json()["error"]["param"] == "problem.answer"
+            body = {"problem": QUESTION, "params": SMALL, "prompt_style": "chain-of-thought"}
+            r = http.post("/v1/solve", json=body)
+            assert r.status_code == 200, r.text
+            out = r.json()
+            assert out["prompt_style"] == "chain-of-thought" and out["problem_id"] == "request"
+            assert out["final_answer"] == {
+                "answer": {"text": None, "rule": None, "reason": CUT_OFF},
+                "correct": False,
+            }
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
