@@ -351,8 +351,11 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             )
         lm = state.engine.model()
         max_new_tokens = req.max_completion_tokens or req.max_tokens
-        if req.answer_type is not None or req.answer is not None or req.choices is not None:
+        if req.answer_type is not None:
             return await _answer_chat(state, req, lm, max_new_tokens)
+        if req.answer is not None or req.choices is not None:
+            field = "answer" if req.answer is not None else "choices"
+            raise APIError(422, f"invalid value for '{field}': it needs answer_type (a question)", field)
         problem = _function_problem(lm, req)
         primed: str | None = FENCE if problem is not None else None
         prompt = problem.model_text if problem is not None else ""
@@ -507,18 +510,21 @@ def _chat_prompt(lm: Any, req: ChatRequest) -> tuple[str, str | None]:
 
 
 def _question(req: ChatRequest) -> Problem:
-    """The question with a final answer a chat request asks: its last user message."""
-    users = [m for m in req.messages if m.role == "user"]
-    if not users or not users[-1].text().strip():
+    """The question with a final answer a chat request asks: its last user message with text."""
+    asked = [m.content for m in req.messages if m.role == "user" and isinstance(m.content, str)]
+    asked = [text for text in asked if text.strip()]
+    if not asked:
         raise APIError(
-            422, "invalid value for 'messages': a question needs a user message that asks it", "messages"
+            422,
+            "invalid value for 'messages': a question needs a user message whose text asks it",
+            "messages",
         )
     if req.tests:
         raise APIError(422, "invalid value for 'tests': a question with a final answer has no tests", "tests")
     try:
         record = AnswerRecord(
             id="chat",
-            question=users[-1].text(),
+            question=asked[-1],
             answer=None if req.answer is None else str(req.answer),
             answer_type=req.answer_type or "number",
             choices=req.choices,
