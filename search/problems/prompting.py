@@ -211,7 +211,7 @@ def check_style(problem: Problem, style: str) -> None:
     >>> try:
     ...     check_style(question, "chat")
     ... except PromptStyleError as e:
-    ...     print(str(e)[:60])
+    ...     print(str(e)[:59])
     prompt style 'chat' is for code problems; a question with a
     """
     parse_any_style(style)
