@@ -15,8 +15,12 @@ module. Two ways to use it:
 ``generate_until`` runs the chosen planner on each request: the context becomes a ``Problem``
 (entry point = the last ``def``, or the document's ``entry_point``; public tests from the
 docstring examples), ``until`` its stop strings, ``max_gen_toks`` the planner's
-``max_new_tokens``. Log-likelihood requests raise ``NotImplementedError``: a search decoder returns
-completions, not scores.
+``max_new_tokens``. A document that carries an ``answer_type`` (the offline ``treedec_gsm8k``
+task's rows) is a question with a final answer instead: it is searched as one, rendered in a
+reasoning style (``prompt_style``: ``auto``, ``chain-of-thought`` or ``program-aided``), not as the
+harness's prompt, and the text returned is the reasoning (a program-aided answer: its code, then
+``#### `` and the value its ``solution()`` returned, GSM8K's answer line). Log-likelihood requests
+raise ``NotImplementedError``: a search decoder returns completions, not scores.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ from typing import Any
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 
+from api.core.contracts import SolveReport
 from api.core.engine import Engine
 from api.core.prompts import problem_from_prompt
 from api.core.specs import budget_of, build_solve_spec
-from search.problems.prompt_styles import AS_SENT_STYLE, DEFAULT_STYLE
-from search.problems.prompting import parse_style
+from search.problems.answer_problems import answer_problem, gsm8k_record, is_answer_record
+from search.problems.problem import Problem
+from search.problems.prompt_styles import AS_SENT_STYLE, DEFAULT_STYLE, REASONING_STYLES
+from search.problems.prompting import parse_any_style
 
 TASKS_DIR = Path(__file__).with_name("lm_eval_tasks")
 HARNESSES = ("lm-eval", "lm_eval")
@@ -70,7 +77,7 @@ class TreedecLM(LM):
         import planners
 
         self.planner = str(planner)
-        self.prompt_style = parse_style(str(prompt_style))
+        self.prompt_style = parse_any_style(str(prompt_style))
         self.params = json.loads(params) if isinstance(params, str) else dict(params or {})
         planners.create(self.planner, self.params)  # fail now, naming the bad parameter
         self.budget = budget_of(
@@ -98,7 +105,7 @@ class TreedecLM(LM):
             doc = req.doc if isinstance(getattr(req, "doc", None), dict) else {}
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            problem = problem_from_prompt(
+            problem = question_of(doc) or problem_from_prompt(
                 context,
                 entry_point=doc.get("entry_point"),
                 stop=until,
@@ -114,15 +121,27 @@ class TreedecLM(LM):
                 self.budget,
                 evaluate_hidden=False,
                 include_tree=False,
-                prompt_style=self.prompt_style if problem.prompt_is_code else AS_SENT_STYLE,
+                prompt_style=self._style_for(problem),
             )
             report = self.engine.run(spec)
             public = report.public.model_dump() if report.public is not None else None
-            self.reports.append({"task_id": problem.id, "spend": report.spend.to_dict(), "public": public})
-            text = report.prompt_completion
+            row = {"task_id": problem.id, "spend": report.spend.to_dict(), "public": public}
+            if report.final_answer is not None:
+                row["final_answer"] = report.final_answer.model_dump()
+            self.reports.append(row)
+            text = harness_text(report)
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, gen_kwargs), text)
         return out
+
+    def _style_for(self, problem: Problem) -> str:
+        """A question's reasoning style (a code style asked for: ``auto``), a code prompt's style,
+        or a prose prompt as sent."""
+        if problem.final_answer is not None:
+            return self.prompt_style if self.prompt_style in REASONING_STYLES else "auto"
+        if self.prompt_style in REASONING_STYLES or not problem.prompt_is_code:
+            return AS_SENT_STYLE
+        return self.prompt_style
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         raise NotImplementedError(
@@ -135,6 +154,29 @@ class TreedecLM(LM):
             "treedec is a search decoder: it answers generate_until tasks only, not "
             "rolling log-likelihood (perplexity) tasks"
         )
+
+
+def question_of(doc: dict[str, Any]) -> Problem | None:
+    """The question with a final answer a harness document holds (a row with an ``answer_type``
+    and a question, as the offline ``treedec_gsm8k`` task's), else None."""
+    if "answer_type" not in doc or not is_answer_record(doc):
+        return None
+    pid = str(doc.get("id") or "harness")
+    if isinstance(doc.get("answer"), str) and "####" in doc["answer"]:  # a GSM8K row: its worked answer
+        return gsm8k_record(doc, pid).to_problem(pid)
+    return answer_problem(doc, pid)
+
+
+def harness_text(report: SolveReport) -> str:
+    """What the harness scores: the text that continues its prompt; for a question, the reasoning,
+    and for a program-aided one its code with ``#### `` and the value ``solution()`` returned."""
+    if report.final_answer is None:
+        return report.prompt_completion
+    text = report.completion or ""
+    if report.prompt_style != "program-aided":
+        return text
+    value = report.final_answer.answer.text
+    return text.rstrip() + (f"\n#### {value}" if value is not None else "")
 
 
 def task_manager(include_defaults: bool = True) -> Any:

@@ -66,6 +66,14 @@ def create(name: str, params: dict[str, Any] | None = None) -> Planner[Any]:
     return cls(cls.Params.model_validate(params or {}))
 
 
+def refuse_unfit(name: str, problem: Any) -> None:
+    """Raise ``PlannerError`` (one line naming the planners that fit) when planner ``name`` cannot
+    search ``problem`` (a code-only planner and a question with a final answer)."""
+    refused = get(name).refusal(problem)
+    if refused is not None:
+        raise PlannerError(refused)
+
+
 def describe() -> list[dict[str, Any]]:
     _load()
     out = []
@@ -85,10 +93,11 @@ def describe() -> list[dict[str, Any]]:
                 "name": name,
                 "description": cls.description,
                 "needs_sandbox": cls.needs_sandbox,
+                "accepts_answer_problems": cls.accepts_answer_problems,
                 "params": params,
             }
         )
     return out
 
 
-__all__ = ["Planner", "PlannerError", "create", "describe", "get", "names", "register"]
+__all__ = ["Planner", "PlannerError", "create", "describe", "get", "names", "refuse_unfit", "register"]

@@ -113,6 +113,30 @@ class Planner(Generic[P]):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     needs_sandbox: ClassVar[bool] = False
+    accepts_answer_problems: ClassVar[bool] = True
+    """False for a planner that searches programs only (it picks one by public tests): it refuses a
+    question with a final answer (``refusal``)."""
+
+    @classmethod
+    def refusal(cls, problem: Problem) -> str | None:
+        """Why this planner cannot search ``problem`` (one line naming what can), or None."""
+        if problem.final_answer is None or cls.accepts_answer_problems:
+            return None
+        import planners
+
+        able = [n for n in planners.names() if planners.get(n).accepts_answer_problems]
+        return (
+            f"planner {cls.name!r} searches code problems only; for a question with a final answer "
+            f"use one of {', '.join(able)}"
+        )
+
+    def no_signal(self, problem: Problem, ctx: SearchContext) -> str | None:
+        """Why a search of ``problem`` has nothing to steer by, or None when it has a signal or needs
+        none. The default: a test-driven planner (``needs_sandbox``) without public tests to run. A
+        planner that scores answers by another signal (agreement among answers) says so here."""
+        if self.needs_sandbox and not (problem.public_tests and ctx.scorer is not None):
+            return "no public tests to run: the answer is not chosen by any test or score"
+        return None
 
     @classmethod
     def required_params(cls, lm: Any) -> list[str]:
@@ -131,6 +155,9 @@ class Planner(Generic[P]):
 
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         """Run one search: its loop until it stops or the budget is spent, then its outcome."""
+        refused = self.refusal(problem)
+        if refused is not None:
+            raise PlannerError(refused)
         search = self.start(problem, ctx)
         try:
             reason = search.run()
@@ -146,4 +173,5 @@ class Planner(Generic[P]):
             out.stop_reason,
             out.tree,
             out.answer_style,
+            self.no_signal(problem, ctx),
         )

@@ -3,7 +3,8 @@
 Reward values (``TestReward``):
 
 - ``pass_rate`` = passed / total in [0, 1] (0.0 for a program with no tests to run or a compile
-  error); this is the reward PG-TD's MCTS backs up and best-of-N ranks by;
+  error, and for prose, which is never run: ``TestReward.not_run``); this is the reward PG-TD's
+  MCTS backs up and best-of-N ranks by;
 - ``kind`` says why: ``"compile_error"`` (the program does not parse; ``compile_error=True``),
   ``"runtime_error"`` (loading raised, or some test ended in error/timeout/memory/signal;
   ``runtime_error=True``), ``"failed"`` (ran, some answers wrong), ``"passed"`` (all passed);
@@ -69,6 +70,13 @@ class TestReward:
         return self.pass_rate
 
     @classmethod
+    def not_run(cls) -> TestReward:
+        """The reward of an answer that is not a program (prose): nothing was started or run, and
+        nothing passed."""
+        result = ExecutionResult(verdicts=[], starts=0, message="the answer is prose: nothing to run")
+        return cls(0.0, 0, 0, compile_error=False, runtime_error=False, result=result, cached=False)
+
+    @classmethod
     def from_result(cls, result: ExecutionResult, cached: bool) -> TestReward:
         total, passed = result.total, result.passed
         runtime = result.program_status not in ("ok", "compile_error") or any(
@@ -127,6 +135,8 @@ class TestScorer:
         self, problem: Problem, completions: Sequence[str], hidden: bool = False
     ) -> list[TestReward]:
         """Rewards in the order of ``completions``; cache hits (and duplicates) never execute."""
+        if not problem.runs_program:
+            return [TestReward.not_run() for _ in completions]
         programs = [problem.program(c) for c in completions]
         tests = problem.judged_tests(hidden)  # once per call: it parses the prompt and the tests
         suite_hash = tests_hash(tests)

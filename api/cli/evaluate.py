@@ -23,7 +23,10 @@ EVAL_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 @option_groups
 def evaluate(
     dataset: str = typer.Option(
-        "humaneval", "--dataset", "-d", help="humaneval, humaneval:A-B, humaneval:3,10-19 or a JSONL file"
+        "humaneval",
+        "--dataset",
+        "-d",
+        help="humaneval, humaneval:A-B, humaneval:3,10-19, gsm8k:A-B, gsm8k-train:A-B or a JSON/JSONL file",
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", help="at most this many problems"),
     offset: int = typer.Option(0, "--offset", help="skip this many problems first"),
@@ -50,7 +53,7 @@ def evaluate(
     planner = run.planner
     with user_errors():
         problems = load_problems(dataset, limit=limit, offset=offset)
-        params = run.check()
+        params = run.check(problems)
         budget = run.budget()
         results = ResultsLog(out_path, key=lambda row: row["task_id"])
         done = results.done
@@ -68,7 +71,7 @@ def evaluate(
             )
 
             def solve_one(prob: Any) -> dict[str, Any]:
-                return run_problem(engine, prob, planner, params, budget, run.prompt_style).eval_row()
+                return run_problem(engine, prob, planner, params, budget, run.prompt_style).row()
 
             def show(i: int, n: int, prob: Any, row: dict[str, Any]) -> None:
                 if progress is not None and task is not None:
@@ -83,9 +86,10 @@ def evaluate(
     if as_json:
         print(json.dumps(summary, indent=1))
     else:
-        out.print(
-            f"pass@1 (hidden tests): {summary['passed']}/{summary['problems']} = {summary['pass@1']:.3f}"
-        )
+        judged = "final answers" if any("answer" in r for r in rows) else "hidden tests"
+        out.print(f"pass@1 ({judged}): {summary['passed']}/{summary['problems']} = {summary['pass@1']:.3f}")
+        if "cut_off" in summary:
+            out.print(f"cut off before the end: {summary['cut_off']}, no answer: {summary['no_answer']}")
         out.print(f"spend: {summary['spend']}")
 
 
@@ -101,10 +105,15 @@ def _eval_summary(planner: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     )
     spend = {k: round(sum(r["spend"].get(k, 0) for r in rows), 2) for k in keys}
     passed = sum(r["passed"] for r in rows)
-    return {
+    summary: dict[str, Any] = {
         "planner": planner,
         "problems": len(rows),
         "passed": passed,
         "pass@1": passed / len(rows) if rows else 0.0,
         "spend": spend,
     }
+    questions = [r for r in rows if "answer" in r]
+    if questions:  # questions with a final answer: how many texts were cut off or had no answer
+        summary["cut_off"] = sum(bool(r["cut_off"]) for r in questions)
+        summary["no_answer"] = sum(r["answer"] is None for r in questions)
+    return summary

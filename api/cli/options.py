@@ -6,8 +6,9 @@ as its options."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress
@@ -15,6 +16,9 @@ from rich.progress import Progress
 from api.cli.display import model_progress
 from api.cli.errors import UserError
 from search.problems.prompt_styles import DEFAULT_STYLE
+
+if TYPE_CHECKING:
+    from search.problems.problem import Problem
 
 
 def parse_sets(values: list[str] | None) -> dict[str, Any]:
@@ -72,7 +76,8 @@ Style = Annotated[
     str,
     typer.Option(
         "--prompt-style",
-        help="completion | chat | chat-prefill | auto (the model's measured style, else chat if it has one)",
+        help="code: completion | chat | chat-prefill; a question with a final answer: chain-of-thought | "
+        "program-aided; auto: the model's measured style (chain-of-thought for a question)",
     ),
 ]
 
@@ -109,14 +114,18 @@ class RunOptions:
     def params(self) -> dict[str, Any]:
         return parse_sets(self.sets)
 
-    def check(self) -> dict[str, Any]:
-        """The planner's parameters, after checking them and the prompt style (before any model loads)."""
+    def check(self, problems: Sequence[Problem] = ()) -> dict[str, Any]:
+        """The planner's parameters, after checking them and the prompt style, and that both fit
+        ``problems`` (before any model loads)."""
         import planners
-        from search.problems.prompting import parse_style
+        from search.problems.prompting import check_style, parse_any_style
 
         params = self.params()
         planners.create(self.planner, params)
-        parse_style(self.prompt_style)
+        parse_any_style(self.prompt_style)
+        for problem in problems:
+            planners.refuse_unfit(self.planner, problem)
+            check_style(problem, self.prompt_style)
         return params
 
     def budget(self) -> Any:

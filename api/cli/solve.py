@@ -1,5 +1,7 @@
 """``treedec solve``: one problem with a planner; the program, its verdicts and the spend (a table,
-or ``--json``), the search tree and its advantages on request."""
+or ``--json``), the search tree and its advantages on request. A question with a final answer shows
+the reasoning, the final answer, the rule that found it and, with a reference, its verdict; a file
+of several questions (``examples/word_problems.json``) is solved one question after another."""
 
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ from api.cli.options import RunOptions
 
 if TYPE_CHECKING:
     from api.core.contracts import SolveReport, TestSummary
+    from search.problems.problem import Problem
 
 
 @option_groups
 def solve(
-    problem: str = typer.Argument(..., help="a JSON/JSONL problem file or a dataset reference (humaneval:0)"),
+    problem: str = typer.Argument(
+        ..., help="a JSON/JSONL problem file or a dataset reference (humaneval:0, gsm8k:3)"
+    ),
     run: RunOptions = RunOptions(),  # the options solve and eval share (see option_groups)
     as_json: bool = typer.Option(False, "--json", help="print the machine-readable result"),
     no_hidden: bool = typer.Option(False, "--no-hidden", help="do not run the hidden tests"),
@@ -31,46 +36,69 @@ def solve(
     ),
 ) -> None:
     """Solve one problem with a planner and print the program, its verdicts and the spend."""
-    from search.problems.loaders import load_problem
+    from search.problems.loaders import load_problem, load_problems
 
-    planner = run.planner
     with user_errors():
-        prob = load_problem(problem)
-        params = run.check()  # before loading the model
+        probs = load_problems(problem)
+        if len(probs) != 1 and (tree_out or export_advantages or any(p.final_answer is None for p in probs)):
+            load_problem(problem)  # several code problems: the one-line error that asks for one
+        params = run.check(probs)  # before loading the model
         budget = run.budget()
+        reports = []
         with progress_display(not as_json) as progress:
             engine = run.engine.build(progress)
             engine.get_cache()  # a named cache that is unreachable fails before the model loads
-            task = progress.add_task(f"{planner} on {prob.id}", total=None) if progress else None
-
-            def on_event(event: dict[str, Any]) -> None:
-                if progress is not None and task is not None:
-                    s = event.get("spend", {})
-                    best = event.get("best_reward")
-                    progress.update(
-                        task,
-                        description=f"{planner} on {prob.id}: {event['event']} "
-                        f"tokens={s.get('tokens')} execs={s.get('executions')}"
-                        + (f" best={best:.2f}" if isinstance(best, (int, float)) else ""),
-                    )
-
-            report = engine.solve(
-                prob,
-                planner,
-                params,
-                budget,
-                events=on_event,
-                evaluate_hidden=not no_hidden,
-                prompt_style=run.prompt_style,
-            )
+            for prob in probs:
+                reports.append(_solve_one(engine, prob, run, params, budget, progress, no_hidden))
+        report = reports[0]
         if tree_out is not None:
             tree_out.write_text(json.dumps(report.tree, indent=1))
         if export_advantages is not None:
             _export_advantages(report, export_advantages)
     if as_json:
-        print(json.dumps(report.to_json(), indent=1, default=str))
+        data = [r.to_json() for r in reports] if len(reports) > 1 else report.to_json()
+        print(json.dumps(data, indent=1, default=str))
         return
-    _print_report(report)
+    for report in reports:
+        if report.final_answer is not None:
+            _print_answer(report)
+        else:
+            _print_report(report)
+
+
+def _solve_one(
+    engine: Any,
+    prob: Problem,
+    run: RunOptions,
+    params: dict[str, Any],
+    budget: Any,
+    progress: Any,
+    no_hidden: bool,
+) -> SolveReport:
+    planner = run.planner
+    task = progress.add_task(f"{planner} on {prob.id}", total=None) if progress else None
+
+    def on_event(event: dict[str, Any]) -> None:
+        if progress is not None and task is not None:
+            s = event.get("spend", {})
+            best = event.get("best_reward")
+            progress.update(
+                task,
+                description=f"{planner} on {prob.id}: {event['event']} "
+                f"tokens={s.get('tokens')} execs={s.get('executions')}"
+                + (f" best={best:.2f}" if isinstance(best, (int, float)) else ""),
+            )
+
+    report: SolveReport = engine.solve(
+        prob,
+        planner,
+        params,
+        budget,
+        events=on_event,
+        evaluate_hidden=not no_hidden,
+        prompt_style=run.prompt_style,
+    )
+    return report
 
 
 def _export_advantages(report: SolveReport, path: Path) -> None:
@@ -113,3 +141,36 @@ def _print_report(report: SolveReport) -> None:
         f"{s.seconds:.1f}",
     )
     out.print(table)
+
+
+def _print_answer(report: SolveReport) -> None:
+    """A question's result: the reasoning (or the program-aided code), then the final answer, the
+    rule that found it (or why there is none), the verdict and the spend."""
+    from rich.markup import escape
+    from rich.syntax import Syntax
+
+    verdict = report.final_answer
+    assert verdict is not None
+    text = report.completion or ""
+    out.print(f"[bold]{escape(report.problem_id)}[/] ({report.prompt_style})")
+    if report.prompt_style == "program-aided":
+        out.print(Syntax(report.program, "python", line_numbers=False))
+    else:
+        out.print(escape(text.strip()), highlight=False)
+    answer = verdict.answer
+    if answer.text is not None:
+        out.print(f"final answer: [bold]{escape(answer.text)}[/] (rule: {answer.rule})")
+    else:
+        out.print(f"final answer: none ({escape(answer.reason or 'no answer')})")
+    mark = {True: "[green]correct[/]", False: "[red]wrong[/]", None: "- (no reference answer given)"}
+    out.print(f"verdict: {mark[verdict.correct]}")
+    table = Table(show_header=True, header_style="bold")
+    for col in ("planner", "tokens", "forward passes", "executions", "seconds"):
+        table.add_column(col)
+    s = report.spend
+    table.add_row(
+        report.planner, str(s.generated_tokens), str(s.forward_passes), str(s.executions), f"{s.seconds:.1f}"
+    )
+    out.print(table)
+    if report.no_signal:
+        err.print(f"note: {report.planner} had no signal: {report.no_signal}")

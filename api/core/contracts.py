@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from search.limits.budget import Budget, Spend
 from search.problems.answers import AnswerVerdict
 from search.problems.problem import Problem
-from search.problems.prompt_styles import DEFAULT_STYLE, PromptStyle
+from search.problems.prompt_styles import DEFAULT_STYLE, AnyStyle
 from search.state.context import Candidate, SearchResult
 
 Number = int | float
@@ -43,7 +43,7 @@ class SolveSpec(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     include_tree: bool = True
     evaluate_hidden: bool = False
-    prompt_style: PromptStyle = DEFAULT_STYLE
+    prompt_style: AnyStyle = DEFAULT_STYLE
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (a queued job's ``spec``)."""
@@ -154,6 +154,7 @@ class SolveReport(BaseModel):
     public: TestSummary | None
     hidden: TestSummary | None
     final_answer: AnswerVerdict | None = None  # an answer problem's answer found, and its verdict
+    no_signal: str | None = None  # why the search had nothing to steer by (absent: it had, or needs none)
 
     @model_serializer(mode="wrap")
     def _without_missing_tree(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -162,6 +163,8 @@ class SolveReport(BaseModel):
             out.pop("tree", None)
         if self.final_answer is None:
             out.pop("final_answer", None)
+        if self.no_signal is None:
+            out.pop("no_signal", None)
         return out
 
     @classmethod
@@ -196,6 +199,7 @@ class SolveReport(BaseModel):
             public=public,
             hidden=hidden,
             final_answer=final_answer,
+            no_signal=result.no_signal,
         )
 
     def to_json(self, tree: bool = True) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from search.model.loader import load_model
 from search.problems.extraction import Answer, extract_answer
 from search.problems.problem import Problem
 from search.problems.prompt_styles import DEFAULT_STYLE
-from search.problems.prompting import parse_style, render
+from search.problems.prompting import check_style, parse_any_style, render
 from search.state.context import EventSink, SearchContext, SearchResult
 
 
@@ -134,7 +134,7 @@ class Engine:
             budget,
             include_tree=include_tree,
             evaluate_hidden=evaluate_hidden,
-            prompt_style=parse_style(prompt_style),
+            prompt_style=parse_any_style(prompt_style),
         )
         return self.run(spec, events=events, cancel=cancel, on_result=on_result)
 
@@ -148,6 +148,9 @@ class Engine:
         """Run the search ``spec`` asks for and evaluate its answer on the public (and, if the spec
         says so, hidden) tests; ``cancel`` stops the search at its next step."""
         instance = planners.create(spec.planner, spec.params)
+        planners.refuse_unfit(spec.planner, spec.problem)  # a code-only planner and a question
+        if spec.problem.model_prompt is None:
+            check_style(spec.problem, spec.prompt_style)
         problem = self.render(spec.problem, spec.prompt_style)
         ctx = self.context(spec.budget, events, cancel)
         # the search's one stop (cancel + wall-time deadline), handed down to every model call

@@ -165,8 +165,21 @@ class ProblemRun:
 
     @property
     def passed(self) -> bool:
-        """The answer passed the hidden tests."""
+        """The answer passed the hidden tests (a question's: its final answer is the reference)."""
+        if self.report.final_answer is not None:
+            return self.report.final_answer.correct is True
         return all_passed(self.report.hidden)
+
+    @property
+    def cut_off(self) -> bool:
+        """The answer's text reached the planner's ``max_new_tokens`` (it was cut off there)."""
+        import planners
+
+        best = self.report.best
+        return (
+            best is not None
+            and best.tokens >= planners.create(self.planner, self.params).params.max_new_tokens
+        )
 
     @property
     def public_passed(self) -> bool:
@@ -186,6 +199,32 @@ class ProblemRun:
             "spend": report.spend.to_dict(),
             "stop_reason": report.stop_reason,
         }
+
+    def answer_row(self) -> Row:
+        """The row of a question with a final answer: its text, the answer found with its rule (or
+        why there is none), the verdict, whether the text was cut off, and the spend."""
+        report = self.report
+        verdict = report.final_answer
+        assert verdict is not None
+        return {
+            "task_id": self.problem_id,
+            "planner": self.planner,
+            "prompt_style": report.prompt_style,
+            "text": report.completion,
+            "answer": verdict.answer.text,
+            "rule": verdict.answer.rule,
+            "no_answer": verdict.answer.reason,
+            "correct": verdict.correct,
+            "passed": self.passed,
+            "cut_off": self.cut_off,
+            "spend": report.spend.to_dict(),
+            "stop_reason": report.stop_reason,
+            **({"no_signal": report.no_signal} if report.no_signal else {}),
+        }
+
+    def row(self) -> Row:
+        """``answer_row`` for a question with a final answer, else ``eval_row``."""
+        return self.answer_row() if self.report.final_answer is not None else self.eval_row()
 
 
 def run_problem(

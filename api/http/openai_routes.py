@@ -17,6 +17,15 @@ becomes the problem: its name the entry point, its docstring examples the public
 reward; each choice's content is one fenced program. Without a function but with ``tests``, the
 templated prompt is primed the same way.
 
+A chat request with ``answer_type`` (``number``, ``math``, ``choice`` or ``string``; with
+``answer``, an optional reference that only judges, and ``choices``) is a question with a final
+answer: its last user message is the question, rendered in a reasoning style (``prompt_style``:
+``auto``, ``chain-of-thought`` or ``program-aided``), and each choice's content is the reasoning
+with its final answer; ``treedec`` then holds each choice's ``final_answer`` (the answer, the rule
+that found it, the verdict). Without ``answer_type``, a message holding no Python function is
+answered in prose as sent, never run in the sandbox; a search planner then has nothing to steer by
+and its ``treedec`` entry says so (``no_signal``).
+
 ``prompt_style``: a request that names none is continued as sent (``AS_SENT_STYLE``, completion),
 where REST and the harness default to the model's measured style: an OpenAI client sends the very
 text to continue (a raw prompt, or its own messages), and it gets that text continued.
@@ -39,8 +48,10 @@ from api.http.errors import APIError, error_responses
 from api.http.schemas import IO_TESTS_ONLY, NonBlank, strict_body
 from api.jobs.backend import JobView
 from search.limits.budget import Budget
+from search.problems.answer_problems import AnswerRecord
 from search.problems.problem import Problem, TestCase, answer_code, with_kind
-from search.problems.prompt_styles import AS_SENT_STYLE, PromptStyle
+from search.problems.prompt_styles import AS_SENT_STYLE, DEFAULT_STYLE, REASONING_STYLES, AnyStyle
+from search.problems.verification import AnswerType
 
 if TYPE_CHECKING:
     from api.http.state import ServerState
@@ -83,10 +94,11 @@ class _Common(BaseModel):
     entry_point: str | None = Field(None, min_length=1, description="the function the tests call")
     budget: Budget = Field(default_factory=Budget)
     params: dict[str, Any] = Field(default_factory=dict, description="the planner's parameters")
-    prompt_style: PromptStyle | None = Field(
+    prompt_style: AnyStyle | None = Field(
         None,
         description="render a code prompt in this style (completions: default completion, the prompt "
-        "is continued as sent; chat: default the client's own messages)",
+        "is continued as sent; chat: default the client's own messages); a chat question with "
+        "answer_type: auto (default), chain-of-thought or program-aided",
     )
 
     @field_validator("tests", mode="before")
@@ -134,6 +146,17 @@ class ChatMessage(BaseModel):
 
 class ChatRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
+    answer_type: AnswerType | None = Field(
+        None,
+        description="makes the request a question with a final answer of this type: the last user "
+        "message is the question, searched as one (no code, no tests)",
+    )
+    choices: list[NonBlank] | None = Field(
+        None, min_length=2, max_length=26, description="a choice question's options (with answer_type)"
+    )
+    answer: NonBlank | int | float | None = Field(
+        None, description="a reference answer (with answer_type): it only judges, the search never sees it"
+    )
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     logprobs: bool | None = Field(
         None, description="not supported: false or null only", json_schema_extra={"enum": [False, None]}
@@ -198,6 +221,9 @@ async def _run(
     specs = []
     for problem in problems:
         state.check_problem(problem, prefix)
+        style = req.prompt_style or (DEFAULT_STYLE if problem.final_answer is not None else AS_SENT_STYLE)
+        if problem.final_answer is not None or req.prompt_style in REASONING_STYLES:
+            state.check_fit(planner, problem, style, "model")
         for choice in range(req.n):
             specs.append(
                 build_solve_spec(
@@ -207,7 +233,7 @@ async def _run(
                     budget,
                     include_tree=False,
                     evaluate_hidden=False,
-                    prompt_style=req.prompt_style or AS_SENT_STYLE,
+                    prompt_style=style,
                 )
             )
     jobs = state.submit(specs)
@@ -242,12 +268,17 @@ def _finish_reason(lm: Any, text: str, max_new_tokens: int | None, report: Solve
 
 
 def _extras(job: JobView, report: SolveReport) -> dict[str, Any]:
-    return {
+    extras = {
         "job_id": job.id,
         "spend": report.spend.to_dict(),
         "stop_reason": report.stop_reason,
         "public": report.public.model_dump() if report.public is not None else None,
     }
+    if report.final_answer is not None:
+        extras["final_answer"] = report.final_answer.model_dump()
+    if report.no_signal is not None:
+        extras["no_signal"] = report.no_signal
+    return extras
 
 
 def add_openai_routes(app: FastAPI, state: ServerState) -> None:
@@ -320,12 +351,19 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
             )
         lm = state.engine.model()
         max_new_tokens = req.max_completion_tokens or req.max_tokens
+        if req.answer_type is not None:
+            return await _answer_chat(state, req, lm, max_new_tokens)
+        if req.answer is not None or req.choices is not None:
+            field = "answer" if req.answer is not None else "choices"
+            raise APIError(422, f"invalid value for '{field}': it needs answer_type (a question)", field)
         problem = _function_problem(lm, req)
         primed: str | None = FENCE if problem is not None else None
         prompt = problem.model_text if problem is not None else ""
         if problem is None:
             prompt, primed = _chat_prompt(lm, req)
             problem = _problem(prompt, req, primed, "chat")
+            if primed is None and not problem.prompt_is_code and not req.tests:
+                problem = problem.model_copy(update={"answer_is_text": True})  # prose: nothing to run
             if primed is not None:
                 stops = list(problem.stop or []) + ["```"]
                 problem = problem.model_copy(update={"stop": stops})
@@ -469,3 +507,68 @@ def _chat_prompt(lm: Any, req: ChatRequest) -> tuple[str, str | None]:
             )
         return prompt + FENCE, FENCE
     return prompt, None
+
+
+def _question(req: ChatRequest) -> Problem:
+    """The question with a final answer a chat request asks: its last user message with text."""
+    asked = [m.content for m in req.messages if m.role == "user" and isinstance(m.content, str)]
+    asked = [text for text in asked if text.strip()]
+    if not asked:
+        raise APIError(
+            422,
+            "invalid value for 'messages': a question needs a user message whose text asks it",
+            "messages",
+        )
+    if req.tests:
+        raise APIError(422, "invalid value for 'tests': a question with a final answer has no tests", "tests")
+    try:
+        record = AnswerRecord(
+            id="chat",
+            question=asked[-1],
+            answer=None if req.answer is None else str(req.answer),
+            answer_type=req.answer_type or "number",
+            choices=req.choices,
+        )
+    except ValidationError as e:
+        msg = str(e.errors()[0].get("msg", "")).removeprefix("Value error, ")
+        field = "answer" if msg.startswith("answer: ") else "messages"
+        raise APIError(422, f"invalid value for '{field}': {msg.removeprefix('answer: ')}", field) from e
+    return record.to_problem("chat")
+
+
+def answer_content(report: SolveReport) -> str:
+    """A question's choice: the reasoning as written, and for a program-aided answer (code) the
+    value its ``solution()`` returned, or why there is none."""
+    text = (report.completion or "").rstrip()
+    if report.prompt_style != "program-aided" or report.final_answer is None:
+        return text
+    answer = report.final_answer.answer
+    said = (
+        f"The final answer is {answer.text}." if answer.text is not None else f"No answer: {answer.reason}."
+    )
+    return f"{FENCE}{answer_code(text).rstrip()}\n```\n\n{said}"
+
+
+async def _answer_chat(
+    state: ServerState, req: ChatRequest, lm: Any, max_new_tokens: int | None
+) -> dict[str, Any]:
+    """A question with a final answer: ``n`` searches, each choice the reasoning with its answer."""
+    problem = _question(req)
+    jobs, _ = await _run(state, req, [problem], max_new_tokens, "messages")
+    choices, completion_tokens, prompt_tokens = [], 0, 0
+    for i, (_, report) in enumerate(jobs):
+        text = report.completion or ""
+        completion_tokens += len(lm.encode(text))
+        choices.append(
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": answer_content(report)},
+                "logprobs": None,
+                "finish_reason": _finish_reason(lm, text, max_new_tokens, report),
+            }
+        )
+    rendered = state.engine.render(problem, req.prompt_style or DEFAULT_STYLE)
+    prompt_tokens = len(lm.encode(rendered.model_text))
+    return _response(
+        "chatcmpl-", "chat.completion", req.model, choices, prompt_tokens, completion_tokens, jobs
+    )

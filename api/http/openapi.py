@@ -43,6 +43,7 @@ def server_openapi(app: FastAPI, settings: ServerSettings, lm: Any) -> dict[str,
         use_error_model(doc)
         add_limits(schemas, settings, vocab)
         add_planners(schemas, lm, settings.prm_models)
+        add_problem_kinds(schemas)
         app.openapi_schema = doc
     return app.openapi_schema
 
@@ -177,3 +178,62 @@ def add_planners(schemas: dict[str, Any], lm: Any, prm_models: list[str]) -> Non
             variant["required"] = ["params"] if planners.get(name).required_params(lm) else []
             variants.append(copy.deepcopy(variant))
         _add_rule(schema, variants)
+
+
+def add_problem_kinds(schemas: dict[str, Any]) -> None:
+    """A question with a final answer takes a reasoning style (or auto) and a planner that accepts
+    questions; a code problem takes a code style; on the chat route, ``answer_type`` makes the
+    request a question (asked by a user message with text, no tests)."""
+    from api.http.openai_routes import MODEL_PREFIX
+    from search.problems.prompt_styles import REASONING_STYLES, STYLES
+
+    fitting = [n for n in planners.names() if planners.get(n).accepts_answer_problems]
+    reasoning = ["auto", *REASONING_STYLES]
+    _add_rule(
+        schemas["SolveRequest"],
+        [
+            {
+                "properties": {
+                    "problem": {"$ref": REF.format(model="ProblemIn")},
+                    "prompt_style": {"enum": list(STYLES)},
+                }
+            },
+            {
+                "properties": {
+                    "problem": {"$ref": REF.format(model="AnswerProblemIn")},
+                    "prompt_style": {"enum": reasoning},
+                    "planner": {"enum": fitting},
+                }
+            },
+        ],
+    )
+    completion_style = schemas["CompletionRequest"]["properties"]["prompt_style"]
+    completion_style["anyOf"] = [{"type": "null"}, {"enum": list(STYLES)}]  # a prompt is never a question
+    asked = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {"role": {"const": "user"}, "content": {"type": "string", "pattern": r"\S"}},
+    }
+    _add_rule(
+        schemas["ChatRequest"],
+        [
+            {
+                "properties": {
+                    "answer_type": {"type": "null"},
+                    "answer": {"type": "null"},
+                    "choices": {"type": "null"},
+                    "prompt_style": {"anyOf": [{"type": "null"}, {"enum": list(STYLES)}]},
+                }
+            },
+            {
+                "required": ["answer_type"],
+                "properties": {
+                    "answer_type": {"type": "string"},
+                    "prompt_style": {"anyOf": [{"type": "null"}, {"enum": reasoning}]},
+                    "model": {"enum": [MODEL_PREFIX + n for n in fitting]},
+                    "tests": {"anyOf": [{"type": "null"}, {"type": "array", "maxItems": 0}]},
+                    "messages": {"contains": asked},
+                },
+            },
+        ],
+    )

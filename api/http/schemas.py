@@ -10,15 +10,27 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Request
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.json_schema import JsonDict, JsonValue
 
 from api.core.contracts import JobStatus
 from api.core.prompts import last_function
 from search.limits.budget import Budget
+from search.problems.answer_problems import AnswerRecord
 from search.problems.loaders import parse_docstring_tests
 from search.problems.problem import FunctionTest, Problem, TestCase, with_kind
-from search.problems.prompt_styles import DEFAULT_STYLE, PromptStyle
+from search.problems.prompt_styles import DEFAULT_STYLE, AnyStyle
+from search.problems.verification import AnswerType, reference_error
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -188,6 +200,64 @@ class ProblemIn(BaseModel):
         )
 
 
+class AnswerProblemIn(BaseModel):
+    """A question with a checked final answer, as a client sends it: the model reasons to an answer,
+    which is extracted from its text (or returned by its ``solution()``) and, when ``answer`` is
+    given, checked against it (the reference only judges: the search never sees it)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field("request", min_length=1, max_length=200)
+    question: NonBlank = Field(description="the question, as the model will read it; not blank")
+    answer_type: AnswerType = Field(
+        "number", description="number, math (LaTeX or an expression), choice or string"
+    )
+    choices: list[NonBlank] | None = Field(
+        None, min_length=2, max_length=26, description="a choice question's options (labelled A, B, C...)"
+    )
+    answer: Annotated[str, Field(json_schema_extra=NOT_BLANK_SCHEMA)] | int | float | None = Field(
+        None, description="the reference answer (it only judges); without it there is no verdict"
+    )
+
+    @field_validator("answer")
+    @classmethod
+    def _checkable(cls, answer: str | int | float | None, info: ValidationInfo) -> str | None:
+        if answer is None:
+            return None
+        text = answer if isinstance(answer, str) else str(answer)
+        why = reference_error(text, info.data.get("answer_type", "number"), info.data.get("choices"))
+        if why is not None:
+            raise ValueError(why)
+        return text
+
+    def to_problem(self) -> Problem:
+        """The answer problem (its reference was checked against its type on validation)."""
+        answer = None if self.answer is None else str(self.answer)
+        record = AnswerRecord(
+            id=self.id,
+            question=self.question,
+            answer=answer,
+            answer_type=self.answer_type,
+            choices=self.choices,
+        )
+        return record.to_problem(self.id)
+
+
+_ANSWER_KEYS = ("question", "answer_type", "answer", "choices")
+
+
+def _problem_kind(value: Any) -> str:
+    """Which kind of problem a body holds: a question with a final answer when it names any of
+    their fields, else a code problem. (The tags are capitalised so error paths leave them out.)"""
+    fields = value if isinstance(value, dict) else vars(value) if isinstance(value, BaseModel) else {}
+    return "Answer" if any(k in fields for k in _ANSWER_KEYS) else "Code"
+
+
+AnyProblemIn = Annotated[
+    Annotated[ProblemIn, Tag("Code")] | Annotated[AnswerProblemIn, Tag("Answer")],
+    Discriminator(_problem_kind),
+]
+
+
 class SolveOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     include_tree: bool = Field(True, description="keep the search tree in the result")
@@ -198,12 +268,17 @@ class SolveRequest(BaseModel):
     """Body of ``POST /v1/solve`` and ``POST /v1/jobs``."""
 
     model_config = ConfigDict(extra="forbid")
-    problem: ProblemIn
+    problem: AnyProblemIn = Field(
+        description="a code problem (prompt, tests) or a question with a checked final answer (question, "
+        "answer_type, answer)"
+    )
     planner: str = Field("greedy", description="a planner name (GET /v1/planners)")
     params: dict[str, Any] = Field(default_factory=dict, description="the planner's parameters")
     budget: Budget = Field(default_factory=Budget)  # type: ignore[arg-type]
-    prompt_style: PromptStyle = Field(
-        DEFAULT_STYLE, description="how the problem is put to the model (auto: the model's measured default)"
+    prompt_style: AnyStyle = Field(
+        DEFAULT_STYLE,
+        description="how the problem is put to the model (auto: the model's measured default); a question "
+        "with a final answer takes auto, chain-of-thought or program-aided, a code problem the others",
     )
     options: SolveOptions = Field(default_factory=SolveOptions)  # type: ignore[arg-type]
 

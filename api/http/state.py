@@ -24,6 +24,7 @@ from api.jobs.backend import JobBackend, JobView, QueueFull
 from planners.base import PlannerError
 from search.limits.budget import Budget
 from search.problems.problem import Problem
+from search.problems.prompting import PromptStyleError, check_style
 
 SOLVE_GRACE_SECONDS = 60.0  # evaluation after the search (sandbox) may take a little longer
 
@@ -105,6 +106,20 @@ class ServerState:
                     f"{prefix}.{name}",
                 )
 
+    def check_fit(
+        self, planner: str, problem: Problem, prompt_style: str, planner_param: str = "planner"
+    ) -> None:
+        """Refuse a planner or prompt style that does not fit the problem's kind (a code-only planner
+        or a code style for a question with a final answer; a reasoning style for code)."""
+        try:
+            planners.refuse_unfit(planner, problem)
+        except PlannerError as e:
+            raise APIError(422, f"invalid value for '{planner_param}': {e}", planner_param) from e
+        try:
+            check_style(problem, prompt_style)
+        except PromptStyleError as e:
+            raise APIError(422, f"invalid value for 'prompt_style': {e}", "prompt_style") from e
+
     def effective_budget(self, budget: Budget, prefix: str = "budget") -> Budget:
         s = self.settings
         if budget.max_tokens is not None and budget.max_tokens > s.max_budget_tokens:
@@ -158,6 +173,7 @@ class ServerState:
         except ValidationError as e:
             raise _problem_error(e) from e
         self.check_problem(problem)
+        self.check_fit(req.planner, problem, req.prompt_style)
         return build_solve_spec(
             problem,
             req.planner,

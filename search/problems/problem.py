@@ -187,6 +187,9 @@ class Problem(BaseModel):
     final_answer: FinalAnswer | None = Field(
         None, description="set for a question whose final answer is checked: its type and reference"
     )
+    answer_is_text: bool = Field(
+        False, description="the answer is prose, not a program: nothing is run (a chat message without code)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -202,6 +205,8 @@ class Problem(BaseModel):
             raise ValueError("prompt is empty: give the code or the task text the model should continue")
         if self.final_answer is not None and self.prompt_is_code:
             raise ValueError("an answer problem's prompt is a question: prompt_is_code must be false")
+        if self.answer_is_text and (self.public_tests or self.hidden_tests):
+            raise ValueError("a problem whose answer is prose has no tests: tests need a program to run")
         uses_functions = any(t.kind == "function" for t in self.public_tests + self.hidden_tests)
         if uses_functions and not self.entry_point:
             raise ValueError("function tests need an 'entry_point' (the function's name)")
@@ -211,6 +216,12 @@ class Problem(BaseModel):
     def model_text(self) -> str:
         """What the model continues: the rendered chat turn, or the prompt itself."""
         return self.model_prompt if self.model_prompt is not None else self.prompt
+
+    @property
+    def runs_program(self) -> bool:
+        """Whether an answer is a program the sandbox can run (prose, in a chat answer or a chain
+        of thought, is not)."""
+        return not self.answer_is_text and self.prompt_style != "chain-of-thought"
 
     def for_search(self) -> Problem:
         """The problem as a planner gets it: an answer problem without its reference answer."""
@@ -222,7 +233,7 @@ class Problem(BaseModel):
 
     def program(self, completion: str) -> str:
         """The program that is executed for a completion (an answer reasoned in prose has none)."""
-        if self.prompt_style == "chain-of-thought":
+        if not self.runs_program:
             return ""
         if self.prompt_style == "program-aided":
             return answer_code(completion)

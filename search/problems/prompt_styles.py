@@ -26,6 +26,12 @@ REASONING_STYLES: tuple[ReasoningStyle, ...] = get_args(ReasoningStyle)
 DEFAULT_REASONING_STYLE: ReasoningStyle = "chain-of-thought"
 """What ``auto`` means for an answer problem (until a style is measured best on GSM8K train)."""
 
+AnyStyle = Literal[PromptStyle, ReasoningStyle]
+"""What a request on any surface may name: a code problem's style, an answer problem's reasoning
+style, or ``auto`` (each kind's own default); which kind of problem a style fits is checked when the
+problem is known (``search/problems/prompting.py``: ``check_style``)."""
+ALL_STYLES: tuple[AnyStyle, ...] = (*STYLES, *REASONING_STYLES)
+
 # A request's style when it names none, one default per kind of surface:
 DEFAULT_STYLE: PromptStyle = "auto"
 """REST, the CLI, the harness plugin, a ``SolveSpec``: the model's measured style."""

@@ -36,9 +36,11 @@ from typing import Any, Protocol, cast
 from search.limits.stops import StopCondition, StopStrings, TopLevelStop
 from search.problems.problem import Problem, defines
 from search.problems.prompt_styles import (
+    ALL_STYLES,
     DEFAULT_REASONING_STYLE,
     REASONING_STYLES,
     STYLES,
+    AnyStyle,
     PromptStyle,
     ReasoningStyle,
     RenderedStyle,
@@ -233,6 +235,39 @@ def parse_style(style: str) -> PromptStyle:
     if style not in STYLES:
         raise PromptStyleError(f"unknown prompt style {style!r}; use one of {', '.join(STYLES)}")
     return cast(PromptStyle, style)
+
+
+def parse_any_style(style: str) -> AnyStyle:
+    """A style of either kind by name (what a surface accepts before it knows the problem); an
+    unknown name fails with every name that exists."""
+    if style not in ALL_STYLES:
+        raise PromptStyleError(f"unknown prompt style {style!r}; use one of {', '.join(ALL_STYLES)}")
+    return cast(AnyStyle, style)
+
+
+def check_style(problem: Problem, style: str) -> None:
+    """Refuse a style that does not fit the problem's kind, naming the styles that do: a code
+    style for a question with a final answer, or a reasoning style for a code problem.
+
+    >>> from search.problems.answers import FinalAnswer
+    >>> question = Problem(id="q", prompt="2 + 3?", final_answer=FinalAnswer())
+    >>> try:
+    ...     check_style(question, "chat")
+    ... except PromptStyleError as e:
+    ...     print(str(e)[:59])
+    prompt style 'chat' is for code problems; a question with a
+    """
+    parse_any_style(style)
+    if problem.final_answer is not None and style not in ("auto", *REASONING_STYLES):
+        raise PromptStyleError(
+            f"prompt style {style!r} is for code problems; a question with a final answer takes one "
+            f"of auto, {', '.join(REASONING_STYLES)}"
+        )
+    if problem.final_answer is None and style in REASONING_STYLES:
+        raise PromptStyleError(
+            f"prompt style {style!r} is for questions with a final answer; a code problem takes one "
+            f"of {', '.join(STYLES)}"
+        )
 
 
 def resolve(style: str, lm: ChatModel, default: str | None = None, name: str = "") -> RenderedStyle:

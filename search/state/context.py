@@ -410,6 +410,8 @@ class SearchContext:
         if self.scorer is None:
             raise RuntimeError("this planner needs a sandbox to run public tests; none is configured")
         rewards = list(self.scorer.score_many(problem, list(completions)))
+        if not problem.runs_program:
+            return rewards  # prose is never run: nothing to charge
         executed = sum(0 if getattr(r, "cached", False) else 1 for r in rewards)
         self.meter.charge(
             executions=executed, cached_executions=len(rewards) - executed, scorer_calls=len(rewards)
@@ -453,6 +455,8 @@ class SearchResult:
     # the prompt style the completions are in, when the search chose its own (``styles``,
     # ``cascade``: ``completion``, text that continues the prompt); None: the problem's style
     answer_style: RenderedStyle | None = None
+    # why the search had nothing to steer by (no public tests...); None: it had a signal or needs none
+    no_signal: str | None = None
 
     def to_dict(self, include_tree: bool = True) -> dict[str, Any]:
         return {
