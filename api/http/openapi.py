@@ -137,6 +137,25 @@ def _params_schemas(schemas: dict[str, Any], lm: Any, prm_models: list[str]) -> 
     return refs
 
 
+def _nested_search_rule(schemas: dict[str, Any], refs: dict[str, str]) -> None:
+    """A planner that runs another (``cascade``: ``search`` and ``search_params``) takes that
+    planner's parameters in ``search_params``: one branch per planner ``search`` may name."""
+    for ref in refs.values():
+        params = schemas[ref.rsplit("/", 1)[1]]
+        props = params.get("properties", {})
+        if "search" not in props or "search_params" not in props:
+            continue
+        choices = props["search"].get("enum") or [props["search"].get("const")]
+        _add_rule(
+            params,
+            [
+                {"properties": {"search": {"const": s}, "search_params": {"$ref": refs[s]}}}
+                for s in choices
+                if s in refs
+            ],
+        )
+
+
 def _add_rule(schema: dict[str, Any], branches: list[dict[str, Any]]) -> None:
     """Require one of ``branches`` besides what the schema already requires."""
     rules = schema.pop("allOf", [])
@@ -149,6 +168,7 @@ def _add_rule(schema: dict[str, Any], branches: list[dict[str, Any]]) -> None:
 def add_planners(schemas: dict[str, Any], lm: Any, prm_models: list[str]) -> None:
     """``planner``/``model`` name a registered planner and ``params`` follow its parameters."""
     refs = _params_schemas(schemas, lm, prm_models)
+    _nested_search_rule(schemas, refs)
     names = sorted(refs)
 
     solve = schemas["SolveRequest"]
