@@ -95,6 +95,27 @@ class CandidateReport(BaseModel):
         return cls.model_validate(candidate.to_dict())
 
 
+class GroupReport(BaseModel):
+    """A group of candidates that behaved alike (best-of-N with ``selector=behaviour``): its rank
+    (0: the group the answer came from), its size and its members (indices into ``candidates``)."""
+
+    rank: int
+    size: int
+    members: list[int]
+
+    @classmethod
+    def of_candidates(cls, candidates: list[Candidate]) -> list[GroupReport] | None:
+        """The groups the candidates' ``meta`` names, best first; None when no group was formed."""
+        members: dict[int, list[int]] = {}
+        for i, c in enumerate(candidates):
+            rank = c.meta.get("behaviour_group")
+            if isinstance(rank, int):
+                members.setdefault(rank, []).append(i)
+        if not members:
+            return None
+        return [cls(rank=r, size=len(m), members=m) for r, m in sorted(members.items())]
+
+
 class TestSummary(BaseModel):
     """An answer's result on one set of tests (public or hidden)."""
 
@@ -154,6 +175,7 @@ class SolveReport(BaseModel):
     public: TestSummary | None
     hidden: TestSummary | None
     final_answer: AnswerVerdict | None = None  # an answer problem's answer found, and its verdict
+    groups: list[GroupReport] | None = None  # selection by behaviour: the groups, best first
 
     @model_serializer(mode="wrap")
     def _without_missing_tree(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -162,6 +184,8 @@ class SolveReport(BaseModel):
             out.pop("tree", None)
         if self.final_answer is None:
             out.pop("final_answer", None)
+        if self.groups is None:
+            out.pop("groups", None)
         return out
 
     @classmethod
@@ -196,6 +220,7 @@ class SolveReport(BaseModel):
             public=public,
             hidden=hidden,
             final_answer=final_answer,
+            groups=GroupReport.of_candidates(result.candidates),
         )
 
     def to_json(self, tree: bool = True) -> dict[str, Any]:
