@@ -311,6 +311,34 @@ def write_table(path: Path) -> None:
     table = path.with_name(path.stem + "_table.md")
     table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    write_stop_table(rows, path.with_name(path.stem + "_stop.md"))
+
+
+def write_stop_table(rows: list[dict[str, Any]], path: Path) -> None:
+    """``<out>_stop.md``: every stop setting of every rule, on best-of-16's samples: passes, mean
+    samples drawn, tokens (the written inputs' included) and executions; best first."""
+    grids = [r["grid"] for r in rows if "grid" in r]
+    if not grids:
+        return
+    lines = [
+        f"{len(grids)} problems; a setting is rule|min_size|min_share|after. Checked after each round "
+        f"of best-of-16's draw ({', '.join(map(str, ROUNDS))}); without a stop every rule draws 16.",
+        "",
+        "| rule, stop setting | passed | mean samples | mean tokens | mean executions |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    totals: dict[str, list[float]] = {}
+    for grid in grids:
+        for name, cell in grid.items():
+            t = totals.setdefault(name, [0, 0, 0, 0])
+            for i, field in enumerate(("passed", "n", "tokens", "executions")):
+                t[i] += cell[field]
+    n = len(grids)
+    for name, (passed, drawn, tokens, execs) in sorted(
+        totals.items(), key=lambda kv: (RULES.index(kv[0].split("|")[0]), -kv[1][0], kv[1][1])
+    ):
+        lines.append(f"| {name} | {passed:.0f} | {drawn / n:.2f} | {tokens / n:.0f} | {execs / n:.1f} |")
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -108,12 +108,13 @@ class BestOfNParams(SamplingParams):
     )
     mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
     group_score: Literal["public-first", "dual", "handled-first", "dual-weighted"] = Field(
-        "dual",
-        description="behaviour: how groups rank (dual: public pass rate x group size, as CodeT; "
-        "public-first: pass rate strictly first; see scorers/group_scores.py), ties by likelihood",
+        "public-first",
+        description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
+        "unhandled, then size; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
+        "ties by likelihood",
     )
     dominance_size: int = Field(
-        4, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many samples"
+        5, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many samples"
     )
     dominance_share: float = Field(
         0.6, gt=0, le=1, description="behaviour, early_stop: ... and at least this share of the samples"
