@@ -321,7 +321,7 @@ def write_stop_table(rows: list[dict[str, Any]], path: Path) -> None:
     if not grids:
         return
     lines = [
-        f"{len(grids)} problems; a setting is rule|min_size|min_share|after. Checked after each round "
+        f"{len(grids)} problems; a setting is rule / min_size / min_share / after. Checked after each round "
         f"of best-of-16's draw ({', '.join(map(str, ROUNDS))}); without a stop every rule draws 16.",
         "",
         "| rule, stop setting | passed | mean samples | mean tokens | mean executions |",
@@ -337,7 +337,9 @@ def write_stop_table(rows: list[dict[str, Any]], path: Path) -> None:
     for name, (passed, drawn, tokens, execs) in sorted(
         totals.items(), key=lambda kv: (RULES.index(kv[0].split("|")[0]), -kv[1][0], kv[1][1])
     ):
-        lines.append(f"| {name} | {passed:.0f} | {drawn / n:.2f} | {tokens / n:.0f} | {execs / n:.1f} |")
+        lines.append(
+            f"| {name.replace('|', ' / ')} | {passed:.0f} | {drawn / n:.2f} | {tokens / n:.0f} | {execs / n:.1f} |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 
