@@ -337,9 +337,8 @@ def write_stop_table(rows: list[dict[str, Any]], path: Path) -> None:
     for name, (passed, drawn, tokens, execs) in sorted(
         totals.items(), key=lambda kv: (RULES.index(kv[0].split("|")[0]), -kv[1][0], kv[1][1])
     ):
-        lines.append(
-            f"| {name.replace('|', ' / ')} | {passed:.0f} | {drawn / n:.2f} | {tokens / n:.0f} | {execs / n:.1f} |"
-        )
+        label = name.replace("|", " / ")
+        lines.append(f"| {label} | {passed:.0f} | {drawn / n:.2f} | {tokens / n:.0f} | {execs / n:.1f} |")
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -37,7 +37,8 @@ if TYPE_CHECKING:
 class GroupScore(Protocol):
     """A rule that scores a group; tuples compare in order, higher first."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def __call__(self, group: Group[Any]) -> tuple[float, ...]: ...
 

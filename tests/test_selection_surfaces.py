@@ -103,11 +103,12 @@ def test_cli_set_selector_behaviour_prints_the_groups(tiny_model_dir: Path, tmp_
     base = [sys.executable, "-m", "api.cli.app", "solve", str(problem), "--planner", "best_of_n"]
     command = [*base, "--model", str(tiny_model_dir), "--dtype", "fp32", *sets]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    as_json = subprocess.run([*command, "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    run = {"cwd": ROOT, "capture_output": True, "text": True, "timeout": 300, "env": env}
+    as_json = subprocess.run([*command, "--json"], **run)  # type: ignore[call-overload]
     assert as_json.returncode == 0, as_json.stderr
     out = json.loads(as_json.stdout)
     assert_groups_cover_the_candidates(out["groups"], 3)
-    table = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    table = subprocess.run(command, **run)  # type: ignore[call-overload]
     assert table.returncode == 0, table.stderr
     sizes = ", ".join(str(g["size"]) for g in out["groups"])
     assert f"behaviour groups (best first, the answer from the first): {sizes}" in table.stdout
