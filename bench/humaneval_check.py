@@ -30,7 +30,7 @@ def check(rows: list[dict[str, Any]], timeout: float) -> dict[str, Any]:
 
     by_config: dict[str, list[dict[str, Any]]] = {}
     for row in flat_rows(rows):
-        if row["task_id"].startswith("HumanEval/"):
+        if row["task_id"].startswith("HumanEval/") and "completion" in row:  # not stop-grid rows
             by_config.setdefault(row["config"], []).append(row)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,18 +36,27 @@ from bench.quality_runs import code_commit  # noqa: E402
 
 SOURCE_CONFIG = "bon16@chat-prefill"
 STYLE = "chat-prefill"
+RULES = ("public-first", "dual", "handled-first", "dual-weighted")  # every variant tried, all reported
+ROUNDS = (1, 5, 9, 13, 16)  # best-of-16's rounds: the greedy sample, then batches of 4
+STOP_GRID = [(m, s, after) for m in (2, 3, 4, 5, 6) for s in (0.5, 0.6, 0.75, 0.9) for after in (5, 9)]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval_select.jsonl")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval_select_rules.jsonl")
     ap.add_argument("--dataset", default="humaneval", help="humaneval, humaneval:A-B, humaneval:3,10-19")
     ap.add_argument("--model", default="bundled-default")
     ap.add_argument("--dtype", default="int4", help="weights of the model that writes inputs")
     ap.add_argument("--ks", default="4,8,16")
     ap.add_argument("--written", type=int, default=8, help="calls the model is asked to write")
     ap.add_argument("--mutations", type=int, default=12, help="mutated inputs at most")
+    ap.add_argument(
+        "--written-cache",
+        type=Path,
+        default=ROOT / "bench/results/humaneval_written_inputs.jsonl",
+        help="the model-written calls per problem: reused when there, else written and added",
+    )
     ap.add_argument("--report", action="store_true", help="only write the table")
     args = ap.parse_args()
     if not args.report:
@@ -61,19 +70,22 @@ def run(args: argparse.Namespace) -> None:
     from scorers.behaviour import BehaviourProbe
     from scorers.tests import TestScorer
     from search.cache.store import MemoryCache
-    from search.model.loader import load_model
-    from search.problems.loaders import load_problems
 
     ks = [int(k) for k in args.ks.split(",")]
     source = {
         r["task_id"]: r for r in map(json.loads, args.source.open()) if r.get("config") == SOURCE_CONFIG
     }
-    done = _done_tasks(args.out, len(ks) * 2)
+    done = _done_tasks(args.out, len(ks) * (1 + len(RULES)) + 1)
+    from search.problems.loaders import load_problems
+
     problems = [p for p in load_problems(args.dataset) if p.id in source and p.id not in done]
     print(f"{len(problems)} problems to do ({len(done)} done in {args.out})", file=sys.stderr)
     if not problems:
         return
-    lm = load_model(args.model, dtype=args.dtype)
+    from search.model.loader import load_model
+
+    lm = load_model(args.model, dtype=args.dtype)  # renders the chat prompt; writes missing inputs
+    written = WrittenCache(args.written_cache, lm, args.written)
     executor = open_executor("auto")
     cache = MemoryCache()
     scorer = TestScorer(executor, cache=cache)
@@ -84,45 +96,75 @@ def run(args: argparse.Namespace) -> None:
     with args.out.open("a") as out:
         for n, problem in enumerate(problems, 1):
             started = time.monotonic()
-            rows = problem_rows(engine, lm, probe, problem, source[problem.id], ks, args)
+            rows = problem_rows(engine, written, probe, problem, source[problem.id], ks, args)
             for row in rows:
                 row["commit"], row["weights"] = commit, args.dtype
                 out.write(json.dumps(row) + "\n")
             out.flush()
-            verdicts = " ".join(f"{r['config'].split('@')[0]}={'P' if r['passed'] else '-'}" for r in rows)
+            verdicts = " ".join(
+                f"{r['config'].split('@')[0]}={'P' if r['passed'] else '-'}"
+                for r in rows
+                if r["k"] == max(ks)
+            )
             print(
                 f"[{n}/{len(problems)}] {problem.id} {time.monotonic() - started:.1f}s {verdicts}",
                 file=sys.stderr,
             )
 
 
+class WrittenCache:
+    """The model-written calls of each problem: read from ``path`` when it holds the problem, else
+    written by the model and appended there, so a rerun writes none again."""
+
+    def __init__(self, path: Path, lm: Any, n: int) -> None:
+        self.path, self.lm, self.n = path, lm, n
+        self.rows = {r["task_id"]: r for r in map(json.loads, path.open())} if path.exists() else {}
+
+    def get(self, problem: Any) -> tuple[list[str], int]:
+        if problem.id not in self.rows:
+            from scorers.written_inputs import write_inputs
+
+            if hasattr(self.lm, "kv"):
+                self.lm.kv.clear()
+            w = write_inputs(self.lm, problem, self.n)
+            row = {"task_id": problem.id, "calls": w.calls, "tokens": w.tokens}
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            self.rows[problem.id] = row
+        row = self.rows[problem.id]
+        return list(row["calls"]), int(row["tokens"])
+
+
 def problem_rows(
-    engine: Any, lm: Any, probe: Any, problem: Any, source: dict[str, Any], ks: list[int], args: Any
+    engine: Any,
+    written: WrittenCache,
+    probe: Any,
+    problem: Any,
+    source: dict[str, Any],
+    ks: list[int],
+    args: Any,
 ) -> list[dict[str, Any]]:
-    from scorers.agreement import rank_behaviours
-    from scorers.behaviour import extra_inputs
-    from scorers.written_inputs import write_inputs
+    from scorers.behaviour import choose_by_behaviour, extra_inputs
+    from scorers.group_scores import GROUP_SCORES
     from search.state.context import Candidate, best_candidate
 
     rendered = engine.render(problem, STYLE)
     samples = source["samples"][: max(ks)]
     completions = [s["completion"] for s in samples]
     rates = [float(s.get("reward") or 0.0) for s in samples]
-    if hasattr(lm, "kv"):
-        lm.kv.clear()
-    written = write_inputs(lm, problem, args.written)
+    likelihoods = [s["logprob"] / max(1, s["tokens"]) for s in samples]
+    calls, written_tokens = written.get(problem)
     before = probe.executions
-    inputs, written_built = extra_inputs(probe, rendered, written.calls, args.mutations)
+    inputs, written_built = extra_inputs(probe, rendered, calls, args.mutations)
     build_executions = probe.executions - before
     behaviours = probe.behaviours(rendered, completions, inputs)
+    hidden = _hidden_verdicts(engine, rendered, completions)
     rows = []
     for k in ks:
         first = samples[:k]
         pool = [Candidate(s["completion"], [0] * s["tokens"], s["logprob"], s.get("reward")) for s in first]
         best = best_candidate(pool)
         public_choice = pool.index(best) if best is not None else None
-        groups = rank_behaviours(behaviours[:k], rates[:k])
-        behaviour_choice = max(groups[0].members, key=lambda i: (rates[i], -i)) if groups else None
         sample_tokens = sum(s["tokens"] for s in first)
         distinct = len({rendered.program(c) for c in completions[:k]})
         common = {"task_id": problem.id, "k": k, "sample_tokens": sample_tokens}
@@ -136,22 +178,90 @@ def problem_rows(
                 "executions": k,
             }
         )
-        rows.append(
-            {
-                "config": f"bon{k}-behaviour@{STYLE}",
-                "selector": "behaviour",
-                **common,
-                **_judged(engine, rendered, completions, behaviour_choice),
-                "generated_tokens": sample_tokens + written.tokens,
-                "written_tokens": written.tokens,
-                "executions": k + build_executions + distinct,
-                "groups": [g.summary() for g in groups],
-                "inputs": len(inputs),
-                "written_calls": written.calls,
-                "written_built": written_built,
-            }
+        for rule in RULES:
+            choice, groups = choose_by_behaviour(
+                behaviours[:k], rates[:k], likelihoods[:k], GROUP_SCORES[rule]
+            )
+            rows.append(
+                {
+                    "config": f"bon{k}-behaviour-{rule}@{STYLE}",
+                    "selector": "behaviour",
+                    "rule": rule,
+                    **common,
+                    **_judged(engine, rendered, completions, choice),
+                    "generated_tokens": sample_tokens + written_tokens,
+                    "written_tokens": written_tokens,
+                    "executions": k + build_executions + distinct,
+                    "groups": [g.summary() for g in groups],
+                    "inputs": len(inputs),
+                    "written_calls": calls,
+                    "written_built": written_built,
+                }
+            )
+    rows.append(
+        _stop_grid(
+            problem.id,
+            behaviours,
+            rates,
+            likelihoods,
+            samples,
+            hidden,
+            rendered,
+            build_executions,
+            written_tokens,
         )
+    )
     return rows
+
+
+def _hidden_verdicts(engine: Any, rendered: Any, completions: list[str]) -> list[bool]:
+    """Every sample's hidden verdict (the stop rule's grid chooses among any of them)."""
+    rewards = engine.scorer().score_many(rendered, completions, hidden=True)
+    return [r.total > 0 and r.passed == r.total for r in rewards]
+
+
+def _stop_grid(
+    task_id: str,
+    behaviours: list[Any],
+    rates: list[float],
+    likelihoods: list[float],
+    samples: list[dict[str, Any]],
+    hidden: list[bool],
+    rendered: Any,
+    build_executions: int,
+    written_tokens: int,
+) -> dict[str, Any]:
+    """One row with, for every rule and every stop setting in ``STOP_GRID``, how many samples the
+    dominance stop would have drawn (checked after each round of best-of-16's draw: 1, 5, 9, 13, 16)
+    and whether its choice passes the hidden tests."""
+    from scorers.behaviour import Dominance, choose_by_behaviour
+    from scorers.group_scores import GROUP_SCORES
+
+    grid: dict[str, dict[str, Any]] = {}
+    for rule in RULES:
+        score = GROUP_SCORES[rule]
+        for min_size, share, after in STOP_GRID:
+            stop = Dominance(min_size, share, after)
+            for n in ROUNDS:
+                choice, groups = choose_by_behaviour(behaviours[:n], rates[:n], likelihoods[:n], score)
+                if stop(groups) or n == ROUNDS[-1]:
+                    break
+            distinct = len({rendered.program(s["completion"]) for s in samples[:n]})
+            grid[f"{rule}|{min_size}|{share}|{after}"] = {
+                "n": n,
+                "passed": choice is not None and hidden[choice],
+                "tokens": sum(s["tokens"] for s in samples[:n]) + written_tokens,
+                "executions": n + build_executions + distinct,
+            }
+    return {
+        "config": f"stop-grid@{STYLE}",
+        "selector": "behaviour",
+        "task_id": task_id,
+        "k": ROUNDS[-1],
+        "passed": any(hidden),
+        "samples_passed": hidden,
+        "grid": grid,
+    }
 
 
 def _judged(engine: Any, rendered: Any, completions: list[str], choice: int | None) -> dict[str, Any]:
@@ -182,7 +292,8 @@ def write_table(path: Path) -> None:
     rows = [json.loads(line) for line in path.open() if line.strip()] if path.exists() else []
     by_config: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        by_config.setdefault(r["config"], []).append(r)
+        if "grid" not in r:
+            by_config.setdefault(r["config"], []).append(r)
     lines = [
         "| configuration | problems | passed | pass@1 | mean tokens | mean input-writing tokens "
         "| mean executions |",
@@ -200,6 +311,35 @@ def write_table(path: Path) -> None:
     table = path.with_name(path.stem + "_table.md")
     table.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    write_stop_table(rows, path.with_name(path.stem + "_stop.md"))
+
+
+def write_stop_table(rows: list[dict[str, Any]], path: Path) -> None:
+    """``<out>_stop.md``: every stop setting of every rule, on best-of-16's samples: passes, mean
+    samples drawn, tokens (the written inputs' included) and executions; best first."""
+    grids = [r["grid"] for r in rows if "grid" in r]
+    if not grids:
+        return
+    lines = [
+        f"{len(grids)} problems; a setting is rule / min_size / min_share / after. Checked after each round "
+        f"of best-of-16's draw ({', '.join(map(str, ROUNDS))}); without a stop every rule draws 16.",
+        "",
+        "| rule, stop setting | passed | mean samples | mean tokens | mean executions |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    totals: dict[str, list[float]] = {}
+    for grid in grids:
+        for name, cell in grid.items():
+            t = totals.setdefault(name, [0, 0, 0, 0])
+            for i, field in enumerate(("passed", "n", "tokens", "executions")):
+                t[i] += cell[field]
+    n = len(grids)
+    for name, (passed, drawn, tokens, execs) in sorted(
+        totals.items(), key=lambda kv: (RULES.index(kv[0].split("|")[0]), -kv[1][0], kv[1][1])
+    ):
+        label = name.replace("|", " / ")
+        lines.append(f"| {label} | {passed:.0f} | {drawn / n:.2f} | {tokens / n:.0f} | {execs / n:.1f} |")
+    path.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

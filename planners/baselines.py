@@ -3,8 +3,11 @@
 Best-of-N chooses among its samples with ``selector``: ``public`` (the best public-test pass rate,
 ties by likelihood) or ``behaviour`` (``scorers/behaviour.py``: every sample runs on extra inputs,
 the public examples, mutations of them and calls the model writes, and the answer comes from the
-best group of samples that behave alike; each candidate's ``meta`` names its group and the group's
-size).
+best group of samples that behave alike, by ``group_score``; each candidate's ``meta`` names its
+group and the group's size). With ``selector=behaviour``, ``early_stop`` stops drawing once one
+behaviour dominates (``scorers/behaviour.py``'s ``Dominance``: after ``dominance_after`` samples, the
+best group holds at least ``dominance_size`` of them and a ``dominance_share`` of all), instead of
+at the first sample that passes the public tests.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, P, Planner, PlannerParams, Search
-from scorers.behaviour import BehaviourProbe, Selection, select_by_behaviour
+from scorers.agreement import Behaviour
+from scorers.behaviour import BehaviourProbe, Dominance, Selection, choose_by_behaviour, extra_inputs
+from scorers.group_scores import GROUP_SCORES
+from scorers.inputs import CallInput
 from scorers.written_inputs import write_inputs
 from search.model.lm import DecodeMode, GenerationParams, Rollout
 from search.problems.problem import Problem
@@ -101,6 +107,19 @@ class BestOfNParams(SamplingParams):
         8, ge=0, le=32, description="behaviour: calls the model is asked to write (its tokens count)"
     )
     mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
+    group_score: Literal["public-first", "dual", "handled-first", "dual-weighted"] = Field(
+        "public-first",
+        description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
+        "unhandled, then size; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
+        "ties by likelihood",
+    )
+    dominance_size: int = Field(
+        5, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many samples"
+    )
+    dominance_share: float = Field(
+        0.6, gt=0, le=1, description="behaviour, early_stop: ... and at least this share of the samples"
+    )
+    dominance_after: int = Field(5, ge=1, le=256, description="behaviour, early_stop: ... after this many")
 
 
 class SampleRounds(Search[SamplingParams]):
@@ -110,33 +129,67 @@ class SampleRounds(Search[SamplingParams]):
     def __init__(self, p: SamplingParams, problem: Problem, ctx: SearchContext, score: bool) -> None:
         super().__init__(p, problem, ctx)
         self.score = score
+        self.by_behaviour = isinstance(p, BestOfNParams) and p.selector == "behaviour"
         self.selection: Selection | None = None
+        self._inputs: list[CallInput] | None = None
+        self._written_built = 0
+        self._behaviours: list[Behaviour] = []
+        self._probe: BehaviourProbe | None = None
 
     def run(self) -> str:
         reason = self._draw()
-        if isinstance(self.p, BestOfNParams) and self.p.selector == "behaviour":
-            self.selection = self._select_by_behaviour(self.p)
+        if self.by_behaviour:
+            self.selection = self._select_by_behaviour()
+            for i, (rank, size) in self.selection.group_of().items():
+                self.candidates[i].meta.update(behaviour_group=rank, behaviour_group_size=size)
+            groups = [g.size for g in self.selection.groups]
+            self.ctx.emit("behaviour", groups=groups, inputs=len(self.selection.inputs))
         return reason
 
-    def _select_by_behaviour(self, p: BestOfNParams) -> Selection:
-        """Group the samples by behaviour, charging the written inputs' tokens and the executions."""
+    def _select_by_behaviour(self) -> Selection:
+        """The samples drawn so far grouped by behaviour (each sample probed once, the written inputs'
+        tokens and every execution charged)."""
+        assert isinstance(self.p, BestOfNParams)
+        ctx, probe = self.ctx, self._behaviour_probe()
+        before, hits = probe.executions, probe.cache_hits
+        if self._inputs is None:
+            self._inputs = self._build_inputs(self.p, probe)
+        new = [c.completion for c in self.candidates[len(self._behaviours) :]]
+        self._behaviours += probe.behaviours(self.problem, new, self._inputs)
+        executions, cache_hits = probe.executions - before, probe.cache_hits - hits
+        ctx.meter.charge(executions=executions, cached_executions=cache_hits)
+        rates = [c.reward or 0.0 for c in self.candidates]
+        likelihoods = [c.logprob / max(1, len(c.token_ids)) for c in self.candidates]
+        score = GROUP_SCORES[self.p.group_score]
+        chosen, groups = choose_by_behaviour(self._behaviours, rates, likelihoods, score)
+        return Selection(
+            chosen, groups, self._inputs, self._written_built, probe.executions, probe.cache_hits
+        )
+
+    def _behaviour_probe(self) -> BehaviourProbe:
+        if self._probe is None:
+            scorer = self.ctx.scorer
+            self._probe = BehaviourProbe(scorer.pool, cache=getattr(scorer, "cache", None))
+        return self._probe
+
+    def _build_inputs(self, p: BestOfNParams, probe: BehaviourProbe) -> list[CallInput]:
         ctx = self.ctx
         before = ctx.meter.spend.generated_tokens
         written = write_inputs(ctx.lm, self.problem, p.written_inputs) if p.written_inputs else None
         ctx.count("input_writing_tokens", ctx.meter.spend.generated_tokens - before)
-        probe = BehaviourProbe(ctx.scorer.pool)
-        rates = [c.reward or 0.0 for c in self.candidates]
-        completions = [c.completion for c in self.candidates]
         calls = written.calls if written else []
-        selection = select_by_behaviour(
-            probe, self.problem, completions, rates, calls, p.mutated_inputs, p.seed
-        )
-        ctx.meter.charge(executions=selection.executions)
-        ctx.count("behaviour_inputs", len(selection.inputs))
-        for i, (rank, size) in selection.group_of().items():
-            self.candidates[i].meta.update(behaviour_group=rank, behaviour_group_size=size)
-        ctx.emit("behaviour", groups=[g.size for g in selection.groups], inputs=len(selection.inputs))
-        return selection
+        inputs, self._written_built = extra_inputs(probe, self.problem, calls, p.mutated_inputs, p.seed)
+        ctx.count("behaviour_inputs", len(inputs))
+        return inputs
+
+    def _dominant(self) -> bool:
+        """selector=behaviour with early_stop: one behaviour dominates the samples drawn so far."""
+        p = self.p
+        assert isinstance(p, BestOfNParams)
+        if len(self.candidates) < p.dominance_after:
+            return False
+        rule = Dominance(p.dominance_size, p.dominance_share, p.dominance_after)
+        return rule(self._select_by_behaviour().groups)
 
     def _draw(self) -> str:
         p, ctx = self.p, self.ctx
@@ -170,7 +223,9 @@ class SampleRounds(Search[SamplingParams]):
             self.candidates.extend(new)
             best = best_candidate(self.candidates)
             ctx.emit("candidates", count=len(self.candidates), best_reward=best.reward if best else None)
-            if self.score and p.early_stop and any(c.reward == 1.0 for c in new):
+            if p.early_stop and self.by_behaviour and len(self.candidates) < p.n and self._dominant():
+                return "dominant_behaviour"
+            if self.score and p.early_stop and not self.by_behaviour and any(c.reward == 1.0 for c in new):
                 return "solved_public"
         return "done"
 

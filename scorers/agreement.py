@@ -16,15 +16,19 @@ containers element-wise); two raised outcomes are equal when they are of the sam
 >>> best = rank_behaviours([a, c, b], public_rates=[1.0, 1.0, 1.0])[0]
 >>> best.members, best.size, best.unhandled
 ([0, 2], 2, 0)
+
+How groups are ordered is a ``GroupScore`` (``scorers/group_scores.py``); groups it scores alike go
+to the more likely one (the members' mean log-probability per token), then to the one drawn first.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sandbox.wire import values_equal
+from scorers.group_scores import DEFAULT_SCORE, GroupScore
 
 K = TypeVar("K")
 
@@ -70,22 +74,25 @@ class Group(Generic[K]):
     """Candidates with one outcome: their indices (in the order given) and that outcome.
 
     ``public_rate`` is the members' mean public-test pass rate; ``unhandled`` counts the inputs on
-    which this group raised while most candidates returned a value there.
+    which this group raised while most candidates returned a value there; ``likelihoods`` holds each
+    member's mean log-probability per token (empty when the caller has none).
     """
 
     members: list[int]
     key: K
     public_rate: float = 0.0
     unhandled: int = 0
+    likelihoods: list[float] = field(default_factory=list)
+    score: tuple[float, ...] = ()
 
     @property
     def size(self) -> int:
         return len(self.members)
 
-    def rank_key(self) -> tuple[float, int, int, int]:
-        """Best first when sorted descending: public pass rate, then fewer inputs left unhandled,
-        then the larger group, then the group drawn first."""
-        return (self.public_rate, -self.unhandled, self.size, -self.members[0])
+    @property
+    def likelihood(self) -> float:
+        """The members' mean log-probability per token (0.0 when unknown)."""
+        return sum(self.likelihoods) / len(self.likelihoods) if self.likelihoods else 0.0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -93,6 +100,7 @@ class Group(Generic[K]):
             "size": self.size,
             "public_rate": round(self.public_rate, 4),
             "unhandled": self.unhandled,
+            "likelihood": round(self.likelihood, 4),
         }
 
 
@@ -114,16 +122,40 @@ def group_outcomes(keys: Sequence[K], equal: Callable[[K, K], bool]) -> list[Gro
     return groups
 
 
-def rank_groups(groups: list[Group[K]], public_rates: Sequence[float] | None = None) -> list[Group[K]]:
-    """``groups`` with their public pass rates filled in, best first (``Group.rank_key``)."""
-    if public_rates is not None:
-        for g in groups:
+def rank_groups(
+    groups: list[Group[K]],
+    public_rates: Sequence[float] | None = None,
+    likelihoods: Sequence[float] | None = None,
+    score: GroupScore = DEFAULT_SCORE,
+) -> list[Group[K]]:
+    """``groups`` with their public pass rates, likelihoods and scores filled in, best first: by
+    ``score``, then the more likely group, then the group drawn first."""
+    for g in groups:
+        if public_rates is not None:
             g.public_rate = sum(public_rates[i] for i in g.members) / g.size
-    return sorted(groups, key=Group.rank_key, reverse=True)
+        if likelihoods is not None:
+            g.likelihoods = [likelihoods[i] for i in g.members]
+        g.score = score(g)
+    return sorted(groups, key=lambda g: (*g.score, g.likelihood, -g.members[0]), reverse=True)
+
+
+def best_member(group: Group[K], public_rates: Sequence[float], likelihoods: Sequence[float] | None) -> int:
+    """The member with the best public pass rate, then the most likely, then the first drawn.
+
+    >>> best_member(Group([0, 1, 2], "x"), [1.0, 1.0, 0.5], [-0.9, -0.2, -0.1])
+    1
+    """
+    return max(
+        group.members,
+        key=lambda i: (public_rates[i], likelihoods[i] if likelihoods is not None else 0.0, -i),
+    )
 
 
 def rank_behaviours(
-    behaviours: Sequence[Behaviour], public_rates: Sequence[float] | None = None
+    behaviours: Sequence[Behaviour],
+    public_rates: Sequence[float] | None = None,
+    likelihoods: Sequence[float] | None = None,
+    score: GroupScore = DEFAULT_SCORE,
 ) -> list[Group[Behaviour]]:
     """Programs grouped by their behaviour on the same inputs and ranked: a group that raises where
     most candidates return a value loses to one that handles those inputs.
@@ -138,7 +170,7 @@ def rank_behaviours(
         g.unhandled = sum(
             1 for j, outcome in enumerate(g.key) if isinstance(outcome, Raised) and j in handled
         )
-    return rank_groups(groups, public_rates)
+    return rank_groups(groups, public_rates, likelihoods, score)
 
 
 def _handled_inputs(behaviours: Sequence[Behaviour]) -> set[int]:

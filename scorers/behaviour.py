@@ -8,7 +8,9 @@ execution of a *capture* program (the prompt, with the entry point replaced by a
 returns its arguments); a call that raises, runs out of time or builds something that is not plain
 values is dropped. Each candidate then runs once over all the inputs (one execution, a
 ``CallProbe`` per input, each with its own time limit), and the judge sends back each call's value,
-which is compared on the host by the judge's rules.
+which is compared on the host by the judge's rules. Given a cache, every execution (the build and
+each program's run) is kept under ``NS_EXECUTION`` by program, probed calls and limits, as
+``TestScorer`` keeps test runs, so a second selection over the same programs runs nothing.
 
 >>> probe = BehaviourProbe(SandboxPool(open_executor()))  # doctest: +SKIP
 >>> selection = select_by_behaviour(probe, problem, completions, public_rates)  # doctest: +SKIP
@@ -18,15 +20,20 @@ which is compared on the host by the judge's rules.
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.executor import CallProbe, ExecutionResult, Limits, TestVerdict
 from sandbox.pool import Job, SandboxPool
+from sandbox.protocol import HARNESS_VERSION
 from sandbox.wire import WireError, decode_value
-from scorers.agreement import Behaviour, Group, Outcome, Raised, Returned, rank_behaviours
+from scorers.agreement import Behaviour, Group, Outcome, Raised, Returned, best_member, rank_behaviours
+from scorers.group_scores import DEFAULT_SCORE, GroupScore
 from scorers.inputs import CallInput, call_source, entry_calls, literal, mutate_inputs
+from search.cache.store import NS_EXECUTION, Cache, cache_key
 from search.problems.problem import FunctionTest, Problem
 
 CAPTURE_MARK = "__treedec_input__"
@@ -85,14 +92,58 @@ def behaviour_of(result: ExecutionResult) -> Behaviour:
     return tuple(outcome_of(v) for v in result.verdicts)
 
 
-class BehaviourProbe:
-    """Builds inputs and runs candidates on them through a sandbox pool; ``executions`` counts the
-    sandbox executions it made."""
+def probe_key(job: Job) -> str:
+    """The execution cache key of one probe run: its program, its calls, its limits."""
+    digest = hashlib.sha256()
+    for part in (
+        job.program,
+        job.entry_point or "",
+        *(p.call for p in job.tests if isinstance(p, CallProbe)),
+    ):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return cache_key("probe", HARNESS_VERSION, digest.hexdigest(), (job.limits or Limits()).model_dump_json())
 
-    def __init__(self, pool: SandboxPool, per_input: float = PER_INPUT_SECONDS) -> None:
+
+class BehaviourProbe:
+    """Builds inputs and runs candidates on them through a sandbox pool, cache first when it has
+    one; ``executions`` counts the sandbox executions it made, ``cache_hits`` the runs the cache
+    answered."""
+
+    def __init__(
+        self, pool: SandboxPool, per_input: float = PER_INPUT_SECONDS, cache: Cache | None = None
+    ) -> None:
         self.pool = pool
         self.per_input = per_input
+        self.cache = cache
         self.executions = 0
+        self.cache_hits = 0
+        self._lock = threading.Lock()
+
+    def run(self, jobs: Sequence[Job]) -> list[ExecutionResult]:
+        """Each job's result, from the cache when it holds it, else run (and stored)."""
+        keys = [probe_key(j) for j in jobs]
+        results: dict[str, ExecutionResult] = {}
+        if self.cache is not None and keys:
+            for k, raw in zip(keys, self.cache.get_many(NS_EXECUTION, keys), strict=True):
+                if raw is not None:
+                    try:
+                        results[k] = ExecutionResult.model_validate_json(raw)
+                    except ValueError:
+                        pass
+        todo = {k: j for k, j in zip(keys, jobs, strict=True) if k not in results}
+        fresh = dict(zip(todo, self.pool.run_many(list(todo.values())), strict=True)) if todo else {}
+        with self._lock:
+            self.executions += len(todo)
+            self.cache_hits += len(jobs) - len(todo)
+        results.update(fresh)
+        if self.cache is not None and fresh:
+            storable = {
+                k: r.model_dump_json().encode()
+                for k, r in fresh.items()
+                if r.program_status != "sandbox_error"
+            }
+            self.cache.set_many(NS_EXECUTION, storable)
+        return [results[k] for k in keys]
 
     def build_inputs(self, problem: Problem, calls: Sequence[str]) -> list[CallInput | None]:
         """Each call's arguments as plain values, built in the sandbox (None: it did not build)."""
@@ -102,8 +153,7 @@ class BehaviourProbe:
         job = Job(
             capture_program(problem), probes, probe_limits(len(probes), self.per_input), problem.entry_point
         )
-        result = self.pool.run_many([job])[0]
-        self.executions += 1
+        result = self.run([job])[0]
         if result.program_status != "ok":
             return [None] * len(calls)
         return [_captured(outcome_of(v)) for v in result.verdicts]
@@ -119,8 +169,7 @@ class BehaviourProbe:
         limits = probe_limits(len(probes), self.per_input)
         programs = [problem.program(c) for c in completions]
         distinct = list(dict.fromkeys(programs))
-        results = self.pool.run_many([Job(p, probes, limits, entry) for p in distinct])
-        self.executions += len(distinct)
+        results = self.run([Job(p, probes, limits, entry) for p in distinct])
         by_program = {p: behaviour_of(r) for p, r in zip(distinct, results, strict=True)}
         return [by_program[p] for p in programs]
 
@@ -146,6 +195,7 @@ class Selection:
     inputs: list[CallInput] = field(default_factory=list)
     written_built: int = 0
     executions: int = 0
+    cache_hits: int = 0
 
     def group_of(self) -> dict[int, tuple[int, int]]:
         """Each candidate's group rank (0: the chosen group) and that group's size."""
@@ -158,6 +208,7 @@ class Selection:
             "inputs": len(self.inputs),
             "written_inputs_built": self.written_built,
             "executions": self.executions,
+            "cached_executions": self.cache_hits,
         }
 
 
@@ -184,17 +235,55 @@ def select_by_behaviour(
     written: Sequence[str] = (),
     mutations: int = 12,
     seed: int = 0,
+    likelihoods: Sequence[float] | None = None,
+    score: GroupScore = DEFAULT_SCORE,
 ) -> Selection:
-    """Group ``completions`` by behaviour on the extra inputs and choose from the best group the
-    member with the best public pass rate (the first drawn among equals)."""
+    """Group ``completions`` by behaviour on the extra inputs, rank the groups by ``score`` (ties
+    by likelihood) and choose from the best group the member with the best public pass rate, then
+    the most likely (``likelihoods``: each completion's mean log-probability per token)."""
     if not completions:
         return Selection(None, [])
-    before = probe.executions
+    before, hits = probe.executions, probe.cache_hits
     inputs, written_built = extra_inputs(probe, problem, written, mutations, seed)
-    groups = rank_behaviours(probe.behaviours(problem, completions, inputs), public_rates)
-    best = groups[0]
-    chosen = max(best.members, key=lambda i: (public_rates[i], -i))
-    return Selection(chosen, groups, inputs, written_built, probe.executions - before)
+    behaviours = probe.behaviours(problem, completions, inputs)
+    chosen, groups = choose_by_behaviour(behaviours, public_rates, likelihoods, score)
+    executions, cache_hits = probe.executions - before, probe.cache_hits - hits
+    return Selection(chosen, groups, inputs, written_built, executions, cache_hits)
+
+
+def choose_by_behaviour(
+    behaviours: Sequence[Behaviour],
+    public_rates: Sequence[float],
+    likelihoods: Sequence[float] | None = None,
+    score: GroupScore = DEFAULT_SCORE,
+) -> tuple[int | None, list[Group[Behaviour]]]:
+    """The chosen candidate and the groups, best first, of candidates already probed."""
+    if not behaviours:
+        return None, []
+    groups = rank_behaviours(behaviours, public_rates, likelihoods, score)
+    return best_member(groups[0], public_rates, likelihoods), groups
+
+
+@dataclass(frozen=True)
+class Dominance:
+    """A stop rule for sampling: after at least ``after`` samples, the best group holds at least
+    ``min_size`` of them and at least ``min_share`` of all.
+
+    >>> rule = Dominance(min_size=3, min_share=0.5, after=4)
+    >>> rule([Group([0, 1, 2], "a"), Group([3], "b")]), rule([Group([0, 1], "a"), Group([2], "b")])
+    (True, False)
+    """
+
+    min_size: int
+    min_share: float
+    after: int = 1
+
+    def __call__(self, groups: Sequence[Group[Any]]) -> bool:
+        drawn = sum(g.size for g in groups)
+        if not groups or drawn < self.after:
+            return False
+        best = groups[0].size
+        return best >= self.min_size and best >= self.min_share * drawn
 
 
 def _compiles(code: str) -> bool:

@@ -127,3 +127,48 @@ def test_a_built_input_renders_as_source_that_means_the_same_values() -> None:
     source = call_source("f", call)
     assert source == "f([1.5, float('-inf')], (1,), frozenset(), {'a': b'x'}, k=None)"
     assert eval(source, {"f": lambda *a, **k: (a, k)}) == (call.args, call.kwargs)  # test's own literal
+
+
+def test_dual_agreement_lets_a_larger_group_failing_one_doubtful_example_beat_a_lone_full_pass() -> None:
+    from scorers.group_scores import GROUP_SCORES
+
+    lone, crowd = [Returned("a")], [Returned("b")]
+    behaviours = [lone, crowd, crowd, crowd]
+    rates = [1.0, 2 / 3, 2 / 3, 2 / 3]
+    assert rank_behaviours(behaviours, rates, score=GROUP_SCORES["public-first"])[0].members == [0]
+    assert rank_behaviours(behaviours, rates, score=GROUP_SCORES["dual"])[0].members == [1, 2, 3]
+    # two full passes against three at 2/3: 2.0 vs 2.0 is a tie in agreement, broken by likelihood
+    tied = [lone, lone, crowd, crowd, crowd]
+    tie_rates = [1.0, 1.0, 2 / 3, 2 / 3, 2 / 3]
+    likelier_crowd = [-0.5, -0.5, -0.1, -0.1, -0.1]
+    ranked = rank_behaviours(tied, tie_rates, likelier_crowd, GROUP_SCORES["dual"])
+    assert ranked[0].members == [2, 3, 4] and ranked[0].score == (2.0, 0, 3)
+
+
+def test_groups_equal_under_the_rule_go_to_the_likelier_group_not_the_first_drawn() -> None:
+    x, y = [Returned("x")], [Returned("y")]
+    ranked = rank_behaviours([x, y, y, x], [1.0] * 4, likelihoods=[-0.9, -0.2, -0.3, -0.8])
+    assert [g.members for g in ranked] == [[1, 2], [0, 3]]
+    assert ranked[0].likelihood == pytest.approx(-0.25)
+    assert ranked[0].summary()["likelihood"] == -0.25
+
+
+def test_the_chosen_member_is_the_likeliest_among_equal_public_rates() -> None:
+    from scorers.agreement import Group, best_member
+
+    group = Group([0, 1, 2], "x")
+    assert best_member(group, [1.0, 1.0, 1.0], [-0.9, -0.1, -0.5]) == 1
+    assert best_member(group, [0.5, 1.0, 1.0], [-0.01, -0.9, -0.5]) == 2
+    assert best_member(group, [1.0, 1.0, 1.0], None) == 0
+
+
+def test_weighted_agreement_counts_confident_votes_more_and_handled_first_puts_raising_last() -> None:
+    from scorers.agreement import Group
+    from scorers.group_scores import HandledFirst, WeightedAgreement
+
+    sure = Group([0], "a", public_rate=1.0, likelihoods=[-0.01])
+    unsure = Group([1, 2], "b", public_rate=1.0, likelihoods=[-3.0, -3.0])
+    assert WeightedAgreement()(sure) > WeightedAgreement()(unsure)
+    big_fragile = Group([0, 1, 2], "a", public_rate=1.0, unhandled=1)
+    small_sound = Group([3], "b", public_rate=1.0)
+    assert HandledFirst()(small_sound) > HandledFirst()(big_fragile)

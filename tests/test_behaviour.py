@@ -169,3 +169,69 @@ def test_the_selector_is_a_validated_param_with_the_public_filter_by_default() -
         planners.create("best_of_n", {"selector": "vote"})
     described = {p["name"]: p for p in planners.describe()}["best_of_n"]["params"]
     assert {"selector", "written_inputs", "mutated_inputs"} <= set(described)
+
+
+def test_a_second_selection_over_the_same_programs_runs_nothing(pool: SandboxPool) -> None:
+    from search.cache.store import NS_EXECUTION, MemoryCache
+
+    cache = MemoryCache()
+    completions = [OUTLIER, *RIGHT]
+    first_probe = BehaviourProbe(pool, cache=cache)
+    first = select_by_behaviour(first_probe, PROBLEM, completions, [1.0] * 4, mutations=4)
+    assert (first.executions, first.cache_hits) == (1 + 4, 0)
+    second = select_by_behaviour(
+        BehaviourProbe(pool, cache=cache), PROBLEM, completions, [1.0] * 4, mutations=4
+    )
+    assert (second.executions, second.cache_hits) == (0, 1 + 4)
+    assert [g.members for g in second.groups] == [g.members for g in first.groups]
+    assert [g.key for g in second.groups] == [g.key for g in first.groups]
+    # other inputs are another key: the programs run again (the examples' build is the same one)
+    other = select_by_behaviour(
+        BehaviourProbe(pool, cache=cache), PROBLEM, completions, [1.0] * 4, mutations=1
+    )
+    assert (other.executions, other.cache_hits) == (4, 1)
+    # a corrupted entry is not trusted: that run is made again
+    stored = [key for ns, key in list(cache._data) if ns == NS_EXECUTION]
+    assert len(stored) == 1 + 4 + 4  # each run kept: the build and eight program runs
+    cache.set_many(NS_EXECUTION, {key: b"{not json" for key in stored})
+    again = select_by_behaviour(
+        BehaviourProbe(pool, cache=cache), PROBLEM, completions, [1.0] * 4, mutations=4
+    )
+    assert again.executions == 1 + 4 and again.chosen == first.chosen
+
+
+def test_best_of_n_stops_drawing_once_one_behaviour_dominates(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    tiny_lm.kv.clear()
+    params = {
+        "n": 8,
+        "batch_size": 1,
+        "max_new_tokens": 4,
+        "include_greedy": False,
+        "selector": "behaviour",
+        "written_inputs": 0,
+        "mutated_inputs": 2,
+        "dominance_size": 2,
+        "dominance_share": 0.5,
+        "dominance_after": 3,
+    }
+    # four tokens of a random model never make a program: every sample fails alike and one group wins
+    stopped = planners.create("best_of_n", params).solve(
+        PROBLEM, SearchContext.create(tiny_lm, scorer=TestScorer(open_executor("auto")))
+    )
+    assert stopped.stop_reason == "dominant_behaviour"
+    assert len(stopped.candidates) == 3
+    assert [c.meta["behaviour_group_size"] for c in stopped.candidates] == [3, 3, 3]
+    distinct = len({PROBLEM.program(c.completion) for c in stopped.candidates})
+    # every sample probed once although the groups were formed after each sample from the third on
+    assert stopped.spend.executions == 3 + 1 + distinct
+    drawn = planners.create("best_of_n", {**params, "early_stop": False}).solve(
+        PROBLEM, SearchContext.create(tiny_lm, scorer=TestScorer(open_executor("auto")))
+    )
+    assert drawn.stop_reason == "done" and len(drawn.candidates) == 8
+
+
+def test_the_dominance_and_group_score_params_are_validated() -> None:
+    with pytest.raises(ValueError, match="dominance_share"):
+        planners.create("best_of_n", {"dominance_share": 1.5})
+    with pytest.raises(ValueError, match="group_score"):
+        planners.create("best_of_n", {"group_score": "loudest"})

@@ -141,6 +141,9 @@ def _print_report(report: SolveReport) -> None:
         f"{s.seconds:.1f}",
     )
     out.print(table)
+    if report.groups is not None:
+        sizes = ", ".join(str(g.size) for g in report.groups)
+        out.print(f"behaviour groups (best first, the answer from the first): {sizes}")
 
 
 def _print_answer(report: SolveReport) -> None:

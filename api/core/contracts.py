@@ -95,6 +95,27 @@ class CandidateReport(BaseModel):
         return cls.model_validate(candidate.to_dict())
 
 
+class GroupReport(BaseModel):
+    """A group of candidates that behaved alike (best-of-N with ``selector=behaviour``): its rank
+    (0: the group the answer came from), its size and its members (indices into ``candidates``)."""
+
+    rank: int
+    size: int
+    members: list[int]
+
+    @classmethod
+    def of_candidates(cls, candidates: list[Candidate]) -> list[GroupReport] | None:
+        """The groups the candidates' ``meta`` names, best first; None when no group was formed."""
+        members: dict[int, list[int]] = {}
+        for i, c in enumerate(candidates):
+            rank = c.meta.get("behaviour_group")
+            if isinstance(rank, int):
+                members.setdefault(rank, []).append(i)
+        if not members:
+            return None
+        return [cls(rank=r, size=len(m), members=m) for r, m in sorted(members.items())]
+
+
 class TestSummary(BaseModel):
     """An answer's result on one set of tests (public or hidden)."""
 
@@ -155,6 +176,7 @@ class SolveReport(BaseModel):
     hidden: TestSummary | None
     final_answer: AnswerVerdict | None = None  # an answer problem's answer found, and its verdict
     no_signal: str | None = None  # why the search had nothing to steer by (absent: it had, or needs none)
+    groups: list[GroupReport] | None = None  # selection by behaviour: the groups, best first
 
     @model_serializer(mode="wrap")
     def _without_missing_tree(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -165,6 +187,8 @@ class SolveReport(BaseModel):
             out.pop("final_answer", None)
         if self.no_signal is None:
             out.pop("no_signal", None)
+        if self.groups is None:
+            out.pop("groups", None)
         return out
 
     @classmethod
@@ -200,6 +224,7 @@ class SolveReport(BaseModel):
             hidden=hidden,
             final_answer=final_answer,
             no_signal=result.no_signal,
+            groups=GroupReport.of_candidates(result.candidates),
         )
 
     def to_json(self, tree: bool = True) -> dict[str, Any]:

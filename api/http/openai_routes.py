@@ -7,7 +7,8 @@ completion (the planner's ``max_new_tokens``; the whole search's token budget is
 ``budget.max_tokens``), ``stop`` strings end it, ``n`` asks for that many
 searches per prompt (seeded differently when the planner has a ``seed``), ``temperature`` and
 ``top_p`` reach planners that have them. Answers follow the OpenAI schema, plus a ``treedec``
-field per response with each choice's job id, spend and public-test result.
+field per response with each choice's job id, spend and public-test result (and, with best-of-N's
+``selector=behaviour``, the behaviour groups and their sizes).
 
 Chat: the prompt is the tokenizer's chat template over the messages, unless the last message is
 code to continue (a function prefix), which is then completed as is. When the last user message
@@ -273,6 +274,7 @@ def _extras(job: JobView, report: SolveReport) -> dict[str, Any]:
         "spend": report.spend.to_dict(),
         "stop_reason": report.stop_reason,
         "public": report.public.model_dump() if report.public is not None else None,
+        **({"groups": [g.model_dump() for g in report.groups]} if report.groups is not None else {}),
     }
     if report.final_answer is not None:
         extras["final_answer"] = report.final_answer.model_dump()

@@ -1,0 +1,111 @@
+"""How groups of candidates that behave alike are scored: one small rule each, higher is better.
+
+A rule maps a group (``scorers/agreement.py``: its size, its members' mean public-test pass rate,
+the inputs it leaves unhandled and its members' likelihoods) to a tuple compared in order; groups
+a rule scores alike go to the more likely group, then to the one drawn first (``rank_groups``).
+
+- ``PublicFirst``: the public pass rate strictly first, then fewer unhandled inputs, then size. A
+  lone sample that passes every docstring example beats a large group that fails one doubtful
+  example.
+- ``DualAgreement``: CodeT's dual execution agreement, public pass rate x group size (CodeT: tests
+  passed x programs that agree), then fewer unhandled inputs, then size. Public tests and the
+  other samples vote together, so three samples that agree and pass 2 of 3 examples (score 2) beat
+  one that passes all 3 (score 1).
+- ``HandledFirst``: fewer unhandled inputs strictly first, then dual agreement.
+- ``WeightedAgreement``: dual agreement with each member's vote weighted by its per-token
+  probability (the geometric mean of its tokens' probabilities), so confident samples count more.
+
+>>> from scorers.agreement import Group
+>>> lone = Group([0], "a", public_rate=1.0)
+>>> crowd = Group([1, 2, 3], "b", public_rate=2 / 3)
+>>> PublicFirst()(lone) > PublicFirst()(crowd), DualAgreement()(lone) > DualAgreement()(crowd)
+(True, False)
+>>> sorted(GROUP_SCORES)
+['dual', 'dual-weighted', 'handled-first', 'public-first']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from scorers.agreement import Group
+
+
+class GroupScore(Protocol):
+    """A rule that scores a group; tuples compare in order, higher first."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, group: Group[Any]) -> tuple[float, ...]: ...
+
+
+@dataclass(frozen=True)
+class PublicFirst:
+    """Public pass rate, then fewer unhandled inputs, then the larger group.
+
+    >>> from scorers.agreement import Group
+    >>> PublicFirst()(Group([0, 4], "x", public_rate=0.5, unhandled=1))
+    (0.5, -1, 2)
+    """
+
+    name: str = "public-first"
+
+    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+        return (group.public_rate, -group.unhandled, group.size)
+
+
+@dataclass(frozen=True)
+class DualAgreement:
+    """CodeT's dual agreement (public pass rate x size), then fewer unhandled inputs, then size.
+
+    >>> from scorers.agreement import Group
+    >>> DualAgreement()(Group([0, 4], "x", public_rate=0.5, unhandled=1))
+    (1.0, -1, 2)
+    """
+
+    name: str = "dual"
+
+    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+        return (group.public_rate * group.size, -group.unhandled, group.size)
+
+
+@dataclass(frozen=True)
+class HandledFirst:
+    """Fewer unhandled inputs, then dual agreement, then size.
+
+    >>> from scorers.agreement import Group
+    >>> HandledFirst()(Group([0, 4], "x", public_rate=0.5, unhandled=1))
+    (-1, 1.0, 2)
+    """
+
+    name: str = "handled-first"
+
+    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+        return (-group.unhandled, group.public_rate * group.size, group.size)
+
+
+@dataclass(frozen=True)
+class WeightedAgreement:
+    """Public pass rate x the members' summed per-token probabilities, then fewer unhandled
+    inputs, then size (without likelihoods every vote weighs 1: dual agreement).
+
+    >>> from scorers.agreement import Group
+    >>> round(WeightedAgreement()(Group([0, 4], "x", 0.5, 0, [math.log(0.9), math.log(0.5)]))[0], 4)
+    0.7
+    """
+
+    name: str = "dual-weighted"
+
+    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+        votes = sum(math.exp(x) for x in group.likelihoods) if group.likelihoods else group.size
+        return (group.public_rate * votes, -group.unhandled, group.size)
+
+
+GROUP_SCORES: dict[str, GroupScore] = {
+    s.name: s for s in (PublicFirst(), DualAgreement(), HandledFirst(), WeightedAgreement())
+}
+DEFAULT_SCORE: GroupScore = GROUP_SCORES["public-first"]
