@@ -146,14 +146,17 @@ def _nested_search_rule(schemas: dict[str, Any], refs: dict[str, str]) -> None:
         if "search" not in props or "search_params" not in props:
             continue
         choices = props["search"].get("enum") or [props["search"].get("const")]
-        _add_rule(
-            params,
-            [
-                {"properties": {"search": {"const": s}, "search_params": {"$ref": refs[s]}}}
-                for s in choices
-                if s in refs
-            ],
-        )
+        default = props["search"].get("default")
+        branches = []
+        for s in choices:
+            if s not in refs:
+                continue
+            fits = {"search": {"const": s}, "search_params": {"$ref": refs[s]}}
+            branch: dict[str, Any] = {"properties": fits}
+            if s != default:  # without ``search``, the default planner's parameters apply
+                branch["required"] = ["search"]
+            branches.append(branch)
+        _add_rule(params, branches)
 
 
 def _add_rule(schema: dict[str, Any], branches: list[dict[str, Any]]) -> None:
