@@ -16,6 +16,8 @@ containers element-wise); two raised outcomes are equal when they are of the sam
 >>> best = rank_behaviours([a, c, b], public_rates=[1.0, 1.0, 1.0])[0]
 >>> best.members, best.size, best.unhandled
 ([0, 2], 2, 0)
+>>> [(g.key, w) for g, w in rank_votes(group_outcomes(["8", "18", "18"], str.__eq__), [3.0, 1.0, 1.5])]
+[('8', 3.0), ('18', 2.5)]
 """
 
 from __future__ import annotations
@@ -120,6 +122,14 @@ def rank_groups(groups: list[Group[K]], public_rates: Sequence[float] | None = N
         for g in groups:
             g.public_rate = sum(public_rates[i] for i in g.members) / g.size
     return sorted(groups, key=Group.rank_key, reverse=True)
+
+
+def rank_votes(groups: list[Group[K]], weights: Sequence[float]) -> list[tuple[Group[K], float]]:
+    """Groups with their vote (the sum of their members' ``weights``: 1 each is a plain majority
+    vote), the largest vote first, ties to the group drawn first (self-consistency's vote; the
+    answers' side of ``scorers/answers.py``)."""
+    voted = [(g, sum(weights[i] for i in g.members)) for g in groups]
+    return sorted(voted, key=lambda gw: (-gw[1], gw[0].members[0]))
 
 
 def rank_behaviours(
