@@ -85,6 +85,7 @@ def describe() -> list[dict[str, Any]]:
                 "name": name,
                 "description": cls.description,
                 "needs_sandbox": cls.needs_sandbox,
+                "accepts_answer_problems": cls.accepts_answer_problems,
                 "params": params,
             }
         )

@@ -79,6 +79,7 @@ class Cascade(Planner[CascadeParams]):
         "planner (PG-TD by default) in one style. Best public reward wins."
     )
     needs_sandbox = True
+    accepts_answer_problems = False
     Params = CascadeParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> CascadeSearch:

@@ -75,6 +75,7 @@ class Styles(Planner[StylesParams]):
     name = "styles"
     description = "Greedy in several prompt styles; the program that passes most public tests wins."
     needs_sandbox = True
+    accepts_answer_problems = False
     Params = StylesParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> StylesSearch:

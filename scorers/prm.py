@@ -459,9 +459,10 @@ class HFProcessRewardModel(ProcessScorer):
         ctx.meter.charge(scorer_calls=len(states))
         ctx.count("prm_forward_passes", self.forward_passes - before)
         ctx.count("process_scorer_calls", len(states))
-        return [self._aggregate(scores) for scores in per_step]
+        return [self.aggregate_scores(scores) for scores in per_step]
 
-    def _aggregate(self, scores: list[float]) -> float:
+    def aggregate_scores(self, scores: list[float]) -> float:
+        """One score for a solution from its step scores (``aggregate``: last, min or mean)."""
         if not scores:
             return 0.5
         if self.aggregate == "min":

@@ -25,7 +25,7 @@ from search.limits.budget import Budget, Spend
 from search.problems.answers import AnswerVerdict
 from search.problems.problem import Problem
 from search.problems.prompt_styles import DEFAULT_STYLE, PromptStyle
-from search.state.context import Candidate, SearchResult
+from search.state.context import AnswerChoice, Candidate, SearchResult
 
 Number = int | float
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -154,6 +154,7 @@ class SolveReport(BaseModel):
     public: TestSummary | None
     hidden: TestSummary | None
     final_answer: AnswerVerdict | None = None  # an answer problem's answer found, and its verdict
+    choice: AnswerChoice | None = None  # the answer the search chose, its vote share and its signal
 
     @model_serializer(mode="wrap")
     def _without_missing_tree(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -162,6 +163,8 @@ class SolveReport(BaseModel):
             out.pop("tree", None)
         if self.final_answer is None:
             out.pop("final_answer", None)
+        if self.choice is None:
+            out.pop("choice", None)
         return out
 
     @classmethod
@@ -196,6 +199,7 @@ class SolveReport(BaseModel):
             public=public,
             hidden=hidden,
             final_answer=final_answer,
+            choice=result.choice,
         )
 
     def to_json(self, tree: bool = True) -> dict[str, Any]:
