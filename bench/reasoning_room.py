@@ -6,7 +6,8 @@ is the same text whatever the cap until the cap cuts it, so one run at the cap g
 limit: at a limit L a text longer than L tokens is cut off before its answer (no answer, wrong),
 and every other text keeps its verdict. The report gives, per style and limit, the accuracy, the
 mean generated tokens and the cut-offs, and the limit chosen: the smallest whose accuracy is the
-accuracy at the cap and which cuts off at most ``MAX_CUT_OFF_SHARE`` of the problems.
+accuracy at the cap and which cuts off at most ``MAX_CUT_OFF_SHARE`` of the problems, then the next
+limit up (sampled texts, which the search planners draw, spread wider than greedy ones).
 
     OMP_NUM_THREADS=1 python bench/reasoning_room.py --dtype int8 \\
         --out bench/results/gsm8k_train_room.jsonl
@@ -81,11 +82,17 @@ def at_limit(rows: list[dict[str, Any]], limit: int) -> dict[str, Any]:
 
 
 def choose(table: list[dict[str, Any]]) -> dict[str, Any]:
-    """The smallest limit with the accuracy at the cap and few cut-offs (``MAX_CUT_OFF_SHARE``)."""
+    """The limit after the smallest with the accuracy at the cap and few cut-offs
+    (``MAX_CUT_OFF_SHARE``).
+
+    >>> rows = [{"correct": True, "generated_tokens": 300}, {"correct": False, "generated_tokens": 100}]
+    >>> choose([at_limit(rows, n) for n in LIMITS])["limit"]
+    384
+    """
     best = table[-1]
-    for t in table:
+    for i, t in enumerate(table):
         if t["correct"] >= best["correct"] and t["cut_off"] <= MAX_CUT_OFF_SHARE * t["problems"]:
-            return t
+            return table[min(i + 1, len(table) - 1)]
     return best
 
 
