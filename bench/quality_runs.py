@@ -248,8 +248,9 @@ def majority_of_first(problem: Any, samples: list[dict[str, Any]], k: int) -> di
     >>> from search.problems.problem import Problem
     >>> q = Problem(id="q", prompt="?", final_answer=FinalAnswer(reference="18"))
     >>> s = [{"answer": a, "tokens": 10} for a in ("17", "$18", None, "18.0", "17", "17")]
-    >>> majority_of_first(q, s, 4)
-    {'passed': True, 'answer': '$18', 'confidence': 0.5, 'generated_tokens': 40, 'executions': 0}
+    >>> four = majority_of_first(q, s, 4)
+    >>> four["passed"], four["answer"], four["confidence"], four["generated_tokens"], four["samples_used"]
+    (True, '$18', 0.5, 40, 4)
     """
     from scorers.answers import Votes
     from search.problems.extraction import Answer
@@ -266,4 +267,5 @@ def majority_of_first(problem: Any, samples: list[dict[str, Any]], k: int) -> di
         "confidence": round(votes.share(leader), 6),
         "generated_tokens": sum(s["tokens"] for s in first),
         "executions": 0,
+        "samples_used": len(first),
     }

@@ -33,9 +33,13 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "passed": d["passed"],
                     "generated_tokens": d["generated_tokens"],
                     "executions": d["executions"],
-                    "wall_seconds": row["wall_seconds"] * d["executions"] / max(1, len(row["samples"])),
-                    "program": d["program"],
-                    "completion": d["completion"],
+                    # the share of the row's samples it read (answers: no executions to count)
+                    "wall_seconds": row["wall_seconds"]
+                    * d.get("samples_used", d["executions"])
+                    / max(1, len(row["samples"])),
+                    "program": d.get("program"),  # answer rows: the majority answer instead
+                    "completion": d.get("completion"),
+                    **({"answer": d["answer"]} if "answer" in d else {}),
                     "processed_tokens": None,
                     "forward_passes": None,
                 }
