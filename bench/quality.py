@@ -24,6 +24,15 @@ as the server does): more problems per CPU second, but batched arithmetic can fl
 token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
 ``"parallel": N`` and a configuration is best run wholly one way.
 
+On an answer dataset (``--dataset gsm8k-300``: the fixed 300 test problems of
+``bench/gsm8k_samples.py``; ``gsm8k-train-40``, ``gsm8k:A-B``, ``gsm8k-train:...``) a configuration's
+style is a reasoning style (``greedy@chain-of-thought``, ``sc16@program-aided``, ``astar@...``,
+``pgtd@...``); a row holds the text, the extracted answer and its rule, the verdict, the cut-off, the
+confidence and the spend, and the report adds accuracy by confidence bucket (``_confidence.md``) and
+draws the self-consistency curve (``sc4``, ``sc8``, ``sc16``). ``--set KEY=VALUE`` (repeatable) gives
+every configuration whose planner has that parameter another value (a smoke run at a small budget);
+the rows record the parameters they ran with.
+
 This script is the command line and the run loop; the configurations and their rows are
 ``bench/quality_runs.py``, the statistics ``bench/quality_stats.py``, the report
 ``bench/quality_report.py`` and the chart ``bench/quality_chart.py``.
@@ -53,8 +62,10 @@ def main() -> None:
     ap.add_argument(
         "--dataset",
         default="humaneval",
-        help="humaneval, humaneval:A-B, humaneval:3,10-19, mbpp, mbpp:A-B (MBPP+ numbers) or a JSONL file",
+        help="humaneval, humaneval:A-B, humaneval:3,10-19, mbpp, mbpp:A-B (MBPP+ numbers), gsm8k:A-B, "
+        "gsm8k-train:A-B, gsm8k-300 (the fixed test sample), gsm8k-train-40 or a JSONL file",
     )
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--model", default="bundled-default")
     ap.add_argument(
         "--dtype", default="bf16", help="weights: bf16 | int8 | int4 ... (rows in another format name it)"
@@ -74,16 +85,41 @@ def main() -> None:
     write_report(args.out)
 
 
+def override(config: Config, pairs: list[str]) -> Config:
+    """``config`` with each ``KEY=VALUE`` (a JSON value, else a string) its planner has."""
+    import dataclasses
+    import json
+
+    import planners
+
+    fields = planners.get(config.planner).Params.model_fields
+    params = dict(config.params)
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes KEY=VALUE, not {pair!r}")
+        if key in fields:
+            try:
+                params[key] = json.loads(raw)
+            except ValueError:
+                params[key] = raw
+    return dataclasses.replace(config, params=params)
+
+
 def run(args: argparse.Namespace) -> None:
     import importlib
 
     import api  # noqa: F401  (sets the sandbox that computes MBPP+'s expected values on a first load)
     from api.core.evaluation import ResultsLog
+    from bench.gsm8k_samples import TEST_300, TRAIN_40
     from search.model.loader import load_model
     from search.problems.loaders import load_problems
 
-    configs = [Config.parse(c.strip()) for c in args.configs.split(",") if c.strip()]
-    problems = load_problems(args.dataset)
+    configs = [
+        override(Config.parse(c.strip()), args.overrides) for c in args.configs.split(",") if c.strip()
+    ]
+    dataset = {"gsm8k-300": TEST_300, "gsm8k-train-40": TRAIN_40}.get(args.dataset, args.dataset)
+    problems = load_problems(dataset)
     results = ResultsLog(args.out, row_key)
     todo = results.pending([(c, p) for c in configs for p in problems], key=lambda cp: (cp[0].name, cp[1].id))
     print(f"{len(todo)} runs to do ({len(results.done)} rows already in {args.out})", file=sys.stderr)

@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.quality_stats import SAMPLERS, is_sampler
+
 
 def pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
     """Points no other point beats on both cost (lower) and pass@1 (higher), by cost.
@@ -37,7 +39,9 @@ def short_labels(names: list[str]) -> tuple[dict[str, str], str | None]:
     return {n: base if style == common else n for n, (base, _, style) in parts.items()}, common
 
 
-def draw(summary: dict[str, Any], stem: Path) -> None:
+def draw(summary: dict[str, Any], stem: Path, dataset: str = "HumanEval", answers: bool = False) -> None:
+    """The chart of ``summary``'s configurations on ``dataset`` (``answers``: an answer dataset, where
+    the reference curve is self-consistency's)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -57,10 +61,10 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
                 cost,
                 score,
                 s=30,
-                color="tab:blue" if name.startswith(("greedy", "beam", "bon")) else "tab:red",
+                color="tab:blue" if name.startswith(("greedy", "beam", *SAMPLERS)) else "tab:red",
             )
             texts.append(ax.text(cost, score, labels[name], fontsize=7))
-        samplers = sorted(p for p in points if p[2].startswith("bon"))
+        samplers = sorted(p for p in points if is_sampler(p[2]))
         if len(samplers) > 1:
             ax.plot(
                 [p[0] for p in samplers],
@@ -68,19 +72,21 @@ def draw(summary: dict[str, Any], stem: Path) -> None:
                 "-",
                 color="tab:blue",
                 alpha=0.5,
-                label="sampling + public-test filter (best-of-N)",
+                label="self-consistency (majority vote)"
+                if answers
+                else "sampling + public-test filter (best-of-N)",
             )
         front = pareto(points)
         ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="gray", label="Pareto frontier")
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("pass@1 on hidden tests (%)")
+        ax.set_ylabel("accuracy of the final answer (%)" if answers else "pass@1 on hidden tests (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
         adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.5})
     n = min((s["problems"] for s in summary.values()), default=0)
     fig.suptitle(
-        f"HumanEval, all {n} problems (configurations that ran every one); "
+        f"{dataset}, all {n} problems (configurations that ran every one); "
         "bundled Qwen2.5-Coder-0.5B-Instruct\nblue: plain decoding, red: search"
         + (f"; prompt style {common_style} unless named" if common_style else "")
     )

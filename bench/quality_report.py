@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.quality_runs import load_rows
-from bench.quality_stats import FAILURE_KINDS, against, equal_tokens, failure_kinds, head_to_head, summarize
+from bench.quality_stats import (
+    FAILURE_KINDS,
+    against,
+    confidence_buckets,
+    equal_tokens,
+    failure_kinds,
+    head_to_head,
+    summarize,
+)
 
 
 def markdown(columns: list[str], lines: list[str]) -> str:
@@ -86,6 +94,21 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
     )
 
 
+def confidence_table(buckets: dict[str, list[dict[str, Any]]]) -> str:
+    """Accuracy by confidence bucket, one row per configuration."""
+    names = [b["bucket"] for b in next(iter(buckets.values()), [])]
+    lines = [
+        f"| `{name}` | "
+        + " | ".join(
+            f"{b['correct']}/{b['problems']}" + (f" ({100 * b['accuracy']:.0f}%)" if b["problems"] else "")
+            for b in bs
+        )
+        + " |"
+        for name, bs in buckets.items()
+    ]
+    return markdown(["configuration", *[f"confidence {n}" for n in names]], lines)
+
+
 def write_report(out: Path) -> None:
     from bench.quality_chart import draw
 
@@ -107,10 +130,15 @@ def write_report(out: Path) -> None:
         "head_to_head": head_to_head(summary, rows),
         "equal_tokens": equal_tokens(rows),
         "failures": failure_kinds(rows),
+        "confidence": confidence_buckets(rows),
     }
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
-    draw(whole, Path(f"{stem}_chart"))
+    answers = any("answer" in r for r in rows)
+    dataset = "GSM8K" if any(str(r["task_id"]).startswith("gsm8k") for r in rows) else "HumanEval"
+    draw(whole, Path(f"{stem}_chart"), dataset, answers)
+    if report["confidence"]:
+        Path(f"{stem}_confidence.md").write_text(confidence_table(report["confidence"]))
     Path(f"{stem}_table.md").write_text(markdown_table(report["configs"], versus, best_greedy))
     Path(f"{stem}_pairs.md").write_text(pairs_table(report["head_to_head"]))
     Path(f"{stem}_equal_tokens.md").write_text(equal_tokens_table(report["equal_tokens"]))

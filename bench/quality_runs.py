@@ -4,6 +4,13 @@ A configuration is a preset (``PRESETS``: a planner and its parameters) in a pro
 ``api.core.evaluation.run_problem`` on a fresh engine (a new partial-state cache, an empty KV cache);
 ``bench_row`` is the benchmark's view of that record (the same record ``treedec eval`` writes as
 its row), with best-of-k read off a best-of-16 row's first k samples (``DERIVED``).
+
+On an answer dataset (GSM8K: ``--dataset gsm8k:...``) a configuration's style is a reasoning style
+(``chain-of-thought``, ``program-aided``), the problem is rendered in it before the run, and a row
+(``answer_row``) keeps the text, the extracted answer and the rule that found it, the verdict, whether
+the text was cut off at ``max_new_tokens``, the confidence (the chosen answer's vote share) and the
+signal that steered the search; ``sc16`` (self-consistency, 16 samples) rows keep every sample's
+answer, and self-consistency at 4 and 8 is the majority of the first 4 and 8 (``sc4``, ``sc8``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "cascade": ("cascade", {}),
     "beam3": ("beam", {"num_beams": 3}),
     "bon16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0}),
+    "sc16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0, "vote": "majority"}),
     "adadec": ("adadec", {}),
     "pgtd": ("pgtd", {}),
     "pgtd-large": ("pgtd", {"rollouts": 48}),
@@ -32,7 +40,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "vstar": ("vstar", {}),
     "vstar-large": ("vstar", {"rollouts": 24}),
 }
-DERIVED = {"bon16": (4, 8)}  # best-of-k read off the first k samples of a best-of-16 row
+DERIVED = {"bon16": (4, 8), "sc16": (4, 8)}  # best-of-k / self-consistency at k: the first k samples
 
 
 @dataclass(frozen=True)
@@ -48,12 +56,15 @@ class Config:
         from pydantic import ValidationError
 
         import planners
+        from search.problems.prompt_styles import REASONING_STYLES
         from search.problems.prompting import parse_style
 
         preset, _, style = spec.partition("@")
         if preset not in PRESETS:
             raise SystemExit(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-        style = parse_style(style or "completion")
+        style = style or "completion"
+        if style not in REASONING_STYLES:
+            style = parse_style(style)
         planner, params = PRESETS[preset]
         try:  # a preset the planner refuses fails here, not after hours of other rows
             planners.get(planner).Params(**params)
@@ -101,6 +112,8 @@ def run_one(
     if parallel == 1 and hasattr(lm, "kv"):  # problems running side by side share the model's KV cache
         lm.kv.clear()
     engine = Engine(lm=lm, cache=cache, _scorer=TestScorer(executor, cache=cache))
+    if problem.final_answer is not None:
+        return answer_row(engine, problem, config, commit, parallel)
     run = run_problem(engine, problem, config.planner, config.params, None, config.style)
     row = bench_row(run, config, commit)
     if lm.identity.dtype != "bfloat16":  # rows before quantized weights existed are all bf16
@@ -171,4 +184,88 @@ def _best_of_first(
         "completion": rendered.prompt_completion(completion),
         "generated_tokens": sum(s["tokens"] for s in first),
         "executions": len(first),
+    }
+
+
+def answer_row(engine: Any, problem: Any, config: Config, commit: str, parallel: int = 1) -> dict[str, Any]:
+    """The row of an answer problem solved once in the configuration's reasoning style."""
+    from api.core.evaluation import run_problem
+    from search.problems.prompt_styles import REASONING_MAX_NEW_TOKENS
+    from search.problems.prompting import render
+
+    rendered = render(problem, config.style, engine.model())  # kept as it is by the engine
+    run = run_problem(engine, rendered, config.planner, config.params, None, "auto")
+    report = run.report
+    verdict, choice, spend = report.final_answer, report.choice, report.spend
+    assert verdict is not None and choice is not None
+    room = config.params.get("max_new_tokens", REASONING_MAX_NEW_TOKENS[config.style])
+    row: dict[str, Any] = {
+        "config": config.name,
+        "task_id": run.problem_id,
+        "planner": run.planner,
+        "prompt_style": report.prompt_style,
+        "params": run.params,
+        "passed": bool(verdict.correct),
+        "reference": problem.final_answer.reference,
+        "answer": verdict.answer.text,
+        "rule": verdict.answer.rule,
+        "no_answer": verdict.answer.reason,
+        "cut_off": report.best is not None and report.best.tokens >= room,
+        "confidence": choice.confidence,
+        "votes": choice.votes,
+        "signal": choice.signal,
+        "text": report.completion,
+        "generated_tokens": spend.generated_tokens,
+        "processed_tokens": spend.processed_tokens,
+        "forward_passes": spend.forward_passes,
+        "executions": spend.executions,
+        "wall_seconds": round(run.wall_seconds, 2),
+        "stop_reason": report.stop_reason,
+        "spend": spend.to_dict(),
+        "commit": commit,
+    }
+    if engine.model().identity.dtype != "bfloat16":
+        row["weights"] = engine.model().identity.dtype
+    if parallel > 1:
+        row["parallel"] = parallel
+    if config.preset in DERIVED:
+        samples = [
+            {"answer": (c.meta or {}).get("answer"), "tokens": c.tokens, "logprob": c.logprob}
+            for c in report.candidates
+        ]
+        row["samples"] = samples
+        row["derived"] = {
+            f"sc{k}@{config.style}": majority_of_first(problem, samples, k) for k in DERIVED[config.preset]
+        }
+    return row
+
+
+def majority_of_first(problem: Any, samples: list[dict[str, Any]], k: int) -> dict[str, Any]:
+    """Self-consistency over the first ``k`` samples: their majority answer (ties to the answer
+    drawn first), judged against the reference, with its vote share.
+
+    >>> from search.problems.answers import FinalAnswer
+    >>> from search.problems.problem import Problem
+    >>> q = Problem(id="q", prompt="?", final_answer=FinalAnswer(reference="18"))
+    >>> s = [{"answer": a, "tokens": 10} for a in ("17", "$18", None, "18.0", "17", "17")]
+    >>> four = majority_of_first(q, s, 4)
+    >>> four["passed"], four["answer"], four["confidence"], four["generated_tokens"], four["samples_used"]
+    (True, '$18', 0.5, 40, 4)
+    """
+    from scorers.answers import Votes
+    from search.problems.extraction import Answer
+
+    fa = problem.final_answer
+    votes = Votes(fa.type, fa.choices)
+    first = samples[:k]
+    for s in first:
+        votes.add(Answer(text=s["answer"], rule="boxed") if s["answer"] else Answer.none("none"))
+    leader = votes.leader()
+    return {
+        "passed": bool(fa.check(leader)),
+        "answer": leader,
+        "confidence": round(votes.share(leader), 6),
+        "generated_tokens": sum(s["tokens"] for s in first),
+        "executions": 0,
+        "samples_used": len(first),
     }

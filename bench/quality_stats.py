@@ -11,6 +11,14 @@ import math
 from itertools import pairwise
 from typing import Any
 
+SAMPLERS = ("bon", "sc")
+"""Configurations whose samples make the reference curve: best-of-N with a public-test filter (code),
+self-consistency (answers)."""
+
+
+def is_sampler(name: str) -> bool:
+    return name.startswith(SAMPLERS)
+
 
 def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows plus the derived best-of-k rows, each as its own configuration."""
@@ -21,12 +29,17 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     "config": name,
                     "task_id": row["task_id"],
+                    **({"confidence": d["confidence"]} if "confidence" in d else {}),
                     "passed": d["passed"],
                     "generated_tokens": d["generated_tokens"],
                     "executions": d["executions"],
-                    "wall_seconds": row["wall_seconds"] * d["executions"] / max(1, len(row["samples"])),
-                    "program": d["program"],
-                    "completion": d["completion"],
+                    # the share of the row's samples it read (answers: no executions to count)
+                    "wall_seconds": row["wall_seconds"]
+                    * d.get("samples_used", d["executions"])
+                    / max(1, len(row["samples"])),
+                    "program": d.get("program"),  # answer rows: the majority answer instead
+                    "completion": d.get("completion"),
+                    **({"answer": d["answer"]} if "answer" in d else {}),
                     "processed_tokens": None,
                     "forward_passes": None,
                 }
@@ -109,7 +122,7 @@ def head_to_head(summary: dict[str, Any], rows: list[dict[str, Any]]) -> list[di
     for i, a in enumerate(searches):
         for b in searches[i + 1 :]:
             common = sorted(set(by[a]) & set(by[b]))
-            if not common or (a.startswith("bon") and b.startswith("bon")):  # one row's samples
+            if not common or (is_sampler(a) and is_sampler(b)):  # one row's samples
                 continue
             won = {n: {t for t in common if by[n][t]["passed"]} for n in (a, b)}
             only_a, only_b = sorted(won[a] - won[b]), sorted(won[b] - won[a])
@@ -137,7 +150,7 @@ def best_of_n_curve(
     empty unless every best-of-N configuration ran all of them."""
     points = []
     for name, rs in by.items():
-        if name.startswith("bon"):
+        if is_sampler(name):
             if not problems <= set(rs):
                 return []
             tokens = sum(rs[t]["generated_tokens"] for t in problems) / len(problems)
@@ -167,10 +180,10 @@ def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     tokens, on the problems both ran: its passes and the best-of-N curve's there. "above" means it
     passes more than best-of-N would at the same tokens (see ``_above``)."""
     by = by_config(rows)
-    samplers = [n for n in by if n.startswith("bon")]
+    samplers = [n for n in by if is_sampler(n)]
     out = []
     for name, rs in sorted(by.items()):
-        if name.startswith(("greedy@", "beam", "bon")) or not samplers:
+        if name.startswith(("greedy@", "beam")) or is_sampler(name) or not samplers:
             continue
         common = set(rs) & set.intersection(*(set(by[n]) for n in samplers))
         curve = best_of_n_curve({n: by[n] for n in samplers}, common) if common else []
@@ -229,4 +242,40 @@ def failure_kinds(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             else:
                 kinds["public_passed_hidden_failed" if r["public_passed"] else "public_failed"].append(task)
         out[name] = {"problems": len(rs), "failed": sum(map(len, kinds.values())), **kinds}
+    return out
+
+
+CONFIDENCE_BUCKETS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+
+
+def confidence_buckets(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Answer rows only: each configuration's accuracy by the confidence of its answer (the chosen
+    answer's vote share), in ``CONFIDENCE_BUCKETS`` (the last includes 1.0): does the vote share
+    predict correctness?
+
+    >>> rows = [{"config": "sc16@cot", "task_id": str(i), "passed": i < 3, "confidence": c}
+    ...         for i, c in enumerate([1.0, 0.8, 0.3, 0.2, 0.9])]
+    >>> [(b["bucket"], b["problems"], b["correct"]) for b in confidence_buckets(rows)["sc16@cot"]]
+    [('0.00-0.25', 1, 0), ('0.25-0.50', 1, 1), ('0.50-0.75', 0, 0), ('0.75-1.00', 3, 2)]
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, rs in sorted(by_config(rows).items()):
+        scored = [r for r in rs.values() if r.get("confidence") is not None]
+        if not scored:
+            continue
+        buckets = []
+        for lo, hi in CONFIDENCE_BUCKETS:
+            inside = [
+                r for r in scored if lo <= r["confidence"] < hi or (hi == 1.0 and r["confidence"] == 1.0)
+            ]
+            correct = sum(bool(r["passed"]) for r in inside)
+            buckets.append(
+                {
+                    "bucket": f"{lo:.2f}-{hi:.2f}",
+                    "problems": len(inside),
+                    "correct": correct,
+                    "accuracy": round(correct / len(inside), 4) if inside else None,
+                }
+            )
+        out[name] = buckets
     return out

@@ -37,6 +37,15 @@ the ``Budget`` is spent. Without a goal the answer is the best complete candidat
 then likelihood); if there is none, the best partial state (lowest f) is completed greedily (what
 is left of the budget caps that completion) and ``stop_reason`` says so.
 
+**Answer problems** (a question with a checked final answer): a step of reasoning ends at a blank
+line (``reasoning_step``: or at every newline); r is a process reward model's score when ``prm``
+names one, else the state's *rollout value* (``scorers/rollout_value.py``: the share of its
+``value_rollouts`` sampled completions whose final answer is the search's current majority answer;
+program-aided, whose ``solution()`` runs and returns one). The rollouts' answers are the votes the
+majority is made of; they are not pushed as states, so the answer is a complete chain of steps
+A* chose. Every complete state is a goal (there are no tests): the first popped is the answer, and
+its confidence is its answer's share of every vote cast.
+
 Spend: tokens and passes of steps and lookaheads are charged by ``ctx.lm`` (a lookahead read off
 an earlier greedy path is ``spend.path_hits``); test runs by ``ctx.reward``; ``spend.extra`` counts
 ``astar_expansions``, ``astar_pops``, ``steps_sampled``, ``duplicate_steps``,
@@ -60,12 +69,14 @@ from scorers.prm import (
     CodeAwareScorer,
     Lookahead,
     PartialState,
+    PRMMode,
     ProcessScorer,
     StepScore,
     has_public_tests,
     load_prm,
 )
-from search.limits.steps import StepKind, in_context, step_stop
+from scorers.rollout_value import RolloutValueScorer
+from search.limits.steps import ReasoningStep, StepKind, in_context, reasoning_step_stop, step_stop
 from search.limits.stops import StopCondition, first_stop
 from search.model.lm import DecodeMode, GenerationParams, Rollout
 from search.problems.problem import Problem
@@ -81,6 +92,12 @@ class AStarParams(PlannerParams):
         4, ge=1, le=64, description="K: candidate next steps sampled per expansion (one batched call)"
     )
     step: StepKind = Field("line", description="step granularity: line, statement or chunk")
+    reasoning_step: ReasoningStep = Field(
+        "blank-line", description="answer problems: a reasoning step ends at a blank-line or every newline"
+    )
+    value_rollouts: int = Field(
+        2, ge=1, le=64, description="answer problems without a PRM: sampled rollouts that value a state"
+    )
     step_tokens: int = Field(64, ge=1, le=2048, description="cap on one step's tokens")
     max_expansions: int = Field(16, ge=1, le=10_000, description="expansions before the search gives up")
     temperature: float = Field(0.8, gt=0, le=5, description="sampling temperature of the steps")
@@ -99,10 +116,12 @@ class AStarParams(PlannerParams):
         "code", description="process scorer: code (offline) or prm (a model)"
     )
     prm: str | None = Field(None, description="path or hub id of a process reward model (scorer=prm)")
-    prm_mode: Literal["tag", "token_classification"] = Field(
-        "tag", description="how the PRM gives step scores"
+    prm_mode: PRMMode = Field(
+        "tag", description="how the PRM gives step scores: tag, token_classification, value_head, reward_head"
     )
-    prm_step_tag: str = Field("ки", description="step tag whose position carries a step's score (PRM)")
+    prm_step_tag: str | None = Field(
+        None, description="step tag whose position carries a step's score (PRM; default: the mode's own)"
+    )
     w_lp: float = Field(0.3, ge=0, le=100, description="code scorer: weight of exp(mean log-prob)")
     w_pass: float = Field(0.7, ge=0, le=100, description="code scorer: weight of the lookahead's pass rate")
     lookahead_tokens: int = Field(256, ge=1, le=8192, description="code scorer: cap on a greedy lookahead")
@@ -140,9 +159,9 @@ class _State:
 class _Search(Search[AStarParams]):
     """One A* search: its tree, queue and bookkeeping."""
 
-    def __init__(self, p: AStarParams, problem: Problem, ctx: SearchContext, scorer: ProcessScorer) -> None:
+    def __init__(self, p: AStarParams, problem: Problem, ctx: SearchContext) -> None:
         super().__init__(p, problem, ctx)
-        self.scorer = scorer
+        self.scorer: ProcessScorer = CodeAwareScorer()  # the planner sets the search's own
         self.g_weight = self.p.g_weight if self.p.g_weight is not None else G_DEFAULT_WEIGHT[self.p.g]
         self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
@@ -228,7 +247,8 @@ class _Search(Search[AStarParams]):
             elif s.node not in self.partial_nodes:
                 self.partial_nodes.add(s.node)
                 self.partials.append(s)
-            if sc.lookahead is not None and self.p.lookahead_as_candidate and sc.exact:
+            keep = self.p.lookahead_as_candidate and not self.answer_problem  # there: votes only
+            if sc.lookahead is not None and keep and sc.exact:
                 new_lookaheads.append((s, sc.lookahead))
             self.push(s)
         self.push_lookaheads(new_lookaheads)
@@ -267,7 +287,11 @@ class _Search(Search[AStarParams]):
             max_new_tokens=max(1, min(p.step_tokens, room)),
         )
         problem_stops = in_context(self.base_stops, s.text)
-        stops = [step_stop(p.step, s.text), *problem_stops]
+        if self.answer_problem:
+            step_end = reasoning_step_stop(p.reasoning_step, s.text)
+        else:
+            step_end = step_stop(p.step, s.text)
+        stops = [step_end, *problem_stops]
         self.expansions += 1
         self.ctx.count("astar_expansions")
         remaining = self.ctx.meter.remaining_tokens()
@@ -424,16 +448,27 @@ class AStar(Planner[AStarParams]):
         super().__init__(params)
         self.scorer = scorer
 
-    def make_scorer(self) -> ProcessScorer:
-        """The scorer given to the constructor, else a fresh one from the params (one per search)."""
+    def make_scorer(self, search: _Search | None = None) -> ProcessScorer:
+        """The scorer given to the constructor, else a fresh one from the params (one per search):
+        on an answer problem the PRM when one is named, else the rollout value."""
         if self.scorer is not None:
             return self.scorer
         p = self.params
+        answers = search is not None and search.answer_problem
+        if p.prm and (p.scorer == "prm" or answers):
+            tag = {"step_tag": p.prm_step_tag} if p.prm_step_tag is not None else {}
+            return load_prm(p.prm, mode=p.prm_mode, **tag)
         if p.scorer == "prm":
-            if not p.prm:
-                raise PlannerError("scorer=prm needs --set prm=PATH_OR_HUB_ID (a process reward model)")
-            return load_prm(p.prm, mode=p.prm_mode, step_tag=p.prm_step_tag)
+            raise PlannerError("scorer=prm needs --set prm=PATH_OR_HUB_ID (a process reward model)")
+        if search is not None and answers:
+            return RolloutValueScorer(
+                search.answers(), p.max_new_tokens, p.value_rollouts, p.temperature, p.top_p, p.seed
+            )
         return CodeAwareScorer(w_lp=p.w_lp, w_pass=p.w_pass, lookahead_tokens=p.lookahead_tokens)
 
     def start(self, problem: Problem, ctx: SearchContext) -> Search[AStarParams]:
-        return _Search(self.params, problem, ctx, self.make_scorer())
+        search = _Search(self.params, problem, ctx)
+        search.scorer = self.make_scorer(search)
+        if search.answer_problem:
+            search.signal = "rollout-value" if isinstance(search.scorer, RolloutValueScorer) else "prm"
+        return search

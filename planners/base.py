@@ -26,6 +26,14 @@ the finished spend::
 ...         return Echo(self.params, problem, ctx)
 >>> EchoPlanner().params.text, EchoPlanner(EchoParams(text="y")).params.text
 ('x', 'y')
+
+On an answer problem (a question with a checked final answer) every result carries the chosen
+answer and its vote share among the answers the search drew (``SearchResult.choice``, from
+``Search.choose_answer``; ``scorers/answers.py``), and says what steered the search
+(``Search.signal``: ``none`` when nothing did). A planner that can only choose by public tests
+sets ``accepts_answer_problems = False`` and refuses such a problem in one line. Unless the
+request set ``max_new_tokens``, an answer problem gets its reasoning style's room
+(``REASONING_MAX_NEW_TOKENS``, measured on GSM8K train).
 """
 
 from __future__ import annotations
@@ -36,10 +44,19 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scorers.answers import AnswerScorer
 from search.limits.budget import BudgetExhausted
+from search.problems.extraction import Answer
 from search.problems.problem import Problem
-from search.problems.prompt_styles import RenderedStyle
-from search.state.context import Candidate, SearchContext, SearchResult, best_candidate
+from search.problems.prompt_styles import REASONING_MAX_NEW_TOKENS, RenderedStyle
+from search.state.context import (
+    AnswerChoice,
+    Candidate,
+    SearchContext,
+    SearchResult,
+    Signal,
+    best_candidate,
+)
 
 
 class PlannerError(ValueError):
@@ -96,15 +113,44 @@ class Search(Generic[P]):
     budget raises ``BudgetExhausted`` out of it); ``outcome`` reads the answer off the state, also
     after the loop was cut short. The default outcome: the best of ``candidates``."""
 
+    signal: Signal = "none"  # what steers this search on an answer problem
+
     def __init__(self, p: P, problem: Problem, ctx: SearchContext) -> None:
         self.p, self.problem, self.ctx = p, problem, ctx
         self.candidates: list[Candidate] = []
+        self._answers: AnswerScorer | None = None
+
+    @property
+    def answer_problem(self) -> bool:
+        return self.problem.final_answer is not None
+
+    def answers(self) -> AnswerScorer:
+        """This search's answers and votes (an answer problem only), made on first use."""
+        if self._answers is None:
+            self._answers = AnswerScorer.for_search(self.problem, self.ctx)
+        return self._answers
+
+    def finished(self, c: Candidate) -> bool:
+        """Whether a candidate's text ended on its own (not cut off by ``max_new_tokens``)."""
+        return c.meta.get("finish") != "length" and len(c.token_ids) < self.p.max_new_tokens
 
     def run(self) -> str:
         raise NotImplementedError
 
     def outcome(self, reason: str) -> Outcome:
         return Outcome(best_candidate(self.candidates), list(self.candidates), reason)
+
+    def choose_answer(self, out: Outcome) -> AnswerChoice:
+        """The answer of ``out.best`` and its share of the votes: those the search cast, or when it
+        cast none, one vote per candidate."""
+        answers = self.answers()
+        if not answers.votes.total:
+            ended = [self.finished(c) for c in out.candidates]
+            answers.vote([c.completion for c in out.candidates], ended, self.ctx)
+        if out.best is None:
+            return answers.choice(Answer.none("no candidate"), self.signal)
+        best = answers.read([out.best.completion], [self.finished(out.best)], self.ctx)[0]
+        return answers.choice(best, self.signal)
 
 
 class Planner(Generic[P]):
@@ -130,10 +176,14 @@ class Planner(Generic[P]):
             f"use one of {', '.join(able)}"
         )
 
-    def no_signal(self, problem: Problem, ctx: SearchContext) -> str | None:
-        """Why a search of ``problem`` has nothing to steer by, or None when it has a signal or needs
-        none. The default: a test-driven planner (``needs_sandbox``) without public tests to run. A
-        planner that scores answers by another signal (agreement among answers) says so here."""
+    def no_signal(self, problem: Problem, ctx: SearchContext, choice: AnswerChoice | None = None) -> str | None:
+        """Why a search of ``problem`` had nothing to steer by, or None when it had a signal or needs
+        none. A test-driven planner (``needs_sandbox``) on a code problem needs public tests to run;
+        on an answer problem it needs the signal its search reports (``choice.signal``)."""
+        if choice is not None:
+            if self.needs_sandbox and choice.signal == "none":
+                return "nothing scored the answers: the search had no signal to steer by"
+            return None
         if self.needs_sandbox and not (problem.public_tests and ctx.scorer is not None):
             return "no public tests to run: the answer is not chosen by any test or score"
         return None
@@ -153,17 +203,27 @@ class Planner(Generic[P]):
         """A new search of ``problem`` (validation that needs the problem or context goes here)."""
         raise NotImplementedError
 
+    def for_problem(self, problem: Problem) -> P:
+        """This planner's parameters for ``problem``: an answer problem gets its reasoning style's
+        room unless the request set ``max_new_tokens``."""
+        room = REASONING_MAX_NEW_TOKENS.get(str(problem.prompt_style))
+        if problem.final_answer is None or room is None or "max_new_tokens" in self.params.model_fields_set:
+            return self.params
+        return self.params.model_copy(update={"max_new_tokens": room})
+
     def solve(self, problem: Problem, ctx: SearchContext) -> SearchResult:
         """Run one search: its loop until it stops or the budget is spent, then its outcome."""
         refused = self.refusal(problem)
         if refused is not None:
             raise PlannerError(refused)
+        self.params = self.for_problem(problem)  # the engine reads the cap the search ran with
         search = self.start(problem, ctx)
         try:
             reason = search.run()
         except BudgetExhausted as e:
             reason = str(e)
         out = search.outcome(reason)
+        choice = search.choose_answer(out) if problem.final_answer is not None else None
         return SearchResult(
             self.name,
             problem.id,
@@ -173,5 +233,6 @@ class Planner(Generic[P]):
             out.stop_reason,
             out.tree,
             out.answer_style,
-            self.no_signal(problem, ctx),
+            self.no_signal(problem, ctx, choice),
+            choice,
         )

@@ -8,21 +8,32 @@ group and the group's size). With ``selector=behaviour``, ``early_stop`` stops d
 behaviour dominates (``scorers/behaviour.py``'s ``Dominance``: after ``dominance_after`` samples, the
 best group holds at least ``dominance_size`` of them and a ``dominance_share`` of all), instead of
 at the first sample that passes the public tests.
+
+On an answer problem (a question with a checked final answer) greedy and sampling have no signal
+(the result says so; its confidence is the chosen answer's share among their own completions);
+best-of-N votes (self-consistency: ``vote=majority``, every sample one vote, or ``vote=weighted``,
+each sample weighted by its likelihood or by a process reward model's score) and answers with the
+most likely sample of the winning answer; beam searches over reasoning steps
+(``planners/step_beam.py``).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field
 
 from planners import register
-from planners.base import Outcome, P, Planner, PlannerParams, Search
+from planners.base import Outcome, P, Planner, PlannerError, PlannerParams, Search
+from planners.step_beam import StepBeamParams, StepBeamSearch
 from scorers.agreement import Behaviour
 from scorers.behaviour import BehaviourProbe, Dominance, Selection, choose_by_behaviour, extra_inputs
 from scorers.group_scores import GROUP_SCORES
 from scorers.inputs import CallInput
+from scorers.prm import PRMMode, load_prm
 from scorers.written_inputs import write_inputs
+from search.limits.steps import split_steps
 from search.model.lm import DecodeMode, GenerationParams, Rollout
 from search.problems.problem import Problem
 from search.state.context import Candidate, SearchContext, best_candidate, stops_for
@@ -65,7 +76,7 @@ class Greedy(Planner[GreedyParams]):
         return OneRollout(self.params, problem, ctx, params, emit=True)
 
 
-class BeamParams(PlannerParams):
+class BeamParams(StepBeamParams):
     num_beams: int = Field(4, ge=2, le=32, description="beam width")
 
 
@@ -77,6 +88,8 @@ class Beam(Planner[BeamParams]):
 
     def start(self, problem: Problem, ctx: SearchContext) -> Search[BeamParams]:
         p = self.params
+        if problem.final_answer is not None:
+            return StepBeamSearch(p, problem, ctx)
         beam = DecodeMode.beam
         params = GenerationParams(max_new_tokens=p.max_new_tokens, mode=beam, num_beams=p.num_beams)
         return OneRollout(p, problem, ctx, params, emit=False)
@@ -120,6 +133,16 @@ class BestOfNParams(SamplingParams):
         0.6, gt=0, le=1, description="behaviour, early_stop: ... and at least this share of the samples"
     )
     dominance_after: int = Field(5, ge=1, le=256, description="behaviour, early_stop: ... after this many")
+    vote: Literal["majority", "weighted"] = Field(
+        "majority",
+        description="answer problems: a majority vote over the samples' final answers (self-consistency), "
+        "or a vote weighted by `weight`",
+    )
+    weight: Literal["likelihood", "prm"] = Field(
+        "likelihood", description="vote=weighted: a sample's weight, exp(mean log-prob) or the PRM's score"
+    )
+    prm: str | None = Field(None, description="path or hub id of a process reward model (weight=prm)")
+    prm_mode: PRMMode = Field("tag", description="how the PRM gives step scores")
 
 
 class SampleRounds(Search[SamplingParams]):
@@ -145,6 +168,35 @@ class SampleRounds(Search[SamplingParams]):
             groups = [g.size for g in self.selection.groups]
             self.ctx.emit("behaviour", groups=groups, inputs=len(self.selection.inputs))
         return reason
+
+    @property
+    def voting(self) -> bool:
+        """Best-of-N on an answer problem: the samples vote."""
+        return self.score and self.answer_problem
+
+    def _vote(self, new: list[Candidate]) -> None:
+        """Cast the new samples' answers as votes, weighted as the parameters say."""
+        p = self.p
+        weights = None
+        if isinstance(p, BestOfNParams) and p.vote == "weighted":
+            weights = self._weights(p, new)
+            for c, w in zip(new, weights, strict=True):
+                c.meta["weight"] = round(w, 6)
+        ended = [self.finished(c) for c in new]
+        answers = self.answers().vote([c.completion for c in new], ended, self.ctx, weights)
+        for c, a in zip(new, answers, strict=True):
+            c.meta["answer"] = a.text
+
+    def _weights(self, p: BestOfNParams, new: list[Candidate]) -> list[float]:
+        if p.weight == "likelihood":
+            return [math.exp(c.logprob / max(1, len(c.token_ids))) for c in new]
+        if not p.prm:
+            raise PlannerError("weight=prm needs --set prm=PATH_OR_HUB_ID (a process reward model)")
+        prm = load_prm(p.prm, mode=p.prm_mode)
+        scores = prm.step_scores(self.problem.prompt, [split_steps(c.completion) or [""] for c in new])
+        self.ctx.meter.charge(scorer_calls=len(new))
+        self.ctx.count("process_scorer_calls", len(new))
+        return [prm.aggregate_scores(s) for s in scores]
 
     def _select_by_behaviour(self) -> Selection:
         """The samples drawn so far grouped by behaviour (each sample probed once, the written inputs'
@@ -212,7 +264,9 @@ class SampleRounds(Search[SamplingParams]):
                 rolls = ctx.lm.rollouts([prompt] * count, params, stops)
                 round_no += 1
             new = [rollout_candidate(r, finish=r.finish_reason) for r in rolls]
-            if self.score:
+            if self.voting:
+                self._vote(new)
+            elif self.score:
                 rewards = ctx.reward(self.problem, [c.completion for c in new])
                 for cand, reward in zip(new, rewards, strict=True):
                     cand.reward, cand.public_passed, cand.public_total = (
@@ -230,6 +284,12 @@ class SampleRounds(Search[SamplingParams]):
         return "done"
 
     def outcome(self, reason: str) -> Outcome:
+        if self.voting:  # the most likely sample of the answer with the most votes
+            votes = self.answers().votes
+            winners = [c for c in self.candidates if votes.agrees_with_leader(c.meta.get("answer"))]
+            pool = winners or self.candidates
+            best = max(pool, key=lambda c: c.logprob / max(1, len(c.token_ids)), default=None)
+            return Outcome(best, list(self.candidates), reason)
         if self.selection is not None and self.selection.chosen is not None:
             return Outcome(self.candidates[self.selection.chosen], list(self.candidates), reason)
         if self.score:  # best public-test reward, ties broken by likelihood
@@ -259,4 +319,13 @@ class BestOfN(Planner[SamplingParams]):
     Params = BestOfNParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> SampleRounds:
-        return SampleRounds(self.params, problem, ctx, score=True)
+        p = self.params
+        search = SampleRounds(p, problem, ctx, score=True)
+        if problem.final_answer is not None:
+            if isinstance(p, BestOfNParams) and p.selector == "behaviour":
+                raise PlannerError(
+                    "selector=behaviour runs programs on inputs; on a question with a final answer use vote"
+                )
+            weighted = isinstance(p, BestOfNParams) and p.vote == "weighted"
+            search.signal = "weighted-agreement" if weighted else "agreement"
+        return search

@@ -34,6 +34,13 @@ expansions served from the cache; ``rollout_cache_hits`` are exact repeats serve
 With ``parallel_rollouts > 1`` several leaves are selected per step (a pending leaf carries a
 virtual loss, so the next selection goes elsewhere) and evaluated in one batched rollout call.
 
+**Answer problems** (a question with a checked final answer, no tests): the reward of a leaf's
+completion is the *agreement* of its final answer (``scorers/answers.py``): the share of every
+answer the search's rollouts reached so far that is the same answer (the completion's own vote
+included; no answer is 0). The search runs all ``rollouts`` iterations; the answer is the most
+likely completion of the answer with the most votes, its confidence that answer's vote share, and
+each candidate's ``reward`` is its answer's final share.
+
 The search stops when a program passes all public tests (``early_stop``), after ``rollouts``
 iterations (the paper's budget knob), or when the ``Budget`` is spent. The answer is the complete
 program with the best public-test reward, ties broken by likelihood; all distinct complete
@@ -227,7 +234,7 @@ class _Search(Search[PGTDParams]):
             self._report(rewards)
             if p.early_stop and any(self._solved(c) for c in self.programs.values()):
                 return "solved_public"
-            if not self.problem.public_tests:
+            if not self.problem.public_tests and not self.answer_problem:
                 return "no_public_tests"  # no signal to search on: the first program is the answer
         return "rollouts"
 
@@ -240,7 +247,7 @@ class _Search(Search[PGTDParams]):
         return size
 
     def _report(self, rewards: list[float]) -> None:
-        best = max(c.reward for c in self.programs.values() if c.reward is not None)
+        best = max((c.reward for c in self.programs.values() if c.reward is not None), default=None)
         self.ctx.emit(
             "rollout",
             iteration=self.iterations,
@@ -330,8 +337,32 @@ class _Search(Search[PGTDParams]):
         """The public-test reward of each leaf's program (one batched scorer call for the new
         ones); each program is kept as a candidate."""
         completions = {leaf: self._completion(e.tokens) for leaf, e in programs.items()}
+        if self.answer_problem:
+            return self._agreement(leaves, programs, completions)
         self._score(list(completions.values()))
         return [self._record(leaf, programs[leaf], completions[leaf]) for leaf in leaves]
+
+    def _agreement(
+        self, leaves: list[TokenNode], programs: dict[TokenNode, _Program], completions: dict[TokenNode, str]
+    ) -> list[float]:
+        """Each leaf's completion's answer voted, then its agreement with every vote so far."""
+        book = self.answers()
+        ended = [len(programs[leaf].tokens) < self.p.max_new_tokens for leaf in leaves]
+        answers = book.vote([completions[leaf] for leaf in leaves], ended, self.ctx)
+        values = []
+        for leaf, answer in zip(leaves, answers, strict=True):
+            value = book.agreement(answer)
+            e, completion = programs[leaf], completions[leaf]
+            if leaf.reward is None:
+                leaf.reward, leaf.source = value, e.source
+                leaf.rollout_tokens = len(e.tokens) - len(leaf.tokens)
+            old = self.programs.get(completion)
+            if old is None or e.logprob > old.logprob:
+                meta = {"node": leaf.id, "iteration": self.iterations, "source": e.source}
+                meta["answer"] = answer.text
+                self.programs[completion] = Candidate(completion, list(e.tokens), e.logprob, value, meta=meta)
+            values.append(value)
+        return values
 
     def _completion(self, tokens: list[int]) -> str:
         text = self.ctx.lm.decode(tokens)
@@ -401,7 +432,7 @@ class _Search(Search[PGTDParams]):
     # -- result ------------------------------------------------------------------------------------
     def outcome(self, reason: str) -> Outcome:
         cands = list(self.programs.values())
-        best = best_candidate(cands)
+        best = self._voted_best(cands) if self.answer_problem else best_candidate(cands)
         for node in self.nodes:
             self.tree.update(node.id, **node.tree_attrs())
         if best is not None:
@@ -409,6 +440,15 @@ class _Search(Search[PGTDParams]):
         self.ctx.count("iterations", self.iterations)
         self.ctx.count("tree_nodes", len(self.tree))
         return Outcome(best, cands, reason, self.tree.to_dict())
+
+    def _voted_best(self, cands: list[Candidate]) -> Candidate | None:
+        """Every candidate rewarded by its answer's final vote share; the most likely one of the
+        answer with the most votes."""
+        book = self.answers()
+        for c in cands:
+            c.reward = round(book.votes.share(c.meta.get("answer")), 6)
+        winners = [c for c in cands if book.votes.agrees_with_leader(c.meta.get("answer"))]
+        return max(winners or cands, key=lambda c: c.logprob / max(1, len(c.token_ids)), default=None)
 
 
 @register
@@ -422,4 +462,7 @@ class PGTD(Planner[PGTDParams]):
     Params = PGTDParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> Search[PGTDParams]:
-        return _Search(self.params, problem, ctx)
+        search = _Search(self.params, problem, ctx)
+        if search.answer_problem:
+            search.signal = "agreement"
+        return search

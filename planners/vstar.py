@@ -48,6 +48,12 @@ The ``reward`` on a node is its Monte-Carlo value (mean public-test reward of th
 it; for a leaf, its own reward), which is what ``treedec solve --planner vstar
 --export-advantages FILE.jsonl`` exports.
 
+**Answer problems** (a question with a checked final answer, no tests): a leaf's reward is the
+agreement of its final answer (``scorers/answers.py``: the share of every answer the search's
+rollouts reached that is the same answer), so a node's Monte-Carlo value is the mean agreement of
+the rollouts below it: the value from rollouts. The search runs all ``rollouts``; the answer is
+ranked by its answer's final vote share (then value, then likelihood), its confidence that share.
+
 Spend: tokens and passes are charged by ``ctx.lm`` and test runs by ``ctx.reward``;
 ``spend.extra`` counts ``vstar_rollouts``, ``vstar_expansions``, ``branch_points``,
 ``value_refits`` and ``vstar_tree_nodes``.
@@ -195,9 +201,12 @@ class _Search(Search[VStarParams]):
     """One V-STAR search: the tree of greedy stretches, its per-node record and the value model."""
 
     def __init__(self, p: VStarParams, problem: Problem, ctx: SearchContext) -> None:
-        if ctx.scorer is None:
+        if ctx.scorer is None and problem.final_answer is None:
             raise PlannerError("vstar needs a sandbox: its values are public-test rewards")
         super().__init__(p, problem, ctx)
+        if self.answer_problem:
+            self.signal = "rollout-value"
+        self.leaf_answers: dict[int, str | None] = {}  # answer problems: each leaf's final answer
         self.prompt = ctx.lm.encode(problem.model_text)
         self.base_stops: list[StopCondition] = stops_for(problem)
         self.tree = Tree()  # the search's record (JSON): structure now, statistics in ``outcome``
@@ -217,7 +226,7 @@ class _Search(Search[VStarParams]):
         dist = self.ctx.lm.next_token_dists([self.prompt], self.p.top_k)[0]
         self.root.dist, self.root.entropy = dist, round(dist.entropy, 4)
         self.rollout_many([(self.root, None)])
-        if not self.problem.public_tests:
+        if not self.problem.public_tests and not self.answer_problem:
             return "no_public_tests"  # no reward to steer by: the greedy program is the answer
         self.refresh_values(refit=True)
         while self.rollouts_done < self.p.rollouts:
@@ -321,9 +330,22 @@ class _Search(Search[VStarParams]):
         self.since_fit += len(rolls)
         self.ctx.count("vstar_rollouts", len(rolls))
         programs = [t + r.text for t, r in zip(texts, rolls, strict=True)]
+        if self.answer_problem:
+            self.add_answers(starts, rolls, programs)
+            return
         rewards = self.ctx.reward(self.problem, programs)
         for (nd, tok), r, program, rw in zip(starts, rolls, programs, rewards, strict=True):
             self.add_path(nd, tok, r, program, float(rw.pass_rate), bool(rw.compile_error))
+
+    def add_answers(
+        self, starts: list[tuple[PrefixNode, int | None]], rolls: Sequence[Rollout], programs: list[str]
+    ) -> None:
+        """Answer problems: the rollouts' answers voted, each path rewarded by its agreement."""
+        book = self.answers()
+        answers = book.vote(programs, [r.finish_reason != "length" for r in rolls], self.ctx)
+        for (nd, tok), r, program, answer in zip(starts, rolls, programs, answers, strict=True):
+            self.add_path(nd, tok, r, program, book.agreement(answer), False)
+            self.leaf_answers[self.leaves[-1].id] = answer.text
 
     def add_path(
         self, start: PrefixNode, tok: int | None, r: Rollout, program: str, reward: float, compile_error: bool
@@ -402,6 +424,10 @@ class _Search(Search[VStarParams]):
         return {normalise(n.program or "") for n in self.leaves if n.pass_rate == 1.0}
 
     def outcome(self, reason: str) -> Outcome:
+        if self.answer_problem:  # each leaf rewarded by its answer's final share of the votes
+            votes = self.answers().votes
+            for leaf in self.leaves:
+                leaf.pass_rate = round(votes.share(self.leaf_answers.get(leaf.id)), 6)
         if self.leaves:
             self.refresh_values(refit=False)
         ranked = sorted(
@@ -417,17 +443,12 @@ class _Search(Search[VStarParams]):
                 continue
             seen.add(key)
             rate = float(nd.pass_rate or 0.0)
-            candidates.append(
-                Candidate(
-                    nd.program or "",
-                    nd.gen,
-                    sum(nd.lps),
-                    rate,
-                    round(rate * total),
-                    total,
-                    meta={"node": nd.id, "value": self.value(nd)},
-                )
-            )
+            passed, tests = (None, None) if self.answer_problem else (round(rate * total), total)
+            meta: dict[str, Any] = {"node": nd.id, "value": self.value(nd)}
+            if self.answer_problem:
+                meta.update(answer=self.leaf_answers.get(nd.id), finish=nd.finish)
+            program = nd.program or ""
+            candidates.append(Candidate(program, nd.gen, sum(nd.lps), rate, passed, tests, meta=meta))
         best = candidates[0] if candidates else None
         for nd in self.nodes:
             self.tree.update(nd.id, **nd.tree_attrs(self.ctx.lm.decode))

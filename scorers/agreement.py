@@ -16,6 +16,8 @@ containers element-wise); two raised outcomes are equal when they are of the sam
 >>> best = rank_behaviours([a, c, b], public_rates=[1.0, 1.0, 1.0])[0]
 >>> best.members, best.size, best.unhandled
 ([0, 2], 2, 0)
+>>> [(g.key, w) for g, w in rank_votes(group_outcomes(["8", "18", "18"], str.__eq__), [3.0, 1.0, 1.5])]
+[('8', 3.0), ('18', 2.5)]
 
 How groups are ordered is a ``GroupScore`` (``scorers/group_scores.py``); groups it scores alike go
 to the more likely one (the members' mean log-probability per token), then to the one drawn first.
@@ -149,6 +151,14 @@ def best_member(group: Group[K], public_rates: Sequence[float], likelihoods: Seq
         group.members,
         key=lambda i: (public_rates[i], likelihoods[i] if likelihoods is not None else 0.0, -i),
     )
+
+
+def rank_votes(groups: list[Group[K]], weights: Sequence[float]) -> list[tuple[Group[K], float]]:
+    """Groups with their vote (the sum of their members' ``weights``: 1 each is a plain majority
+    vote), the largest vote first, ties to the group drawn first (self-consistency's vote; the
+    answers' side of ``scorers/answers.py``)."""
+    voted = [(g, sum(weights[i] for i in g.members)) for g in groups]
+    return sorted(voted, key=lambda gw: (-gw[1], gw[0].members[0]))
 
 
 def rank_behaviours(

@@ -15,7 +15,15 @@ tag*; the step scores are read at the tags' positions, either
 - ``mode="tag"`` (Math-Shepherd style, a causal LM): the logits of a *good* and a *bad* token
   (``"+"`` / ``"-"``) at the tag position, softmaxed over the pair: ``P(good)``; or
 - ``mode="token_classification"`` (a token-classification head): the softmax of the head's logits
-  at the tag position, class ``positive_label`` (sigmoid when the head has one label).
+  at the tag position, class ``positive_label`` (sigmoid when the head has one label);
+- ``mode="value_head"`` (Skywork-o1-Open-PRM style: a causal LM with a linear value head whose
+  weights, ``v_head.summary.weight`` and ``.bias``, sit in the checkpoint beside the model's and
+  which transformers does not load): the sigmoid of the head over the last hidden state at the
+  tag (by default the newline that ends each step, after the question and a newline);
+- ``mode="reward_head"`` (Qwen2.5-Math-PRM style: the model's own code, loaded with
+  ``trust_remote_code``, ending in a reward head with two labels): the softmax's
+  ``positive_label`` at the tag (by default ``<extra_0>`` after each step, the question put in the
+  tokenizer's chat template under Qwen's math system prompt).
 
 The input is assembled from token pieces (question, then each step's tokens and the tag's tokens)
 so a tag is never merged with its neighbours by the tokenizer, and the position read is the last
@@ -61,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from search.limits.steps import context_tail, in_context
 from search.model.lm import GenerationParams
 from search.problems.problem import Problem
+from search.problems.prompting import REASONING_SYSTEM, template_text
 from search.state.context import stops_for
 
 if TYPE_CHECKING:
@@ -288,8 +297,17 @@ class CodeAwareScorer(ProcessScorer):
 
 # ----- model-based PRM ------------------------------------------------------------------------
 
-PRMMode = Literal["tag", "token_classification"]
+PRMMode = Literal["tag", "token_classification", "value_head", "reward_head"]
+PRM_MODES: tuple[PRMMode, ...] = ("tag", "token_classification", "value_head", "reward_head")
 Aggregate = Literal["last", "min", "mean"]
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tag": {"step_tag": "ки"},
+    "token_classification": {"step_tag": "ки"},
+    "value_head": {"step_tag": "\n"},
+    "reward_head": {"step_tag": "<extra_0>", "chat_question": True},
+}
+"""Each mode's input format as its reference models were trained on (a caller's keyword wins)."""
+V_HEAD = ("v_head.summary.weight", "v_head.summary.bias")
 
 
 class HFProcessRewardModel(ProcessScorer):
@@ -307,15 +325,21 @@ class HFProcessRewardModel(ProcessScorer):
         aggregate: Aggregate = "last",
         question_suffix: str = "\n",
         batch_size: int = 8,
+        value_head: Any = None,
+        chat_question: bool = False,
     ) -> None:
-        if mode not in ("tag", "token_classification"):
-            raise ValueError(f"unknown PRM mode {mode!r}: use tag or token_classification")
+        if mode not in PRM_MODES:
+            raise ValueError(f"unknown PRM mode {mode!r}: use {', '.join(PRM_MODES)}")
+        if (mode == "value_head") != (value_head is not None):
+            raise ValueError("a value head is given with mode=value_head, and only then")
         if aggregate not in ("last", "min", "mean"):
             raise ValueError(f"unknown aggregate {aggregate!r}: use last, min or mean")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.mode, self.aggregate, self.positive_label = mode, aggregate, positive_label
         self.question_suffix, self.batch_size = question_suffix, batch_size
+        self.value_head = value_head.eval() if value_head is not None else None
+        self.chat_question = chat_question
         self.tag_ids = self._encode(step_tag)
         if not self.tag_ids:
             raise ValueError("step_tag encodes to no tokens")
@@ -334,20 +358,51 @@ class HFProcessRewardModel(ProcessScorer):
     def load(
         cls, path_or_id: str | Path, mode: PRMMode = "tag", device: str = "cpu", **kwargs: Any
     ) -> HFProcessRewardModel:
-        """Load a PRM from a local directory or a hub id (hub ids need network access)."""
-        from transformers import AutoModelForCausalLM, AutoModelForTokenClassification, AutoTokenizer
+        """Load a PRM from a local directory or a hub id (hub ids need network access); the mode's
+        input format (``MODE_DEFAULTS``) unless ``kwargs`` say otherwise."""
+        from transformers import (
+            AutoModel,
+            AutoModelForCausalLM,
+            AutoModelForTokenClassification,
+            AutoTokenizer,
+        )
 
-        tok = AutoTokenizer.from_pretrained(str(path_or_id))
-        auto = AutoModelForCausalLM if mode == "tag" else AutoModelForTokenClassification
-        model = auto.from_pretrained(str(path_or_id)).to(device)  # type: ignore[arg-type]
+        if mode not in PRM_MODES:
+            raise ValueError(f"unknown PRM mode {mode!r}: use {', '.join(PRM_MODES)}")
+        where = str(path_or_id)
+        kwargs = {**MODE_DEFAULTS[mode], **kwargs}
+        remote = mode == "reward_head"  # the model's own code (Qwen2.5-Math-PRM's reward head)
+        tok = AutoTokenizer.from_pretrained(where, trust_remote_code=remote)
+        if mode == "value_head":
+            kwargs["value_head"] = load_value_head(where).to(device)
+        auto = {
+            "tag": AutoModelForCausalLM,
+            "token_classification": AutoModelForTokenClassification,
+            "value_head": AutoModelForCausalLM,
+            "reward_head": AutoModel,
+        }[mode]
+        model = auto.from_pretrained(where, trust_remote_code=remote).to(device)  # type: ignore[attr-defined]
         return cls(model, tok, mode=mode, **kwargs)
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
+    def question_text(self, question: str) -> str:
+        """What precedes the steps: the question and ``question_suffix``, or with ``chat_question``
+        the question as a user turn under Qwen's math system prompt, the assistant's turn opened."""
+        if self.chat_question:
+            messages = [
+                {"role": "system", "content": REASONING_SYSTEM},
+                {"role": "user", "content": question},
+            ]
+            turn = template_text(self.tokenizer, messages)
+            if turn is not None:
+                return turn
+        return question + self.question_suffix
+
     def build_input(self, question: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
         """Token ids of question + tagged steps, and the position of each step's (last) tag token."""
-        ids = self._encode(question + self.question_suffix)
+        ids = self._encode(self.question_text(question))
         positions = []
         for step in steps:
             ids += self._encode(step) + self.tag_ids
@@ -370,13 +425,21 @@ class HFProcessRewardModel(ProcessScorer):
                 input_ids[b, : len(ids)] = torch.tensor(ids)
                 mask[b, : len(ids)] = 1
             with torch.inference_mode():
-                logits = self.model(
-                    input_ids=input_ids.to(device), attention_mask=mask.to(device)
-                ).logits.float()
+                logits = self._scores(input_ids.to(device), mask.to(device)).float()
             self.forward_passes += 1
             for b, (_, positions) in enumerate(built):
                 out.append([self._read(logits[b, pos]) for pos in positions])
         return out
+
+    def _scores(self, input_ids: Any, mask: Any) -> Any:
+        """The per-position scores the mode reads: LM or head logits, or the value head's output."""
+        if self.value_head is not None:
+            out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+            hidden = out.hidden_states[-1]
+            return self.value_head(hidden.to(self.value_head.weight.dtype))
+        out = self.model(input_ids=input_ids, attention_mask=mask)
+        logits = getattr(out, "logits", None)
+        return logits if logits is not None else out[0]  # own model code may return a tuple
 
     def _read(self, row: Any) -> float:
         import torch
@@ -396,9 +459,10 @@ class HFProcessRewardModel(ProcessScorer):
         ctx.meter.charge(scorer_calls=len(states))
         ctx.count("prm_forward_passes", self.forward_passes - before)
         ctx.count("process_scorer_calls", len(states))
-        return [self._aggregate(scores) for scores in per_step]
+        return [self.aggregate_scores(scores) for scores in per_step]
 
-    def _aggregate(self, scores: list[float]) -> float:
+    def aggregate_scores(self, scores: list[float]) -> float:
+        """One score for a solution from its step scores (``aggregate``: last, min or mean)."""
         if not scores:
             return 0.5
         if self.aggregate == "min":
@@ -406,6 +470,35 @@ class HFProcessRewardModel(ProcessScorer):
         if self.aggregate == "mean":
             return sum(scores) / len(scores)
         return scores[-1]
+
+
+def load_value_head(path_or_id: str) -> Any:
+    """The linear value head (``V_HEAD``'s weight and bias) stored in a checkpoint's safetensors
+    files (a hub id is downloaded first)."""
+    import torch
+    from safetensors import safe_open
+
+    folder = Path(path_or_id)
+    if not folder.is_dir():
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(path_or_id, allow_patterns=["*.safetensors", "*.json"]))
+    found: dict[str, Any] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (a safetensors handle is not a mapping)
+                name = next((v for v in V_HEAD if key.endswith(v)), None)
+                if name is not None:
+                    found[name] = f.get_tensor(key)
+    if V_HEAD[0] not in found:
+        raise ValueError(f"{path_or_id}: no value head ({V_HEAD[0]}) in its safetensors files")
+    weight = found[V_HEAD[0]].reshape(1, -1)
+    head = torch.nn.Linear(weight.shape[1], 1, bias=V_HEAD[1] in found, dtype=weight.dtype)
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        if head.bias is not None:
+            head.bias.copy_(found[V_HEAD[1]].reshape(1))
+    return head.requires_grad_(False)
 
 
 _PRM_CACHE: dict[tuple[str, str, str], HFProcessRewardModel] = {}

@@ -184,3 +184,53 @@ def test_chart_labels_drop_the_common_style_and_the_title_names_it(tmp_path: Any
     for label in ("pgtd", "bon4", "bon8", "greedy@completion"):
         assert svg.count(f"<!-- {label} -->") == 2  # once on each panel
     assert "prompt style chat-prefill unless named -->" in svg
+
+
+# ----- answer datasets (GSM8K) -------------------------------------------------------------------
+
+
+def test_answer_presets_parse_in_reasoning_styles() -> None:
+    sc = Config.parse("sc16@chain-of-thought")
+    assert (sc.name, sc.planner, sc.params["n"], sc.params["vote"]) == (
+        "sc16@chain-of-thought",
+        "best_of_n",
+        16,
+        "majority",
+    )
+    assert Config.parse("astar@program-aided").style == "program-aided"
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        Config.parse("greedy@socratic")
+
+
+def test_self_consistency_at_k_is_the_majority_of_the_first_k_samples() -> None:
+    from bench.quality_runs import majority_of_first
+    from search.problems.answers import FinalAnswer
+    from search.problems.problem import Problem
+
+    q = Problem(id="q", prompt="?", final_answer=FinalAnswer(reference="18"))
+    samples = [{"answer": a, "tokens": 5} for a in ("17", "18", "17", "$18", "18.0", "18", "17", "x")]
+    assert majority_of_first(q, samples, 4)["answer"] == "17"  # 2-2: the answer drawn first
+    eight = majority_of_first(q, samples, 8)
+    assert (eight["passed"], eight["confidence"], eight["generated_tokens"]) == (True, 0.5, 40)
+
+
+def test_accuracy_by_confidence_bucket_counts_the_derived_rows_too() -> None:
+    from bench.quality_stats import confidence_buckets
+
+    derived = {"passed": False, "confidence": 0.25, "generated_tokens": 3, "executions": 0}
+    row = {
+        "config": "sc16@chain-of-thought",
+        "task_id": "gsm8k/0",
+        "passed": True,
+        "confidence": 0.8,
+        "generated_tokens": 10,
+        "executions": 0,
+        "wall_seconds": 1.0,
+        "samples": [{}] * 16,
+        "derived": {"sc4@chain-of-thought": {**derived, "program": "", "completion": ""}},
+    }
+    buckets = confidence_buckets([row, {**row, "task_id": "gsm8k/1", "passed": False, "confidence": 1.0}])
+    sixteen = buckets["sc16@chain-of-thought"]
+    assert [(b["problems"], b["correct"]) for b in sixteen] == [(0, 0), (0, 0), (0, 0), (2, 1)]
+    four = buckets["sc4@chain-of-thought"][1]
+    assert (four["problems"], four["correct"]) == (2, 0)

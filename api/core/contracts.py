@@ -25,7 +25,7 @@ from search.limits.budget import Budget, Spend
 from search.problems.answers import AnswerVerdict
 from search.problems.problem import Problem
 from search.problems.prompt_styles import DEFAULT_STYLE, AnyStyle
-from search.state.context import Candidate, SearchResult
+from search.state.context import AnswerChoice, Candidate, SearchResult
 
 Number = int | float
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -177,6 +177,7 @@ class SolveReport(BaseModel):
     final_answer: AnswerVerdict | None = None  # an answer problem's answer found, and its verdict
     no_signal: str | None = None  # why the search had nothing to steer by (absent: it had, or needs none)
     groups: list[GroupReport] | None = None  # selection by behaviour: the groups, best first
+    choice: AnswerChoice | None = None  # the answer the search chose, its vote share and its signal
 
     @model_serializer(mode="wrap")
     def _without_missing_tree(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -189,6 +190,8 @@ class SolveReport(BaseModel):
             out.pop("no_signal", None)
         if self.groups is None:
             out.pop("groups", None)
+        if self.choice is None:
+            out.pop("choice", None)
         return out
 
     @classmethod
@@ -225,6 +228,7 @@ class SolveReport(BaseModel):
             final_answer=final_answer,
             no_signal=result.no_signal,
             groups=GroupReport.of_candidates(result.candidates),
+            choice=result.choice,
         )
 
     def to_json(self, tree: bool = True) -> dict[str, Any]:

@@ -106,6 +106,8 @@ def _prm_rule(params: dict[str, Any], allowed: list[str]) -> None:
     if "prm" not in props:
         return
     props["prm"] = {"anyOf": [{"type": "null"}, *[{"const": m} for m in allowed]], "default": None}
+    if "scorer" not in props:  # a planner that takes a PRM without choosing a scorer (beam, best_of_n)
+        return
     if not allowed:
         props["scorer"] = {"const": "code", "default": "code"}
         return

@@ -12,6 +12,10 @@ just one more stop handed to ``ctx.lm.rollouts``:
   behind a dummy ``if``/``try`` so they end too. Deeper body lines become the next steps;
 - ``ChunkStep``: a blank-line-separated chunk (for reasoning text: a paragraph).
 
+Reasoning text (an answer problem's chain of thought) is split as A*-decoding and search-and-learn
+split it: a step ends at a blank line (``blank-line``, the default: a paragraph) or at every
+newline (``newline``): ``reasoning_step_stop`` gives the stop, ``split_steps`` a whole text's steps.
+
 A rollout from a state sees only its *new* text, but where a step ends depends on what came
 before (a line may have started in the previous step; ``TopLevelStop`` needs the newline that
 ended the previous step). ``ContextStop`` prepends the tail of the state's text (from its last
@@ -25,6 +29,8 @@ newline on) before asking the wrapped condition. All step stops take that tail a
 19
 >>> ContextStop(_TopLevel(), "    return 1\\n").find("def g():")
 0
+>>> split_steps("16 - 3 = 13 eggs.\\n\\n13 * 2 = 26.\\nSo \\\\boxed{26}.")
+['16 - 3 = 13 eggs.\\n\\n', '13 * 2 = 26.\\nSo \\\\boxed{26}.']
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ from typing import Literal
 from search.limits.stops import StopCondition, TopLevelStop
 
 StepKind = Literal["line", "statement", "chunk"]
+ReasoningStep = Literal["blank-line", "newline"]
+"""Where a reasoning step ends: at a blank line (a paragraph) or at every newline."""
+DEFAULT_REASONING_STEP: ReasoningStep = "blank-line"
 _TopLevel = TopLevelStop  # doctest alias
 
 
@@ -129,17 +138,21 @@ class StatementStep:
 
 
 class ChunkStep:
-    """Ends after the first blank line that follows some non-blank content (a paragraph)."""
+    """Ends after the first blank line that follows some non-blank content (a paragraph). A state
+    whose text ends with a newline ends its step with the next one: that newline makes the blank
+    line."""
 
     _blank = re.compile(r"\n[ \t]*\n")
 
     def __init__(self, context: str = "") -> None:
-        self.context = context_tail(context).lstrip("\n")
+        self.started = bool(self._blank.split(context)[-1].strip())  # content since the last blank line
+        self.context = context_tail(context) if self.started else ""
 
     def find(self, text: str) -> int | None:
-        for m in self._blank.finditer(text):
-            if (self.context + text[: m.start()]).strip():
-                return m.end()
+        whole = self.context + text
+        for m in self._blank.finditer(whole):
+            if m.end() > len(self.context) and (self.started or whole[: m.start()].strip()):
+                return m.end() - len(self.context)
         return None
 
     def key(self) -> str:
@@ -160,3 +173,33 @@ def step_stop(kind: StepKind, context: str = "") -> StopCondition:
 def in_context(stops: Sequence[StopCondition], context: str) -> list[StopCondition]:
     """The problem's stops, evaluated as if ``context`` (the completion so far) came first."""
     return [ContextStop(s, context) for s in stops]
+
+
+def reasoning_step_stop(kind: ReasoningStep, context: str = "") -> StopCondition:
+    """The end of a reasoning step (``blank-line``: a paragraph; ``newline``: a line), for a state
+    whose text so far is ``context``."""
+    if kind == "blank-line":
+        return ChunkStep(context)
+    if kind == "newline":
+        return LineStep(context)
+    raise ValueError(f"unknown reasoning step {kind!r}: use blank-line or newline")
+
+
+def split_steps(text: str, kind: ReasoningStep = DEFAULT_REASONING_STEP) -> list[str]:
+    """``text`` cut into reasoning steps, each with the blank line or newline that ended it; the last
+    step is what follows the last end (the steps join back into ``text``).
+
+    >>> split_steps("a\\nb\\n\\nc", "newline"), split_steps("")
+    (['a\\n', 'b\\n', '\\nc'], [])
+    """
+    steps: list[str] = []
+    start = 0
+    while start < len(text):
+        cut = reasoning_step_stop(kind, text[:start]).find(text[start:])
+        if not cut:
+            break
+        steps.append(text[start : start + cut])
+        start += cut
+    if start < len(text):
+        steps.append(text[start:])
+    return steps

@@ -25,6 +25,10 @@ prose up to a boxed answer, or a ``solution()`` function whose return value is t
 REASONING_STYLES: tuple[ReasoningStyle, ...] = get_args(ReasoningStyle)
 DEFAULT_REASONING_STYLE: ReasoningStyle = "chain-of-thought"
 """What ``auto`` means for an answer problem (until a style is measured best on GSM8K train)."""
+REASONING_MAX_NEW_TOKENS: dict[str, int] = {"chain-of-thought": 512, "program-aided": 256}
+"""Each reasoning style's room (a planner's ``max_new_tokens`` on an answer problem unless the request
+sets it), chosen on 40 GSM8K train problems with the bundled model (``bench/reasoning_room.py``;
+greedy there: 264 tokens a chain of thought, 73 a program, the longest 502 and 188)."""
 
 AnyStyle = Literal[PromptStyle, ReasoningStyle]
 """What a request on any surface may name: a code problem's style, an answer problem's reasoning

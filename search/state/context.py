@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from search.cache import codec
 from search.cache.store import NS_NEXT_TOKEN, NS_ROLLOUT, Cache, MemoryCache, cache_key
@@ -443,6 +445,25 @@ class Candidate:
         }
 
 
+Signal = Literal["none", "agreement", "weighted-agreement", "rollout-value", "prm"]
+"""What steered a search on an answer problem: nothing (plain decoding, the model's own choice),
+agreement of sampled answers (a plain or a weighted vote), the rollout value of partial solutions,
+or a process reward model."""
+
+
+class AnswerChoice(BaseModel):
+    """An answer problem's final answer as the search chose it, and the vote share of that answer
+    among every answer the search drew (its ``confidence``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    answer: str | None = Field(description="the chosen final answer as written; null: none was found")
+    confidence: float = Field(ge=0, le=1, description="the chosen answer's share of the votes")
+    votes: float = Field(ge=0, description="the votes for the chosen answer (weights, for a weighted vote)")
+    samples: float = Field(ge=0, description="every vote cast, answers or not (weights summed)")
+    answers: int = Field(ge=0, description="distinct final answers drawn")
+    signal: Signal = Field(description="what steered the search; none: it had no signal")
+
+
 @dataclass
 class SearchResult:
     planner: str
@@ -457,6 +478,7 @@ class SearchResult:
     answer_style: RenderedStyle | None = None
     # why the search had nothing to steer by (no public tests...); None: it had a signal or needs none
     no_signal: str | None = None
+    choice: AnswerChoice | None = None  # an answer problem's chosen answer and its vote share
 
     def to_dict(self, include_tree: bool = True) -> dict[str, Any]:
         return {
@@ -467,6 +489,7 @@ class SearchResult:
             "candidates": [c.to_dict() for c in self.candidates],
             "spend": self.spend.to_dict(),
             "stop_reason": self.stop_reason,
+            **({"choice": self.choice.model_dump()} if self.choice is not None else {}),
             **({"tree": self.tree} if include_tree and self.tree is not None else {}),
         }
 
