@@ -170,14 +170,21 @@ def test_prose_is_never_run_and_gets_no_reward() -> None:
         )
 
 
-def test_a_search_planner_without_a_signal_says_so(tiny_lm: Any) -> None:
+def test_a_search_planner_says_what_steered_it_and_only_a_test_driven_search_without_tests_has_no_signal(
+    tiny_lm: Any,
+) -> None:
     engine = Engine(lm=tiny_lm)
     question = load_problem("gsm8k:3")
     pgtd = engine.solve(question, "pgtd", {**SMALL, "rollouts": 2}, include_tree=False)
-    assert pgtd.no_signal is not None and "no public tests" in pgtd.no_signal
+    assert pgtd.choice is not None and pgtd.choice.signal == "agreement"  # the answers' agreement steers it
+    assert pgtd.no_signal is None and "no_signal" not in pgtd.to_json()
     assert pgtd.spend.executions == 0  # a chain of thought is not a program
     greedy = engine.solve(question, "greedy", SMALL)
+    assert greedy.choice is not None and greedy.choice.signal == "none"
     assert greedy.no_signal is None and "no_signal" not in greedy.to_json()  # greedy needs no signal
+    untested = Problem(id="u", prompt="def f(x):\n", entry_point="f", hidden_tests=[])
+    report = engine.solve(untested, "pgtd", {**SMALL, "rollouts": 2}, include_tree=False)
+    assert report.no_signal is not None and "no public tests" in report.no_signal
 
 
 # ----- REST --------------------------------------------------------------------------------------------
