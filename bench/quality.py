@@ -19,8 +19,10 @@ search configuration against the best-of-N curve at its own mean tokens (``_equa
 each configuration failed where it did (``_failures.md``: no public tests, no program passed them,
 or one passed them and failed the hidden tests) and the chart.
 
-``--parallel N`` runs N problems at a time with their model calls batched together (``BatchingLM``,
-as the server does): more problems per CPU second, but batched arithmetic can flip a near-tie
+``--order problems`` runs every configuration on a problem before the next, so a long run stopped
+at any point leaves every configuration on the same problems (the GSM8K runs). ``--parallel N``
+runs N problems at a time with their model calls batched together (``BatchingLM``, as the server
+does): more problems per CPU second, but batched arithmetic can flip a near-tie
 token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
 ``"parallel": N`` and a configuration is best run wholly one way.
 
@@ -73,6 +75,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
     ap.add_argument("--report", action="store_true", help="only write the summary and the chart")
     ap.add_argument(
+        "--order",
+        choices=["configs", "problems"],
+        default="configs",
+        help="configs: each configuration on every problem in turn; problems: every configuration on "
+        "a problem before the next (a run stopped early leaves every configuration on the same problems)",
+    )
+    ap.add_argument(
         "--parallel",
         type=int,
         default=1,
@@ -121,7 +130,10 @@ def run(args: argparse.Namespace) -> None:
     dataset = {"gsm8k-300": TEST_300, "gsm8k-train-40": TRAIN_40}.get(args.dataset, args.dataset)
     problems = load_problems(dataset)
     results = ResultsLog(args.out, row_key)
-    todo = results.pending([(c, p) for c in configs for p in problems], key=lambda cp: (cp[0].name, cp[1].id))
+    jobs = [(c, p) for c in configs for p in problems]
+    if args.order == "problems":
+        jobs = [(c, p) for p in problems for c in configs]
+    todo = results.pending(jobs, key=lambda cp: (cp[0].name, cp[1].id))
     print(f"{len(todo)} runs to do ({len(results.done)} rows already in {args.out})", file=sys.stderr)
     if not todo:
         return
