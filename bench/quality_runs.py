@@ -31,7 +31,8 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "cascade": ("cascade", {}),
     "beam3": ("beam", {"num_beams": 3}),
     "bon16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0}),
-    "sc16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 4, "seed": 0, "vote": "majority"}),
+    # one batched call of 16 (memory-bound decoding: 16 rows cost little more than 4)
+    "sc16": ("best_of_n", {"n": 16, "early_stop": False, "batch_size": 16, "seed": 0, "vote": "majority"}),
     "adadec": ("adadec", {}),
     "pgtd": ("pgtd", {}),
     "pgtd-large": ("pgtd", {"rollouts": 48}),
