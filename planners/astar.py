@@ -65,6 +65,7 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
+from planners.selection import SelectorParams
 from scorers.prm import (
     CodeAwareScorer,
     Lookahead,
@@ -86,7 +87,7 @@ from search.state.tree import Tree
 G_DEFAULT_WEIGHT = {"one_minus_r": 0.5, "nll": 0.01}
 
 
-class AStarParams(PlannerParams):
+class AStarParams(PlannerParams, SelectorParams):
     max_new_tokens_help = "cap on a whole completion's tokens"
     k: int = Field(
         4, ge=1, le=64, description="K: candidate next steps sampled per expansion (one batched call)"

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from planners.selection import SelectorParams, reselect
 from scorers.answers import AnswerScorer
 from search.limits.budget import BudgetExhausted
 from search.problems.extraction import Answer
@@ -162,6 +163,7 @@ class Planner(Generic[P]):
     accepts_answer_problems: ClassVar[bool] = True
     """False for a planner that searches programs only (it picks one by public tests): it refuses a
     question with a final answer (``refusal``)."""
+    selects_while_searching: ClassVar[bool] = False  # True: selector=behaviour is the search's own loop
 
     @classmethod
     def refusal(cls, problem: Problem) -> str | None:
@@ -176,7 +178,9 @@ class Planner(Generic[P]):
             f"use one of {', '.join(able)}"
         )
 
-    def no_signal(self, problem: Problem, ctx: SearchContext, choice: AnswerChoice | None = None) -> str | None:
+    def no_signal(
+        self, problem: Problem, ctx: SearchContext, choice: AnswerChoice | None = None
+    ) -> str | None:
         """Why a search of ``problem`` had nothing to steer by, or None when it had a signal or needs
         none. A test-driven planner (``needs_sandbox``) on a code problem needs public tests to run;
         on an answer problem it needs the signal its search reports (``choice.signal``)."""
@@ -184,9 +188,12 @@ class Planner(Generic[P]):
             if self.needs_sandbox and choice.signal == "none":
                 return "nothing scored the answers: the search had no signal to steer by"
             return None
-        if self.needs_sandbox and not (problem.public_tests and ctx.scorer is not None):
-            return "no public tests to run: the answer is not chosen by any test or score"
-        return None
+        if not self.needs_sandbox:
+            return None
+        by_behaviour = getattr(self.params, "selector", None) == "behaviour"  # programs' agreement
+        if ctx.scorer is not None and (problem.public_tests or by_behaviour):
+            return None
+        return "no public tests to run: the answer is not chosen by any test or score"
 
     @classmethod
     def required_params(cls, lm: Any) -> list[str]:
@@ -203,6 +210,17 @@ class Planner(Generic[P]):
         """A new search of ``problem`` (validation that needs the problem or context goes here)."""
         raise NotImplementedError
 
+    def reselects(self, problem: Problem) -> bool:
+        """Whether the answer is chosen by behaviour once the search ends (``selector=behaviour`` on
+        a code problem, for a planner that does not select while it searches)."""
+        p = self.params
+        return (
+            isinstance(p, SelectorParams)
+            and p.selector == "behaviour"
+            and problem.final_answer is None
+            and not self.selects_while_searching
+        )
+
     def for_problem(self, problem: Problem) -> P:
         """This planner's parameters for ``problem``: an answer problem gets its reasoning style's
         room unless the request set ``max_new_tokens``."""
@@ -216,6 +234,11 @@ class Planner(Generic[P]):
         refused = self.refusal(problem)
         if refused is not None:
             raise PlannerError(refused)
+        if problem.final_answer is not None and getattr(self.params, "selector", None) == "behaviour":
+            raise PlannerError(
+                "selector=behaviour runs programs on inputs; a question with a final answer is chosen "
+                "by its answers' agreement"
+            )
         self.params = self.for_problem(problem)  # the engine reads the cap the search ran with
         search = self.start(problem, ctx)
         try:
@@ -223,6 +246,8 @@ class Planner(Generic[P]):
         except BudgetExhausted as e:
             reason = str(e)
         out = search.outcome(reason)
+        if self.reselects(problem):
+            out = reselect(out, self.params, problem, ctx)
         choice = search.choose_answer(out) if problem.final_answer is not None else None
         return SearchResult(
             self.name,

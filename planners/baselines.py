@@ -26,13 +26,10 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, P, Planner, PlannerError, PlannerParams, Search
+from planners.selection import BehaviourSelector, SelectorParams
 from planners.step_beam import StepBeamParams, StepBeamSearch
-from scorers.agreement import Behaviour
-from scorers.behaviour import BehaviourProbe, Dominance, Selection, choose_by_behaviour, extra_inputs
-from scorers.group_scores import GROUP_SCORES
-from scorers.inputs import CallInput
+from scorers.behaviour import Dominance, Selection
 from scorers.prm import PRMMode, load_prm
-from scorers.written_inputs import write_inputs
 from search.limits.steps import split_steps
 from search.model.lm import DecodeMode, GenerationParams, Rollout
 from search.problems.problem import Problem
@@ -110,22 +107,7 @@ class SamplingParams(PlannerParams):
     )
 
 
-class BestOfNParams(SamplingParams):
-    selector: Literal["public", "behaviour"] = Field(
-        "public",
-        description="how the answer is chosen: public (best public-test pass rate) or behaviour "
-        "(the largest group of samples that behave alike on extra inputs, public tests first)",
-    )
-    written_inputs: int = Field(
-        8, ge=0, le=32, description="behaviour: calls the model is asked to write (its tokens count)"
-    )
-    mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
-    group_score: Literal["public-first", "dual", "handled-first", "dual-weighted"] = Field(
-        "public-first",
-        description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
-        "unhandled, then size; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
-        "ties by likelihood",
-    )
+class BestOfNParams(SamplingParams, SelectorParams):
     dominance_size: int = Field(
         5, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many samples"
     )
@@ -154,19 +136,13 @@ class SampleRounds(Search[SamplingParams]):
         self.score = score
         self.by_behaviour = isinstance(p, BestOfNParams) and p.selector == "behaviour"
         self.selection: Selection | None = None
-        self._inputs: list[CallInput] | None = None
-        self._written_built = 0
-        self._behaviours: list[Behaviour] = []
-        self._probe: BehaviourProbe | None = None
+        self._selector: BehaviourSelector | None = None
 
     def run(self) -> str:
         reason = self._draw()
         if self.by_behaviour:
             self.selection = self._select_by_behaviour()
-            for i, (rank, size) in self.selection.group_of().items():
-                self.candidates[i].meta.update(behaviour_group=rank, behaviour_group_size=size)
-            groups = [g.size for g in self.selection.groups]
-            self.ctx.emit("behaviour", groups=groups, inputs=len(self.selection.inputs))
+            self.behaviour_selector().mark(self.candidates, self.selection)
         return reason
 
     @property
@@ -198,41 +174,16 @@ class SampleRounds(Search[SamplingParams]):
         self.ctx.count("process_scorer_calls", len(new))
         return [prm.aggregate_scores(s) for s in scores]
 
+    def behaviour_selector(self) -> BehaviourSelector:
+        if self._selector is None:
+            assert isinstance(self.p, BestOfNParams)
+            self._selector = BehaviourSelector(self.p, self.problem, self.ctx, self.p.seed)
+        return self._selector
+
     def _select_by_behaviour(self) -> Selection:
         """The samples drawn so far grouped by behaviour (each sample probed once, the written inputs'
         tokens and every execution charged)."""
-        assert isinstance(self.p, BestOfNParams)
-        ctx, probe = self.ctx, self._behaviour_probe()
-        before, hits = probe.executions, probe.cache_hits
-        if self._inputs is None:
-            self._inputs = self._build_inputs(self.p, probe)
-        new = [c.completion for c in self.candidates[len(self._behaviours) :]]
-        self._behaviours += probe.behaviours(self.problem, new, self._inputs)
-        executions, cache_hits = probe.executions - before, probe.cache_hits - hits
-        ctx.meter.charge(executions=executions, cached_executions=cache_hits)
-        rates = [c.reward or 0.0 for c in self.candidates]
-        likelihoods = [c.logprob / max(1, len(c.token_ids)) for c in self.candidates]
-        score = GROUP_SCORES[self.p.group_score]
-        chosen, groups = choose_by_behaviour(self._behaviours, rates, likelihoods, score)
-        return Selection(
-            chosen, groups, self._inputs, self._written_built, probe.executions, probe.cache_hits
-        )
-
-    def _behaviour_probe(self) -> BehaviourProbe:
-        if self._probe is None:
-            scorer = self.ctx.scorer
-            self._probe = BehaviourProbe(scorer.pool, cache=getattr(scorer, "cache", None))
-        return self._probe
-
-    def _build_inputs(self, p: BestOfNParams, probe: BehaviourProbe) -> list[CallInput]:
-        ctx = self.ctx
-        before = ctx.meter.spend.generated_tokens
-        written = write_inputs(ctx.lm, self.problem, p.written_inputs) if p.written_inputs else None
-        ctx.count("input_writing_tokens", ctx.meter.spend.generated_tokens - before)
-        calls = written.calls if written else []
-        inputs, self._written_built = extra_inputs(probe, self.problem, calls, p.mutated_inputs, p.seed)
-        ctx.count("behaviour_inputs", len(inputs))
-        return inputs
+        return self.behaviour_selector().select(self.candidates)
 
     def _dominant(self) -> bool:
         """selector=behaviour with early_stop: one behaviour dominates the samples drawn so far."""
@@ -316,16 +267,13 @@ class BestOfN(Planner[SamplingParams]):
         "(selector=behaviour: the largest group that behaves alike on extra inputs)."
     )
     needs_sandbox = True
+    selects_while_searching = True  # selector=behaviour groups the samples as they are drawn
     Params = BestOfNParams
 
     def start(self, problem: Problem, ctx: SearchContext) -> SampleRounds:
         p = self.params
         search = SampleRounds(p, problem, ctx, score=True)
         if problem.final_answer is not None:
-            if isinstance(p, BestOfNParams) and p.selector == "behaviour":
-                raise PlannerError(
-                    "selector=behaviour runs programs on inputs; on a question with a final answer use vote"
-                )
             weighted = isinstance(p, BestOfNParams) and p.vote == "weighted"
             search.signal = "weighted-agreement" if weighted else "agreement"
         return search

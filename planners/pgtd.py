@@ -58,6 +58,7 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, Planner, PlannerParams, Search
+from planners.selection import SelectorParams
 from search.limits.stops import StopCondition, first_stop
 from search.model.lm import DecodeMode, GenerationParams, Rollout
 from search.problems.problem import Problem
@@ -65,7 +66,7 @@ from search.state.context import Candidate, SearchContext, best_candidate, stops
 from search.state.tree import Tree
 
 
-class PGTDParams(PlannerParams):
+class PGTDParams(PlannerParams, SelectorParams):
     max_new_tokens_help = "horizon: tokens of a complete program (tree path + lookahead rollout)"
     rollouts: int = Field(
         16, ge=1, le=10_000, description="MCTS iterations (programs evaluated), the paper's budget"
@@ -234,7 +235,7 @@ class _Search(Search[PGTDParams]):
             self._report(rewards)
             if p.early_stop and any(self._solved(c) for c in self.programs.values()):
                 return "solved_public"
-            if not self.problem.public_tests and not self.answer_problem:
+            if not self.problem.public_tests and not self.answer_problem and self.p.selector == "public":
                 return "no_public_tests"  # no signal to search on: the first program is the answer
         return "rollouts"
 

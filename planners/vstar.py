@@ -70,6 +70,7 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, Planner, PlannerError, PlannerParams, Search
+from planners.selection import SelectorParams
 from scorers.value import ValueModel, node_features
 from search.limits.steps import in_context
 from search.limits.stops import StopCondition, first_stop
@@ -79,7 +80,7 @@ from search.state.context import Candidate, SearchContext, stops_for
 from search.state.tree import Tree
 
 
-class VStarParams(PlannerParams):
+class VStarParams(PlannerParams, SelectorParams):
     max_new_tokens_help = "cap on a program's tokens"
     rollouts: int = Field(8, ge=1, le=10_000, description="complete programs to generate at most")
     top_k: int = Field(3, ge=2, le=20, description="alternatives considered at a branch point")
@@ -226,7 +227,7 @@ class _Search(Search[VStarParams]):
         dist = self.ctx.lm.next_token_dists([self.prompt], self.p.top_k)[0]
         self.root.dist, self.root.entropy = dist, round(dist.entropy, 4)
         self.rollout_many([(self.root, None)])
-        if not self.problem.public_tests and not self.answer_problem:
+        if not self.problem.public_tests and not self.answer_problem and self.p.selector == "public":
             return "no_public_tests"  # no reward to steer by: the greedy program is the answer
         self.refresh_values(refit=True)
         while self.rollouts_done < self.p.rollouts:

@@ -125,7 +125,7 @@ def test_greedy_says_it_had_no_signal_and_a_code_problem_has_no_choice(tiny_lm) 
 
 
 def test_behaviour_selection_is_refused_on_an_answer_problem(tiny_lm, cot: Problem) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(PlannerError, match="on a question with a final answer use vote"):
+    with pytest.raises(PlannerError, match="selector=behaviour runs programs on inputs"):
         planners.create("best_of_n", {"selector": "behaviour"}).solve(cot, SearchContext.create(tiny_lm))
 
 

@@ -120,6 +120,8 @@ def test_formats_parse_and_bad_ones_name_the_choices() -> None:
     with pytest.raises(ModelError, match="choose one of: auto, bf16, fp16, fp32, int8, int4"):
         parse_weight_format("q4_k_m")
     assert resolve_format(torch.device("cpu"), "int8") == "int8"
+    assert resolve_format(torch.device("cpu"), "auto") == "int8"  # its PG-TD count held (113 vs 114)
+    assert resolve_format(torch.device("cpu"), "bf16") == "bf16"
 
 
 def test_quantized_formats_are_refused_on_cuda() -> None:

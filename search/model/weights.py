@@ -41,9 +41,9 @@ WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
     "int4": ("int4",),
 }
 QUANTIZED = ("int8", "int4")
-# what ``auto`` picks on a CPU (bench/results/quantized.md: the fastest format whose HumanEval
-# pass count holds against bf16's)
-CPU_AUTO = "bf16"
+# what ``auto`` picks on a CPU: the fastest format whose HumanEval pass count holds against bf16's
+# (docs/results.md, "Quantized weights (CPU)": PG-TD 113 in int8 against 114; int4 lost 7 in 105)
+CPU_AUTO = "int8"
 INT4_GROUP = 32
 _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -80,13 +80,13 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def resolve_format(device: torch.device, dtype: str = "auto") -> str:
-    """The weight format a model loads in: ``auto`` is bf16 (or fp16) on CUDA and ``CPU_AUTO`` on a
-    CPU; int8 and int4 run torch's CPU kernels only, so on CUDA they are refused."""
+    """The weight format a model loads in: ``auto`` is bf16 (or fp16) on CUDA and ``CPU_AUTO`` (int8)
+    on a CPU; int8 and int4 run torch's CPU kernels only, so on CUDA they are refused."""
     fmt = parse_weight_format(dtype)
     if fmt == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return CPU_AUTO  # on CPUs with AVX-512/AMX bf16 matmuls are 2-4x faster than fp32
+        return CPU_AUTO
     if fmt in QUANTIZED and device.type != "cpu":
         raise ModelError(f"--dtype {fmt} uses torch's CPU kernels; on {device.type} use --dtype bf16 or fp16")
     return fmt

@@ -1,0 +1,126 @@
+"""Choosing a program by how it behaves, for every planner that searches code problems.
+
+``SelectorParams`` are the parameters a planner takes to choose its answer by behaviour
+(``selector=behaviour``); ``BehaviourSelector`` holds one search's selection state: the extra inputs
+(built once: the public examples, mutations of them and the calls the model writes, whose tokens
+are charged), the behaviours of the candidates probed so far (each probed once, every execution
+charged), and the choice among them (``scorers/behaviour.py``). Best-of-N selects as it draws (its
+stop rule reads the groups); the tree searches (PG-TD, A*, V-STAR) select once, among their complete
+programs, when their search ends (``reselect``): the public pass rate still ranks first, so
+behaviour breaks the ties among programs that pass the same public tests, and on a problem without
+public tests the largest group of programs that behave alike wins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, Field
+
+from scorers.agreement import Behaviour
+from scorers.behaviour import BehaviourProbe, Selection, choose_by_behaviour, extra_inputs
+from scorers.group_scores import GROUP_SCORES
+from scorers.inputs import CallInput
+from scorers.written_inputs import write_inputs
+from search.problems.problem import Problem
+from search.state.context import Candidate, SearchContext
+
+if TYPE_CHECKING:
+    from planners.base import Outcome
+
+GroupScoreName = Literal["public-first", "dual", "handled-first", "dual-weighted"]
+
+
+class SelectorParams(BaseModel):
+    """How a planner chooses its answer among the programs it found."""
+
+    selector: Literal["public", "behaviour"] = Field(
+        "public",
+        description="how the answer is chosen: public (best public-test pass rate) or behaviour "
+        "(the largest group of programs that behave alike on extra inputs, public tests first)",
+    )
+    written_inputs: int = Field(
+        8, ge=0, le=32, description="behaviour: calls the model is asked to write (its tokens count)"
+    )
+    mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
+    group_score: GroupScoreName = Field(
+        "public-first",
+        description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
+        "unhandled, then size; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
+        "ties by likelihood",
+    )
+
+
+def mean_logprob(c: Candidate) -> float:
+    return c.logprob / max(1, len(c.token_ids))
+
+
+class BehaviourSelector:
+    """One search's selection by behaviour over a list of candidates that only grows."""
+
+    def __init__(self, p: SelectorParams, problem: Problem, ctx: SearchContext, seed: int = 0) -> None:
+        self.p, self.problem, self.ctx, self.seed = p, problem, ctx, seed
+        scorer = ctx.scorer
+        self.probe = BehaviourProbe(scorer.pool, cache=getattr(scorer, "cache", None))
+        self.inputs: list[CallInput] | None = None
+        self.written_built = 0
+        self.behaviours: list[Behaviour] = []
+
+    def select(self, candidates: list[Candidate]) -> Selection:
+        """``candidates`` grouped by behaviour and the chosen one (only those not yet probed run)."""
+        ctx, probe = self.ctx, self.probe
+        before, hits = probe.executions, probe.cache_hits
+        if self.inputs is None:
+            self.inputs = self._build_inputs()
+        new = [c.completion for c in candidates[len(self.behaviours) :]]
+        self.behaviours += probe.behaviours(self.problem, new, self.inputs)
+        ctx.meter.charge(executions=probe.executions - before, cached_executions=probe.cache_hits - hits)
+        rates = [c.reward or 0.0 for c in candidates]
+        likelihoods = [mean_logprob(c) for c in candidates]
+        chosen, groups = choose_by_behaviour(
+            self.behaviours, rates, likelihoods, GROUP_SCORES[self.p.group_score]
+        )
+        return Selection(chosen, groups, self.inputs, self.written_built, probe.executions, probe.cache_hits)
+
+    def mark(self, candidates: list[Candidate], selection: Selection) -> None:
+        """Name each candidate's group and its size in its ``meta`` (every surface shows the groups)."""
+        for i, (rank, size) in selection.group_of().items():
+            candidates[i].meta.update(behaviour_group=rank, behaviour_group_size=size)
+        groups = [g.size for g in selection.groups]
+        self.ctx.emit("behaviour", groups=groups, inputs=len(selection.inputs))
+
+    def _build_inputs(self) -> list[CallInput]:
+        ctx, p = self.ctx, self.p
+        before = ctx.meter.spend.generated_tokens
+        written = write_inputs(ctx.lm, self.problem, p.written_inputs) if p.written_inputs else None
+        ctx.count("input_writing_tokens", ctx.meter.spend.generated_tokens - before)
+        calls = written.calls if written else []
+        inputs, self.written_built = extra_inputs(
+            self.probe, self.problem, calls, p.mutated_inputs, self.seed
+        )
+        ctx.count("behaviour_inputs", len(inputs))
+        return inputs
+
+
+def reselect(out: Outcome, p: SelectorParams, problem: Problem, ctx: SearchContext) -> Outcome:
+    """A tree search's outcome with its answer chosen by behaviour among its complete programs.
+
+    Kept as it was when there is nothing to choose between. A search that stopped on its budget
+    writes no inputs (that would spend tokens past it): the examples and their mutations, which cost
+    only executions, are the inputs, and the stop reason says so."""
+    programs = [c for c in out.candidates if c.meta.get("kind") != "best_partial"]
+    if len(programs) < 2 or ctx.scorer is None:
+        return out
+    if p.written_inputs and ctx.meter.exhausted():
+        p = p.model_copy(update={"written_inputs": 0})
+        out.stop_reason = f"{out.stop_reason}; selection by behaviour without written inputs (budget spent)"
+    selector = BehaviourSelector(p, problem, ctx)
+    selection = selector.select(programs)
+    selector.mark(programs, selection)
+    if selection.chosen is None:
+        return out
+    chosen = programs[selection.chosen]
+    if chosen is not out.best:
+        chosen.meta["selected_by"] = "behaviour"
+    out.best = chosen
+    return out
