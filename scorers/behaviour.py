@@ -31,9 +31,10 @@ from sandbox.pool import Job, SandboxPool
 from sandbox.protocol import HARNESS_VERSION
 from sandbox.wire import WireError, decode_value
 from scorers.agreement import Behaviour, Group, Outcome, Raised, Returned, best_member, rank_behaviours
+from scorers.execution_cache import cached_results, store_results
 from scorers.group_scores import DEFAULT_SCORE, GroupScore
 from scorers.inputs import CallInput, call_source, entry_calls, literal, mutate_inputs
-from search.cache.store import NS_EXECUTION, Cache, cache_key
+from search.cache.store import Cache, cache_key
 from search.problems.problem import FunctionTest, Problem
 
 CAPTURE_MARK = "__treedec_input__"
@@ -122,27 +123,14 @@ class BehaviourProbe:
     def run(self, jobs: Sequence[Job]) -> list[ExecutionResult]:
         """Each job's result, from the cache when it holds it, else run (and stored)."""
         keys = [probe_key(j) for j in jobs]
-        results: dict[str, ExecutionResult] = {}
-        if self.cache is not None and keys:
-            for k, raw in zip(keys, self.cache.get_many(NS_EXECUTION, keys), strict=True):
-                if raw is not None:
-                    try:
-                        results[k] = ExecutionResult.model_validate_json(raw)
-                    except ValueError:
-                        pass
+        results = cached_results(self.cache, keys)
         todo = {k: j for k, j in zip(keys, jobs, strict=True) if k not in results}
         fresh = dict(zip(todo, self.pool.run_many(list(todo.values())), strict=True)) if todo else {}
         with self._lock:
             self.executions += len(todo)
             self.cache_hits += len(jobs) - len(todo)
         results.update(fresh)
-        if self.cache is not None and fresh:
-            storable = {
-                k: r.model_dump_json().encode()
-                for k, r in fresh.items()
-                if r.program_status != "sandbox_error"
-            }
-            self.cache.set_many(NS_EXECUTION, storable)
+        store_results(self.cache, fresh)
         return [results[k] for k in keys]
 
     def build_inputs(self, problem: Problem, calls: Sequence[str]) -> list[CallInput | None]:

@@ -32,7 +32,8 @@ from typing import Literal
 from sandbox.executor import ExecutionResult, Executor, Limits
 from sandbox.pool import Job, SandboxPool
 from sandbox.protocol import HARNESS_VERSION
-from search.cache.store import NS_EXECUTION, Cache, cache_key
+from scorers.execution_cache import cached_results, store_results
+from search.cache.store import Cache, cache_key
 from search.problems.problem import Problem, tests_hash
 
 RewardKind = Literal["compile_error", "runtime_error", "failed", "passed"]
@@ -141,17 +142,9 @@ class TestScorer:
         tests = problem.judged_tests(hidden)  # once per call: it parses the prompt and the tests
         suite_hash = tests_hash(tests)
         keys = [self.key(p, problem, hidden, suite_hash) for p in programs]
-        rewards: dict[str, TestReward] = {}
-        if self.cache is not None:
-            unique = list(dict.fromkeys(keys))
-            for k, raw in zip(unique, self.cache.get_many(NS_EXECUTION, unique), strict=True):
-                if raw is not None:
-                    try:
-                        rewards[k] = TestReward.from_result(
-                            ExecutionResult.model_validate_json(raw), cached=True
-                        )
-                    except ValueError:
-                        pass
+        rewards = {
+            k: TestReward.from_result(r, cached=True) for k, r in cached_results(self.cache, keys).items()
+        }
         todo = {k: p for k, p in zip(keys, programs, strict=True) if k not in rewards}
         jobs = [Job(p, tests, self.limits, problem.entry_point) for p in todo.values()]
         results = self.pool.run_many(jobs) if jobs else []
@@ -161,11 +154,5 @@ class TestScorer:
         fresh = dict(zip(todo, results, strict=True))
         for k, r in fresh.items():
             rewards[k] = TestReward.from_result(r, cached=False)
-        if self.cache is not None and fresh:
-            storable = {
-                k: r.model_dump_json().encode()
-                for k, r in fresh.items()
-                if r.program_status != "sandbox_error"
-            }
-            self.cache.set_many(NS_EXECUTION, storable)
+        store_results(self.cache, fresh)
         return [rewards[k] for k in keys]
