@@ -42,9 +42,12 @@ line (``reasoning_step``: or at every newline); r is a process reward model's sc
 names one, else the state's *rollout value* (``scorers/rollout_value.py``: the share of its
 ``value_rollouts`` sampled completions whose final answer is the search's current majority answer;
 program-aided, whose ``solution()`` runs and returns one). The rollouts' answers are the votes the
-majority is made of; they are not pushed as states, so the answer is a complete chain of steps
-A* chose. Every complete state is a goal (there are no tests): the first popped is the answer, and
-its confidence is its answer's share of every vote cast.
+majority is made of, and each one that ended on its own is also kept as a complete chain (a child of
+the state it valued, ``kind="rollout"``, scored by its own answer and not voted again): the tokens
+a value costs are never thrown away. A goal is an answer the votes settle on: once the leading
+answer holds ``goal_votes`` votes, the search ends with the complete chain holding it that has the
+lowest f. Without a goal (``max_expansions``, the budget) the answer is the best complete chain of
+the leading answer; its confidence is its answer's share of every vote cast.
 
 Spend: tokens and passes of steps and lookaheads are charged by ``ctx.lm`` (a lookahead read off
 an earlier greedy path is ``spend.path_hits``); test runs by ``ctx.reward``; ``spend.extra`` counts
@@ -98,6 +101,12 @@ class AStarParams(PlannerParams, SelectorParams):
     )
     value_rollouts: int = Field(
         2, ge=1, le=64, description="answer problems without a PRM: sampled rollouts that value a state"
+    )
+    goal_votes: int = Field(
+        3,
+        ge=1,
+        le=256,
+        description="answer problems: the search ends once the leading answer holds this many votes",
     )
     step_tokens: int = Field(64, ge=1, le=2048, description="cap on one step's tokens")
     max_expansions: int = Field(16, ge=1, le=10_000, description="expansions before the search gives up")
@@ -233,6 +242,7 @@ class _Search(Search[AStarParams]):
             return
         scores = self.score(states, lookahead)
         new_lookaheads: list[tuple[_State, Lookahead]] = []
+        new_rollouts: list[tuple[_State, Lookahead]] = []
         for s, sc in zip(states, scores, strict=True):
             step_nll = (
                 -sum(s.logprobs[len(self.parents[s.node].logprobs) :]) if s.node in self.parents else 0.0
@@ -248,11 +258,14 @@ class _Search(Search[AStarParams]):
             elif s.node not in self.partial_nodes:
                 self.partial_nodes.add(s.node)
                 self.partials.append(s)
-            keep = self.p.lookahead_as_candidate and not self.answer_problem  # there: votes only
-            if sc.lookahead is not None and keep and sc.exact:
+            keep = self.p.lookahead_as_candidate and sc.exact
+            if keep and self.answer_problem:
+                new_rollouts += [(s, la) for la in sc.rollouts]
+            elif keep and sc.lookahead is not None:
                 new_lookaheads.append((s, sc.lookahead))
             self.push(s)
         self.push_lookaheads(new_lookaheads)
+        self.push_rollouts(new_rollouts)
 
     def push_lookaheads(self, items: list[tuple[_State, Lookahead]]) -> None:
         children = []
@@ -275,6 +288,41 @@ class _Search(Search[AStarParams]):
             children.append(child)
         if children:
             self.score_and_push(children, lookahead=False)
+
+    def push_rollouts(self, items: list[tuple[_State, Lookahead]]) -> None:
+        """Answer problems: each value rollout that ended on its own becomes a complete chain, a
+        child of the state it started from, scored by its own answer (1: it reached the majority
+        when it was voted; it is not voted again)."""
+        for parent, la in items:
+            text = parent.text + la.text
+            if la.finish_reason not in ("stop", "eos") or text in self.programs:
+                continue
+            self.programs.add(text)
+            node = self.tree.add_child(parent.node, la.token_ids, la.text, kind="rollout", complete=True)
+            child = _State(
+                node,
+                parent.tokens + la.token_ids,
+                parent.logprobs + la.logprobs,
+                text,
+                parent.steps + [la.text],
+                True,
+            )
+            self.parents[node] = parent
+            self.apply(child, StepScore(la.pass_rate or 0.0, True), -sum(la.logprobs))
+            self.complete.append(child)
+            self.push(child)
+
+    def leading_chain(self, min_votes: float) -> _State | None:
+        """Answer problems: the complete chain holding the leading answer with the lowest f (ties:
+        the likelier), once that answer holds at least ``min_votes`` votes; else None."""
+        votes = self.answers().votes
+        leader = votes.leader()
+        if leader is None or votes.votes_for(leader) < min_votes or not self.complete:
+            return None
+        ended = [len(s.tokens) < self.p.max_new_tokens for s in self.complete]
+        read = self.answers().read([s.text for s in self.complete], ended, self.ctx)
+        holders = [s for s, a in zip(self.complete, read, strict=True) if votes.agrees_with_leader(a.text)]
+        return min(holders, key=lambda s: (self.f(s), -sum(s.logprobs) / max(1, len(s.tokens))), default=None)
 
     # ----- expansion --------------------------------------------------------------------------
     def expand(self, s: _State) -> None:
@@ -351,12 +399,16 @@ class _Search(Search[AStarParams]):
         self.score_and_push([root], lookahead=True)
         while self.heap:
             self.ctx.meter.check()
+            if self.answer_problem:  # a goal is an answer the votes settle on (goal_votes)
+                self.answer = self.leading_chain(self.p.goal_votes)
+                if self.answer is not None:
+                    return "goal"
             _, _, _, s = heapq.heappop(self.heap)
             self.pops += 1
             self.ctx.count("astar_pops")
             self.tree.update(s.node, popped=self.pops, popped_at=next(self.clock))
             if s.complete:
-                if self.is_goal(s):
+                if not self.answer_problem and self.is_goal(s):
                     self.answer = s
                     return "goal"
                 continue
@@ -382,8 +434,13 @@ class _Search(Search[AStarParams]):
             best = next(c for c in candidates if c.meta["node"] == answer.node)
             self.tree.mark_path(answer.node)
         elif candidates:
-            best = best_candidate(candidates)
-            reason = f"{reason}: no goal popped; returned the best complete candidate"
+            leading = self.leading_chain(0) if self.answer_problem else None
+            if leading is not None:
+                best = next(c for c in candidates if c.meta["node"] == leading.node)
+                reason = f"{reason}: no goal; returned the best complete chain of the leading answer"
+            else:
+                best = best_candidate(candidates)
+                reason = f"{reason}: no goal popped; returned the best complete candidate"
             if best is not None:
                 self.tree.mark_path(int(best.meta["node"]))
         else:

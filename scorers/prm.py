@@ -110,6 +110,7 @@ class StepScore:
     exact: bool = True
     lookahead: Lookahead | None = None
     parts: dict[str, float] = field(default_factory=dict)
+    rollouts: list[Lookahead] = field(default_factory=list)  # every complete solution the score ran
 
 
 @runtime_checkable

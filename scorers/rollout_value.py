@@ -12,7 +12,9 @@ rollout's answer is cast as a vote first (``AnswerScorer.vote``), so the majorit
 search and the tokens spent on a rollout are never thrown away: they are what the majority is.
 
 A complete state is judged by its own answer: 1 when it reaches, else 0 (its answer is voted
-once). ``evaluate(..., lookahead=False)`` is the cheap, lazy form A* asks for a new state: the
+once). Every rollout comes back in ``StepScore.rollouts`` (its ``pass_rate``: 1 when it reached),
+so a search can keep it as a complete solution (A* does) without voting it again.
+``evaluate(..., lookahead=False)`` is the cheap, lazy form A* asks for a new state: the
 parent's value (``PartialState.prior_pass``), not exact, so the rollouts run only when the state
 reaches the top of A*'s queue.
 
@@ -125,9 +127,12 @@ class RolloutValueScorer(ProcessScorer):
         out = []
         for j in range(len(states)):
             mine = answers[j * m : (j + 1) * m]
-            reached = sum(self.answers.reaches(a) for a in mine)
-            r = reached / m
-            first = rolls[j * m]
-            la = Lookahead(list(first.token_ids), list(first.logprobs), first.text, first.finish_reason, r)
-            out.append(StepScore(r, True, la, {"rollout_value": r, "rollouts": float(m)}))
+            reach = [float(self.answers.reaches(a)) for a in mine]
+            r = sum(reach) / m
+            kept = [
+                Lookahead(list(roll.token_ids), list(roll.logprobs), roll.text, roll.finish_reason, hit)
+                for roll, hit in zip(rolls[j * m : (j + 1) * m], reach, strict=True)
+            ]
+            parts = {"rollout_value": r, "rollouts": float(m)}
+            out.append(StepScore(r, True, kept[0], parts, kept))
         return out

@@ -223,7 +223,69 @@ def test_astar_values_reasoning_by_rollouts_without_a_prm(tiny_lm) -> None:  # t
     choice = result.choice
     assert choice is not None and choice.signal == "rollout-value"
     assert choice.samples >= extra["value_rollouts"]  # every rollout voted, and the complete states too
-    assert all(c.meta.get("kind") != "lookahead" for c in result.candidates)  # rollouts are votes only
+    assert all(c.meta.get("kind") != "lookahead" for c in result.candidates)
+
+
+class ScriptedRollouts:
+    """Values a state by one rollout whose text comes from a script, voted through the search's own
+    answers, as ``RolloutValueScorer`` does; lazy states get 0.5."""
+
+    def __init__(self, answers: Any, script: list[str]) -> None:
+        self.answers, self.script, self.rolled = answers, list(script), 0
+
+    def score_steps(self, problem: Problem, states: Any, ctx: Any) -> list[float]:
+        return [s.r for s in self.evaluate(problem, states, ctx)]
+
+    def evaluate(self, problem: Problem, states: Any, ctx: Any, lookahead: bool = True) -> list[Any]:
+        from scorers.prm import Lookahead, StepScore
+
+        out = []
+        for s in states:
+            if s.complete:
+                answer = self.answers.vote([s.completion], [True], ctx)[0]
+                out.append(StepScore(float(self.answers.reaches(answer))))
+            elif not lookahead:
+                out.append(StepScore(0.5, False))
+            else:
+                text = self.script[min(self.rolled, len(self.script) - 1)]
+                self.rolled += 1
+                answer = self.answers.vote([s.completion + text], [True], ctx)[0]
+                hit = float(self.answers.reaches(answer))
+                rollout = Lookahead([7, 7], [-0.1, -0.1], text, "stop", hit)
+                out.append(StepScore(hit, True, rollout, {}, [rollout]))
+        return out
+
+
+def test_astar_keeps_its_value_rollouts_as_chains_and_stops_when_the_votes_settle(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    problem = render(QUESTION, "chain-of-thought", tiny_lm)
+    params = {"k": 2, "step_tokens": 3, "max_new_tokens": 40, "max_expansions": 12, "goal_votes": 3}
+    planner = planners.create("astar", params)
+    ctx = SearchContext.create(tiny_lm)
+    search = planner.start(problem, ctx)
+    script = [" so \\boxed{7}", " so \\boxed{18}", " thus \\boxed{18}", " hence \\boxed{18}", " \\boxed{18}!"]
+    search.scorer = scorer = ScriptedRollouts(search.answers(), script)  # type: ignore[attr-defined]
+    reason = search.run()
+    out = search.outcome(reason)
+    assert reason == "goal" and out.best is not None and out.best.completion.endswith("18}")
+    votes = search.answers().votes
+    assert votes.votes_for("18") == 3 and votes.leader() == "18"
+    kept = [c for c in out.candidates if c.meta.get("kind") == "rollout"]
+    assert len(kept) == scorer.rolled  # every rollout kept as a complete chain ...
+    complete_steps = [c for c in out.candidates if c.meta.get("kind") == "step"]
+    assert votes.total == scorer.rolled + len(complete_steps)  # ... and voted once, as it was drawn
+    assert out.best.meta["kind"] == "rollout" and out.best.reward is None
+
+
+def test_astar_without_a_goal_answers_with_the_leading_answers_chain(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    problem = render(QUESTION, "chain-of-thought", tiny_lm)
+    params = {"k": 2, "step_tokens": 3, "max_new_tokens": 40, "max_expansions": 2, "goal_votes": 50}
+    planner = planners.create("astar", params)
+    search = planner.start(problem, SearchContext.create(tiny_lm))
+    search.scorer = ScriptedRollouts(search.answers(), [" \\boxed{18}", " \\boxed{7}", " so \\boxed{18}"])  # type: ignore[attr-defined]
+    reason = search.run()
+    out = search.outcome(reason)
+    assert reason == "max_expansions" and "best complete chain of the leading answer" in out.stop_reason
+    assert out.best is not None and out.best.completion.endswith("18}")
 
 
 # ----- the others: beam over steps, sampling, AdaDec ---------------------------------------------
