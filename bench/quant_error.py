@@ -29,6 +29,8 @@ VARIANTS: dict[str, Callable[[str], str]] = {
     "int8": lambda name: "int8",
     "int4": lambda name: "int4",
     "int4-head8": lambda name: "int8" if name == "lm_head" else "int4",
+    "int4-mlp": lambda name: "int4" if name.endswith(("gate_proj", "up_proj")) else "int8",
+    "int8-head4": lambda name: "int4" if name == "lm_head" else "int8",
 }
 
 
