@@ -36,8 +36,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "adadec": ("adadec", {}),
     "pgtd": ("pgtd", {}),
     "pgtd-large": ("pgtd", {"rollouts": 48}),
+    "pgtd-behaviour": ("pgtd", {"selector": "behaviour"}),
     "astar": ("astar", {}),
     "astar-large": ("astar", {"max_expansions": 48}),
+    "astar-behaviour": ("astar", {"selector": "behaviour"}),
     "vstar": ("vstar", {}),
     "vstar-large": ("vstar", {"rollouts": 24}),
 }

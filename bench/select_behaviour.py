@@ -34,8 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.quality_runs import code_commit  # noqa: E402
 
-SOURCE_CONFIG = "bon16@chat-prefill"
-STYLE = "chat-prefill"
+STYLE = "chat-prefill"  # the default; --style names another (the source rows are bon16@STYLE)
 RULES = ("public-first", "dual", "handled-first", "dual-weighted")  # every variant tried, all reported
 ROUNDS = (1, 5, 9, 13, 16)  # best-of-16's rounds: the greedy sample, then batches of 4
 STOP_GRID = [(m, s, after) for m in (2, 3, 4, 5, 6) for s in (0.5, 0.6, 0.75, 0.9) for after in (5, 9)]
@@ -57,6 +56,7 @@ def main() -> None:
         default=ROOT / "bench/results/humaneval_written_inputs.jsonl",
         help="the model-written calls per problem: reused when there, else written and added",
     )
+    ap.add_argument("--style", default=STYLE, help="the prompt style of the bon16 rows to re-select")
     ap.add_argument("--report", action="store_true", help="only write the table")
     args = ap.parse_args()
     if not args.report:
@@ -72,9 +72,8 @@ def run(args: argparse.Namespace) -> None:
     from search.cache.store import MemoryCache
 
     ks = [int(k) for k in args.ks.split(",")]
-    source = {
-        r["task_id"]: r for r in map(json.loads, args.source.open()) if r.get("config") == SOURCE_CONFIG
-    }
+    wanted = f"bon16@{args.style}"
+    source = {r["task_id"]: r for r in map(json.loads, args.source.open()) if r.get("config") == wanted}
     done = _done_tasks(args.out, len(ks) * (1 + len(RULES)) + 1)
     from search.problems.loaders import load_problems
 
@@ -148,7 +147,8 @@ def problem_rows(
     from scorers.group_scores import GROUP_SCORES
     from search.state.context import Candidate, best_candidate
 
-    rendered = engine.render(problem, STYLE)
+    style = args.style
+    rendered = engine.render(problem, style)
     samples = source["samples"][: max(ks)]
     completions = [s["completion"] for s in samples]
     rates = [float(s.get("reward") or 0.0) for s in samples]
@@ -170,7 +170,7 @@ def problem_rows(
         common = {"task_id": problem.id, "k": k, "sample_tokens": sample_tokens}
         rows.append(
             {
-                "config": f"bon{k}-public@{STYLE}",
+                "config": f"bon{k}-public@{style}",
                 "selector": "public",
                 **common,
                 **_judged(engine, rendered, completions, public_choice),
@@ -184,7 +184,7 @@ def problem_rows(
             )
             rows.append(
                 {
-                    "config": f"bon{k}-behaviour-{rule}@{STYLE}",
+                    "config": f"bon{k}-behaviour-{rule}@{style}",
                     "selector": "behaviour",
                     "rule": rule,
                     **common,
@@ -209,6 +209,7 @@ def problem_rows(
             rendered,
             build_executions,
             written_tokens,
+            style,
         )
     )
     return rows
@@ -230,6 +231,7 @@ def _stop_grid(
     rendered: Any,
     build_executions: int,
     written_tokens: int,
+    style: str = STYLE,
 ) -> dict[str, Any]:
     """One row with, for every rule and every stop setting in ``STOP_GRID``, how many samples the
     dominance stop would have drawn (checked after each round of best-of-16's draw: 1, 5, 9, 13, 16)
@@ -254,7 +256,7 @@ def _stop_grid(
                 "executions": n + build_executions + distinct,
             }
     return {
-        "config": f"stop-grid@{STYLE}",
+        "config": f"stop-grid@{style}",
         "selector": "behaviour",
         "task_id": task_id,
         "k": ROUNDS[-1],
@@ -265,12 +267,16 @@ def _stop_grid(
 
 
 def _judged(engine: Any, rendered: Any, completions: list[str], choice: int | None) -> dict[str, Any]:
+    from api.core.evaluation import suite_verdicts
+
     completion = completions[choice] if choice is not None else ""
     hidden = engine.scorer().score(rendered, completion, hidden=True)
+    passes = [i for i, v in enumerate(hidden.result.verdicts) if v.status == "passed"]
     return {
         "chosen": choice,
         "passed": hidden.total > 0 and hidden.passed == hidden.total,
         "hidden": {"passed": hidden.passed, "total": hidden.total},
+        **suite_verdicts(rendered, passes),  # MBPP+: base_passed and plus_passed apart
         "program": rendered.program(completion),
         "completion": rendered.prompt_completion(completion),
     }
