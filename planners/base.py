@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from planners.selection import SelectorParams, reselect
+from planners.selection import BehaviourSelector, SelectorParams, reselect
 from scorers.answers import AnswerScorer
 from search.limits.budget import BudgetExhausted
 from search.problems.extraction import Answer
@@ -120,6 +120,7 @@ class Search(Generic[P]):
         self.p, self.problem, self.ctx = p, problem, ctx
         self.candidates: list[Candidate] = []
         self._answers: AnswerScorer | None = None
+        self._selector: BehaviourSelector | None = None
 
     @property
     def answer_problem(self) -> bool:
@@ -130,6 +131,18 @@ class Search(Generic[P]):
         if self._answers is None:
             self._answers = AnswerScorer.for_search(self.problem, self.ctx)
         return self._answers
+
+    @property
+    def by_behaviour(self) -> bool:
+        """Whether this search chooses its program by behaviour (``selector=behaviour``, a code problem)."""
+        return getattr(self.p, "selector", None) == "behaviour" and not self.answer_problem
+
+    def behaviour_selector(self) -> BehaviourSelector:
+        """This search's selection by behaviour (its inputs, probes and choice), made on first use."""
+        if self._selector is None:
+            assert isinstance(self.p, SelectorParams)
+            self._selector = BehaviourSelector(self.p, self.problem, self.ctx, getattr(self.p, "seed", 0))
+        return self._selector
 
     def finished(self, c: Candidate) -> bool:
         """Whether a candidate's text ended on its own (not cut off by ``max_new_tokens``)."""
@@ -247,7 +260,7 @@ class Planner(Generic[P]):
             reason = str(e)
         out = search.outcome(reason)
         if self.reselects(problem):
-            out = reselect(out, self.params, problem, ctx)
+            out = reselect(out, search.behaviour_selector())
         choice = search.choose_answer(out) if problem.final_answer is not None else None
         return SearchResult(
             self.name,

@@ -26,9 +26,9 @@ from pydantic import Field
 
 from planners import register
 from planners.base import Outcome, P, Planner, PlannerError, PlannerParams, Search
-from planners.selection import BehaviourSelector, SelectorParams
+from planners.selection import SelectorParams
 from planners.step_beam import StepBeamParams, StepBeamSearch
-from scorers.behaviour import Dominance, Selection
+from scorers.behaviour import Selection
 from scorers.prm import PRMMode, load_prm
 from search.limits.steps import split_steps
 from search.model.lm import DecodeMode, GenerationParams, Rollout
@@ -108,13 +108,6 @@ class SamplingParams(PlannerParams):
 
 
 class BestOfNParams(SamplingParams, SelectorParams):
-    dominance_size: int = Field(
-        5, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many samples"
-    )
-    dominance_share: float = Field(
-        0.6, gt=0, le=1, description="behaviour, early_stop: ... and at least this share of the samples"
-    )
-    dominance_after: int = Field(5, ge=1, le=256, description="behaviour, early_stop: ... after this many")
     vote: Literal["majority", "weighted"] = Field(
         "majority",
         description="answer problems: a majority vote over the samples' final answers (self-consistency), "
@@ -134,9 +127,7 @@ class SampleRounds(Search[SamplingParams]):
     def __init__(self, p: SamplingParams, problem: Problem, ctx: SearchContext, score: bool) -> None:
         super().__init__(p, problem, ctx)
         self.score = score
-        self.by_behaviour = isinstance(p, BestOfNParams) and p.selector == "behaviour"
         self.selection: Selection | None = None
-        self._selector: BehaviourSelector | None = None
 
     def run(self) -> str:
         reason = self._draw()
@@ -174,12 +165,6 @@ class SampleRounds(Search[SamplingParams]):
         self.ctx.count("process_scorer_calls", len(new))
         return [prm.aggregate_scores(s) for s in scores]
 
-    def behaviour_selector(self) -> BehaviourSelector:
-        if self._selector is None:
-            assert isinstance(self.p, BestOfNParams)
-            self._selector = BehaviourSelector(self.p, self.problem, self.ctx, self.p.seed)
-        return self._selector
-
     def _select_by_behaviour(self) -> Selection:
         """The samples drawn so far grouped by behaviour (each sample probed once, the written inputs'
         tokens and every execution charged)."""
@@ -187,12 +172,7 @@ class SampleRounds(Search[SamplingParams]):
 
     def _dominant(self) -> bool:
         """selector=behaviour with early_stop: one behaviour dominates the samples drawn so far."""
-        p = self.p
-        assert isinstance(p, BestOfNParams)
-        if len(self.candidates) < p.dominance_after:
-            return False
-        rule = Dominance(p.dominance_size, p.dominance_share, p.dominance_after)
-        return rule(self._select_by_behaviour().groups)
+        return self.behaviour_selector().dominant(self.candidates)
 
     def _draw(self) -> str:
         p, ctx = self.p, self.ctx

@@ -41,8 +41,9 @@ included; no answer is 0). The search runs all ``rollouts`` iterations; the answ
 likely completion of the answer with the most votes, its confidence that answer's vote share, and
 each candidate's ``reward`` is its answer's final share.
 
-The search stops when a program passes all public tests (``early_stop``), after ``rollouts``
-iterations (the paper's budget knob), or when the ``Budget`` is spent. The answer is the complete
+The search stops when a program passes all public tests (``early_stop``; with ``selector=behaviour``
+instead when one behaviour dominates the programs found, ``planners/selection.py``), after
+``rollouts`` iterations (the paper's budget knob), or when the ``Budget`` is spent. The answer is the complete
 program with the best public-test reward, ties broken by likelihood; all distinct complete
 programs are returned as candidates, and the tree (JSON) marks the path to the chosen one.
 """
@@ -233,7 +234,10 @@ class _Search(Search[PGTDParams]):
                 backup(leaf, reward)
             self._expand([n for n in leaves if not n.terminal and not n.expanded])
             self._report(rewards)
-            if p.early_stop and any(self._solved(c) for c in self.programs.values()):
+            if p.early_stop and self.by_behaviour:
+                if self.behaviour_selector().dominant(list(self.programs.values())):
+                    return "dominant_behaviour"
+            elif p.early_stop and any(self._solved(c) for c in self.programs.values()):
                 return "solved_public"
             if not self.problem.public_tests and not self.answer_problem and self.p.selector == "public":
                 return "no_public_tests"  # no signal to search on: the first program is the answer

@@ -4,9 +4,11 @@
 (``selector=behaviour``); ``BehaviourSelector`` holds one search's selection state: the extra inputs
 (built once: the public examples, mutations of them and the calls the model writes, whose tokens
 are charged), the behaviours of the candidates probed so far (each probed once, every execution
-charged), and the choice among them (``scorers/behaviour.py``). Best-of-N selects as it draws (its
-stop rule reads the groups); the tree searches (PG-TD, A*, V-STAR) select once, among their complete
-programs, when their search ends (``reselect``): the public pass rate still ranks first, so
+charged), the choice among them (``scorers/behaviour.py``) and the stop rule (``dominant``: one
+behaviour dominates the candidates so far). Best-of-N selects as it draws and stops drawing once one
+behaviour dominates; PG-TD and V-STAR stop on that rule too, instead of at the first program that
+passes the public tests; the tree searches (PG-TD, A*, V-STAR) choose among their complete programs
+when their search ends (``reselect``): the public pass rate still ranks first, so
 behaviour breaks the ties among programs that pass the same public tests, and on a problem without
 public tests the largest group of programs that behave alike wins.
 """
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, Field
 
 from scorers.agreement import Behaviour
-from scorers.behaviour import BehaviourProbe, Selection, choose_by_behaviour, extra_inputs
+from scorers.behaviour import BehaviourProbe, Dominance, Selection, choose_by_behaviour, extra_inputs
 from scorers.group_scores import GROUP_SCORES
 from scorers.inputs import CallInput
 from scorers.written_inputs import write_inputs
@@ -49,6 +51,13 @@ class SelectorParams(BaseModel):
         "unhandled, then size; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
         "ties by likelihood",
     )
+    dominance_size: int = Field(
+        5, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many programs"
+    )
+    dominance_share: float = Field(
+        0.6, gt=0, le=1, description="behaviour, early_stop: ... and at least this share of the programs"
+    )
+    dominance_after: int = Field(5, ge=1, le=256, description="behaviour, early_stop: ... after this many")
 
 
 def mean_logprob(c: Candidate) -> float:
@@ -65,6 +74,12 @@ class BehaviourSelector:
         self.inputs: list[CallInput] | None = None
         self.written_built = 0
         self.behaviours: list[Behaviour] = []
+        self.probed: list[str] = []  # the completions behind ``behaviours``, in order
+
+    def reset(self) -> None:
+        """Forget the behaviours (not the inputs): the next ``select`` probes its list afresh (the
+        probe's cache answers for programs already run)."""
+        self.behaviours, self.probed = [], []
 
     def select(self, candidates: list[Candidate]) -> Selection:
         """``candidates`` grouped by behaviour and the chosen one (only those not yet probed run)."""
@@ -74,6 +89,7 @@ class BehaviourSelector:
             self.inputs = self._build_inputs()
         new = [c.completion for c in candidates[len(self.behaviours) :]]
         self.behaviours += probe.behaviours(self.problem, new, self.inputs)
+        self.probed += new
         ctx.meter.charge(executions=probe.executions - before, cached_executions=probe.cache_hits - hits)
         rates = [c.reward or 0.0 for c in candidates]
         likelihoods = [mean_logprob(c) for c in candidates]
@@ -81,6 +97,15 @@ class BehaviourSelector:
             self.behaviours, rates, likelihoods, GROUP_SCORES[self.p.group_score]
         )
         return Selection(chosen, groups, self.inputs, self.written_built, probe.executions, probe.cache_hits)
+
+    def dominant(self, candidates: list[Candidate]) -> bool:
+        """The stop rule (``Dominance``): after ``dominance_after`` candidates, the best group of
+        those so far holds ``dominance_size`` of them and a ``dominance_share`` of all."""
+        p = self.p
+        if len(candidates) < p.dominance_after:
+            return False
+        rule = Dominance(p.dominance_size, p.dominance_share, p.dominance_after)
+        return rule(self.select(candidates).groups)
 
     def mark(self, candidates: list[Candidate], selection: Selection) -> None:
         """Name each candidate's group and its size in its ``meta`` (every surface shows the groups)."""
@@ -102,19 +127,25 @@ class BehaviourSelector:
         return inputs
 
 
-def reselect(out: Outcome, p: SelectorParams, problem: Problem, ctx: SearchContext) -> Outcome:
-    """A tree search's outcome with its answer chosen by behaviour among its complete programs.
+def reselect(out: Outcome, selector: BehaviourSelector) -> Outcome:
+    """A tree search's outcome with its answer chosen by behaviour among its complete programs
+    (``selector``: the search's own, so programs its stop rule probed are not probed again).
 
     Kept as it was when there is nothing to choose between. A search that stopped on its budget
     writes no inputs (that would spend tokens past it): the examples and their mutations, which cost
     only executions, are the inputs, and the stop reason says so."""
+    ctx = selector.ctx
     programs = [c for c in out.candidates if c.meta.get("kind") != "best_partial"]
     if len(programs) < 2 or ctx.scorer is None:
         return out
-    if p.written_inputs and ctx.meter.exhausted():
-        p = p.model_copy(update={"written_inputs": 0})
+    if selector.inputs is None and selector.p.written_inputs and ctx.meter.exhausted():
+        selector.p = selector.p.model_copy(update={"written_inputs": 0})
         out.stop_reason = f"{out.stop_reason}; selection by behaviour without written inputs (budget spent)"
-    selector = BehaviourSelector(p, problem, ctx)
+    if (
+        selector.behaviours
+        and [c.completion for c in programs[: len(selector.behaviours)]] != selector.probed
+    ):
+        selector.reset()  # the outcome lists its programs in another order than the search probed them
     selection = selector.select(programs)
     selector.mark(programs, selection)
     if selection.chosen is None:

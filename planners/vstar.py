@@ -35,9 +35,11 @@ off, while prefixes whose alternatives agree are left to their greedy continuati
 
 **Answer.** The best program by (public-test reward, value, likelihood); the candidate set is
 every distinct program (whitespace-normalised), the best first. The search stops after
-``rollouts`` programs, when ``stop_after_passing`` distinct programs pass the public tests (0: never
+``rollouts`` programs, when one behaviour dominates the programs found (``selector=behaviour``,
+``planners/selection.py``), when ``stop_after_passing`` distinct programs pass the public tests (0: never
 early), when no expandable pair is left, or when the ``Budget`` is spent. A problem without public
-tests gives no reward to steer by: its answer is the first (greedy) program, as in PG-TD.
+tests gives no reward to steer by: its answer is the first (greedy) program, as in PG-TD (with
+``selector=behaviour``, the largest group of programs that behave alike).
 
 **Sibling-relative advantages (Sibling-GRPO).** ``Tree.advantage_records()`` (search/state/tree.py) is
 used as it is: for every node with two or more children carrying ``reward``, each child's
@@ -233,6 +235,8 @@ class _Search(Search[VStarParams]):
         while self.rollouts_done < self.p.rollouts:
             if self.p.stop_after_passing and len(self.passing_programs()) >= self.p.stop_after_passing:
                 return "passing_found"
+            if self.by_behaviour and self.behaviour_selector().dominant(self.programs_so_far()):
+                return "dominant_behaviour"
             self.ctx.meter.check()
             chosen = self.choose_expansions()
             if not chosen:
@@ -421,6 +425,17 @@ class _Search(Search[VStarParams]):
         return nd.dist.logprobs[nd.dist.token_ids.index(tok)]
 
     # ----- the answer ----------------------------------------------------------------------
+    def programs_so_far(self) -> list[Candidate]:
+        """Every distinct program of the leaves, in the order first found (a list that only grows)."""
+        seen: set[str] = set()
+        found = []
+        for nd in self.leaves:
+            key = normalise(nd.program or "")
+            if key not in seen:
+                seen.add(key)
+                found.append(Candidate(nd.program or "", nd.gen, sum(nd.lps), float(nd.pass_rate or 0.0)))
+        return found
+
     def passing_programs(self) -> set[str]:
         return {normalise(n.program or "") for n in self.leaves if n.pass_rate == 1.0}
 

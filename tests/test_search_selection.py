@@ -9,7 +9,7 @@ import pytest
 
 import planners
 from planners.base import Outcome, PlannerError
-from planners.selection import SelectorParams, reselect
+from planners.selection import BehaviourSelector, SelectorParams, reselect
 from sandbox import open_executor
 from scorers.tests import TestScorer
 from search.limits.budget import Budget, Meter
@@ -48,7 +48,9 @@ def test_reselect_breaks_a_tie_in_public_pass_rate_by_the_larger_behaviour_group
     ]
     out = Outcome(cands[0], list(cands), "rollouts")
     ctx = ctx_for(tiny_lm)
-    chosen = reselect(out, SelectorParams(selector="behaviour", written_inputs=0), PROBLEM, ctx)
+    chosen = reselect(
+        out, BehaviourSelector(SelectorParams(selector="behaviour", written_inputs=0), PROBLEM, ctx)
+    )
     assert chosen.best is cands[1] and chosen.best.meta["selected_by"] == "behaviour"
     assert [c.meta["behaviour_group_size"] for c in cands] == [1, 2, 2]
     assert ctx.meter.spend.executions >= 3  # the build of the inputs and one run per program
@@ -61,9 +63,8 @@ def test_reselect_never_lets_a_group_outvote_a_better_public_pass_rate(tiny_lm: 
         candidate(failing, 0.0, -1.0, 1),
         candidate(failing, 0.0, -1.0, 2),
     ]
-    out = reselect(
-        Outcome(cands[0], list(cands), "x"), SelectorParams(selector="behaviour"), PROBLEM, ctx_for(tiny_lm)
-    )
+    selector = BehaviourSelector(SelectorParams(selector="behaviour"), PROBLEM, ctx_for(tiny_lm))
+    out = reselect(Outcome(cands[0], list(cands), "x"), selector)
     assert out.best is cands[0] and "selected_by" not in cands[0].meta
 
 
@@ -76,7 +77,7 @@ def test_a_search_that_spent_its_budget_selects_without_writing_inputs(tiny_lm: 
     ctx = ctx_for(tiny_lm, Budget(max_tokens=1))
     ctx.meter.charge(generated_tokens=1)
     params = SelectorParams(selector="behaviour", written_inputs=4)  # writing inputs needs tokens
-    out = reselect(Outcome(cands[0], list(cands), "max_tokens"), params, PROBLEM, ctx)
+    out = reselect(Outcome(cands[0], list(cands), "max_tokens"), BehaviourSelector(params, PROBLEM, ctx))
     assert out.best is cands[1] and "without written inputs (budget spent)" in out.stop_reason
     assert ctx.meter.spend.generated_tokens == 1 and ctx.meter.spend.extra["input_writing_tokens"] == 0
 
@@ -114,3 +115,23 @@ def test_selection_by_behaviour_is_refused_on_a_question_with_a_final_answer(tin
             planners.create(name, {"selector": "behaviour"}).solve(question, SearchContext.create(tiny_lm))
     with pytest.raises(ValueError, match="selector"):
         planners.create("astar", {"selector": "majority"})
+
+
+@pytest.mark.parametrize("name", ["pgtd", "vstar"])
+def test_with_behaviour_the_search_stops_when_one_behaviour_dominates(tiny_lm: Any, name: str) -> None:
+    budget = {"pgtd": {"rollouts": 8, "parallel_rollouts": 2}, "vstar": {"rollouts": 6}}[name]
+    settle = {"dominance_size": 1, "dominance_share": 0.01, "dominance_after": 1}
+    params = {**SMALL, **budget, "selector": "behaviour", **settle}
+    result = planners.create(name, params).solve(PROBLEM, ctx_for(tiny_lm))
+    assert result.stop_reason.startswith("dominant_behaviour")
+    never = {**SMALL, **budget, "selector": "behaviour", "dominance_size": 256}
+    result = planners.create(name, never).solve(PROBLEM, ctx_for(tiny_lm))
+    assert not result.stop_reason.startswith(("dominant_behaviour", "solved_public"))
+
+
+def test_the_stop_rule_params_are_shared_and_validated() -> None:
+    for name in ("best_of_n", "pgtd", "astar", "vstar"):
+        fields = planners.get(name).Params.model_fields
+        assert {"selector", "dominance_size", "dominance_share", "dominance_after"} <= set(fields)
+    with pytest.raises(ValueError, match="dominance_share"):
+        planners.create("pgtd", {"dominance_share": 0})
