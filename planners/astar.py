@@ -267,25 +267,26 @@ class _Search(Search[AStarParams]):
         self.push_lookaheads(new_lookaheads)
         self.push_rollouts(new_rollouts)
 
+    def complete_child(self, parent: _State, la: Lookahead, kind: str) -> _State | None:
+        """A completion run from ``parent`` as a complete child state (None: it was cut off at the
+        token cap, or that text is already a state)."""
+        text = parent.text + la.text
+        if la.finish_reason not in ("stop", "eos") or text in self.programs:
+            return None
+        self.programs.add(text)
+        node = self.tree.add_child(parent.node, la.token_ids, la.text, kind=kind, complete=True)
+        self.parents[node] = parent
+        tokens, logprobs = parent.tokens + la.token_ids, parent.logprobs + la.logprobs
+        return _State(node, tokens, logprobs, text, parent.steps + [la.text], True)
+
     def push_lookaheads(self, items: list[tuple[_State, Lookahead]]) -> None:
+        """Code problems: each lookahead program becomes a complete child, scored as any state is."""
         children = []
         for parent, la in items:
-            text = parent.text + la.text
-            if la.finish_reason not in ("stop", "eos") or text in self.programs:
-                continue
-            self.programs.add(text)
-            node = self.tree.add_child(parent.node, la.token_ids, la.text, kind="lookahead", complete=True)
-            child = _State(
-                node,
-                parent.tokens + la.token_ids,
-                parent.logprobs + la.logprobs,
-                text,
-                parent.steps + [la.text],
-                True,
-                reward=la.pass_rate,
-            )
-            self.parents[node] = parent
-            children.append(child)
+            child = self.complete_child(parent, la, "lookahead")
+            if child is not None:
+                child.reward = la.pass_rate
+                children.append(child)
         if children:
             self.score_and_push(children, lookahead=False)
 
@@ -294,23 +295,11 @@ class _Search(Search[AStarParams]):
         child of the state it started from, scored by its own answer (1: it reached the majority
         when it was voted; it is not voted again)."""
         for parent, la in items:
-            text = parent.text + la.text
-            if la.finish_reason not in ("stop", "eos") or text in self.programs:
-                continue
-            self.programs.add(text)
-            node = self.tree.add_child(parent.node, la.token_ids, la.text, kind="rollout", complete=True)
-            child = _State(
-                node,
-                parent.tokens + la.token_ids,
-                parent.logprobs + la.logprobs,
-                text,
-                parent.steps + [la.text],
-                True,
-            )
-            self.parents[node] = parent
-            self.apply(child, StepScore(la.pass_rate or 0.0, True), -sum(la.logprobs))
-            self.complete.append(child)
-            self.push(child)
+            child = self.complete_child(parent, la, "rollout")
+            if child is not None:
+                self.apply(child, StepScore(la.pass_rate or 0.0, True), -sum(la.logprobs))
+                self.complete.append(child)
+                self.push(child)
 
     def leading_chain(self, min_votes: float) -> _State | None:
         """Answer problems: the complete chain holding the leading answer with the lowest f (ties:
