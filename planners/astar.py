@@ -46,8 +46,10 @@ majority is made of, and each one that ended on its own is also kept as a comple
 the state it valued, ``kind="rollout"``, scored by its own answer and not voted again): the tokens
 a value costs are never thrown away. A goal is an answer the votes settle on: once the leading
 answer holds ``goal_votes`` votes, the search ends with the complete chain holding it that has the
-lowest f. Without a goal (``max_expansions``, the budget) the answer is the best complete chain of
-the leading answer; its confidence is its answer's share of every vote cast.
+lowest f. Rollouts stop at ``max_value_rollouts`` (self-consistency's cost is its samples: so is
+this search's); past it a state keeps the value it inherited and the search goes on by steps alone.
+Without a goal (``max_expansions``, the budget) the answer is the best complete chain of the
+leading answer; its confidence is its answer's share of every vote cast.
 
 Spend: tokens and passes of steps and lookaheads are charged by ``ctx.lm`` (a lookahead read off
 an earlier greedy path is ``spend.path_hits``); test runs by ``ctx.reward``; ``spend.extra`` counts
@@ -107,6 +109,12 @@ class AStarParams(PlannerParams, SelectorParams):
         ge=1,
         le=256,
         description="answer problems: the search ends once the leading answer holds this many votes",
+    )
+    max_value_rollouts: int = Field(
+        12,
+        ge=0,
+        le=4096,
+        description="answer problems: value rollouts at most; past it a state keeps its inherited value",
     )
     step_tokens: int = Field(64, ge=1, le=2048, description="cap on one step's tokens")
     max_expansions: int = Field(16, ge=1, le=10_000, description="expansions before the search gives up")
@@ -301,6 +309,14 @@ class _Search(Search[AStarParams]):
                 self.complete.append(child)
                 self.push(child)
 
+    def may_value(self) -> bool:
+        """Whether a lazily scored state may still be valued exactly: always, except that rollout
+        values stop at ``max_value_rollouts`` (then a state keeps the value it inherited)."""
+        scorer = self.scorer
+        if not isinstance(scorer, RolloutValueScorer):
+            return True
+        return scorer.drawn + scorer.rollouts <= self.p.max_value_rollouts
+
     def leading_chain(self, min_votes: float) -> _State | None:
         """Answer problems: the complete chain holding the leading answer with the lowest f (ties:
         the likelier), once that answer holds at least ``min_votes`` votes; else None."""
@@ -401,7 +417,7 @@ class _Search(Search[AStarParams]):
                     self.answer = s
                     return "goal"
                 continue
-            if not s.exact:
+            if not s.exact and self.may_value():
                 self.score_and_push([s], lookahead=True)
                 continue
             if self.expansions >= self.p.max_expansions:

@@ -61,6 +61,7 @@ class RolloutValueScorer(ProcessScorer):
         self.answers, self.max_new_tokens, self.rollouts = answers, max_new_tokens, rollouts
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.calls = 0
+        self.drawn = 0  # rollouts sampled so far
 
     def score_steps(
         self, problem: Problem, states: Sequence[PartialState], ctx: SearchContext
@@ -119,6 +120,7 @@ class RolloutValueScorer(ProcessScorer):
             row_stops=[in_context(base, s.completion) for s in rows],
             row_max_new_tokens=rooms,
         )
+        self.drawn += len(rolls)
         ctx.count("value_rollouts", len(rolls))
         ctx.count("value_rollout_tokens", sum(len(r.token_ids) for r in rolls))
         texts = [s.completion + r.text for s, r in zip(rows, rolls, strict=True)]

@@ -309,3 +309,19 @@ def test_planners_without_a_signal_say_so(tiny_lm, name: str, params: dict[str, 
     result = planner.solve(problem, SearchContext.create(tiny_lm))
     assert result.choice is not None and result.choice.signal == "none"
     assert result.choice.samples == len(result.candidates) and 0.0 <= result.choice.confidence <= 1.0
+
+
+def test_astar_draws_no_more_value_rollouts_than_its_cap_and_goes_on_by_steps(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    problem = render(QUESTION, "chain-of-thought", tiny_lm)
+    params = {
+        "k": 2,
+        "step_tokens": 3,
+        "max_new_tokens": 30,
+        "max_expansions": 5,
+        "goal_votes": 200,  # never settles: the search runs to max_expansions
+        "value_rollouts": 2,
+        "max_value_rollouts": 4,
+    }
+    result = planners.create("astar", params).solve(problem, SearchContext.create(tiny_lm))
+    extra = result.spend.extra
+    assert extra["value_rollouts"] <= 4 and extra["astar_expansions"] >= 3
