@@ -14,19 +14,10 @@ from sandbox import open_executor
 from scorers.tests import TestScorer
 from search.limits.budget import Budget, Meter
 from search.problems.loaders import load_problem
-from search.problems.problem import FunctionTest, Problem
+from search.problems.problem import Problem
 from search.state.context import Candidate, SearchContext
+from tests.test_behaviour import OUTLIER, PROBLEM, RIGHT
 
-PROBLEM = Problem(
-    id="t/double_all",
-    prompt=(
-        'def double_all(xs):\n    """Double every item.\n    >>> double_all([1, 2])\n    [2, 4]\n    """\n'
-    ),
-    entry_point="double_all",
-    public_tests=[FunctionTest(call="double_all([1, 2])", expected="[2, 4]")],
-)
-RIGHT = ["    return [2 * x for x in xs]\n", "    return [x + x for x in xs]\n"]
-OUTLIER = "    return [2, 4] if xs == [1, 2] else list(xs)\n"  # passes the example, wrong elsewhere
 SMALL = {"max_new_tokens": 6, "written_inputs": 0, "mutated_inputs": 4}
 
 
