@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 from bench.quality_runs import code_commit  # noqa: E402
 
 STYLE = "chat-prefill"  # the default; --style names another (the source rows are bon16@STYLE)
-RULES = ("public-first", "dual", "handled-first", "dual-weighted")  # every variant tried, all reported
+# every variant tried, all reported
+RULES = ("public-first", "dual", "handled-first", "dual-weighted", "public-share")
 ROUNDS = (1, 5, 9, 13, 16)  # best-of-16's rounds: the greedy sample, then batches of 4
 STOP_GRID = [(m, s, after) for m in (2, 3, 4, 5, 6) for s in (0.5, 0.6, 0.75, 0.9) for after in (5, 9)]
 

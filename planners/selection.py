@@ -30,7 +30,7 @@ from search.state.context import Candidate, SearchContext
 if TYPE_CHECKING:
     from planners.base import Outcome
 
-GroupScoreName = Literal["public-first", "dual", "handled-first", "dual-weighted"]
+GroupScoreName = Literal["public-first", "dual", "handled-first", "dual-weighted", "public-share"]
 
 
 class SelectorParams(BaseModel):
@@ -48,7 +48,8 @@ class SelectorParams(BaseModel):
     group_score: GroupScoreName = Field(
         "public-first",
         description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
-        "unhandled, then size; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
+        "unhandled, then size; public-share: public pass rate, then size only for a group holding a "
+        "quarter of the programs; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
         "ties by likelihood",
     )
     dominance_size: int = Field(

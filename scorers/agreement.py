@@ -77,7 +77,8 @@ class Group(Generic[K]):
 
     ``public_rate`` is the members' mean public-test pass rate; ``unhandled`` counts the inputs on
     which this group raised while most candidates returned a value there; ``likelihoods`` holds each
-    member's mean log-probability per token (empty when the caller has none).
+    member's mean log-probability per token (empty when the caller has none); ``pool`` is the number
+    of candidates ranked with it, every group's together (0 when not ranked yet).
     """
 
     members: list[int]
@@ -86,6 +87,7 @@ class Group(Generic[K]):
     unhandled: int = 0
     likelihoods: list[float] = field(default_factory=list)
     score: tuple[float, ...] = ()
+    pool: int = 0
 
     @property
     def size(self) -> int:
@@ -132,7 +134,9 @@ def rank_groups(
 ) -> list[Group[K]]:
     """``groups`` with their public pass rates, likelihoods and scores filled in, best first: by
     ``score``, then the more likely group, then the group drawn first."""
+    pool = sum(g.size for g in groups)
     for g in groups:
+        g.pool = pool
         if public_rates is not None:
             g.public_rate = sum(public_rates[i] for i in g.members) / g.size
         if likelihoods is not None:

@@ -14,6 +14,13 @@ a rule scores alike go to the more likely group, then to the one drawn first (``
 - ``HandledFirst``: fewer unhandled inputs strictly first, then dual agreement.
 - ``WeightedAgreement``: dual agreement with each member's vote weighted by its per-token
   probability (the geometric mean of its tokens' probabilities), so confident samples count more.
+- ``ShareFirst``: the public pass rate strictly first, then the group's size only when the group
+  holds at least ``min_share`` of the candidates; smaller groups all count as size 0, so among them
+  the more likely group wins. Inputs a group raised on are not counted: the extra inputs (mutations
+  of the examples, the model's calls) can lie outside the function's domain, where raising is
+  right, and a program that hard-codes the examples' answer "handles" every input. With a small
+  model, two or three wrong samples that share a bug agree by chance: a vote that small is noise
+  next to the likelihood.
 
 >>> from scorers.agreement import Group
 >>> lone = Group([0], "a", public_rate=1.0)
@@ -21,7 +28,7 @@ a rule scores alike go to the more likely group, then to the one drawn first (``
 >>> PublicFirst()(lone) > PublicFirst()(crowd), DualAgreement()(lone) > DualAgreement()(crowd)
 (True, False)
 >>> sorted(GROUP_SCORES)
-['dual', 'dual-weighted', 'handled-first', 'public-first']
+['dual', 'dual-weighted', 'handled-first', 'public-first', 'public-share']
 """
 
 from __future__ import annotations
@@ -105,7 +112,27 @@ class WeightedAgreement:
         return (group.public_rate * votes, -group.unhandled, group.size)
 
 
+@dataclass(frozen=True)
+class ShareFirst:
+    """Public pass rate, then the group's size if it holds at least ``min_share`` of the candidates
+    (else 0: ties among small groups go to the more likely one); inputs left unhandled do not count.
+
+    >>> from scorers.agreement import Group
+    >>> pair, lone = Group([0, 1], "x", 1.0, pool=16), Group([2], "y", 1.0, pool=16)
+    >>> quarter = Group([3, 4, 5, 6], "z", 1.0, unhandled=2, pool=16)
+    >>> ShareFirst()(pair), ShareFirst()(lone), ShareFirst()(quarter)
+    ((1.0, 0), (1.0, 0), (1.0, 4))
+    """
+
+    name: str = "public-share"
+    min_share: float = 0.25
+
+    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+        pool = group.pool or group.size
+        return (group.public_rate, group.size if group.size >= self.min_share * pool else 0)
+
+
 GROUP_SCORES: dict[str, GroupScore] = {
-    s.name: s for s in (PublicFirst(), DualAgreement(), HandledFirst(), WeightedAgreement())
+    s.name: s for s in (PublicFirst(), DualAgreement(), HandledFirst(), WeightedAgreement(), ShareFirst())
 }
 DEFAULT_SCORE: GroupScore = GROUP_SCORES["public-first"]

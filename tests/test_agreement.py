@@ -172,3 +172,39 @@ def test_weighted_agreement_counts_confident_votes_more_and_handled_first_puts_r
     big_fragile = Group([0, 1, 2], "a", public_rate=1.0, unhandled=1)
     small_sound = Group([3], "b", public_rate=1.0)
     assert HandledFirst()(small_sound) > HandledFirst()(big_fragile)
+
+
+def test_public_share_lets_only_a_quarter_of_the_pool_outvote_the_likelier_group() -> None:
+    from scorers.group_scores import GROUP_SCORES
+
+    share = GROUP_SCORES["public-share"]
+    right, wrong = [Returned("right")], [Returned("wrong")]
+    # a wrong pair against a likelier right singleton among 16: the pair is under a quarter, so
+    # the two tie at size 0 and the likelier wins (public-first lets the pair win by one vote)
+    pool = [wrong, wrong, right, *[[Returned(i)] for i in range(13)]]
+    rates = [1.0, 1.0, 1.0] + [0.0] * 13
+    likelihoods = [-0.22, -0.21, -0.16] + [-0.1] * 13
+    assert rank_behaviours(pool, rates, likelihoods, GROUP_SCORES["public-first"])[0].members == [0, 1]
+    ranked = rank_behaviours(pool, rates, likelihoods, share)
+    assert ranked[0].members == [2] and ranked[0].score == (1.0, 0) and ranked[0].pool == 16
+    # four of sixteen is a quarter: size counts again and the less likely crowd wins
+    crowd = [wrong] * 4 + [right] + [[Returned(i)] for i in range(11)]
+    ranked = rank_behaviours(crowd, [1.0] * 5 + [0.0] * 11, [-0.3] * 4 + [-0.1] * 12, share)
+    assert ranked[0].members == [0, 1, 2, 3] and ranked[0].score == (1.0, 4)
+    # the public pass rate still comes first, whatever the size
+    assert rank_behaviours(crowd, [0.5] * 4 + [1.0] + [0.0] * 11, None, share)[0].members == [4]
+
+
+def test_public_share_does_not_hold_raising_on_an_extra_input_against_a_group() -> None:
+    from scorers.group_scores import GROUP_SCORES
+
+    # the right program raises on an input outside the task's domain where a hard-coded one and
+    # most others return: public-first puts it last of the full passes, public-share by likelihood
+    strict = [Returned([4, 2]), Raised("ValueError")]
+    constant = [Returned([4, 2]), Returned([4, 2])]
+    others = [[Returned([i]), Returned([i])] for i in range(6)]
+    rates, likelihoods = [1.0, 1.0] + [0.0] * 6, [-0.16, -0.17] + [-0.3] * 6
+    behaviours = [strict, constant, *others]
+    first = rank_behaviours(behaviours, rates, likelihoods, GROUP_SCORES["public-first"])
+    assert first[0].members == [1] and first[1].unhandled == 1
+    assert rank_behaviours(behaviours, rates, likelihoods, GROUP_SCORES["public-share"])[0].members == [0]

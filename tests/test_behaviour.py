@@ -235,3 +235,4 @@ def test_the_dominance_and_group_score_params_are_validated() -> None:
         planners.create("best_of_n", {"dominance_share": 1.5})
     with pytest.raises(ValueError, match="group_score"):
         planners.create("best_of_n", {"group_score": "loudest"})
+    assert planners.create("best_of_n", {"group_score": "public-share"}).params.group_score == "public-share"
