@@ -127,7 +127,14 @@ class WrittenCache:
             if hasattr(self.lm, "kv"):
                 self.lm.kv.clear()
             w = write_inputs(self.lm, problem, self.n)
-            row = {"task_id": problem.id, "calls": w.calls, "tokens": w.tokens}
+            row = {
+                "task_id": problem.id,
+                "calls": w.calls,
+                "tokens": w.tokens,
+                "text": w.text,
+                "weights": self.lm.identity.dtype,
+                "commit": code_commit(),
+            }
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             self.rows[problem.id] = row

@@ -37,7 +37,7 @@ def main() -> None:
     series = {"public-test filtering": [passes(rows, f"bon{k}-public@chat-prefill") for k in ks]}
     rules = sorted({r["rule"] for r in rows if r.get("rule")})
     for rule in rules:
-        label = f"behaviour, {rule}" + (" (default)" if rule == "public-first" else "")
+        label = f"behaviour, {rule}" + (" (default)" if rule == "public-share" else "")
         series[label] = [passes(rows, f"bon{k}-behaviour-{rule}@chat-prefill") for k in ks]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, ys in series.items():

@@ -46,7 +46,7 @@ class SelectorParams(BaseModel):
     )
     mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
     group_score: GroupScoreName = Field(
-        "public-first",
+        "public-share",
         description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
         "unhandled, then size; public-share: public pass rate, then size only for a group holding a "
         "quarter of the programs; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "

@@ -135,4 +135,4 @@ class ShareFirst:
 GROUP_SCORES: dict[str, GroupScore] = {
     s.name: s for s in (PublicFirst(), DualAgreement(), HandledFirst(), WeightedAgreement(), ShareFirst())
 }
-DEFAULT_SCORE: GroupScore = GROUP_SCORES["public-first"]
+DEFAULT_SCORE: GroupScore = GROUP_SCORES["public-share"]

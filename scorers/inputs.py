@@ -39,27 +39,58 @@ class CallInput:
 
 def entry_calls(text: str, entry_point: str, limit: int | None = None) -> list[str]:
     """The source of every call of ``entry_point`` in ``text``, outermost first, duplicates once;
-    ``text`` is parsed line by line (as Python, never run), and a line that does not parse is skipped.
+    ``text`` is parsed line by line (as Python, never run). A line that is not Python as a whole
+    still gives the calls it starts with: models write a call followed by its expected result in
+    prose (``f(3) -> 9``, ``f(3) ➞ 9``, ``f(3): 9``, ``f(3) => true``).
 
     >>> entry_calls("assert f(1) == 2\\nprint(f([1, 2]))\\nf(f(3))\\nnot python (\\nf(1)", "f")
     ['f(1)', 'f([1, 2])', 'f(f(3))']
+    >>> entry_calls("f( [], 'a)' ) ➞ []\\nf(2): 18\\n1. f(3) => true\\nf(4 -> x\\ng.f(5) is x", "f")
+    ["f( [], 'a)' )", 'f(2)', 'f(3)']
     """
     found: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or len(line) > MAX_CALL_CHARS or entry_point not in line:
             continue
-        try:
-            tree = ast.parse(line)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            continue
-        for node in _outer_calls(tree, entry_point):
-            source = ast.get_source_segment(line, node)
-            if source and source not in found:
+        for source in _line_calls(line, entry_point):
+            if source not in found:
                 found.append(source)
         if limit is not None and len(found) >= limit:
             return found[:limit]
     return found
+
+
+def _line_calls(line: str, name: str) -> list[str]:
+    """The outermost calls of ``name`` in a line of Python, else the call the line starts with."""
+    try:
+        tree = ast.parse(line)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return _leading_call(line, name)
+    return [s for node in _outer_calls(tree, name) if (s := ast.get_source_segment(line, node))]
+
+
+def _leading_call(line: str, name: str) -> list[str]:
+    """The first call of ``name`` in a line that is not Python as a whole: from each place the
+    name opens a call, up to the first closing parenthesis at which the text parses as that call
+    (strings and nesting are the parser's business, not counted here)."""
+    opener = f"{name}("
+    start = line.find(opener)
+    while start != -1:
+        if start == 0 or not (line[start - 1].isalnum() or line[start - 1] in "_."):
+            end = line.find(")", start)
+            while end != -1:
+                segment = line[start : end + 1]
+                try:
+                    node = ast.parse(segment, mode="eval").body
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    end = line.find(")", end + 1)
+                    continue
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
+                    return [segment]
+                break
+        start = line.find(opener, start + 1)
+    return []
 
 
 def _outer_calls(tree: ast.AST, name: str) -> Iterator[ast.Call]:

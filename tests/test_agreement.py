@@ -13,6 +13,7 @@ from scorers.agreement import (
     group_outcomes,
     rank_behaviours,
 )
+from scorers.group_scores import GROUP_SCORES
 from scorers.inputs import CallInput, call_source, entry_calls, literal, mutate_inputs, mutate_value
 
 
@@ -44,11 +45,11 @@ def test_ties_in_size_go_to_the_better_public_rate_then_to_the_group_drawn_first
     assert ranked[0].public_rate == 1.0 and ranked[2].public_rate == 0.5
 
 
-def test_a_group_that_raises_where_most_candidates_return_loses_to_a_smaller_one_that_handles_it() -> None:
+def test_public_first_puts_a_group_that_raises_where_most_return_behind_a_smaller_one() -> None:
     fragile = [Returned(0), Raised("IndexError")]
     handles = [Returned(0), Returned(-1)]
     other = [Returned(0), Returned(-2)]
-    ranked = rank_behaviours([fragile, fragile, handles, other, other])
+    ranked = rank_behaviours([fragile, fragile, handles, other, other], score=GROUP_SCORES["public-first"])
     assert [(g.members, g.unhandled) for g in ranked] == [([3, 4], 0), ([2], 0), ([0, 1], 1)]
 
 
@@ -120,6 +121,31 @@ def test_calls_are_found_by_parsing_without_running_anything() -> None:
     assert not hasattr(builtins, "PWNED_BY_PARSE")
     assert entry_calls("f(" * 5000, "f") == []  # too long or too deep: skipped, not raised
     assert entry_calls("f(1)\nf(2)\nf(3)", "f", limit=2) == ["f(1)", "f(2)"]
+
+
+def test_calls_written_with_their_expected_result_in_prose_are_still_found() -> None:
+    # what the bundled model writes when asked for test calls (HumanEval/74, /76, /83, /3)
+    text = (
+        "total_match( ['hi', 'admin'], ['hI', 'Hi'] ) ➞ ['hI', 'Hi']\n"
+        "is_simple_power(1, 4) => true\n"
+        "starts_one_ends(2): 18\n"
+        "below_zero([1, 2, -4, 5]) -> True\n"
+        "- below_zero(')(') gives an error\n"
+        "below_zero([1, 2 -> unfinished\n"
+    )
+    found = [
+        c
+        for name in ("total_match", "is_simple_power", "starts_one_ends", "below_zero")
+        for c in entry_calls(text, name)
+    ]
+    assert found == [
+        "total_match( ['hi', 'admin'], ['hI', 'Hi'] )",
+        "is_simple_power(1, 4)",
+        "starts_one_ends(2)",
+        "below_zero([1, 2, -4, 5])",
+        "below_zero(')(')",
+    ]
+    assert entry_calls("not_f(1) -> 2\nf.g(1) -> 2\nf (1) -> 2", "f") == []
 
 
 def test_a_built_input_renders_as_source_that_means_the_same_values() -> None:

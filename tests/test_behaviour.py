@@ -15,6 +15,7 @@ from sandbox.pool import SandboxPool
 from sandbox.wire import decode_value
 from scorers.agreement import Raised, Returned
 from scorers.behaviour import BehaviourProbe, Digest, public_calls, select_by_behaviour
+from scorers.group_scores import GROUP_SCORES
 from scorers.inputs import CallInput
 from scorers.tests import TestScorer
 from search.problems.problem import FunctionTest, Problem
@@ -108,12 +109,19 @@ def test_the_selector_picks_the_majority_behaviour_over_a_lone_outlier_that_pass
     assert selection.executions == 1 + 4  # the inputs built once, each program run once
 
 
-def test_a_candidate_that_raises_where_most_others_return_loses_a_tie_in_size(pool: SandboxPool) -> None:
+def test_public_first_puts_a_candidate_that_raises_where_most_others_return_behind_a_tie_in_size(
+    pool: SandboxPool,
+) -> None:
     fragile = "    return [2 * xs[0]] + [2 * x for x in xs[1:]]\n"  # IndexError on []
     other = "    return [2 * x for x in xs] or [0]\n"  # returns on [], another value
     completions = [fragile, fragile, RIGHT[0], RIGHT[1], other]
     selection = select_by_behaviour(
-        BehaviourProbe(pool), PROBLEM, completions, public_rates=[1.0] * 5, written=["double_all([])"]
+        BehaviourProbe(pool),
+        PROBLEM,
+        completions,
+        public_rates=[1.0] * 5,
+        written=["double_all([])"],
+        score=GROUP_SCORES["public-first"],
     )
     assert [(g.members, g.unhandled) for g in selection.groups] == [([2, 3], 0), ([4], 0), ([0, 1], 1)]
     assert selection.chosen == 2 and selection.written_built == 1

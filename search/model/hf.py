@@ -32,6 +32,7 @@ from search.model.lm import (
     TokenDist,
     per_prefix,
 )
+from search.model.sampling import choose_tokens, row_generators
 from search.model.weights import activation_dtype, identity_dtype, load_quantized, pick_device, resolve_format
 from search.problems.prompting import TokenizerText
 
@@ -212,6 +213,12 @@ class HFModel(TokenizerText):
         """Run each sequence up to its end; reuse cached KV; return a batch ready to extend."""
         if any(len(s) == 0 for s in seqs):
             raise ValueError("a prefix must have at least one token")
+        unique = list({tuple(s): s for s in seqs}.values())
+        if len(unique) < len(seqs):
+            # Rows that repeat a prefix (N samples of one prompt) share one prefill: run each
+            # distinct prefix once, keep its KV, then build the batch from the cache.
+            first = self._prefill(unique, stats)
+            self._store_rows(first, unique)
         plans = self._plan_reuse(seqs)
         reuse = []
         for seq, (m, entry) in zip(seqs, plans, strict=True):
@@ -387,10 +394,10 @@ class HFModel(TokenizerText):
         dists: list[list[TokenDist]] = [[] for _ in range(n)]
         results: list[Rollout | None] = [None] * n
         active = list(range(n))  # batch row -> original index
-        generators = _generators(params, n, self.device)
+        generators = row_generators(params, n, self.device)
         for step in range(params.max_new_tokens):
             logp = torch.log_softmax(batch.last_logits, dim=-1)
-            chosen = _choose(
+            chosen = choose_tokens(
                 batch.last_logits, logp, params, [generators[i] for i in active] if generators else None
             )
             if params.record_top_k:
@@ -546,44 +553,6 @@ def _topk_dists(logp: torch.Tensor, k: int) -> list[TokenDist]:
         TokenDist(ids, lps, float(h))
         for ids, lps, h in zip(top.indices.tolist(), top.values.tolist(), entropy.tolist(), strict=True)
     ]
-
-
-def torch_seed(seed: int) -> int:
-    """A seed torch accepts: any int in its range as is, others folded into 64 bits (a client may
-    send any integer as a seed)."""
-    return seed if -(2**63) <= seed < 2**64 else seed % 2**64
-
-
-def _generators(params: GenerationParams, n: int, device: torch.device) -> list[torch.Generator] | None:
-    if params.mode != DecodeMode.sample:
-        return None
-    seed = params.seed if params.seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
-    gens = []
-    for i in range(n):
-        g = torch.Generator(device=device)
-        g.manual_seed(torch_seed(seed + 1_000_003 * i))
-        gens.append(g)
-    return gens
-
-
-def _choose(
-    logits: torch.Tensor,
-    logp: torch.Tensor,
-    params: GenerationParams,
-    generators: list[torch.Generator] | None,
-) -> torch.Tensor:
-    if params.mode != DecodeMode.sample:
-        return logp.argmax(dim=-1)
-    probs = torch.softmax(logits / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        drop = sorted_p.cumsum(-1) - sorted_p > params.top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    assert generators is not None
-    return torch.stack(
-        [torch.multinomial(probs[i], 1, generator=g).squeeze(0) for i, g in enumerate(generators)]
-    )
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
