@@ -55,6 +55,16 @@ class HashScorer(ProcessScorer):
         )  # complete states look worse: the search goes deeper
 
 
+class GoalHashScorer(HashScorer):
+    """As ``HashScorer``, but complete states look better than any partial one: a goal is popped
+    soon, whatever the sampled steps are."""
+
+    @staticmethod
+    def r(s: PartialState) -> float:
+        u = int(hashlib.sha256(s.completion.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return 0.8 + 0.2 * u if s.complete else 0.3 + 0.5 * u
+
+
 def run(tiny_lm, scorer: ProcessScorer, budget: Budget | None = None, **params):  # type: ignore[no-untyped-def]
     p = AStarParams(**{"k": 3, "step_tokens": 1, "max_new_tokens": 30, "max_expansions": 30, **params})
     ctx = SearchContext.create(tiny_lm, meter=Meter(budget=budget or Budget()))
@@ -92,8 +102,9 @@ def test_astar_pops_the_lowest_f_state_each_time(searched) -> None:  # type: ign
         assert tree[n]["f"] <= min(tree[m]["f"] for m in queued) + 1e-9
 
 
-def test_astar_stops_at_the_first_complete_state_popped(searched) -> None:  # type: ignore[no-untyped-def]
-    result, tree = searched
+def test_astar_stops_at_the_first_complete_state_popped(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    tiny_lm.kv.clear()
+    result, tree = run(tiny_lm, GoalHashScorer())
     assert result.stop_reason == "goal"
     popped = sorted((tree[n]["popped_at"], n) for n in tree.nodes() if tree[n].get("popped_at") is not None)
     complete_popped = [n for _, n in popped if tree[n]["complete"]]
