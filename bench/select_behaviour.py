@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument(
         "--written-cache",
         type=Path,
-        default=ROOT / "bench/results/humaneval_written_inputs.jsonl",
+        default=ROOT / "bench/results/humaneval_written_inputs_v2.jsonl",
         help="the model-written calls per problem: reused when there, else written and added",
     )
     ap.add_argument("--style", default=STYLE, help="the prompt style of the bon16 rows to re-select")
