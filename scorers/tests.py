@@ -24,6 +24,7 @@ executes; ``TestScorer.executions`` counts the real executions so a caller can c
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,7 +127,22 @@ class TestScorer:
             program_hash,
             suite_hash,
             problem.entry_point,
-            self.limits.model_dump_json(),
+            self.limits_for(problem, hidden).model_dump_json(),
+        )
+
+    def limits_for(self, problem: Problem, hidden: bool) -> Limits:
+        """The scorer's limits, widened for a hidden suite the benchmark allows more time
+        (``Problem.hidden_time``): never less than the scorer's own."""
+        allowance = problem.hidden_time if hidden else None
+        if allowance is None:
+            return self.limits
+        total = max(self.limits.wall_total, allowance.total)
+        return self.limits.model_copy(
+            update={
+                "wall_per_test": max(self.limits.wall_per_test, allowance.per_test),
+                "wall_total": total,
+                "cpu_seconds": max(self.limits.cpu_seconds, math.ceil(total)),
+            }
         )
 
     def score(self, problem: Problem, completion: str, hidden: bool = False) -> TestReward:
@@ -146,7 +162,8 @@ class TestScorer:
             k: TestReward.from_result(r, cached=True) for k, r in cached_results(self.cache, keys).items()
         }
         todo = {k: p for k, p in zip(keys, programs, strict=True) if k not in rewards}
-        jobs = [Job(p, tests, self.limits, problem.entry_point) for p in todo.values()]
+        limits = self.limits_for(problem, hidden)
+        jobs = [Job(p, tests, limits, problem.entry_point) for p in todo.values()]
         results = self.pool.run_many(jobs) if jobs else []
         with self._lock:
             self.executions += len(jobs)

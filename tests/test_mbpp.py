@@ -347,3 +347,31 @@ def test_python_literals_evaluate_back() -> None:
     assert math.isnan(eval(python_literal(float("nan"))))
     with pytest.raises(NotPlain):
         python_literal(object())
+
+
+def test_the_hidden_suite_gets_evalplus_time_allowance_and_never_less_than_the_scorer_limits(
+    executor: ProcessExecutor,
+) -> None:
+    # EvalPlus allows an input 4x the reference's time (at least 1 s) and a task their sum (at most
+    # 60 s) plus 2 s: Mbpp/599's reference sums ranges of 1e8 numbers, about a second each
+    slow = mbpp.evalplus_time([{"seconds": 0.01}] * 10 + [{"seconds": 1.2}])
+    assert (slow.per_test, slow.total) == (pytest.approx(4.8), pytest.approx(10 * 1.0 + 4.8 + 2.0))
+    assert mbpp.evalplus_time([{"seconds": 5.0}] * 40).total == 62.0
+    test = problem_module.FunctionTest(code="import time\ntime.sleep(1.5)\nassert f() == 1")
+    problem = problem_module.Problem(
+        id="slow",
+        prompt="def f():\n",
+        entry_point="f",
+        public_tests=[test],
+        hidden_tests=[test],
+        hidden_time=problem_module.HiddenTime(per_test=4.0, total=8.0),
+    )
+    scorer = TestScorer(executor, limits=Limits(wall_per_test=1.0, wall_total=5.0))
+    hidden = scorer.limits_for(problem, hidden=True)
+    assert (hidden.wall_per_test, hidden.wall_total, hidden.cpu_seconds) == (4.0, 8.0, 10)
+    assert scorer.limits_for(problem, hidden=False) == scorer.limits
+    roomy = TestScorer(executor, limits=Limits(wall_per_test=9.0, wall_total=50.0))
+    assert roomy.limits_for(problem, hidden=True).wall_per_test == 9.0  # never narrower
+    program = "    return 1\n"
+    assert scorer.score(problem, program, hidden=True).passed == 1
+    assert scorer.score(problem, program, hidden=False).passed == 0  # the same test, 1 s allowed

@@ -42,11 +42,13 @@ from typing import Any, Protocol
 
 from search.problems.literals import python_literal
 from search.problems.loaders import ProblemError
-from search.problems.problem import Comparison, FunctionTest, Problem
+from search.problems.problem import Comparison, FunctionTest, HiddenTime, Problem
 
 DATA_FILE = Path(__file__).parent / "data" / "mbppplus" / "MbppPlus-v0.2.0.jsonl.gz"
 SUITES = ("base", "plus")
 FLOAT_ATOL = 1e-6  # EvalPlus's tolerance for float expected values when the task's atol is 0
+EVALPLUS_TIME_FACTOR = 4.0  # EvalPlus: an input may take 4x the reference solution's time ...
+EVALPLUS_MIN_SECONDS = 1.0  # ... and at least 1 s (evalplus/config.py)
 CACHE_VERSION = 1
 
 # EvalPlus's stop strings for a base model continuing the prompt (provider/utility.py: EOS and
@@ -416,6 +418,22 @@ def mbpp_problem(row: dict[str, Any], recorded: list[dict[str, Any]]) -> Problem
         hidden_tests=_hidden_tests(row, recorded),
         canonical_solution=row["canonical_solution"],
         stop=list(COMPLETION_STOPS),
+        hidden_time=evalplus_time(recorded),
+    )
+
+
+def evalplus_time(recorded: list[dict[str, Any]]) -> HiddenTime:
+    """EvalPlus's time allowance from the reference's recorded seconds per input: each input
+    ``max(1, 4 t)`` (the slowest one's here), the task their sum, at most 60 s, plus 2 s.
+
+    >>> evalplus_time([{"seconds": 0.01}, {"seconds": 2.5}])
+    HiddenTime(per_test=10.0, total=13.0)
+    """
+    allowed = [
+        max(EVALPLUS_MIN_SECONDS, EVALPLUS_TIME_FACTOR * float(r.get("seconds") or 0.0)) for r in recorded
+    ]
+    return HiddenTime(
+        per_test=max(allowed, default=EVALPLUS_MIN_SECONDS), total=min(60.0, sum(allowed)) + 2.0
     )
 
 

@@ -166,6 +166,17 @@ def _hashed_fields(test: FunctionTest | IOTest) -> dict[str, object]:
     return fields
 
 
+class HiddenTime(BaseModel):
+    """How long a benchmark's own judge lets a program run on its hidden suite, when the
+    benchmark sets it from its reference solution (MBPP+: EvalPlus allows each input 4x the
+    reference's time, at least 1 s, and a task the sum, at most 60 s, plus 2 s). The test scorer
+    never allows less than its own limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    per_test: float = Field(gt=0, le=600, description="wall seconds for the slowest test")
+    total: float = Field(gt=0, le=3600, description="wall seconds for the whole suite")
+
+
 class Problem(BaseModel):
     """One task: a prompt, where the answer goes, and the tests that judge it."""
 
@@ -189,6 +200,10 @@ class Problem(BaseModel):
     )
     answer_is_text: bool = Field(
         False, description="the answer is prose, not a program: nothing is run (a chat message without code)"
+    )
+    hidden_time: HiddenTime | None = Field(
+        None,
+        description="the benchmark's own time allowance for the hidden suite (None: the scorer's limits)",
     )
 
     @model_validator(mode="before")
