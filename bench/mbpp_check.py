@@ -106,7 +106,7 @@ def treedec_rows(which: str) -> list[dict[str, Any]]:
     """Rows judged by treedec: each problem's canonical solution (``canonical``) or the programs of
     ``WRONG`` (``wrong``), on the hidden tests, through the real sandbox."""
     import api  # noqa: F401  (sets the sandbox that computes expected values on a first load)
-    from api.core.evaluation import suite_verdicts
+    from api.core.evaluation import hidden_verdicts
     from sandbox import open_executor
     from scorers.tests import TestScorer
     from search.problems.loaders import load_problems
@@ -121,14 +121,12 @@ def treedec_rows(which: str) -> list[dict[str, Any]]:
     for i, (problem, config, completion) in enumerate(todo, 1):
         start = time.perf_counter()
         reward = scorer.score(problem, completion, hidden=True)
-        passes = [v.index for v in reward.result.verdicts if v.ok]
         failed = [v for v in reward.result.verdicts if not v.ok]
         row = {
             "config": config,
             "task_id": problem.id,
             "program": problem.program(completion),
-            "passed": reward.total > 0 and reward.passed == reward.total,
-            **suite_verdicts(problem, passes),
+            **hidden_verdicts(problem, reward),
             "hidden": {"passed": reward.passed, "total": reward.total},
             "first_failure": failed[0].model_dump(exclude={"stdout"}) if failed else None,
             "judge_seconds": round(time.perf_counter() - start, 2),

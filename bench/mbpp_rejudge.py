@@ -28,7 +28,7 @@ VERDICTS = ("passed", "base_passed", "plus_passed")
 def rejudge(rows: list[dict[str, Any]], tasks: str) -> list[dict[str, Any]]:
     """The rows of the named tasks whose verdicts differ at the current judge, corrected."""
     import api  # noqa: F401  (sets the sandbox that computes expected values)
-    from api.core.evaluation import suite_verdicts
+    from api.core.evaluation import hidden_verdicts
     from sandbox import open_executor
     from scorers.tests import TestScorer
     from search.problems.loaders import load_problems
@@ -43,11 +43,7 @@ def rejudge(rows: list[dict[str, Any]], tasks: str) -> list[dict[str, Any]]:
             continue
         bare = problem.model_copy(update={"prompt": "", "model_prompt": None})  # the row's program as is
         reward = scorer.score(bare, row["program"], hidden=True)
-        passes = [v.index for v in reward.result.verdicts if v.ok]
-        verdicts = {
-            "passed": reward.total > 0 and reward.passed == reward.total,
-            **suite_verdicts(problem, passes),
-        }
+        verdicts = hidden_verdicts(problem, reward)
         before = {k: row[k] for k in VERDICTS}
         print(f"{row['config']} {row['task_id']}: {before} -> {verdicts}", file=sys.stderr)
         if verdicts != before:

@@ -170,7 +170,7 @@ def _best_of_first(
     engine: Any, problem: Any, style: str, samples: list[dict[str, Any]], k: int
 ) -> dict[str, Any]:
     """Best-of-k over the first k samples, by the planner's own rule, judged on the hidden tests."""
-    from api.core.evaluation import suite_verdicts
+    from api.core.evaluation import hidden_verdicts
     from search.state.context import Candidate, best_candidate
 
     first = samples[:k]
@@ -179,10 +179,8 @@ def _best_of_first(
     completion = best.completion if best else ""
     rendered = engine.render(problem, style)
     hidden = engine.scorer().score(rendered, completion, hidden=True)
-    passes = [v.index for v in hidden.result.verdicts if v.ok]
     return {
-        "passed": hidden.total > 0 and hidden.passed == hidden.total,
-        **suite_verdicts(problem, passes),
+        **hidden_verdicts(problem, hidden),
         "program": rendered.program(completion),
         "completion": rendered.prompt_completion(completion),
         "generated_tokens": sum(s["tokens"] for s in first),

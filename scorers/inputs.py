@@ -24,7 +24,7 @@ import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_CALL_CHARS = 2000  # longer lines are not parsed: a written input is a short call
 
@@ -86,11 +86,16 @@ def _leading_call(line: str, name: str) -> list[str]:
                 except (SyntaxError, ValueError, RecursionError, MemoryError):
                     end = line.find(")", end + 1)
                     continue
-                if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
+                if _calls(node, name):
                     return [segment]
                 break
         start = line.find(opener, start + 1)
     return []
+
+
+def _calls(node: ast.AST, name: str) -> TypeGuard[ast.Call]:
+    """Whether ``node`` is a call of the plain name ``name``."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name
 
 
 def _outer_calls(tree: ast.AST, name: str) -> Iterator[ast.Call]:
@@ -98,7 +103,7 @@ def _outer_calls(tree: ast.AST, name: str) -> Iterator[ast.Call]:
     todo: list[ast.AST] = [tree]
     while todo:
         node = todo.pop(0)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name:
+        if _calls(node, name):
             yield node
             continue
         todo.extend(ast.iter_child_nodes(node))

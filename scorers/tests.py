@@ -115,11 +115,20 @@ class TestScorer:
         self.cache_hits = 0
         self._lock = threading.Lock()
 
-    def key(self, program: str, problem: Problem, hidden: bool, suite_hash: str | None = None) -> str:
-        """The execution cache key of ``program`` against the problem's judged suite (``suite_hash``:
-        its ``tests_hash``, when the caller has it already)."""
+    def key(
+        self,
+        program: str,
+        problem: Problem,
+        hidden: bool,
+        suite_hash: str | None = None,
+        limits: Limits | None = None,
+    ) -> str:
+        """The execution cache key of ``program`` against the problem's judged suite (``suite_hash``
+        and ``limits``: its ``tests_hash`` and ``limits_for``, when the caller has them already)."""
         if suite_hash is None:
             suite_hash = tests_hash(problem.judged_tests(hidden))
+        if limits is None:
+            limits = self.limits_for(problem, hidden)
         program_hash = hashlib.sha256(program.encode("utf-8", "surrogatepass")).hexdigest()
         return cache_key(
             "tests",
@@ -127,7 +136,7 @@ class TestScorer:
             program_hash,
             suite_hash,
             problem.entry_point,
-            self.limits_for(problem, hidden).model_dump_json(),
+            limits.model_dump_json(),
         )
 
     def limits_for(self, problem: Problem, hidden: bool) -> Limits:
@@ -157,12 +166,12 @@ class TestScorer:
         programs = [problem.program(c) for c in completions]
         tests = problem.judged_tests(hidden)  # once per call: it parses the prompt and the tests
         suite_hash = tests_hash(tests)
-        keys = [self.key(p, problem, hidden, suite_hash) for p in programs]
+        limits = self.limits_for(problem, hidden)
+        keys = [self.key(p, problem, hidden, suite_hash, limits) for p in programs]
         rewards = {
             k: TestReward.from_result(r, cached=True) for k, r in cached_results(self.cache, keys).items()
         }
         todo = {k: p for k, p in zip(keys, programs, strict=True) if k not in rewards}
-        limits = self.limits_for(problem, hidden)
         jobs = [Job(p, tests, limits, problem.entry_point) for p in todo.values()]
         results = self.pool.run_many(jobs) if jobs else []
         with self._lock:

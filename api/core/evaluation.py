@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 if TYPE_CHECKING:
     from api.core.contracts import SolveReport, TestSummary
     from api.core.engine import Engine
+    from scorers.tests import TestReward
     from search.limits.budget import Budget
     from search.problems.problem import Problem
 
@@ -142,6 +143,13 @@ def suite_verdicts(problem: Problem, passed_indices: Iterable[int]) -> Row:
         "base_passed": bool(base) and all(i in passed for i in base),
         "plus_passed": all(i in passed for i in range(len(suites))),
     }
+
+
+def hidden_verdicts(problem: Problem, reward: TestReward) -> Row:
+    """A program's verdicts on the hidden tests from its reward: ``passed`` (every test passed),
+    then the suites' verdicts (``suite_verdicts``; MBPP+'s base and plus)."""
+    passes = [v.index for v in reward.result.verdicts if v.ok]
+    return {"passed": reward.total > 0 and reward.passed == reward.total, **suite_verdicts(problem, passes)}
 
 
 def summary_passes(summary: TestSummary | None) -> list[int]:
