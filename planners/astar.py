@@ -48,6 +48,9 @@ a value costs are never thrown away. A goal is an answer the votes settle on: on
 answer holds ``goal_votes`` votes, the search ends with the complete chain holding it that has the
 lowest f. Rollouts stop at ``max_value_rollouts`` (self-consistency's cost is its samples: so is
 this search's); past it a state keeps the value it inherited and the search goes on by steps alone.
+A popped lazy state is valued together with the lazy states right below it in the queue (up to
+``value_batch``; they are the states lazy A* would value next), their rollouts in one batched
+call: a CPU decodes a batch of 8 rows about twice as fast a token as a batch of 2.
 Without a goal (``max_expansions``, the budget) the answer is the best complete chain of the
 leading answer; its confidence is its answer's share of every vote cast.
 
@@ -115,6 +118,13 @@ class AStarParams(PlannerParams, SelectorParams):
         ge=0,
         le=4096,
         description="answer problems: value rollouts at most; past it a state keeps its inherited value",
+    )
+    value_batch: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="answer problems: lazily scored states at the top of the queue valued together, "
+        "their rollouts in one batched call",
     )
     step_tokens: int = Field(64, ge=1, le=2048, description="cap on one step's tokens")
     max_expansions: int = Field(16, ge=1, le=10_000, description="expansions before the search gives up")
@@ -408,23 +418,51 @@ class _Search(Search[AStarParams]):
                 self.answer = self.leading_chain(self.p.goal_votes)
                 if self.answer is not None:
                     return "goal"
-            _, _, _, s = heapq.heappop(self.heap)
-            self.pops += 1
-            self.ctx.count("astar_pops")
-            self.tree.update(s.node, popped=self.pops, popped_at=next(self.clock))
+            s = self.pop()
             if s.complete:
                 if not self.answer_problem and self.is_goal(s):
                     self.answer = s
                     return "goal"
                 continue
             if not s.exact and self.may_value():
-                self.score_and_push([s], lookahead=True)
+                self.score_and_push([s, *self.pop_lazy(self.value_batch() - 1)], lookahead=True)
                 continue
             if self.expansions >= self.p.max_expansions:
                 heapq.heappush(self.heap, (self.f(s), 1, next(self.counter), s))
                 return "max_expansions"
             self.expand(s)
         return "queue_empty"
+
+    def pop(self) -> _State:
+        _, _, _, s = heapq.heappop(self.heap)
+        self.pops += 1
+        self.ctx.count("astar_pops")
+        self.tree.update(s.node, popped=self.pops, popped_at=next(self.clock))
+        return s
+
+    def value_batch(self) -> int:
+        """How many lazy states one valuation takes: on answer problems ``value_batch``, within what
+        is left of ``max_value_rollouts``. A code lookahead is greedy and a passing one ends the
+        search, so code states are valued one at a time (a batch would pay for lookaheads that a
+        goal makes moot)."""
+        scorer = self.scorer
+        if not self.answer_problem or not isinstance(scorer, RolloutValueScorer):
+            return 1
+        left = (self.p.max_value_rollouts - scorer.drawn) // scorer.rollouts
+        return max(1, min(self.p.value_batch, left))
+
+    def pop_lazy(self, n: int) -> list[_State]:
+        """Up to ``n`` more states from the top of the queue, while the top is a lazily scored
+        partial state: the states lazy A* would value next, valued in the same model call."""
+        taken: list[_State] = []
+        while len(taken) < n and self.heap:
+            top = self.heap[0][3]
+            if top.complete or top.exact:
+                break
+            taken.append(self.pop())
+        if taken:
+            self.ctx.count("astar_batched_values", len(taken))
+        return taken
 
     def is_goal(self, s: _State) -> bool:
         if not self.tests or self.p.accept_failing:

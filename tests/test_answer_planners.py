@@ -18,6 +18,7 @@ from planners.pgtd import _Search as PGTDSearch
 from scorers.rollout_value import RolloutValueScorer
 from search.cache.store import MemoryCache
 from search.limits.budget import Budget, Meter
+from search.model.lm import DecodeMode
 from search.problems.answers import FinalAnswer
 from search.problems.problem import Problem
 from search.problems.prompt_styles import REASONING_MAX_NEW_TOKENS
@@ -325,3 +326,34 @@ def test_astar_draws_no_more_value_rollouts_than_its_cap_and_goes_on_by_steps(ti
     result = planners.create("astar", params).solve(problem, SearchContext.create(tiny_lm))
     extra = result.spend.extra
     assert extra["value_rollouts"] <= 4 and extra["astar_expansions"] >= 3
+
+
+def _value_calls(tiny_lm, monkeypatch, params: dict[str, Any]) -> tuple[list[int], dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """The row counts of the value-rollout calls of one A* search (a step call has a step stop)."""
+    calls: list[int] = []
+    real = tiny_lm.rollouts
+
+    def spy(
+        prefixes: Any, gen: Any, stops: Any = (), stats: Any = None, row_stops: Any = None, **kw: Any
+    ) -> Any:
+        if not stops and gen.mode == DecodeMode.sample:
+            calls.append(len(prefixes))
+        return real(prefixes, gen, stops, stats=stats, row_stops=row_stops, **kw)
+
+    monkeypatch.setattr(tiny_lm, "rollouts", spy)
+    problem = render(QUESTION, "chain-of-thought", tiny_lm)
+    result = planners.create("astar", params).solve(problem, SearchContext.create(tiny_lm))
+    monkeypatch.undo()
+    return calls, result.spend.extra
+
+
+def test_astar_values_the_lazy_states_at_the_top_of_the_queue_in_one_call(tiny_lm, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    base = {"k": 3, "step_tokens": 3, "max_new_tokens": 30, "max_expansions": 4, "goal_votes": 200}
+    capped = {**base, "value_rollouts": 2, "max_value_rollouts": 10}
+    batched, extra = _value_calls(tiny_lm, monkeypatch, {**capped, "value_batch": 3})
+    assert batched[0] == 2  # the root alone
+    assert max(batched) == 6 and all(n % 2 == 0 and n <= 6 for n in batched)  # up to 3 siblings at once
+    assert sum(batched) == extra["value_rollouts"] <= 10  # the cap holds across a batch
+    assert extra["astar_batched_values"] == sum(batched) // 2 - len(batched)
+    one_by_one, extra = _value_calls(tiny_lm, monkeypatch, {**capped, "value_batch": 1})
+    assert set(one_by_one) == {2} and "astar_batched_values" not in extra
