@@ -74,6 +74,7 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
     """The summary as docs/results.md's table: each configuration on the problems it ran, against the
     best greedy on those same problems."""
     lines = []
+    plus = all("base_passed" in s for s in configs.values()) and bool(configs)
     for name, s in sorted(configs.items(), key=lambda kv: (-kv[1]["problems"], -kv[1]["pass@1"])):
         v = versus.get(name)
         cmp = (
@@ -82,11 +83,22 @@ def markdown_table(configs: dict[str, Any], versus: dict[str, Any], baseline: st
             if v
             else "-"
         )
+        base = (
+            f"{s['base_passed']} ({100 * s['base_pass_at_1']:.1f}%) | "
+            f"{100 * (s['base_pass_at_1'] - s['pass@1']):.1f} | "
+            if plus
+            else ""
+        )
         lines.append(
-            f"| `{name}` | {s['problems']} | {s['passed']} | {100 * s['pass@1']:.1f}% | "
+            f"| `{name}` | {s['problems']} | {base}{s['passed']} | {100 * s['pass@1']:.1f}% | "
             f"{s['mean_generated_tokens']:.0f} | {s['mean_wall_seconds']:.1f} | {cmp} |"
         )
-    columns = ["configuration", "problems run", "passed", "pass@1", "tokens / problem", "s / problem"]
+    columns = ["configuration", "problems run"]
+    if plus:  # MBPP+: the base tests apart, and how many points the plus tests take off
+        columns += ["base tests passed", "base - plus (points)", "base + plus passed"]
+    else:
+        columns += ["passed"]
+    columns += ["pass@1", "tokens / problem", "s / problem"]
     return markdown(
         columns
         + [f"vs `{baseline}` on the same problems: points, tokens, solves only / loses, p (exact McNemar)"],
@@ -107,6 +119,20 @@ def confidence_table(buckets: dict[str, list[dict[str, Any]]]) -> str:
         for name, bs in buckets.items()
     ]
     return markdown(["configuration", *[f"confidence {n}" for n in names]], lines)
+
+
+def dataset_name(rows: list[dict[str, Any]]) -> str:
+    """The benchmark the rows are from, by their task ids (for the chart's title).
+
+    >>> dataset_name([{"task_id": "Mbpp/2"}]), dataset_name([{"task_id": "gsm8k/3"}])
+    ('MBPP+ (passed: base and plus tests)', 'GSM8K')
+    """
+    first = str(rows[0]["task_id"]) if rows else ""
+    if first.startswith("gsm8k"):
+        return "GSM8K"
+    if first.startswith("Mbpp/"):
+        return "MBPP+ (passed: base and plus tests)"
+    return "HumanEval"
 
 
 def write_report(out: Path) -> None:
@@ -135,7 +161,7 @@ def write_report(out: Path) -> None:
     stem = out.with_suffix("")
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
     answers = any("answer" in r for r in rows)
-    dataset = "GSM8K" if any(str(r["task_id"]).startswith("gsm8k") for r in rows) else "HumanEval"
+    dataset = dataset_name(rows)
     draw(whole, Path(f"{stem}_chart"), dataset, answers)
     if report["confidence"]:
         Path(f"{stem}_confidence.md").write_text(confidence_table(report["confidence"]))

@@ -31,6 +31,7 @@ def flat_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "task_id": row["task_id"],
                     **({"confidence": d["confidence"]} if "confidence" in d else {}),
                     "passed": d["passed"],
+                    **({"base_passed": d["base_passed"]} if "base_passed" in d else {}),
                     "generated_tokens": d["generated_tokens"],
                     "executions": d["executions"],
                     # the share of the row's samples it read (answers: no executions to count)
@@ -73,6 +74,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "solved": sorted(t for t, r in rs.items() if r["passed"]),
             "solved_or_not": sorted(rs),
         }
+        if all("base_passed" in r for r in rs.values()):  # MBPP+: passed is base and plus tests
+            base = sum(bool(r["base_passed"]) for r in rs.values())
+            out[name].update(base_passed=base, base_pass_at_1=round(base / n, 4))
     return out
 
 

@@ -234,3 +234,25 @@ def test_accuracy_by_confidence_bucket_counts_the_derived_rows_too() -> None:
     assert [(b["problems"], b["correct"]) for b in sixteen] == [(0, 0), (0, 0), (0, 0), (2, 1)]
     four = buckets["sc4@chain-of-thought"][1]
     assert (four["problems"], four["correct"]) == (2, 0)
+
+
+def test_mbpp_rows_report_the_base_tests_apart_and_the_points_plus_takes_off() -> None:
+    from bench.quality_report import dataset_name, markdown_table
+
+    rows = [
+        {**_row("greedy@evalplus", "Mbpp/2", True, 10), "base_passed": True},
+        {**_row("greedy@evalplus", "Mbpp/3", False, 10), "base_passed": True},
+        {**_row("greedy@evalplus", "Mbpp/4", False, 10), "base_passed": False},
+    ]
+    bon = _bon16("Mbpp/2", {4: False, 8: True, 16: True}, {4: 1, 8: 2, 16: 4})
+    for k in (4, 8):
+        bon["derived"][f"bon{k}@chat-prefill"]["base_passed"] = True
+    summary = summarize([*rows, {**bon, "base_passed": True}])
+    greedy = summary["greedy@evalplus"]
+    assert (greedy["passed"], greedy["base_passed"], greedy["base_pass_at_1"]) == (1, 2, 0.6667)
+    assert summary["bon4@chat-prefill"]["base_passed"] == 1  # derived rows keep their base verdict
+    table = markdown_table({"greedy@evalplus": greedy}, {}, "greedy@evalplus")
+    assert "base - plus (points)" in table and "| 2 (66.7%) | 33.3 | 1 | 33.3% |" in table
+    humaneval = summarize([_row("greedy@chat", "HumanEval/0", True, 10)])
+    assert "base" not in markdown_table(humaneval, {}, None)
+    assert dataset_name(rows).startswith("MBPP+")
