@@ -22,7 +22,7 @@ or one passed them and failed the hidden tests) and the chart.
 ``--order problems`` runs every configuration on a problem before the next, so a long run stopped
 at any point leaves every configuration on the same problems (the GSM8K runs). ``--parallel N``
 runs N problems at a time with their model calls batched together (``BatchingLM``, as the server
-does): more problems per CPU second, but batched arithmetic can flip a near-tie
+does, sampled calls included): more problems per CPU second, but batched arithmetic can flip a near-tie
 token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
 ``"parallel": N`` and a configuration is best run wholly one way.
 
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> None:
     if args.parallel > 1:
         from search.model.batching import BatchingLM
 
-        lm = BatchingLM(lm)
+        lm = BatchingLM(lm, merge_samples=True)
     executor = importlib.import_module("sandbox").open_executor("auto")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     commit = code_commit()

@@ -48,9 +48,10 @@ a value costs are never thrown away. A goal is an answer the votes settle on: on
 answer holds ``goal_votes`` votes, the search ends with the complete chain holding it that has the
 lowest f. Rollouts stop at ``max_value_rollouts`` (self-consistency's cost is its samples: so is
 this search's); past it a state keeps the value it inherited and the search goes on by steps alone.
-A popped lazy state is valued together with the lazy states right below it in the queue (up to
-``value_batch``; they are the states lazy A* would value next), their rollouts in one batched
-call: a CPU decodes a batch of 8 rows about twice as fast a token as a batch of 2.
+Once as many votes as a goal needs have been cast and they have not settled (a hard problem, whose
+rollouts will all be spent), a popped lazy state is valued together with the lazy states right
+below it in the queue (up to ``value_batch``; they are the states lazy A* would value next), their
+rollouts in one batched call: a CPU decodes a batch of 8 rows about twice as fast a token as 2.
 Without a goal (``max_expansions``, the budget) the answer is the best complete chain of the
 leading answer; its confidence is its answer's share of every vote cast.
 
@@ -124,7 +125,7 @@ class AStarParams(PlannerParams, SelectorParams):
         ge=1,
         le=64,
         description="answer problems: lazily scored states at the top of the queue valued together, "
-        "their rollouts in one batched call",
+        "their rollouts in one batched call, once goal_votes votes are cast and unsettled",
     )
     step_tokens: int = Field(64, ge=1, le=2048, description="cap on one step's tokens")
     max_expansions: int = Field(16, ge=1, le=10_000, description="expansions before the search gives up")
@@ -442,11 +443,14 @@ class _Search(Search[AStarParams]):
 
     def value_batch(self) -> int:
         """How many lazy states one valuation takes: on answer problems ``value_batch``, within what
-        is left of ``max_value_rollouts``. A code lookahead is greedy and a passing one ends the
-        search, so code states are valued one at a time (a batch would pay for lookaheads that a
-        goal makes moot)."""
+        is left of ``max_value_rollouts``, once as many votes as a goal needs have been cast without
+        settling (before that, the next state's rollouts may settle them, and a batch would pay for
+        rollouts a goal makes moot: on GSM8K train 26% more tokens for 8% less time). A code
+        lookahead is greedy and a passing one ends the search, so code states go one at a time."""
         scorer = self.scorer
         if not self.answer_problem or not isinstance(scorer, RolloutValueScorer):
+            return 1
+        if self.answers().votes.total < self.p.goal_votes:
             return 1
         left = (self.p.max_value_rollouts - scorer.drawn) // scorer.rollouts
         return max(1, min(self.p.value_batch, left))

@@ -70,13 +70,40 @@ def test_next_token_dists_of_different_k_merge_into_one_call(tiny_lm: Any) -> No
     assert got[0][0].entropy == pytest.approx(want[0].entropy, rel=1e-4)
 
 
-def test_sampled_rollouts_are_not_merged_and_stay_reproducible(tiny_lm: Any) -> None:
-    params = GenerationParams(max_new_tokens=6, mode=DecodeMode.sample, seed=3)
-    alone = tiny_lm.rollouts([tiny_lm.encode(PROMPTS[0])], params)[0].token_ids
-    lm = BatchingLM(tiny_lm, window_ms=20)
-    got = _together([lambda: lm.rollouts([lm.encode(PROMPTS[0])], params) for _ in range(3)])
-    assert all(g[0].token_ids == alone for g in got)
-    assert lm.batching.merged_calls == 0
+def test_sampled_rollouts_merge_and_each_row_is_the_one_its_call_draws_alone(tiny_lm: Any) -> None:
+    # three callers: other seeds, other lengths, more than one row; each row keeps its own stream.
+    # (Temperature 0.1: the random model's distributions are nearly flat, and a batch of another
+    # shape differs in the last float bits, which at temperature 1 can move a draw.)
+    sample = GenerationParams(mode=DecodeMode.sample, temperature=0.1)
+    calls = [
+        ([PROMPTS[0]], sample.model_copy(update={"max_new_tokens": 6, "seed": 3})),
+        ([PROMPTS[1], PROMPTS[1]], sample.model_copy(update={"max_new_tokens": 9, "seed": 11})),
+        ([PROMPTS[2]], sample.model_copy(update={"max_new_tokens": 4, "seed": 3})),
+    ]
+    alone = [[r.token_ids for r in tiny_lm.rollouts([tiny_lm.encode(p) for p in ps], gp)] for ps, gp in calls]
+    lm = BatchingLM(tiny_lm, window_ms=200, merge_samples=True)
+    got = _together(
+        [lambda ps=ps, gp=gp: lm.rollouts([lm.encode(p) for p in ps], gp) for ps, gp in calls]  # type: ignore[misc]
+    )
+    assert [[r.token_ids for r in g] for g in got] == alone
+    assert [len(r.token_ids) for g in got for r in g] == [6, 9, 9, 4]  # no stop: each row its own length
+    assert got[1][0].token_ids != got[1][1].token_ids  # a caller's rows draw from their own seeds
+    assert lm.batching.merged_calls >= 2 and lm.batching.batches < len(calls)
+
+
+def test_sampled_and_greedy_calls_and_other_temperatures_do_not_merge(tiny_lm: Any) -> None:
+    lm = BatchingLM(tiny_lm, window_ms=100, merge_samples=True)
+    prompt = lm.encode(PROMPTS[0])
+    _together(
+        [
+            lambda: lm.rollouts([prompt], GenerationParams(max_new_tokens=4)),
+            lambda: lm.rollouts([prompt], GenerationParams(max_new_tokens=4, mode=DecodeMode.sample, seed=1)),
+            lambda: lm.rollouts(
+                [prompt], GenerationParams(max_new_tokens=4, mode=DecodeMode.sample, seed=1, temperature=0.5)
+            ),
+        ]
+    )
+    assert lm.batching.merged_calls == 0 and lm.batching.batches == 3
 
 
 def test_a_cancelled_caller_stops_while_the_others_finish(tiny_lm: Any) -> None:
@@ -141,3 +168,12 @@ def test_a_burst_of_open_requests_starts_as_one_batch(tiny_lm: Any) -> None:
 
     _together([lambda i=i: request(i) for i in range(4)])  # type: ignore[misc]
     assert lm.batching.batches == 1 and lm.batching.merged_calls == 4
+
+
+def test_sampled_calls_run_alone_unless_merging_them_is_asked_for(tiny_lm: Any) -> None:
+    params = GenerationParams(max_new_tokens=6, mode=DecodeMode.sample, seed=3)
+    alone = tiny_lm.rollouts([tiny_lm.encode(PROMPTS[0])], params)[0].token_ids
+    lm = BatchingLM(tiny_lm, window_ms=20)
+    got = _together([lambda: lm.rollouts([lm.encode(PROMPTS[0])], params) for _ in range(3)])
+    assert all(g[0].token_ids == alone for g in got)  # the same sample whatever else runs
+    assert lm.batching.merged_calls == 0

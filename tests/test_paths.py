@@ -197,3 +197,13 @@ def test_planner_outputs_do_not_depend_on_the_reuse(tiny_lm, planner: str, param
     assert on.spend.forward_passes <= off.spend.forward_passes
     if planner in ("pgtd", "adadec"):
         assert on.spend.path_hits > 0 and on.spend.generated_tokens < off.spend.generated_tokens
+
+
+def test_sampled_rows_stop_at_their_own_length_and_draw_what_they_draw_alone(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    prompt = tiny_lm.encode("def g(y):\n    y =")
+    params = GenerationParams(max_new_tokens=12, mode=DecodeMode.sample, seed=5)
+    alone = tiny_lm.rollouts([prompt, prompt], params)
+    ctx = SearchContext.create(tiny_lm)
+    rows = ctx.lm.rollouts([prompt, prompt], params, row_max_new_tokens=[12, 4])
+    assert rows[0].token_ids == alone[0].token_ids and rows[1].token_ids == alone[1].token_ids[:4]
+    assert ctx.meter.spend.generated_tokens == 12 + 4  # the short row left the batch at its length

@@ -40,12 +40,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from api.http.errors import APIError, install_handlers, read_json, validation_error
-from search.model.lm import CallStats, DecodeMode, GenerationParams, LanguageModel, Rollout, TokenDist
+from search.model.lm import (
+    SEED_STRIDE,
+    CallStats,
+    DecodeMode,
+    GenerationParams,
+    LanguageModel,
+    Rollout,
+    TokenDist,
+)
 
 MAX_LOGPROBS = 20
 MAX_N = 64
 MAX_PROMPTS = 256
-SEED_STRIDE = 1_000_003  # HFModel's per-row seed stride (search/model/hf.py _generators)
 
 
 class PlainCompletionRequest(BaseModel):

@@ -7,11 +7,16 @@ merges the calls that arrive together into one batched call of the inner model:
 
 - ``next_token_dists`` calls merge whatever their ``k`` (one call with the largest ``k``; each
   caller gets its own top-``k``, which is a prefix of the larger one);
-- greedy ``rollouts`` calls merge when their ``GenerationParams`` and shared stop conditions are
-  equal (rows leave the batch as they finish, so short answers do not wait for long ones; a
-  caller's per-row stops, ``row_stops``, stay with its rows);
-- sampled and beam rollouts and ``continuation_logprobs`` run alone (a sample's random stream
-  depends on its row, so merging would change reproducible samples).
+- greedy ``rollouts`` calls merge when their ``GenerationParams`` other than the length, and their
+  shared stop conditions, are equal (rows leave the batch as they finish, so short answers do not
+  wait for long ones). A caller's rows keep what is theirs: their per-row stops (``row_stops``) and
+  their lengths (``RowSettings``);
+- sampled ``rollouts`` calls merge the same way (their seeds may differ) only with
+  ``merge_samples=True``: each row keeps its own seed and draws from its own generator, yet a batch
+  of another shape differs in the last float bits, and where two tokens are nearly tied that can
+  move a draw. Off by default, so a seeded request to the server gets the same sample whatever
+  else is running; ``bench/quality.py --parallel`` turns it on (its rows say they ran batched);
+- beam rollouts and ``continuation_logprobs`` run alone.
 
 Calls are merged when they are pending at the same time: while the model runs one batch, the
 next callers queue and go together into the next. When more than one caller thread was seen in
@@ -55,6 +60,7 @@ from search.model.lm import (
     LanguageModel,
     ModelWrapper,
     Rollout,
+    RowSettings,
     TokenDist,
 )
 
@@ -101,6 +107,7 @@ class _Call:
     params: GenerationParams | None = None
     stops: Sequence[StopCondition] = ()
     row_stops: list[list[StopCondition]] | None = None  # the caller's own stops, one list per row
+    rows: RowSettings | None = None  # the caller's rows' seeds and lengths
     guard: Guard | None = None
     thunk: Callable[[CallStats], Any] | None = None
     arrived: float = field(default_factory=time.monotonic)
@@ -124,10 +131,13 @@ class BatchingStats:
 class BatchingLM(ModelWrapper):
     """A ``LanguageModel`` that merges concurrent callers' calls into batched inner calls."""
 
-    def __init__(self, inner: LanguageModel, window_ms: float = 10.0, max_rows: int = 32) -> None:
+    def __init__(
+        self, inner: LanguageModel, window_ms: float = 10.0, max_rows: int = 32, merge_samples: bool = False
+    ) -> None:
         if window_ms < 0 or max_rows < 1:
             raise ValueError("window_ms must be >= 0 and max_rows >= 1")
         super().__init__(inner)
+        self.merge_samples = merge_samples
         self.window = window_ms / 1000.0
         self.max_rows = max_rows
         self.batching = BatchingStats()
@@ -164,9 +174,14 @@ class BatchingLM(ModelWrapper):
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
         row_stops: Sequence[Sequence[StopCondition]] | None = None,
+        *,
+        rows: RowSettings | None = None,
     ) -> list[Rollout]:
-        mergeable = params.mode == DecodeMode.greedy
-        key: Hashable = ("roll", params, stops_key(stops)) if mergeable else ("solo", next(self._ids))
+        mergeable = params.mode == DecodeMode.greedy or (
+            params.mode == DecodeMode.sample and self.merge_samples
+        )
+        shared = params.model_copy(update={"max_new_tokens": 1, "seed": None})  # rows keep their own
+        key: Hashable = ("roll", shared, stops_key(stops)) if mergeable else ("solo", next(self._ids))
         call = _Call(
             "roll",
             key,
@@ -175,6 +190,7 @@ class BatchingLM(ModelWrapper):
             params=params,
             stops=list(stops),
             row_stops=[list(r) for r in row_stops] if row_stops is not None else None,
+            rows=rows if rows is not None else RowSettings.of(params, len(prefixes)),
             guard=_current_guard.get(),
         )
         return self._submit(call, stats)  # type: ignore[no-any-return]
@@ -310,7 +326,9 @@ class BatchingLM(ModelWrapper):
         elif any(guards):
             rows = [g for c, g in zip(group, guards, strict=True) for _ in c.prefixes]
             own = [r + [g] if g is not None else r for r, g in zip(own, rows, strict=True)]
-        out = self.inner.rollouts(prefixes, head.params, stops, total, own if any(own) else None)
+        settings = sum((c.rows for c in group if c.rows is not None), RowSettings((), ()))
+        params = head.params.model_copy(update={"max_new_tokens": max(settings.max_new_tokens)})
+        out = self.inner.rollouts(prefixes, params, stops, total, own if any(own) else None, rows=settings)
         at, passes, generated = 0, [], []
         for call, guard in zip(group, guards, strict=True):
             mine = out[at : at + len(call.prefixes)]

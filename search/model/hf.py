@@ -29,6 +29,7 @@ from search.model.lm import (
     ModelCounters,
     ModelIdentity,
     Rollout,
+    RowSettings,
     TokenDist,
     per_prefix,
 )
@@ -138,9 +139,12 @@ class HFModel(TokenizerText):
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
         row_stops: Sequence[Sequence[StopCondition]] | None = None,
+        *,
+        rows: RowSettings | None = None,
     ) -> list[Rollout]:
         """``row_stops`` (optional, one list per prefix) adds stop conditions that apply to that row
-        only: the batching wrapper (search/model/batching.py) uses it to stop one caller's rows."""
+        only: the batching wrapper (search/model/batching.py) uses it to stop one caller's rows;
+        ``rows`` gives each row its own seed and length (a row ends at its own cap)."""
         stats = stats if stats is not None else CallStats()
         all_stops = list(stops) + ([StopStrings(params.stop)] if params.stop else [])
         extra = [list(r) for r in row_stops] if row_stops is not None else None
@@ -151,7 +155,7 @@ class HFModel(TokenizerText):
                     for i, p in enumerate(prefixes)
                 ]
             else:
-                out = self._generate([list(p) for p in prefixes], params, all_stops, stats, extra)
+                out = self._generate([list(p) for p in prefixes], params, all_stops, stats, extra, rows)
         self._count(stats)
         return out
 
@@ -385,17 +389,19 @@ class HFModel(TokenizerText):
         stops: list[StopCondition],
         stats: CallStats,
         row_stops: list[list[StopCondition]] | None = None,
+        rows: RowSettings | None = None,
     ) -> list[Rollout]:
         batch = self._prefill(prefixes, stats)
         self._store_rows(batch, prefixes)
         n = len(prefixes)
+        caps = list(rows.max_new_tokens) if rows is not None else [params.max_new_tokens] * n
         gens: list[list[int]] = [[] for _ in range(n)]
         lps: list[list[float]] = [[] for _ in range(n)]
         dists: list[list[TokenDist]] = [[] for _ in range(n)]
         results: list[Rollout | None] = [None] * n
         active = list(range(n))  # batch row -> original index
-        generators = row_generators(params, n, self.device)
-        for step in range(params.max_new_tokens):
+        generators = row_generators(params, n, self.device, rows.seeds if rows is not None else None)
+        for _ in range(max(caps, default=0)):
             logp = torch.log_softmax(batch.last_logits, dim=-1)
             chosen = choose_tokens(
                 batch.last_logits, logp, params, [generators[i] for i in active] if generators else None
@@ -428,7 +434,7 @@ class HFModel(TokenizerText):
                         dists[orig] if params.record_top_k else None,
                     )
                     finished_rows.append(row)
-                elif step == params.max_new_tokens - 1:
+                elif len(gens[orig]) >= caps[orig]:
                     results[orig] = Rollout(
                         gens[orig], lps[orig], text, "length", dists[orig] if params.record_top_k else None
                     )

@@ -139,6 +139,38 @@ class ModelCounters:
             self.stats.add(stats)
 
 
+SEED_STRIDE = 1_000_003
+"""Row ``i`` of a sampled call with seed ``s`` draws from a generator seeded ``s + SEED_STRIDE * i``."""
+
+
+def row_seed(params: GenerationParams, row: int) -> int | None:
+    """The seed of row ``row`` of a call with ``params`` (None: the call names no seed)."""
+    return params.seed + SEED_STRIDE * row if params.seed is not None else None
+
+
+@dataclass(frozen=True)
+class RowSettings:
+    """Per-row settings of one ``rollouts`` call, one entry per prefix: each row's sampling seed
+    (None: a random one) and its cap on new tokens (at most the call's ``max_new_tokens``)."""
+
+    seeds: tuple[int | None, ...]
+    max_new_tokens: tuple[int, ...]
+
+    @classmethod
+    def of(cls, params: GenerationParams, n: int, caps: Sequence[int] | None = None) -> RowSettings:
+        """The settings a call with ``params`` gives its ``n`` rows (``caps``: their own lengths)."""
+        seeds = tuple(row_seed(params, i) for i in range(n))
+        return cls(seeds, tuple(caps) if caps is not None else (params.max_new_tokens,) * n)
+
+    def pick(self, indices: Sequence[int]) -> RowSettings:
+        return RowSettings(
+            tuple(self.seeds[i] for i in indices), tuple(self.max_new_tokens[i] for i in indices)
+        )
+
+    def __add__(self, other: RowSettings) -> RowSettings:
+        return RowSettings(self.seeds + other.seeds, self.max_new_tokens + other.max_new_tokens)
+
+
 @runtime_checkable
 class LanguageModel(Protocol):
     """A causal language model seen in token ids.
@@ -177,9 +209,13 @@ class LanguageModel(Protocol):
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
         row_stops: Sequence[Sequence[StopCondition]] | None = None,
+        *,
+        rows: RowSettings | None = None,
     ) -> list[Rollout]:
         """Continue each prefix. ``stops`` apply to every row; ``row_stops`` (one list per prefix)
-        add stops for that row only (the batching wrapper stops one caller's rows with them)."""
+        add stops for that row only (the batching wrapper stops one caller's rows with them);
+        ``rows`` gives each row its own seed and length (the batching wrapper merges the sampled
+        calls of several callers, each row as its own call would have drawn it)."""
         ...
 
     def continuation_logprobs(

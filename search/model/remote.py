@@ -67,6 +67,7 @@ from search.model.lm import (
     ModelCounters,
     ModelIdentity,
     Rollout,
+    RowSettings,
     TokenDist,
     per_prefix,
     position_stats_from_dists,
@@ -85,7 +86,6 @@ __all__ = [
     "topk_entropy",
 ]
 
-SEED_STRIDE = 1_000_003  # HFModel's per-row seed stride
 PROBE_TEXT = "def probe(x):\n    return {'é': x ** 2, \"世界\": [1, 2]}  # 🙂\t\r\n"
 
 
@@ -291,8 +291,11 @@ class RemoteModel(TokenizerText):
         stops: Sequence[StopCondition] = (),
         stats: CallStats | None = None,
         row_stops: Sequence[Sequence[StopCondition]] | None = None,
+        *,
+        rows: RowSettings | None = None,
     ) -> list[Rollout]:
-        """``row_stops`` (one list per prefix) adds stops for that row only, as in ``HFModel``."""
+        """``row_stops`` (one list per prefix) adds stops for that row only, and ``rows`` gives each
+        row its own seed and length, as in ``HFModel``."""
         stats = stats if stats is not None else CallStats()
         if params.record_top_k:
             self._check_k(params.record_top_k)
@@ -302,13 +305,17 @@ class RemoteModel(TokenizerText):
 
         guard = _current_guard.get()
         base = list(stops) + ([StopStrings(params.stop)] if params.stop else [])
-        rows = [base + (list(row_stops[i]) if row_stops is not None else []) for i in range(len(prefixes))]
+        ends = [base + (list(row_stops[i]) if row_stops is not None else []) for i in range(len(prefixes))]
+        settings = rows if rows is not None else RowSettings.of(params, len(prefixes))
         passes = [0] * len(prefixes)
 
         async def one(i: int, prefix: Sequence[int]) -> Rollout:
             if params.mode == DecodeMode.beam and params.num_beams > 1:
-                return await self._beam(list(prefix), params, rows[i], stats, passes, i)
-            return await self._generate(list(prefix), params, rows[i], stats, passes, i, guard)
+                return await self._beam(list(prefix), params, ends[i], stats, passes, i)
+            mine = params.model_copy(update={"max_new_tokens": settings.max_new_tokens[i]})
+            return await self._generate(
+                list(prefix), mine, ends[i], stats, passes, i, guard, settings.seeds[i]
+            )
 
         out = self.http.gather([one(i, p) for i, p in enumerate(prefixes)])
         stats.forward_passes += max(passes, default=0)
@@ -379,10 +386,10 @@ class RemoteModel(TokenizerText):
         passes: list[int],
         row: int,
         guard: Any,
+        base_seed: int | None,
     ) -> Rollout:
         server_stops = tuple(s for st in stops if isinstance(st, StopStrings) for s in st.strings)
         local_only = any(not isinstance(st, StopStrings) for st in stops)
-        base_seed = params.seed + SEED_STRIDE * row if params.seed is not None else None
         k = params.record_top_k
         gen: list[int] = []
         lps: list[float] = []

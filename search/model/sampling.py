@@ -1,7 +1,7 @@
 """Choosing the next token of every row of a batch: greedy, or sampled with temperature and top-p.
 
 Each sampled row draws from its own ``torch.Generator`` (seeded from the call's seed and the row's
-index), so a row's text does not depend on what else shares its batch.
+index, or from the row's own seed), so a row's text does not depend on what else shares its batch.
 
 A sample is one uniform number per row read through the row's cumulative distribution (inverse
 CDF), batched over the rows. Nucleus (top-p) sampling needs the tokens in probability order; a
@@ -13,9 +13,11 @@ past them is sorted in full. Both give the same nucleus. ``bench/sampling.py`` m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
-from search.model.lm import DecodeMode, GenerationParams
+from search.model.lm import DecodeMode, GenerationParams, row_seed
 
 NUCLEUS_CANDIDATES = 1024
 
@@ -26,16 +28,20 @@ def torch_seed(seed: int) -> int:
     return seed if -(2**63) <= seed < 2**64 else seed % 2**64
 
 
-def row_generators(params: GenerationParams, n: int, device: torch.device) -> list[torch.Generator] | None:
+def row_generators(
+    params: GenerationParams, n: int, device: torch.device, seeds: Sequence[int | None] | None = None
+) -> list[torch.Generator] | None:
     """One generator per row for a sampled call (``None`` for greedy); row ``i`` is seeded with
-    ``seed + 1_000_003 * i`` (a random seed when the call names none)."""
+    ``seeds[i]``, by default ``seed + SEED_STRIDE * i`` (a random seed when the call names none)."""
     if params.mode != DecodeMode.sample:
         return None
-    seed = params.seed if params.seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item())
+    if params.seed is None and seeds is None:
+        params = params.model_copy(update={"seed": int(torch.randint(0, 2**31 - 1, (1,)).item())})
+    chosen = list(seeds) if seeds is not None else [row_seed(params, i) for i in range(n)]
     gens = []
-    for i in range(n):
+    for seed in chosen:
         g = torch.Generator(device=device)
-        g.manual_seed(torch_seed(seed + 1_000_003 * i))
+        g.manual_seed(torch_seed(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item()))
         gens.append(g)
     return gens
 

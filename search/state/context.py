@@ -29,6 +29,7 @@ from search.model.lm import (
     LanguageModel,
     ModelWrapper,
     Rollout,
+    RowSettings,
     TokenDist,
 )
 from search.problems import prompting
@@ -122,35 +123,44 @@ class MeteredLM(ModelWrapper):
         stats: CallStats | None = None,
         row_stops: Sequence[Sequence[StopCondition]] | None = None,
         *,
+        rows: RowSettings | None = None,
         row_max_new_tokens: Sequence[int] | None = None,
         sources: list[str] | None = None,
         path_stops: bool = False,
     ) -> list[Rollout]:
         """The protocol's ``rollouts``, from this search's greedy paths first, then the rollout
         cache, then the model. ``row_max_new_tokens`` holds each row to its own length (the model
-        call runs to the longest row not served otherwise); ``sources``, when given, gets each row's
+        call runs to the longest row not served otherwise; a sampled row stops at its own length);
+        ``rows`` gives each row its own seed and length; ``sources``, when given, gets each row's
         origin appended: ``path``, ``cache`` or ``model``; ``path_stops`` lets a path's own stop
         end a continuation read off it (the rest of a completion: see ``search/state/paths.py``)."""
         n = len(prefixes)
         # a row's stops are the call's and its own (a row is cached as if all were the call's)
-        rows = [[*stops, *extra] for extra in row_stops] if row_stops is not None else None
-        caps = list(row_max_new_tokens) if row_max_new_tokens is not None else [params.max_new_tokens] * n
+        ends = [[*stops, *extra] for extra in row_stops] if row_stops is not None else None
+        if rows is None:
+            rows = RowSettings.of(params, n, row_max_new_tokens)
+        caps = list(rows.max_new_tokens)
         out: list[Rollout | None] = [None] * n
         origin = ["model"] * n
         greedy = params.mode == DecodeMode.greedy
         if greedy and self.reuse_paths and len(self.paths):
-            self._serve_from_paths(prefixes, params, rows, stops, caps, out, origin, path_stops)
+            self._serve_from_paths(prefixes, params, ends, stops, caps, out, origin, path_stops)
         todo = [i for i in range(n) if out[i] is None]
         if todo:
-            if row_max_new_tokens is not None:
-                params = params.model_copy(update={"max_new_tokens": max(caps[i] for i in todo)})
+            params = params.model_copy(update={"max_new_tokens": max(caps[i] for i in todo)})
             params = self._clamp(params, len(todo))
-            self._generate(prefixes, params, stops, stats, row_stops, rows, todo, out, origin)
+            # A deterministic row is cached under the call's settings, so it runs to the call's
+            # length; a sampled one (never cached) stops at its own.
+            own = [min(caps[i], params.max_new_tokens) for i in range(n)]
+            settings = RowSettings(
+                rows.seeds, tuple(own) if not params.deterministic else (params.max_new_tokens,) * n
+            )
+            self._generate(prefixes, params, stops, stats, row_stops, ends, todo, out, origin, settings)
             for i in todo:
                 r = out[i]
                 assert r is not None
                 if greedy and r.finish_reason not in INTERRUPTED:
-                    row = rows[i] if rows else stops
+                    row = ends[i] if ends else stops
                     self.paths.add(
                         prefixes[i], r, params.record_top_k, stops_key(self._all_stops(row, params))
                     )
@@ -218,6 +228,7 @@ class MeteredLM(ModelWrapper):
         todo: list[int],
         out: list[Rollout | None],
         origin: list[str],
+        settings: RowSettings,
     ) -> None:
         """Rows ``todo`` from the rollout cache (deterministic settings), else from the model."""
         keys: dict[int, str] = {}
@@ -242,7 +253,12 @@ class MeteredLM(ModelWrapper):
         if guard is not None:
             own = [[*r, guard] for r in own]
         fresh = self.inner.rollouts(
-            [prefixes[i] for i in missing], params, stops, call, row_stops=own if any(own) else None
+            [prefixes[i] for i in missing],
+            params,
+            stops,
+            call,
+            row_stops=own if any(own) else None,
+            rows=settings.pick(missing),
         )
         if guard is not None and guard.fired:
             for r in fresh:
