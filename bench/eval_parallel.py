@@ -2,12 +2,16 @@
 at a time: the same problems, the same planner, one model in one process.
 
 Serial runs each problem alone on the plain model; parallel runs ``--parallel`` problems at a time
-through one ``BatchingLM``, so their forward passes are shared. Reported per mode: wall seconds
-and this process's CPU seconds (less sensitive to other load on the machine than wall time), the
-ratio of the two modes, and how many problems got the same program both ways (batched arithmetic
-can flip a near-tie token).
+through one ``BatchingLM``, so their forward passes are shared: greedy calls only (the server's
+default), and with ``--samples`` also with sampled calls merged (``merge_samples``, as
+``bench/quality.py --parallel`` runs). Reported per mode: wall seconds and this process's CPU
+seconds (less sensitive to other load on the machine than wall time), each mode's ratio to serial,
+and how many problems got the same program (or answer text) as serially (batched arithmetic can
+flip a near-tie token).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/eval_parallel.py --planner greedy --problems 0-7 --parallel 4
+    OMP_NUM_THREADS=1 .venv/bin/python bench/eval_parallel.py --planner greedy --problems humaneval:0-7
+    OMP_NUM_THREADS=1 .venv/bin/python bench/eval_parallel.py --planner astar --style chain-of-thought \
+        --problems gsm8k-train:376,1014,1305,1907 --dtype int8 --samples
 """
 
 from __future__ import annotations
@@ -32,7 +36,14 @@ def run(lm: Any, problems: list[Any], planner: str, style: str, workers: int) ->
 
     def solve(problem: Any) -> dict[str, Any]:
         report = engine.solve(problem, planner, {}, Budget(), include_tree=False, prompt_style=style)
-        return {"id": problem.id, "program": report.program, "tokens": report.spend.generated_tokens}
+        return {
+            "id": problem.id,
+            "program": report.program,
+            "tokens": report.spend.generated_tokens,
+            "passed": report.final_answer.correct
+            if report.final_answer is not None
+            else report.hidden is not None and report.hidden.all_passed,
+        }
 
     log = ResultsLog(None, key=lambda row: row["id"])
     wall, cpu = time.perf_counter(), time.process_time()
@@ -48,8 +59,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--planner", default="greedy")
     ap.add_argument("--style", default="chat-prefill")
-    ap.add_argument("--problems", default="0-7", help="HumanEval indices: A-B or a list")
+    ap.add_argument("--problems", default="humaneval:0-7", help="a problem list, e.g. humaneval:0-7")
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--samples", action="store_true", help="also run with sampled calls merged")
     ap.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
     args = ap.parse_args()
 
@@ -57,30 +70,40 @@ def main() -> None:
     from search.model.loader import load_model
     from search.problems.loaders import load_problems
 
-    problems = load_problems(f"humaneval:{args.problems}")
-    lm = load_model("bundled-default")
-    batched = BatchingLM(lm)
-    run(lm, problems[:1], args.planner, args.style, 1)  # warm up
-    lm.kv.clear()  # both modes start from an empty KV cache
-    serial = run(lm, problems, args.planner, args.style, 1)
-    lm.kv.clear()
-    parallel = run(batched, problems, args.planner, args.style, args.parallel)
-    same = sum(serial["rows"][p.id]["program"] == parallel["rows"][p.id]["program"] for p in problems)
-    result = {
+    spec = args.problems if ":" in args.problems else f"humaneval:{args.problems}"
+    problems = load_problems(spec)
+    lm = load_model("bundled-default", dtype=args.dtype)
+    run(lm, problems[:1], "greedy", args.style, 1)  # warm up
+    modes: dict[str, Any] = {"serial": lm, "side_by_side": BatchingLM(lm)}
+    if args.samples:
+        modes["side_by_side_samples_merged"] = BatchingLM(lm, merge_samples=True)
+    runs = {}
+    for name, model in modes.items():
+        lm.kv.clear()  # every mode starts from an empty KV cache
+        runs[name] = run(model, problems, args.planner, args.style, 1 if name == "serial" else args.parallel)
+    serial = runs["serial"]
+    result: dict[str, Any] = {
         "planner": args.planner,
         "style": args.style,
-        "problems": args.problems,
+        "problems": spec,
         "parallel": args.parallel,
-        "serial": {k: v for k, v in serial.items() if k != "rows"},
-        "side_by_side": {k: v for k, v in parallel.items() if k != "rows"},
-        "cpu_ratio": round(serial["cpu_s"] / max(parallel["cpu_s"], 1e-9), 2),
-        "wall_ratio": round(serial["wall_s"] / max(parallel["wall_s"], 1e-9), 2),
-        "same_program": f"{same}/{len(problems)}",
-        "tokens": {
-            "serial": sum(r["tokens"] for r in serial["rows"].values()),
-            "side_by_side": sum(r["tokens"] for r in parallel["rows"].values()),
-        },
+        "dtype": args.dtype,
     }
+    for name, r in runs.items():
+        rows = r["rows"]
+        result[name] = {
+            "wall_s": r["wall_s"],
+            "cpu_s": r["cpu_s"],
+            "tokens": sum(row["tokens"] for row in rows.values()),
+            "passed": sum(bool(row["passed"]) for row in rows.values()),
+        }
+        if name != "serial":
+            same = sum(serial["rows"][p.id]["program"] == rows[p.id]["program"] for p in problems)
+            result[name].update(
+                cpu_ratio=round(serial["cpu_s"] / max(r["cpu_s"], 1e-9), 2),
+                wall_ratio=round(serial["wall_s"] / max(r["wall_s"], 1e-9), 2),
+                same_program=f"{same}/{len(problems)}",
+            )
     print(json.dumps(result, indent=1))
     if args.out is not None:
         with args.out.open("a") as f:

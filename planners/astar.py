@@ -445,7 +445,7 @@ class _Search(Search[AStarParams]):
         """How many lazy states one valuation takes: on answer problems ``value_batch``, within what
         is left of ``max_value_rollouts``, once as many votes as a goal needs have been cast without
         settling (before that, the next state's rollouts may settle them, and a batch would pay for
-        rollouts a goal makes moot: on GSM8K train 26% more tokens for 8% less time). A code
+        rollouts a goal makes moot: on 6 GSM8K train problems, 23% more tokens for 9% less time). A code
         lookahead is greedy and a passing one ends the search, so code states go one at a time."""
         scorer = self.scorer
         if not self.answer_problem or not isinstance(scorer, RolloutValueScorer):
