@@ -39,7 +39,12 @@ def evaluate(
     ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     parallel: int = typer.Option(
-        1, "--parallel", min=1, max=64, help="problems solved at a time, their model calls batched together"
+        1,
+        "--parallel",
+        min=1,
+        max=64,
+        help="problems solved at a time, their model calls (greedy and sampled) batched together; "
+        "batched arithmetic can flip a near-tied token",
     ),
 ) -> None:
     """Run a dataset; print pass@1 on hidden tests and the total spend. Resumes from --out."""
@@ -62,7 +67,7 @@ def evaluate(
             if parallel > 1:  # concurrent searches share batched forward passes, as on the server
                 from search.model.batching import BatchingLM
 
-                engine.lm = BatchingLM(engine.model())
+                engine.lm = BatchingLM(engine.model(), merge_samples=True)  # sampled calls too
             engine.get_cache()
             task = (
                 progress.add_task(f"{planner}: {len(done)} done", total=len(problems), completed=len(done))
