@@ -9,7 +9,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sandbox.framing import ChannelClosed
@@ -17,6 +17,26 @@ from sandbox.framing import ChannelClosed
 log = logging.getLogger(__name__)
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_READ_EVENTS = select.POLLIN | select.POLLHUP | select.POLLERR
+_WRITE_EVENTS = select.POLLOUT | select.POLLHUP | select.POLLERR
+
+
+def ready(read: Sequence[int], write: Sequence[int], timeout: float) -> tuple[set[int], set[int]]:
+    """The descriptors of ``read`` with data or an end to read and those of ``write`` that take a
+    write (or would fail one), waiting at most ``timeout`` seconds. ``poll``, not ``select``: a
+    long-running process may hold descriptors numbered past ``select``'s 1024."""
+    poller = select.poll()
+    masks: dict[int, int] = {}
+    for fd in read:
+        masks[fd] = masks.get(fd, 0) | select.POLLIN
+    for fd in write:
+        masks[fd] = masks.get(fd, 0) | select.POLLOUT
+    for fd, mask in masks.items():
+        poller.register(fd, mask)
+    events = poller.poll(max(0.0, timeout) * 1000)
+    readable = {fd for fd, ev in events if fd in read and ev & _READ_EVENTS}
+    writable = {fd for fd, ev in events if fd in write and ev & _WRITE_EVENTS}
+    return readable, writable
 
 
 class ProcessChannel:
@@ -87,7 +107,7 @@ class ProcessChannel:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                select.select([], [self._w], [], left)
+                ready((), (self._w,), left)
             except OSError:
                 raise ChannelClosed() from None
         return True
@@ -127,8 +147,8 @@ class ProcessChannel:
             if left <= 0:
                 return
             try:
-                ready, _, _ = select.select([self._r], [], [], left)
-                if ready and not os.read(self._r, 1 << 16):
+                readable, _ = ready((self._r,), (), left)
+                if readable and not os.read(self._r, 1 << 16):
                     return
             except OSError:
                 return

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import marshal
-import select
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sandbox.channel import ready
 from sandbox.executor import CallProbe, ExecutionResult, Limits, TestLike, TestVerdict
 from sandbox.framing import (
     CONTROL,
@@ -472,9 +472,9 @@ class _Relay:
                 wlist.append(prog.write_fileno())
             timeout = max(min(deadline, x.hard_end) - now, 0.0)
             try:
-                readable, writable, _ = select.select(rlist, wlist, [], timeout)
-            except (OSError, ValueError):
-                readable, writable = [], []
+                readable, writable = ready(rlist, wlist, timeout)
+            except OSError:
+                readable, writable = set(), set()
             if self.judge.write_fileno() in writable and self.to_judge:
                 try:
                     del self.to_judge[: self.judge.write_nowait(bytes(self.to_judge[: 1 << 20]))]

@@ -63,14 +63,15 @@ class JudgeLauncher:
         self.started = 0  # judges started, spares included
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._idle: set[ProcessChannel] = set()  # warm and spare judges, not in an execution
+        # warm and spare judges not in an execution, with when each became idle
+        self._idle: dict[ProcessChannel, float] = {}
         self._closed = False
         self._commands: dict[Limits, list[str]] = {}
         # idle judges die with the launcher, or at the latest when treedec's process exits
         self._finalizer = weakref.finalize(self, JudgeLauncher._kill_idle, self._lock, self._idle)
 
     @staticmethod
-    def _kill_idle(lock: threading.Lock, idle: set[ProcessChannel]) -> None:
+    def _kill_idle(lock: threading.Lock, idle: dict[ProcessChannel, float]) -> None:
         with lock:
             chans = list(idle)
             idle.clear()
@@ -95,7 +96,7 @@ class JudgeLauncher:
             setattr(slots, name, None)
             if entry is None or entry[0] not in self._idle:
                 return None
-            self._idle.discard(entry[0])
+            del self._idle[entry[0]]
             return entry
 
     def _keep(self, name: str, entry: tuple[Any, ...], slots: ThreadSlots | None = None) -> bool:
@@ -106,8 +107,21 @@ class JudgeLauncher:
             if self._closed or getattr(slots, name) is not None:
                 return False
             setattr(slots, name, entry)
-            self._idle.add(entry[0])
+            self._idle[entry[0]] = time.monotonic()
             return True
+
+    def _reap(self) -> None:
+        """Kill the idle judges that no execution may take any more (idle longer than a warm or a
+        spare judge may be): a thread that ended (a pool closed, a worker replaced) leaves its
+        judges behind, and each holds pipes and a uid lease until it is killed."""
+        stale_after = max(self.REUSE_IDLE, self.SPARE_IDLE)
+        now = time.monotonic()
+        with self._lock:
+            stale = [chan for chan, since in self._idle.items() if now - since > stale_after]
+            for chan in stale:
+                del self._idle[chan]
+        for chan in stale:
+            chan.kill()
 
     def _command(self, limits: Limits) -> list[str]:
         cmd = self._commands.get(limits)
@@ -119,6 +133,7 @@ class JudgeLauncher:
 
     def acquire(self, limits: Limits, key: str) -> JudgeHandle:
         """The thread's warm judge for ``key``, else its spare (blank) judge, else a new one."""
+        self._reap()
         later: list[Callable[[], None]] = []
         warm = self._take("warm")
         if warm is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import os
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -557,6 +558,28 @@ def test_a_spare_judge_that_sat_idle_too_long_is_recycled() -> None:
     finally:
         ex.close()
     assert spy.spare_pid() is None or not alive(spy.spare_pid() or 0)
+
+
+@pytest.mark.bwrap
+def test_judges_left_by_a_thread_that_ended_are_killed_once_they_may_not_be_used() -> None:
+    """A pool per request leaves its workers' warm and spare judges behind; each holds pipes and a
+    uid lease, so a long run leaked descriptors past select()'s 1024 until they were reaped."""
+    if not layer_available("bwrap"):
+        pytest.skip("bubblewrap (bwrap) does not work here")
+    ex = ProcessExecutor("bwrap")
+    ex.judges.REUSE_IDLE = ex.judges.SPARE_IDLE = 0.2
+    try:
+        worker = threading.Thread(target=lambda: ex.run(IDENTITY, named_tests("a"), LIMITS, entry_point="f"))
+        worker.start()
+        worker.join()
+        left = list(ex.judges._idle)
+        assert len(left) == 2 and all(chan.fileno() >= 0 for chan in left)  # its warm judge and its spare
+        time.sleep(0.3)
+        assert ex.run(IDENTITY, named_tests("b"), LIMITS, entry_point="f").all_passed
+        assert all(chan.fileno() < 0 and chan.proc.poll() is not None for chan in left)  # pipes closed
+        assert not set(left) & set(ex.judges._idle)
+    finally:
+        ex.close()
 
 
 # --- spare program servers: blank, one execution each ----------------------------------------------

@@ -526,3 +526,25 @@ def test_plain_layer_runs_and_times_out() -> None:
         program, [call("f(1)", "1"), call("f(-1)", "-1"), call("f(2)", "3")], FAST, entry_point="f"
     )
     assert statuses(result) == ["passed", "timeout", "failed"] and result.layer == "plain"
+
+
+def test_channels_wait_on_descriptors_numbered_past_selects_limit() -> None:
+    import resource
+
+    from sandbox.channel import ready
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    high = 1500
+    if hard != resource.RLIM_INFINITY and hard <= high:
+        pytest.skip("the descriptor limit is too low here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, high + 1), hard))
+    r, w = os.pipe()
+    try:
+        os.dup2(r, high)
+        assert ready([high], [w], 0.1) == (set(), {w})
+        os.write(w, b"x")
+        assert ready([high], [], 1.0) == ({high}, set())
+    finally:
+        for fd in (r, w, high):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
