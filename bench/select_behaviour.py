@@ -308,16 +308,22 @@ def write_table(path: Path) -> None:
     for r in rows:
         if "grid" not in r:
             by_config.setdefault(r["config"], []).append(r)
+    plus = bool(rows) and all("base_passed" in r for rs in by_config.values() for r in rs)
+    base_head = "base tests passed | base - plus (points) | " if plus else ""
     lines = [
-        "| configuration | problems | passed | pass@1 | mean tokens | mean input-writing tokens "
+        f"| configuration | problems | {base_head}passed | pass@1 | mean tokens | mean input-writing tokens "
         "| mean executions |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if plus else ""),
     ]
     for name in sorted(by_config, key=lambda c: (int(c.split("-")[0][3:]), c)):
         rs = by_config[name]
         n, passed = len(rs), sum(r["passed"] for r in rs)
+        base = ""
+        if plus:  # MBPP+: passed is the base and plus tests; the base tests apart, and the gap
+            base_n = sum(bool(r["base_passed"]) for r in rs)
+            base = f"{base_n} | {100 * (base_n - passed) / n:.1f} | "
         lines.append(
-            f"| {name} | {n} | {passed} | {100 * passed / n:.1f}% "
+            f"| {name} | {n} | {base}{passed} | {100 * passed / n:.1f}% "
             f"| {sum(r['generated_tokens'] for r in rs) / n:.0f} "
             f"| {sum(r.get('written_tokens', 0) for r in rs) / n:.0f} "
             f"| {sum(r['executions'] for r in rs) / n:.1f} |"
