@@ -35,11 +35,9 @@ def row_generators(
     ``seeds[i]``, by default ``seed + SEED_STRIDE * i`` (a random seed when the call names none)."""
     if params.mode != DecodeMode.sample:
         return None
-    if params.seed is None and seeds is None:
-        params = params.model_copy(update={"seed": int(torch.randint(0, 2**31 - 1, (1,)).item())})
     chosen = list(seeds) if seeds is not None else [row_seed(params, i) for i in range(n)]
     gens = []
-    for seed in chosen:
+    for seed in chosen:  # a row without a seed (the call names none) gets a random one
         g = torch.Generator(device=device)
         g.manual_seed(torch_seed(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,)).item()))
         gens.append(g)
