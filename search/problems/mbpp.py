@@ -40,8 +40,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from search.problems.errors import ProblemError
 from search.problems.literals import python_literal
-from search.problems.loaders import ProblemError
 from search.problems.problem import Comparison, FunctionTest, HiddenTime, Problem
 
 DATA_FILE = Path(__file__).parent / "data" / "mbppplus" / "MbppPlus-v0.2.0.jsonl.gz"
