@@ -3,7 +3,7 @@
 Teacher-forced on the programs of the committed bf16 greedy rows (every 8th HumanEval problem, 20
 programs, at most 400 tokens each), the bf16 model and each quantized copy of it give a distribution
 at every position; the table reports the KL divergence KL(bf16 || format) (mean and 95th percentile)
-and how often the two agree on the most likely token. Formats: ``int8`` and ``int4`` as
+and how often the two agree on the most likely token. Formats: ``int8``, ``int4`` and ``w8a8`` as
 ``search/model/weights.py`` builds them, and ``int4-head8`` (int4 with ``lm_head`` in int8), the
 usual remedy for a 4-bit output layer. It explains a pass-count difference before a whole benchmark
 is run: the bundled GGUF stores most weights in 5 bits (Q5_0) and ``lm_head`` in 8 (Q8_0), so
@@ -31,6 +31,7 @@ VARIANTS: dict[str, Callable[[str], str]] = {
     "int4-head8": lambda name: "int8" if name == "lm_head" else "int4",
     "int4-mlp": lambda name: "int4" if name.endswith(("gate_proj", "up_proj")) else "int8",
     "int8-head4": lambda name: "int4" if name == "lm_head" else "int8",
+    "w8a8": lambda name: "w8a8",
 }
 
 
@@ -41,11 +42,20 @@ def programs(rows_path: Path, every: int = 8, count: int = 20) -> list[str]:
 
 
 def quantized_copy(model: Any, format_of: Callable[[str], str]) -> Any:
+    import torch
+
+    from search.model.w8a8 import W8A8Linear
     from search.model.weights import Int4Linear, Int8Linear, _linears, _replace
 
     copied = copy.deepcopy(model)
     for name, linear in _linears(copied):
-        layer = Int8Linear.of(linear) if format_of(name) == "int8" else Int4Linear.of(linear)
+        fmt = format_of(name)
+        layer: torch.nn.Module
+        if fmt == "w8a8":
+            bias = None if linear.bias is None else linear.bias.detach()
+            layer = W8A8Linear(*Int8Linear.quantize(linear), bias)
+        else:
+            layer = Int8Linear.of(linear) if fmt == "int8" else Int4Linear.of(linear)
         _replace(copied, name, layer)
     return copied
 

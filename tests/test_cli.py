@@ -46,7 +46,10 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str)
         (["solve", "humaneval:0", "--model", "not-a-model"], "unknown model"),
         (["solve", "humaneval:0", "--cache", "redis://127.0.0.1:1/0"], "cannot reach Redis"),
         (["solve", "humaneval:0", "--cache", "mongodb://x"], "unknown cache"),
-        (["solve", "humaneval:0", "--dtype", "q4_k_m"], "choose one of: auto, bf16, fp16, fp32, int8, int4"),
+        (
+            ["solve", "humaneval:0", "--dtype", "q4_k_m"],
+            "choose one of: auto, bf16, fp16, fp32, int8, int4, w8a8",
+        ),
         (["solve", "humaneval:0", "--device", "tpu"], "choose one of: auto, cpu, cuda, cuda:N"),
         (["serve", "--dtype", "int9"], "unknown --dtype 'int9'"),
         (["serve", "--plain", "--dtype", "int9"], "unknown --dtype 'int9'"),

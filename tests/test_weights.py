@@ -12,6 +12,7 @@ from torch import nn
 
 from search.model.bundled import ModelError
 from search.model.lm import GenerationParams
+from search.model.w8a8 import W8A8Linear
 from search.model.weights import (
     Int4Linear,
     Int8Linear,
@@ -32,7 +33,13 @@ def _linear(out_features: int = 96, in_features: int = 128, seed: int = 0) -> nn
     return layer
 
 
-@pytest.mark.parametrize(("cls", "tolerance"), [(Int8Linear, 0.02), (Int4Linear, 0.15)])
+class _W8A8:  # W8A8Linear from an nn.Linear, as the parametrized layer test builds the others
+    @staticmethod
+    def of(layer: nn.Linear) -> W8A8Linear:
+        return W8A8Linear(*Int8Linear.quantize(layer), layer.bias.detach())
+
+
+@pytest.mark.parametrize(("cls", "tolerance"), [(Int8Linear, 0.02), (Int4Linear, 0.15), (_W8A8, 0.03)])
 def test_quantized_layer_matches_the_bf16_layer(cls, tolerance) -> None:  # type: ignore[no-untyped-def]
     layer = _linear()
     x = torch.randn(3, 5, 128, dtype=torch.bfloat16)
@@ -46,6 +53,18 @@ def test_quantized_layer_matches_the_bf16_layer(cls, tolerance) -> None:  # type
     assert (other - want).norm() / want.norm() > 0.5
 
 
+def test_w8a8_gives_a_row_the_same_output_alone_and_in_any_batch() -> None:
+    layer = _W8A8.of(_linear())
+    torch.manual_seed(3)
+    row = torch.randn(1, 128, dtype=torch.bfloat16)
+    loud = torch.randn(4, 128, dtype=torch.bfloat16) * 50  # rows of another range beside it
+    quiet = torch.randn(2, 128, dtype=torch.bfloat16) * 0.01
+    alone = layer(row)
+    assert torch.equal(layer(torch.cat([loud, row]))[-1:], alone)
+    assert torch.equal(layer(torch.cat([row, quiet]))[:1], alone)
+    assert torch.equal(layer(torch.zeros(1, 128, dtype=torch.bfloat16)), layer.bias.to(torch.bfloat16)[None])
+
+
 def test_int4_refuses_an_input_size_it_cannot_group() -> None:
     with pytest.raises(ValueError, match="divisible by 32"):
         Int4Linear.of(_linear(in_features=40))
@@ -57,17 +76,17 @@ def _tiny(fmt: str):  # type: ignore[no-untyped-def]
     return lm, replaced
 
 
-@pytest.mark.parametrize("fmt", ["int8", "int4"])
+@pytest.mark.parametrize("fmt", ["int8", "int4", "w8a8"])
 def test_every_linear_layer_is_quantized_lm_head_included(fmt: str) -> None:
     bf16 = make_tiny_lm(dtype=torch.bfloat16)
     before = weight_bytes(bf16.model)
     lm, replaced = _tiny(fmt)
     assert replaced == 2 * 7 + 1  # q, k, v, o, gate, up, down in each of 2 layers, and lm_head
     assert not any(isinstance(m, nn.Linear) for m in lm.model.modules())
-    assert weight_bytes(lm.model) < before * (0.6 if fmt == "int8" else 0.4)
+    assert weight_bytes(lm.model) < before * (0.4 if fmt == "int4" else 0.6)
 
 
-@pytest.mark.parametrize("fmt", ["int8", "int4"])
+@pytest.mark.parametrize("fmt", ["int8", "int4", "w8a8"])
 def test_a_quantized_model_keeps_batched_calls_and_kv_reuse_exact(fmt: str) -> None:
     lm, _ = _tiny(fmt)
     prompts = [lm.encode("def add(a, b):\n"), lm.encode("def mul(x, y):\n    return")]
@@ -117,11 +136,24 @@ def test_a_file_from_another_build_is_rewritten(tmp_path: Path, monkeypatch) -> 
 def test_formats_parse_and_bad_ones_name_the_choices() -> None:
     assert parse_weight_format("BF16") == "bf16"
     assert parse_weight_format("float32") == "fp32"
-    with pytest.raises(ModelError, match="choose one of: auto, bf16, fp16, fp32, int8, int4"):
+    with pytest.raises(ModelError, match="choose one of: auto, bf16, fp16, fp32, int8, int4, w8a8"):
         parse_weight_format("q4_k_m")
     assert resolve_format(torch.device("cpu"), "int8") == "int8"
     assert resolve_format(torch.device("cpu"), "auto") == "int8"  # its PG-TD count held (113 vs 114)
     assert resolve_format(torch.device("cpu"), "bf16") == "bf16"
+    assert resolve_format(torch.device("cpu"), "int8-dynamic") == "w8a8"
+
+
+def test_w8a8_reads_the_int8_file_and_refuses_a_torch_without_fbgemm(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TREEDEC_HOME", str(tmp_path))
+    lm = make_tiny_lm(dtype=torch.bfloat16)
+    assert load_quantized(lm.model, "w8a8", "tiny", "rev1") == 15
+    assert quantized_path("tiny", "rev1", "int8").exists()
+    assert not quantized_path("tiny", "rev1", "w8a8").exists()
+    assert all(isinstance(m, W8A8Linear) for m in lm.model.modules() if hasattr(m, "packed_bytes"))
+    monkeypatch.setattr("search.model.weights.fbgemm_available", lambda: False)  # e.g. an ARM build
+    with pytest.raises(ModelError, match="w8a8 runs fbgemm's int8 kernels.*use --dtype int8"):
+        resolve_format(torch.device("cpu"), "w8a8")
 
 
 def test_quantized_formats_are_refused_on_cuda() -> None:

@@ -60,7 +60,8 @@ Cache = Annotated[
 Sandbox = Annotated[str, typer.Option("--sandbox", help="auto | process | docker")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
 Dtype = Annotated[
-    str, typer.Option("--dtype", help="weights: auto | bf16 | fp16 | fp32 | int8 | int4 (int8/int4: CPU)")
+    str,
+    typer.Option("--dtype", help="weights: auto | bf16 | fp16 | fp32 | int8 | int4 | w8a8 (quantized: CPU)"),
 ]
 Sets = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="planner parameter key=value (repeatable)")

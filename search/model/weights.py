@@ -9,15 +9,19 @@ KV cache stay bf16. Both run torch's own CPU kernels (``aten._weight_int8pack_mm
 is quantized, ``lm_head`` included (a quarter of the bytes read each step for the bundled 0.5B
 model); the token embedding stays bf16 (a lookup reads one row, not the matrix).
 
+``w8a8`` runs ``int8``'s codes (the same file on disk) with the activations in 8 bits too, one
+scale per row, on fbgemm's int8 GEMM (``search/model/w8a8.py``): on a CPU with VNNI a decode step
+and a wide batch cost about half of ``int8``'s, for a larger error (bench/results/quant_error.json).
+
 The int4 weights are re-quantized from the bf16 copy the bundled GGUF was converted to once
 (not read from the GGUF's own Q4_K blocks), so every model a path or hub id names gets them too.
 
 >>> parse_weight_format("bfloat16")
 'bf16'
->>> parse_weight_format("int3")
+>>> parse_weight_format("int3")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-search.model.bundled.ModelError: unknown --dtype 'int3'; choose one of: auto, bf16, fp16, fp32, int8, int4
+search.model.bundled.ModelError: unknown --dtype 'int3'; choose one of: auto, bf16, ..., int4, w8a8
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import torch
 from torch import nn
 
 from search.model.bundled import ModelError, treedec_home
+from search.model.w8a8 import W8A8Linear, fbgemm_available
 
 # the weight formats a user can name, and the spellings each accepts
 WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
@@ -39,8 +44,9 @@ WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
     "fp32": ("fp32", "float32"),
     "int8": ("int8",),
     "int4": ("int4",),
+    "w8a8": ("w8a8", "int8-dynamic"),
 }
-QUANTIZED = ("int8", "int4")
+QUANTIZED = ("int8", "int4", "w8a8")
 # what ``auto`` picks on a CPU: the fastest format whose HumanEval pass count holds against bf16's
 # (docs/results.md, "Quantized weights (CPU)": PG-TD 113 in int8 against 114; int4 lost 7 in 105)
 CPU_AUTO = "int8"
@@ -89,6 +95,10 @@ def resolve_format(device: torch.device, dtype: str = "auto") -> str:
         return CPU_AUTO
     if fmt in QUANTIZED and device.type != "cpu":
         raise ModelError(f"--dtype {fmt} uses torch's CPU kernels; on {device.type} use --dtype bf16 or fp16")
+    if fmt == "w8a8" and not fbgemm_available():
+        raise ModelError(
+            "--dtype w8a8 runs fbgemm's int8 kernels, which this torch build lacks; use --dtype int8"
+        )
     return fmt
 
 
@@ -234,6 +244,11 @@ def _replace(model: Any, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
+def stored_format(fmt: str) -> str:
+    """The format whose codes a format is built from: ``w8a8`` runs ``int8``'s codes."""
+    return "int8" if fmt == "w8a8" else fmt
+
+
 def quantized_state(model: Any, fmt: str) -> dict[str, torch.Tensor]:
     """What the int8 or int4 form of every ``nn.Linear`` (``lm_head`` included) is made of: codes,
     scales (and int4's offsets), bias. A layer int4 cannot group (an input size not divisible by
@@ -251,11 +266,11 @@ def quantized_state(model: Any, fmt: str) -> dict[str, torch.Tensor]:
 
 
 def quantize(model: Any, fmt: str) -> int:
-    """Replace every ``nn.Linear`` of ``model`` by its int8 or int4 form, in place; returns how many
+    """Replace every ``nn.Linear`` of ``model`` by its int8, int4 or w8a8 form, in place; returns how many
     were replaced. A tied embedding keeps its own bf16 matrix."""
     if fmt not in QUANTIZED:
         return 0
-    return _read(model, quantized_state(model, fmt))
+    return _read(model, quantized_state(model, stored_format(fmt)), fmt)
 
 
 def _stamp(fmt: str, revision: str) -> dict[str, str]:
@@ -266,14 +281,16 @@ def quantized_path(name: str, revision: str, fmt: str) -> Path:
     return treedec_home() / "quantized" / f"{name}-{revision}-{fmt}.safetensors"
 
 
-def _read(model: Any, state: dict[str, torch.Tensor]) -> int:
-    """Replace every ``nn.Linear`` by its quantized form from a saved ``state``."""
+def _read(model: Any, state: dict[str, torch.Tensor], fmt: str) -> int:
+    """Replace every ``nn.Linear`` by its quantized form in ``fmt`` from a saved ``state``."""
     targets = _linears(model)
     for name, linear in targets:
         bias = state[f"{name}.bias"] if linear.bias is not None else None
         module: nn.Module
         if f"{name}.codes_int4" in state:
             module = Int4Linear(state[f"{name}.codes_int4"], state[f"{name}.scales_and_zeros"], bias)
+        elif fmt == "w8a8":
+            module = W8A8Linear(state[f"{name}.weight_int8"], state[f"{name}.scales"], bias)
         else:
             module = Int8Linear(state[f"{name}.weight_int8"], state[f"{name}.scales"], bias)
         _replace(model, name, module)
@@ -286,6 +303,7 @@ def load_quantized(model: Any, fmt: str, name: str, revision: str) -> int:
     rewritten."""
     if fmt not in QUANTIZED:
         return 0
+    run_as, fmt = fmt, stored_format(fmt)
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -297,13 +315,13 @@ def load_quantized(model: Any, fmt: str, name: str, revision: str) -> int:
         if same_build:
             # copied: tensors read from the file may sit at unaligned offsets, which the packed
             # kernels do not accept
-            return _read(model, {k: v.clone() for k, v in load_file(str(path)).items()})
+            return _read(model, {k: v.clone() for k, v in load_file(str(path)).items()}, run_as)
     state = quantized_state(model, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=stamp)
     os.replace(tmp, path)
-    return _read(model, state)
+    return _read(model, state, run_as)
 
 
 def weight_bytes(model: Any) -> int:
@@ -315,4 +333,5 @@ def weight_bytes(model: Any) -> int:
             continue
         for tensor in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
             total += tensor.numel() * tensor.element_size()
+        total += getattr(module, "packed_bytes", 0)  # a packed weight is not a tensor
     return total
