@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from search.model.bundled import ModelError, treedec_home
-from search.model.w8a8 import W8A8Linear, fbgemm_available
+from search.model.w8a8 import W8A8Linear, fbgemm_available, has_vnni
 
 # the weight formats a user can name, and the spellings each accepts
 WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
@@ -47,9 +47,6 @@ WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
     "w8a8": ("w8a8", "int8-dynamic"),
 }
 QUANTIZED = ("int8", "int4", "w8a8")
-# what ``auto`` picks on a CPU: the fastest format whose HumanEval pass count holds against bf16's
-# (docs/results.md, "Quantized weights (CPU)": PG-TD 113 in int8 against 114; int4 lost 7 in 105)
-CPU_AUTO = "int8"
 INT4_GROUP = 32
 _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -85,14 +82,23 @@ def pick_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def cpu_auto_format() -> str:
+    """What ``auto`` loads on a CPU: the fastest format whose HumanEval pass count holds against
+    bf16's (docs/results.md, "Quantized weights (CPU)": PG-TD passes 114 in bf16, 113 in int8, 115
+    in w8a8; int4 lost 7 in 105). w8a8 only where it was measured, fbgemm with VNNI (without VNNI
+    its activations get 7 bits); elsewhere int8."""
+    return "w8a8" if fbgemm_available() and has_vnni() else "int8"
+
+
 def resolve_format(device: torch.device, dtype: str = "auto") -> str:
-    """The weight format a model loads in: ``auto`` is bf16 (or fp16) on CUDA and ``CPU_AUTO`` (int8)
-    on a CPU; int8 and int4 run torch's CPU kernels only, so on CUDA they are refused."""
+    """The weight format a model loads in: ``auto`` is bf16 (or fp16) on CUDA and
+    ``cpu_auto_format()`` (w8a8 or int8) on a CPU; the quantized formats run torch's CPU kernels
+    only, so on CUDA they are refused."""
     fmt = parse_weight_format(dtype)
     if fmt == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return CPU_AUTO
+        return cpu_auto_format()
     if fmt in QUANTIZED and device.type != "cpu":
         raise ModelError(f"--dtype {fmt} uses torch's CPU kernels; on {device.type} use --dtype bf16 or fp16")
     if fmt == "w8a8" and not fbgemm_available():
