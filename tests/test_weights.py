@@ -12,7 +12,7 @@ from torch import nn
 
 from search.model.bundled import ModelError
 from search.model.lm import GenerationParams
-from search.model.w8a8 import W8A8Linear, has_vnni
+from search.model.w8a8 import W8A8Linear
 from search.model.weights import (
     Int4Linear,
     Int8Linear,
@@ -139,19 +139,9 @@ def test_formats_parse_and_bad_ones_name_the_choices() -> None:
     with pytest.raises(ModelError, match="choose one of: auto, bf16, fp16, fp32, int8, int4, w8a8"):
         parse_weight_format("q4_k_m")
     assert resolve_format(torch.device("cpu"), "int8") == "int8"
-    assert resolve_format(torch.device("cpu"), "auto") == ("w8a8" if has_vnni() else "int8")
+    assert resolve_format(torch.device("cpu"), "auto") == "int8"  # w8a8 is opt-in: see cpu_auto_format
     assert resolve_format(torch.device("cpu"), "bf16") == "bf16"
     assert resolve_format(torch.device("cpu"), "int8-dynamic") == "w8a8"
-
-
-def test_auto_is_w8a8_only_where_it_was_measured(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("search.model.weights.has_vnni", lambda: True)
-    assert resolve_format(torch.device("cpu"), "auto") == "w8a8"
-    monkeypatch.setattr("search.model.weights.has_vnni", lambda: False)  # 7-bit activations: not measured
-    assert resolve_format(torch.device("cpu"), "auto") == "int8"
-    monkeypatch.setattr("search.model.weights.has_vnni", lambda: True)
-    monkeypatch.setattr("search.model.weights.fbgemm_available", lambda: False)
-    assert resolve_format(torch.device("cpu"), "auto") == "int8"
 
 
 def test_w8a8_reads_the_int8_file_and_refuses_a_torch_without_fbgemm(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

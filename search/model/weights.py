@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from search.model.bundled import ModelError, treedec_home
-from search.model.w8a8 import W8A8Linear, fbgemm_available, has_vnni
+from search.model.w8a8 import W8A8Linear, fbgemm_available
 
 # the weight formats a user can name, and the spellings each accepts
 WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
@@ -83,16 +83,17 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def cpu_auto_format() -> str:
-    """What ``auto`` loads on a CPU: the fastest format whose HumanEval pass count holds against
-    bf16's (docs/results.md, "Quantized weights (CPU)": PG-TD passes 114 in bf16, 113 in int8, 115
-    in w8a8; int4 lost 7 in 105). w8a8 only where it was measured, fbgemm with VNNI (without VNNI
-    its activations get 7 bits); elsewhere int8."""
-    return "w8a8" if fbgemm_available() and has_vnni() else "int8"
+    """What ``auto`` loads on a CPU: int8, the fastest format whose HumanEval pass count holds
+    against bf16's (docs/results.md, "Quantized weights (CPU)": PG-TD passes 114 in bf16, 113 in
+    int8; int4 lost 7 in 105). w8a8 holds for PG-TD (115) and is 1.5-2.4x as fast, but its greedy
+    decoding loses HumanEval/0, the problem a first try solves (9 lost, 6 gained against int8), so
+    it stays opt-in (``--dtype w8a8``) until a whole-benchmark greedy run of it holds too."""
+    return "int8"
 
 
 def resolve_format(device: torch.device, dtype: str = "auto") -> str:
     """The weight format a model loads in: ``auto`` is bf16 (or fp16) on CUDA and
-    ``cpu_auto_format()`` (w8a8 or int8) on a CPU; the quantized formats run torch's CPU kernels
+    ``cpu_auto_format()`` (int8) on a CPU; the quantized formats run torch's CPU kernels
     only, so on CUDA they are refused."""
     fmt = parse_weight_format(dtype)
     if fmt == "auto":
