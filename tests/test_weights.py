@@ -139,7 +139,7 @@ def test_formats_parse_and_bad_ones_name_the_choices() -> None:
     with pytest.raises(ModelError, match="choose one of: auto, bf16, fp16, fp32, int8, int4, w8a8"):
         parse_weight_format("q4_k_m")
     assert resolve_format(torch.device("cpu"), "int8") == "int8"
-    assert resolve_format(torch.device("cpu"), "auto") == "int8"  # w8a8 is opt-in: see cpu_auto_format
+    assert resolve_format(torch.device("cpu"), "auto") == "int8"  # w8a8 is opt-in: see CPU_AUTO
     assert resolve_format(torch.device("cpu"), "bf16") == "bf16"
     assert resolve_format(torch.device("cpu"), "int8-dynamic") == "w8a8"
 

@@ -47,6 +47,11 @@ WEIGHT_FORMATS: dict[str, tuple[str, ...]] = {
     "w8a8": ("w8a8", "int8-dynamic"),
 }
 QUANTIZED = ("int8", "int4", "w8a8")
+# what ``auto`` picks on a CPU: the fastest format whose HumanEval pass count holds against bf16's
+# (docs/results.md, "Quantized weights (CPU)": PG-TD 113 in int8 against 114; int4 lost 7 in 105).
+# w8a8 holds for PG-TD (115) and is 1.5-2.4x as fast, but its greedy decoding loses HumanEval/0,
+# the problem a first try solves (9 lost, 6 gained against int8): opt-in until more greedy evidence
+CPU_AUTO = "int8"
 INT4_GROUP = 32
 _TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -82,24 +87,15 @@ def pick_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def cpu_auto_format() -> str:
-    """What ``auto`` loads on a CPU: int8, the fastest format whose HumanEval pass count holds
-    against bf16's (docs/results.md, "Quantized weights (CPU)": PG-TD passes 114 in bf16, 113 in
-    int8; int4 lost 7 in 105). w8a8 holds for PG-TD (115) and is 1.5-2.4x as fast, but its greedy
-    decoding loses HumanEval/0, the problem a first try solves (9 lost, 6 gained against int8), so
-    it stays opt-in (``--dtype w8a8``) until a whole-benchmark greedy run of it holds too."""
-    return "int8"
-
-
 def resolve_format(device: torch.device, dtype: str = "auto") -> str:
     """The weight format a model loads in: ``auto`` is bf16 (or fp16) on CUDA and
-    ``cpu_auto_format()`` (int8) on a CPU; the quantized formats run torch's CPU kernels
+    ``CPU_AUTO`` (int8) on a CPU; the quantized formats run torch's CPU kernels
     only, so on CUDA they are refused."""
     fmt = parse_weight_format(dtype)
     if fmt == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return cpu_auto_format()
+        return CPU_AUTO
     if fmt in QUANTIZED and device.type != "cpu":
         raise ModelError(f"--dtype {fmt} uses torch's CPU kernels; on {device.type} use --dtype bf16 or fp16")
     if fmt == "w8a8" and not fbgemm_available():
