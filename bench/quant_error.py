@@ -42,21 +42,12 @@ def programs(rows_path: Path, every: int = 8, count: int = 20) -> list[str]:
 
 
 def quantized_copy(model: Any, format_of: Callable[[str], str]) -> Any:
-    import torch
 
-    from search.model.w8a8 import W8A8Linear
-    from search.model.weights import Int4Linear, Int8Linear, _linears, _replace
+    from search.model.weights import _linears, _replace, quantized_layer
 
     copied = copy.deepcopy(model)
     for name, linear in _linears(copied):
-        fmt = format_of(name)
-        layer: torch.nn.Module
-        if fmt == "w8a8":
-            bias = None if linear.bias is None else linear.bias.detach()
-            layer = W8A8Linear(*Int8Linear.quantize(linear), bias)
-        else:
-            layer = Int8Linear.of(linear) if fmt == "int8" else Int4Linear.of(linear)
-        _replace(copied, name, layer)
+        _replace(copied, name, quantized_layer(linear, format_of(name)))
     return copied
 
 

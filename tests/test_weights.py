@@ -4,6 +4,7 @@ and the one-line errors for a bad ``--dtype`` or ``--device``."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from search.model.weights import (
     load_quantized,
     parse_weight_format,
     quantize,
+    quantized_layer,
     quantized_path,
     resolve_format,
     weight_bytes,
@@ -34,9 +36,7 @@ def _linear(out_features: int = 96, in_features: int = 128, seed: int = 0) -> nn
 
 
 class _W8A8:  # W8A8Linear from an nn.Linear, as the parametrized layer test builds the others
-    @staticmethod
-    def of(layer: nn.Linear) -> W8A8Linear:
-        return W8A8Linear(*Int8Linear.quantize(layer), layer.bias.detach())
+    of = functools.partial(quantized_layer, fmt="w8a8")
 
 
 @pytest.mark.parametrize(("cls", "tolerance"), [(Int8Linear, 0.02), (Int4Linear, 0.15), (_W8A8, 0.03)])

@@ -268,6 +268,15 @@ def quantized_state(model: Any, fmt: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def quantized_layer(linear: nn.Linear, fmt: str) -> nn.Module:
+    """One layer in ``fmt`` (``int8``, ``int4`` or ``w8a8``), built directly from its weights."""
+    if fmt == "int4":
+        return Int4Linear.of(linear)
+    codes, scales = Int8Linear.quantize(linear)
+    bias = None if linear.bias is None else linear.bias.detach().clone()
+    return W8A8Linear(codes, scales, bias) if fmt == "w8a8" else Int8Linear(codes, scales, bias)
+
+
 def quantize(model: Any, fmt: str) -> int:
     """Replace every ``nn.Linear`` of ``model`` by its int8, int4 or w8a8 form, in place; returns how many
     were replaced. A tied embedding keeps its own bf16 matrix."""
