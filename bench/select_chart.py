@@ -2,9 +2,13 @@
 
 Reads the rows ``bench/select_behaviour.py`` wrote and draws, per group-score rule, the hidden-test
 passes of the program each selector chose among the first k of the committed best-of-16 samples,
-with the problems whose first k samples hold a passing program as the ceiling.
+with the problems whose first k samples hold a passing program as the ceiling. On MBPP+ rows a pass
+is EvalPlus's: the base and the plus tests.
 
     python bench/select_chart.py
+    python bench/select_chart.py --rows bench/results/mbpp_select.jsonl \
+        --out bench/results/mbpp_select_chart \
+        --baseline bench/results/mbpp.jsonl --baseline-config greedy@evalplus
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=Path, default=ROOT / "bench/results/humaneval_select_rules.jsonl")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval_select_chart")
+    ap.add_argument("--baseline", type=Path, help="quality rows holding a greedy configuration to draw")
+    ap.add_argument("--baseline-config", default="greedy@chat-prefill")
     args = ap.parse_args()
     import matplotlib
 
@@ -44,11 +50,21 @@ def main() -> None:
         style = "-o" if label.startswith("public") or "default" in label else "--."
         ax.plot(ks, ys, style, label=label)
     ax.plot(ks, ceiling, ":", color="grey", label="a passing sample among the first k")
+    if args.baseline is not None:
+        tasks = {r["task_id"] for r in rows}
+        base = [json.loads(line) for line in args.baseline.open() if line.strip()]
+        same = [r for r in base if r["config"] == args.baseline_config and r["task_id"] in tasks]
+        greedy = sum(bool(r["passed"]) for r in same)
+        ax.axhline(greedy, color="black", linewidth=0.8, label=f"{args.baseline_config} (same problems)")
+        series[args.baseline_config] = [greedy] * len(ks)
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("samples (k, the first k of the committed best-of-16)")
-    ax.set_ylabel(f"hidden-test passes of {n_problems}")
-    ax.set_title("HumanEval: choosing among k samples (in-sample; Qwen2.5-Coder-0.5B)")
+    mbpp = any(str(r["task_id"]).startswith("Mbpp/") for r in rows)
+    tests = "base and plus tests" if mbpp else "hidden tests"
+    ax.set_ylabel(f"passes of {n_problems} ({tests})")
+    where = "MBPP+ (never tuned on)" if mbpp else "HumanEval (in-sample)"
+    ax.set_title(f"{where}: choosing among k samples (Qwen2.5-Coder-0.5B)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
