@@ -1,6 +1,7 @@
 """Where a search's wall time goes: the model, its forward passes, the sandbox, or the planner's Python.
 
-Runs one configuration on a few HumanEval problems under ``cProfile`` (each on a fresh cache and an
+Runs one configuration on a few problems (HumanEval by default; ``--dataset`` names any other)
+under ``cProfile`` (each on a fresh cache and an
 empty KV cache, as the whole-benchmark rows are) and splits the total into:
 
 - model calls: the model's public entry points (``HFModel.next_token_dists``, ``rollouts``,
@@ -14,6 +15,8 @@ bound. ``--dtype`` picks the weight format.
 
     OMP_NUM_THREADS=1 python bench/profile_search.py --config pgtd@chat-prefill --dtype int4 \
         --problems 0,5,17,52,90
+    OMP_NUM_THREADS=1 python bench/profile_search.py --config astar@chain-of-thought --dtype w8a8 \
+        --dataset gsm8k-train:376,1014
 """
 
 from __future__ import annotations
@@ -43,14 +46,14 @@ def _cumulative(stats: pstats.Stats, file_part: str, names: tuple[str, ...]) -> 
     )
 
 
-def profile(config: Config, dtype: str, indices: list[int]) -> dict[str, float]:
+def profile(config: Config, dtype: str, dataset: str, top: int = 0) -> dict[str, float]:
     import sandbox
     from search.model.loader import load_model
-    from search.problems.loaders import humaneval
+    from search.problems.loaders import load_problems
 
     lm = load_model("bundled-default", dtype=dtype)
     executor = sandbox.open_executor("auto")
-    problems = humaneval(indices)
+    problems = load_problems(dataset)
     profiler = cProfile.Profile()
     start = time.perf_counter()
     profiler.enable()
@@ -59,6 +62,8 @@ def profile(config: Config, dtype: str, indices: list[int]) -> dict[str, float]:
     profiler.disable()
     total = time.perf_counter() - start
     stats = pstats.Stats(profiler)
+    if top:
+        stats.sort_stats("tottime").print_stats(top)
     model = _cumulative(stats, "search/model/hf.py", MODEL_CALLS)
     # the outermost Qwen2 forward is the causal-LM head's; inner layers' forwards nest inside it
     table = stats.stats  # type: ignore[attr-defined]
@@ -66,9 +71,10 @@ def profile(config: Config, dtype: str, indices: list[int]) -> dict[str, float]:
         ct for (path, _, name), (_, _, _, ct, _) in table.items() if "qwen2" in path and name == "forward"
     ]
     forward = max(forwards, default=0.0)
-    # linear layers: torch's own (bf16) or treedec's quantized ones (int8, int4); they do not nest
-    linears = _cumulative(stats, "torch/nn/modules/linear.py", ("forward",)) + _cumulative(
-        stats, "search/model/weights.py", ("forward",)
+    # linear layers: torch's own (bf16) or treedec's quantized ones (int8, int4, w8a8); they do not nest
+    linears = sum(
+        _cumulative(stats, where, ("forward",))
+        for where in ("torch/nn/modules/linear.py", "search/model/weights.py", "search/model/w8a8.py")
     )
     scoring = _cumulative(stats, "scorers/tests.py", SCORER_CALLS)
     return {
@@ -87,12 +93,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="pgtd@chat-prefill")
     ap.add_argument("--dtype", default="int4")
-    ap.add_argument("--problems", default="0,5,17,52,90")
+    ap.add_argument("--problems", default="0,5,17,52,90", help="HumanEval indices (without --dataset)")
+    ap.add_argument("--dataset", help="a problem list such as gsm8k-train:376,1014 or mbpp:2-10")
+    ap.add_argument("--top", type=int, default=0, help="also print the N functions with most own time")
     args = ap.parse_args()
-    indices = [int(i) for i in args.problems.split(",")]
-    shares = profile(Config.parse(args.config), args.dtype, indices)
+    dataset = args.dataset or f"humaneval:{args.problems}"
+    shares = profile(Config.parse(args.config), args.dtype, dataset, args.top)
     total = shares["total"]
-    print(f"{args.config}, {args.dtype}, HumanEval {args.problems}: {total:.1f} s under cProfile\n")
+    print(f"{args.config}, {args.dtype}, {dataset}: {total:.1f} s under cProfile\n")
     print("| part | seconds | share |\n| --- | --- | --- |")
     for part, seconds in shares.items():
         print(f"| {part} | {seconds:.1f} | {seconds / total:.0%} |")
