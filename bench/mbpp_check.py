@@ -12,6 +12,7 @@ host with only its own guards: run this on rows whose programs you have looked a
 
     python bench/mbpp_check.py --canonical bench/results/mbpp_canonical.jsonl   # treedec's rows
     python bench/mbpp_check.py bench/results/mbpp_canonical.jsonl               # EvalPlus agrees?
+    python bench/mbpp_check.py bench/results/mbpp_select.jsonl   # re-selection rows: each program once
 """
 
 from __future__ import annotations
@@ -221,9 +222,14 @@ def main() -> None:
         args.rows.write_text("".join(json.dumps(r) + "\n" for r in rows))
         return
     rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if str(r.get("task_id", "")).startswith("Mbpp/")]
+    # selection rows choose among the same samples: each distinct program is judged once
+    rows = [r for r in rows if str(r.get("task_id", "")).startswith("Mbpp/") and "program" in r]
     python = args.evalplus_python or make_env()
-    result = compare(rows, evalplus_verdicts(rows, python))
+    distinct = list(dict.fromkeys((r["task_id"], r["program"]) for r in rows))
+    judged = evalplus_verdicts([{"task_id": t, "program": p} for t, p in distinct], python)
+    verdict = dict(zip(distinct, judged, strict=True))
+    result = compare(rows, [verdict[(r["task_id"], r["program"])] for r in rows])
+    result["distinct_programs"] = len(distinct)
     Path(f"{args.rows.with_suffix('')}_evalplus_check.json").write_text(json.dumps(result, indent=1))
     print(
         f"{result['rows']} rows: base treedec {result['treedec_base']} / EvalPlus {result['evalplus_base']} "
