@@ -42,6 +42,7 @@ This script is the command line and the run loop; the configurations and their r
     python bench/quality.py --configs greedy@completion,greedy@chat --dataset humaneval \\
         --out bench/results/humaneval.jsonl
     python bench/quality.py --report --out bench/results/humaneval.jsonl   # summary, tables, chart
+    python bench/quality.py --report --out bench/results/mbpp_bon16.jsonl --with bench/results/mbpp.jsonl
 """
 
 from __future__ import annotations
@@ -75,6 +76,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/humaneval.jsonl")
     ap.add_argument("--report", action="store_true", help="only write the summary and the chart")
     ap.add_argument(
+        "--with",
+        dest="also",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="ROWS",
+        help="report these rows files too (a baseline run apart, another part of the same run)",
+    )
+    ap.add_argument(
         "--order",
         choices=["configs", "problems"],
         default="configs",
@@ -91,7 +101,7 @@ def main() -> None:
 
     if not args.report:
         run(args)
-    write_report(args.out)
+    write_report(args.out, args.also)
 
 
 def override(config: Config, pairs: list[str]) -> Config:

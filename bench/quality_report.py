@@ -7,6 +7,7 @@ configuration failed (``_failures.md``) and the chart (``bench/quality_chart.py`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +136,15 @@ def dataset_name(rows: list[dict[str, Any]]) -> str:
     return "HumanEval"
 
 
-def write_report(out: Path) -> None:
+def write_report(out: Path, also: Sequence[Path] = ()) -> None:
+    """The report of the rows in ``out``, with the rows of the files in ``also`` read beside them
+    (a baseline run on its own, or another part of the same run); it is written beside ``out``."""
     from bench.quality_chart import draw
 
-    rows = list(load_rows(out).values())
+    keyed = load_rows(out)
+    for path in also:
+        keyed.update({k: v for k, v in load_rows(path).items() if k not in keyed})
+    rows = list(keyed.values())
     summary = summarize(rows)
     # A configuration that ran every problem is whole; the chart and the baseline use only those
     # (a run may be part-way); every configuration is compared on the problems it ran.

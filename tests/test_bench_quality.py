@@ -256,3 +256,54 @@ def test_mbpp_rows_report_the_base_tests_apart_and_the_points_plus_takes_off() -
     humaneval = summarize([_row("greedy@chat", "HumanEval/0", True, 10)])
     assert "base" not in markdown_table(humaneval, {}, None)
     assert dataset_name(rows).startswith("MBPP+")
+
+
+def test_the_report_reads_a_baseline_kept_in_another_rows_file(tmp_path: Any) -> None:
+    import json
+
+    from bench.quality_report import write_report
+
+    search = tmp_path / "search.jsonl"
+    baseline = tmp_path / "baseline.jsonl"
+    search.write_text(
+        "".join(json.dumps(_row("pgtd@chat-prefill", f"T/{i}", i < 3, 50)) + "\n" for i in range(4))
+    )
+    baseline.write_text(
+        "".join(json.dumps(_row("greedy@chat-prefill", f"T/{i}", i < 1, 10)) + "\n" for i in range(4))
+    )
+    write_report(search, [baseline])
+    summary = json.loads((tmp_path / "search_summary.json").read_text())
+    assert summary["best_greedy"] == "greedy@chat-prefill"
+    assert summary["versus_best_greedy"]["pgtd@chat-prefill"]["only_this"] == ["T/1", "T/2"]
+    assert not (tmp_path / "baseline_summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "text", "answer", "passed"),
+    [
+        (
+            "greedy@chain-of-thought",
+            "So she earns 9 * 2 = 18 dollars.\n\nThe total is \\boxed{18}.",
+            "18",
+            True,
+        ),
+        ("greedy@chain-of-thought", "Each costs 3, so 3 * 5 = \\boxed{15}.", "15", False),
+        ("greedy@program-aided", "def solution():\n    return 36 / 2", "18.0", True),
+        ("greedy@program-aided", "def solution():\n    return 1 / 0", None, False),
+    ],
+)
+def test_math_verify_judges_a_row_from_its_text_or_its_programs_value(
+    config: str, text: str, answer: str | None, passed: bool
+) -> None:
+    from bench.gsm8k_check import check
+
+    row = {
+        "config": config,
+        "task_id": "gsm8k/0",
+        "reference": "18",
+        "text": text,
+        "answer": answer,
+        "passed": passed,
+    }
+    assert check([row])["agree"] == 1
+    assert check([{**row, "passed": not passed}])["differ"][0]["math_verify"]["passed"] is passed
