@@ -38,31 +38,27 @@ def math_verify_verdict(row: dict[str, Any]) -> tuple[bool, str]:
 
 def check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     differ = []
-    agree = 0
-    for row in rows:
-        verdict, extracted = math_verify_verdict(row)
-        if verdict == bool(row.get("passed")):
-            agree += 1
-            continue
-        differ.append(
-            {
-                "config": row["config"],
-                "task_id": row["task_id"],
-                "reference": row["reference"],
-                "treedec": {
-                    "passed": bool(row.get("passed")),
-                    "answer": row.get("answer"),
-                    "rule": row.get("rule"),
-                },
-                "math_verify": {"passed": verdict, "answer": extracted},
-            }
-        )
+    verdicts = [math_verify_verdict(row) for row in rows]
+    for row, (verdict, extracted) in zip(rows, verdicts, strict=True):
+        if verdict != bool(row.get("passed")):
+            differ.append(
+                {
+                    "config": row["config"],
+                    "task_id": row["task_id"],
+                    "reference": row["reference"],
+                    "treedec": {
+                        "passed": bool(row.get("passed")),
+                        "answer": row.get("answer"),
+                        "rule": row.get("rule"),
+                    },
+                    "math_verify": {"passed": verdict, "answer": extracted},
+                }
+            )
     return {
         "rows": len(rows),
         "treedec_passed": sum(bool(r.get("passed")) for r in rows),
-        "math_verify_passed": sum(bool(r.get("passed")) for r in rows)
-        + sum(1 if d["math_verify"]["passed"] else -1 for d in differ),
-        "agree": agree,
+        "math_verify_passed": sum(verdict for verdict, _ in verdicts),
+        "agree": len(rows) - len(differ),
         "differ": differ,
     }
 

@@ -42,7 +42,6 @@ def programs(rows_path: Path, every: int = 8, count: int = 20) -> list[str]:
 
 
 def quantized_copy(model: Any, format_of: Callable[[str], str]) -> Any:
-
     from search.model.weights import _linears, _replace, quantized_layer
 
     copied = copy.deepcopy(model)

@@ -270,11 +270,10 @@ def quantized_state(model: Any, fmt: str) -> dict[str, torch.Tensor]:
 
 def quantized_layer(linear: nn.Linear, fmt: str) -> nn.Module:
     """One layer in ``fmt`` (``int8``, ``int4`` or ``w8a8``), built directly from its weights."""
-    if fmt == "int4":
-        return Int4Linear.of(linear)
-    codes, scales = Int8Linear.quantize(linear)
-    bias = None if linear.bias is None else linear.bias.detach().clone()
-    return W8A8Linear(codes, scales, bias) if fmt == "w8a8" else Int8Linear(codes, scales, bias)
+    if fmt == "w8a8":  # int8's codes, run by fbgemm
+        bias = None if linear.bias is None else linear.bias.detach().clone()
+        return W8A8Linear(*Int8Linear.quantize(linear), bias)
+    return Int4Linear.of(linear) if fmt == "int4" else Int8Linear.of(linear)
 
 
 def quantize(model: Any, fmt: str) -> int:
