@@ -10,6 +10,13 @@ throwaway environment that holds evalplus 0.3.1 (``--evalplus-python``; made und
 two verdicts are compared, and every disagreement is listed. EvalPlus runs the programs on this
 host with only its own guards: run this on rows whose programs you have looked at.
 
+EvalPlus times the reference solution once, when it first computes the expected outputs, and
+caches those times: a program is then allowed 4x the cached time on each input. A run of the
+whole benchmark shares the machine with other work, so a disagreement can come from the clock, not
+the output. Each disagreeing program is therefore judged once more by EvalPlus alone (``isolated``):
+its task's reference is timed afresh just before, in the same conditions, and the program is
+checked against those times. Both figures are kept.
+
     python bench/mbpp_check.py --canonical bench/results/mbpp_canonical.jsonl   # treedec's rows
     python bench/mbpp_check.py bench/results/mbpp_canonical.jsonl               # EvalPlus agrees?
     python bench/mbpp_check.py bench/results/mbpp_select.jsonl   # re-selection rows: each program once
@@ -185,6 +192,85 @@ def evalplus_verdicts(rows: list[dict[str, Any]], python: Path) -> list[tuple[bo
     return out
 
 
+# Run in EvalPlus's environment: one task's reference timed afresh, then each program checked
+# against those times, as ``evalplus.evaluate`` does (its ``check_correctness``, fast_check on).
+_ISOLATED = """
+import json, sys
+from evalplus.data import get_mbpp_plus
+from evalplus.eval._special_oracle import MBPP_OUTPUT_NOT_NONE_TASKS
+from evalplus.evaluate import check_correctness
+from evalplus.gen.util import trusted_exec
+job = json.load(sys.stdin)
+problem = get_mbpp_plus()[job["task_id"]]
+code = problem["prompt"] + problem["canonical_solution"]
+oracle = {}
+for suite in ("base", "plus"):
+    oracle[suite], oracle[suite + "_time"] = trusted_exec(
+        code, problem[suite + "_input"], problem["entry_point"], record_time=True,
+        output_not_none=problem["entry_point"] in MBPP_OUTPUT_NOT_NONE_TASKS)
+out = []
+for program in job["programs"]:
+    r = check_correctness("mbpp", 0, problem, program, oracle, fast_check=True)
+    base = r["base"][0] == "pass"
+    out.append([base, base and r["plus"][0] == "pass"])
+print(json.dumps(out))
+"""
+
+
+def isolated_verdicts(task_id: str, programs: list[str], python: Path) -> list[tuple[bool, bool]]:
+    """EvalPlus's (base, plus) verdicts of ``programs`` on one task, its reference timed just before."""
+    from search.problems.mbpp import DATA_FILE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "MbppPlus.jsonl"
+        data.write_bytes(gzip.decompress(DATA_FILE.read_bytes()))
+        done = subprocess.run(
+            [str(python), "-c", _ISOLATED],
+            input=json.dumps({"task_id": task_id, "programs": programs}),
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "MBPP_OVERRIDE_PATH": str(data)},
+            cwd=tmp,
+        )
+    return [(bool(b), bool(p)) for b, p in json.loads(done.stdout.strip().splitlines()[-1])]
+
+
+def recheck_disagreements(
+    rows: list[dict[str, Any]], verdict: dict[tuple[str, str], tuple[bool, bool]], python: Path
+) -> dict[str, Any]:
+    """Each program whose EvalPlus verdicts differ from treedec's, judged again by EvalPlus alone
+    (``isolated_verdicts``), and the agreement once those verdicts replace the first ones."""
+    differing = {
+        (r["task_id"], r["program"])
+        for r in rows
+        if verdict[(r["task_id"], r["program"])] != (bool(r.get("base_passed")), bool(r.get("plus_passed")))
+    }
+    again: dict[tuple[str, str], tuple[bool, bool]] = {}
+    for task_id in sorted({t for t, _ in differing}):
+        programs = [p for t, p in sorted(differing) if t == task_id]
+        again.update(
+            zip(((task_id, p) for p in programs), isolated_verdicts(task_id, programs, python), strict=True)
+        )
+    after = compare(
+        rows, [again.get((r["task_id"], r["program"]), verdict[(r["task_id"], r["program"])]) for r in rows]
+    )
+    return {
+        "programs": [
+            {
+                "task_id": t,
+                "program": p,
+                "evalplus_first": list(verdict[(t, p)]),
+                "evalplus_isolated": list(v),
+            }
+            for (t, p), v in sorted(again.items())
+        ],
+        "agree_base": after["agree_base"],
+        "agree_plus": after["agree_plus"],
+        "differ": after["differ"],
+    }
+
+
 def compare(rows: list[dict[str, Any]], theirs: list[tuple[bool, bool]]) -> dict[str, Any]:
     differ = []
     for r, (base, plus) in zip(rows, theirs, strict=True):
@@ -230,6 +316,8 @@ def main() -> None:
     verdict = dict(zip(distinct, judged, strict=True))
     result = compare(rows, [verdict[(r["task_id"], r["program"])] for r in rows])
     result["distinct_programs"] = len(distinct)
+    if result["differ"]:
+        result["isolated"] = recheck_disagreements(rows, verdict, python)
     Path(f"{args.rows.with_suffix('')}_evalplus_check.json").write_text(json.dumps(result, indent=1))
     print(
         f"{result['rows']} rows: base treedec {result['treedec_base']} / EvalPlus {result['evalplus_base']} "
@@ -238,6 +326,12 @@ def main() -> None:
     )
     for d in result["differ"]:
         print(f"  differ {d['task_id']} {d['config']}: treedec {d['treedec']} EvalPlus {d['evalplus']}")
+    if "isolated" in result:
+        iso = result["isolated"]
+        print(
+            f"each disagreeing program judged again by EvalPlus alone, its reference timed just before: "
+            f"agree base {iso['agree_base']}, plus {iso['agree_plus']} of {result['rows']}"
+        )
 
 
 if __name__ == "__main__":
