@@ -149,20 +149,28 @@ def treedec_rows(which: str) -> list[dict[str, Any]]:
     return rows
 
 
+def evalplus_env(tmp: str) -> dict[str, str]:
+    """The environment EvalPlus runs in: ``MBPP_OVERRIDE_PATH`` at the shipped data file,
+    uncompressed into ``tmp``."""
+    from search.problems.mbpp import DATA_FILE
+
+    data = Path(tmp) / "MbppPlus.jsonl"
+    data.write_bytes(gzip.decompress(DATA_FILE.read_bytes()))
+    return {**os.environ, "MBPP_OVERRIDE_PATH": str(data)}
+
+
 def evalplus_verdicts(rows: list[dict[str, Any]], python: Path) -> list[tuple[bool, bool]]:
     """EvalPlus's (base, plus) verdict of each row's program, in the rows' order."""
-    from search.problems.mbpp import DATA_FILE, _rows
+    from search.problems.mbpp import _rows
 
     all_tasks = [r["task_id"] for r in _rows().values()]
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "MbppPlus.jsonl"
-        data.write_bytes(gzip.decompress(DATA_FILE.read_bytes()))
+        env = evalplus_env(tmp)
         samples = Path(tmp) / "samples.jsonl"
         have = {r["task_id"] for r in rows}
         lines = [{"task_id": r["task_id"], "solution": r["program"]} for r in rows]
         lines += [{"task_id": t, "solution": ""} for t in all_tasks if t not in have]
         samples.write_text("".join(json.dumps(x) + "\n" for x in lines))
-        env = {**os.environ, "MBPP_OVERRIDE_PATH": str(data)}
         subprocess.run(
             [
                 str(python),
@@ -219,18 +227,14 @@ print(json.dumps(out))
 
 def isolated_verdicts(task_id: str, programs: list[str], python: Path) -> list[tuple[bool, bool]]:
     """EvalPlus's (base, plus) verdicts of ``programs`` on one task, its reference timed just before."""
-    from search.problems.mbpp import DATA_FILE
-
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "MbppPlus.jsonl"
-        data.write_bytes(gzip.decompress(DATA_FILE.read_bytes()))
         done = subprocess.run(
             [str(python), "-c", _ISOLATED],
             input=json.dumps({"task_id": task_id, "programs": programs}),
             capture_output=True,
             text=True,
             check=True,
-            env={**os.environ, "MBPP_OVERRIDE_PATH": str(data)},
+            env=evalplus_env(tmp),
             cwd=tmp,
         )
     return [(bool(b), bool(p)) for b, p in json.loads(done.stdout.strip().splitlines()[-1])]
@@ -246,9 +250,11 @@ def recheck_disagreements(
         for r in rows
         if verdict[(r["task_id"], r["program"])] != (bool(r.get("base_passed")), bool(r.get("plus_passed")))
     }
+    by_task: dict[str, list[str]] = {}
+    for task_id, program in sorted(differing):
+        by_task.setdefault(task_id, []).append(program)
     again: dict[tuple[str, str], tuple[bool, bool]] = {}
-    for task_id in sorted({t for t, _ in differing}):
-        programs = [p for t, p in sorted(differing) if t == task_id]
+    for task_id, programs in by_task.items():
         again.update(
             zip(((task_id, p) for p in programs), isolated_verdicts(task_id, programs, python), strict=True)
         )
