@@ -44,7 +44,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from planners.selection import BehaviourSelector, SelectorParams, reselect
+from planners.selection import BehaviourSelector, SelectorParams
 from scorers.answers import AnswerScorer
 from search.limits.budget import BudgetExhausted
 from search.problems.extraction import Answer
@@ -274,3 +274,33 @@ class Planner(Generic[P]):
             self.no_signal(problem, ctx, choice),
             choice,
         )
+
+
+def reselect(out: Outcome, selector: BehaviourSelector) -> Outcome:
+    """A tree search's outcome with its answer chosen by behaviour among its complete programs
+    (``selector``: the search's own, so programs its stop rule probed are not probed again).
+
+    Kept as it was when there is nothing to choose between. A search that stopped on its budget
+    writes no inputs (that would spend tokens past it): the examples and their mutations, which cost
+    only executions, are the inputs, and the stop reason says so."""
+    ctx = selector.ctx
+    programs = [c for c in out.candidates if c.meta.get("kind") != "best_partial"]
+    if len(programs) < 2 or ctx.scorer is None:
+        return out
+    if selector.inputs is None and selector.p.written_inputs and ctx.meter.exhausted():
+        selector.p = selector.p.model_copy(update={"written_inputs": 0})
+        out.stop_reason = f"{out.stop_reason}; selection by behaviour without written inputs (budget spent)"
+    if (
+        selector.behaviours
+        and [c.completion for c in programs[: len(selector.behaviours)]] != selector.probed
+    ):
+        selector.reset()  # the outcome lists its programs in another order than the search probed them
+    selection = selector.select(programs)
+    selector.mark(programs, selection)
+    if selection.chosen is None:
+        return out
+    chosen = programs[selection.chosen]
+    if chosen is not out.best:
+        chosen.meta["selected_by"] = "behaviour"
+    out.best = chosen
+    return out

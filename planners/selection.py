@@ -8,14 +8,14 @@ charged), the choice among them (``scorers/behaviour.py``) and the stop rule (``
 behaviour dominates the candidates so far). Best-of-N selects as it draws and stops drawing once one
 behaviour dominates; PG-TD and V-STAR stop on that rule too, instead of at the first program that
 passes the public tests; the tree searches (PG-TD, A*, V-STAR) choose among their complete programs
-when their search ends (``reselect``): the public pass rate still ranks first, so
+when their search ends (``reselect`` in ``planners/base.py``): the public pass rate still ranks first, so
 behaviour breaks the ties among programs that pass the same public tests, and on a problem without
 public tests the largest group of programs that behave alike wins.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,9 +26,6 @@ from scorers.inputs import CallInput
 from scorers.written_inputs import write_inputs
 from search.problems.problem import Problem
 from search.state.context import Candidate, SearchContext
-
-if TYPE_CHECKING:
-    from planners.base import Outcome
 
 GroupScoreName = Literal["public-first", "dual", "handled-first", "dual-weighted", "public-share"]
 
@@ -126,33 +123,3 @@ class BehaviourSelector:
         )
         ctx.count("behaviour_inputs", len(inputs))
         return inputs
-
-
-def reselect(out: Outcome, selector: BehaviourSelector) -> Outcome:
-    """A tree search's outcome with its answer chosen by behaviour among its complete programs
-    (``selector``: the search's own, so programs its stop rule probed are not probed again).
-
-    Kept as it was when there is nothing to choose between. A search that stopped on its budget
-    writes no inputs (that would spend tokens past it): the examples and their mutations, which cost
-    only executions, are the inputs, and the stop reason says so."""
-    ctx = selector.ctx
-    programs = [c for c in out.candidates if c.meta.get("kind") != "best_partial"]
-    if len(programs) < 2 or ctx.scorer is None:
-        return out
-    if selector.inputs is None and selector.p.written_inputs and ctx.meter.exhausted():
-        selector.p = selector.p.model_copy(update={"written_inputs": 0})
-        out.stop_reason = f"{out.stop_reason}; selection by behaviour without written inputs (budget spent)"
-    if (
-        selector.behaviours
-        and [c.completion for c in programs[: len(selector.behaviours)]] != selector.probed
-    ):
-        selector.reset()  # the outcome lists its programs in another order than the search probed them
-    selection = selector.select(programs)
-    selector.mark(programs, selection)
-    if selection.chosen is None:
-        return out
-    chosen = programs[selection.chosen]
-    if chosen is not out.best:
-        chosen.meta["selected_by"] = "behaviour"
-    out.best = chosen
-    return out

@@ -34,11 +34,28 @@ a rule scores alike go to the more likely group, then to the one drawn first (``
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from scorers.agreement import Group
+
+class GroupStats(Protocol):
+    """What a rule reads of a group (``scorers/agreement.py``'s ``Group`` has it all)."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def public_rate(self) -> float: ...
+
+    @property
+    def unhandled(self) -> int: ...
+
+    @property
+    def likelihoods(self) -> Sequence[float]: ...
+
+    @property
+    def pool(self) -> int: ...
 
 
 class GroupScore(Protocol):
@@ -47,7 +64,7 @@ class GroupScore(Protocol):
     @property
     def name(self) -> str: ...
 
-    def __call__(self, group: Group[Any]) -> tuple[float, ...]: ...
+    def __call__(self, group: GroupStats) -> tuple[float, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +78,7 @@ class PublicFirst:
 
     name: str = "public-first"
 
-    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
         return (group.public_rate, -group.unhandled, group.size)
 
 
@@ -76,7 +93,7 @@ class DualAgreement:
 
     name: str = "dual"
 
-    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
         return (group.public_rate * group.size, -group.unhandled, group.size)
 
 
@@ -91,7 +108,7 @@ class HandledFirst:
 
     name: str = "handled-first"
 
-    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
         return (-group.unhandled, group.public_rate * group.size, group.size)
 
 
@@ -107,7 +124,7 @@ class WeightedAgreement:
 
     name: str = "dual-weighted"
 
-    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
         votes = sum(math.exp(x) for x in group.likelihoods) if group.likelihoods else group.size
         return (group.public_rate * votes, -group.unhandled, group.size)
 
@@ -127,7 +144,7 @@ class ShareFirst:
     name: str = "public-share"
     min_share: float = 0.25
 
-    def __call__(self, group: Group[Any]) -> tuple[float, ...]:
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
         pool = group.pool or group.size
         return (group.public_rate, group.size if group.size >= self.min_share * pool else 0)
 

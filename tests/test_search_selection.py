@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import planners
-from planners.base import Outcome, PlannerError
-from planners.selection import BehaviourSelector, SelectorParams, reselect
+from planners.base import Outcome, PlannerError, reselect
+from planners.selection import BehaviourSelector, SelectorParams
 from sandbox import open_executor
 from scorers.tests import TestScorer
 from search.limits.budget import Budget, Meter
