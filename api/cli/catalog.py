@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from api.cli.display import model_progress, out, progress_display
@@ -23,7 +24,7 @@ def list_planners(as_json: bool = typer.Option(False, "--json")) -> None:
     table = Table("planner", "description", "parameters (default)")
     for row in rows:
         params = ", ".join(f"{k}={v['default']}" for k, v in row["params"].items())
-        table.add_row(row["name"], row["description"], params)
+        table.add_row(row["name"], escape(row["description"]), params)
     out.print(table)
 
 
@@ -37,7 +38,8 @@ def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("name", "aliases", "installed", "description")
     for r in rows:
-        table.add_row(r["name"], ", ".join(r["aliases"]), "yes" if r["installed"] else "no", r["description"])
+        installed = "yes" if r["installed"] else "no"
+        table.add_row(r["name"], ", ".join(r["aliases"]), installed, escape(r["description"]))
     out.print(table)
 
 

