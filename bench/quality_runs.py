@@ -103,6 +103,21 @@ def code_commit() -> str:
     return out.stdout.strip()[:12] + ("+dirty" if dirty else "")
 
 
+def run_fields(identity: Any, parallel: int) -> dict[str, Any]:
+    """How a row ran, where it differs from the first runs (the bundled default model, bf16 weights,
+    one problem at a time): its model, its weight format, the problems it ran beside."""
+    from search.model.bundled import BUNDLED, DEFAULT_MODEL, canonical_name
+
+    fields: dict[str, Any] = {}
+    if identity.name != BUNDLED[canonical_name(DEFAULT_MODEL) or ""].name:
+        fields["model"] = identity.name
+    if identity.dtype != "bfloat16":
+        fields["weights"] = identity.dtype
+    if parallel > 1:
+        fields["parallel"] = parallel
+    return fields
+
+
 def run_one(
     lm: Any, executor: Any, problem: Any, config: Config, commit: str = "", parallel: int = 1
 ) -> dict[str, Any]:
@@ -118,11 +133,7 @@ def run_one(
     if problem.final_answer is not None:
         return answer_row(engine, problem, config, commit, parallel)
     run = run_problem(engine, problem, config.planner, config.params, None, config.style)
-    row = bench_row(run, config, commit)
-    if lm.identity.dtype != "bfloat16":  # rows before quantized weights existed are all bf16
-        row["weights"] = lm.identity.dtype
-    if parallel > 1:
-        row["parallel"] = parallel
+    row = bench_row(run, config, commit) | run_fields(lm.identity, parallel)
     if config.preset in DERIVED:
         samples = [c.model_dump() for c in run.report.candidates]
         row["samples"] = samples
@@ -224,11 +235,7 @@ def answer_row(engine: Any, problem: Any, config: Config, commit: str, parallel:
         "stop_reason": report.stop_reason,
         "spend": spend.to_dict(),
         "commit": commit,
-    }
-    if engine.model().identity.dtype != "bfloat16":
-        row["weights"] = engine.model().identity.dtype
-    if parallel > 1:
-        row["parallel"] = parallel
+    } | run_fields(engine.model().identity, parallel)
     if config.preset in DERIVED:
         samples = [
             {"answer": (c.meta or {}).get("answer"), "tokens": c.tokens, "logprob": c.logprob}

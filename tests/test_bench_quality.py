@@ -307,3 +307,12 @@ def test_math_verify_judges_a_row_from_its_text_or_its_programs_value(
     }
     assert check([row])["agree"] == 1
     assert check([{**row, "passed": not passed}])["differ"][0]["math_verify"]["passed"] is passed
+
+
+def test_a_row_names_its_model_format_and_batching_only_where_they_differ_from_the_first_runs() -> None:
+    from bench.quality_runs import run_fields
+    from search.model.lm import ModelIdentity
+
+    larger = ModelIdentity("qwen2.5-coder-1.5b", "rev", "tok", "w8a8")
+    assert run_fields(larger, 4) == {"model": "qwen2.5-coder-1.5b", "weights": "w8a8", "parallel": 4}
+    assert run_fields(ModelIdentity("qwen2.5-coder-0.5b", "rev", "tok", "bfloat16"), 1) == {}
