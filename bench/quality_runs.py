@@ -106,10 +106,10 @@ def code_commit() -> str:
 def run_fields(identity: Any, parallel: int) -> dict[str, Any]:
     """How a row ran, where it differs from the first runs (the bundled default model, bf16 weights,
     one problem at a time): its model, its weight format, the problems it ran beside."""
-    from search.model.bundled import BUNDLED, DEFAULT_MODEL, canonical_name
+    from search.model.bundled import DEFAULT_MODEL, canonical_name
 
     fields: dict[str, Any] = {}
-    if identity.name != BUNDLED[canonical_name(DEFAULT_MODEL) or ""].name:
+    if identity.name != canonical_name(DEFAULT_MODEL):
         fields["model"] = identity.name
     if identity.dtype != "bfloat16":
         fields["weights"] = identity.dtype
