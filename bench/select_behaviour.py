@@ -36,7 +36,16 @@ from bench.quality_runs import code_commit  # noqa: E402
 
 STYLE = "chat-prefill"  # the default; --style names another (the source rows are bon16@STYLE)
 # every variant tried, all reported
-RULES = ("public-first", "dual", "handled-first", "dual-weighted", "public-share")
+RULES = (
+    "public-first",
+    "dual",
+    "handled-first",
+    "dual-weighted",
+    "public-share",
+    "public-stated",
+    "public-share-stated",
+    "public-codet",
+)
 ROUNDS = (1, 5, 9, 13, 16)  # best-of-16's rounds: the greedy sample, then batches of 4
 STOP_GRID = [(m, s, after) for m in (2, 3, 4, 5, 6) for s in (0.5, 0.6, 0.75, 0.9) for after in (5, 9)]
 
@@ -120,7 +129,7 @@ class WrittenCache:
         self.path, self.lm, self.n = path, lm, n
         self.rows = {r["task_id"]: r for r in map(json.loads, path.open())} if path.exists() else {}
 
-    def get(self, problem: Any) -> tuple[list[str], int]:
+    def get(self, problem: Any) -> tuple[list[str], int, str]:
         if problem.id not in self.rows:
             from scorers.written_inputs import write_inputs
 
@@ -139,7 +148,7 @@ class WrittenCache:
                 f.write(json.dumps(row) + "\n")
             self.rows[problem.id] = row
         row = self.rows[problem.id]
-        return list(row["calls"]), int(row["tokens"])
+        return list(row["calls"]), int(row["tokens"]), str(row.get("text", ""))
 
 
 def problem_rows(
@@ -153,6 +162,7 @@ def problem_rows(
 ) -> list[dict[str, Any]]:
     from scorers.behaviour import choose_by_behaviour, extra_inputs
     from scorers.group_scores import GROUP_SCORES
+    from scorers.inputs import entry_expectations
     from search.state.context import Candidate, best_candidate
 
     style = args.style
@@ -161,9 +171,11 @@ def problem_rows(
     completions = [s["completion"] for s in samples]
     rates = [float(s.get("reward") or 0.0) for s in samples]
     likelihoods = [s["logprob"] / max(1, s["tokens"]) for s in samples]
-    calls, written_tokens = written.get(problem)
+    calls, written_tokens, text = written.get(problem)
+    stated = entry_expectations(text, rendered.entry_point or "", limit=args.written) if text else []
     before = probe.executions
-    inputs, written_built = extra_inputs(probe, rendered, calls, args.mutations)
+    extra = extra_inputs(probe, rendered, calls, args.mutations, stated=stated)
+    inputs, written_built, expectations = extra.inputs, extra.written_built, extra.expectations
     build_executions = probe.executions - before
     behaviours = probe.behaviours(rendered, completions, inputs)
     hidden = _hidden_verdicts(engine, rendered, completions)
@@ -188,7 +200,7 @@ def problem_rows(
         )
         for rule in RULES:
             choice, groups = choose_by_behaviour(
-                behaviours[:k], rates[:k], likelihoods[:k], GROUP_SCORES[rule]
+                behaviours[:k], rates[:k], likelihoods[:k], GROUP_SCORES[rule], expectations
             )
             rows.append(
                 {
@@ -204,6 +216,7 @@ def problem_rows(
                     "inputs": len(inputs),
                     "written_calls": calls,
                     "written_built": written_built,
+                    "stated_values": len(expectations),
                 }
             )
     rows.append(
@@ -218,6 +231,7 @@ def problem_rows(
             build_executions,
             written_tokens,
             style,
+            expectations,
         )
     )
     return rows
@@ -240,6 +254,7 @@ def _stop_grid(
     build_executions: int,
     written_tokens: int,
     style: str = STYLE,
+    expectations: list[Any] | None = None,
 ) -> dict[str, Any]:
     """One row with, for every rule and every stop setting in ``STOP_GRID``, how many samples the
     dominance stop would have drawn (checked after each round of best-of-16's draw: 1, 5, 9, 13, 16)
@@ -253,7 +268,9 @@ def _stop_grid(
         for min_size, share, after in STOP_GRID:
             stop = Dominance(min_size, share, after)
             for n in ROUNDS:
-                choice, groups = choose_by_behaviour(behaviours[:n], rates[:n], likelihoods[:n], score)
+                choice, groups = choose_by_behaviour(
+                    behaviours[:n], rates[:n], likelihoods[:n], score, expectations or ()
+                )
                 if stop(groups) or n == ROUNDS[-1]:
                     break
             distinct = len({rendered.program(s["completion"]) for s in samples[:n]})

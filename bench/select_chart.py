@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scorers.group_scores import DEFAULT_SCORE  # noqa: E402
 
 
 def passes(rows: list[dict], config: str) -> int:
@@ -43,7 +47,7 @@ def main() -> None:
     series = {"public-test filtering": [passes(rows, f"bon{k}-public@chat-prefill") for k in ks]}
     rules = sorted({r["rule"] for r in rows if r.get("rule")})
     for rule in rules:
-        label = f"behaviour, {rule}" + (" (default)" if rule == "public-share" else "")
+        label = f"behaviour, {rule}" + (" (default)" if rule == DEFAULT_SCORE.name else "")
         series[label] = [passes(rows, f"bon{k}-behaviour-{rule}@chat-prefill") for k in ks]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, ys in series.items():

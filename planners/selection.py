@@ -15,7 +15,7 @@ public tests the largest group of programs that behave alike wins.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -27,7 +27,16 @@ from scorers.written_inputs import write_inputs
 from search.problems.problem import Problem
 from search.state.context import Candidate, SearchContext
 
-GroupScoreName = Literal["public-first", "dual", "handled-first", "dual-weighted", "public-share"]
+GroupScoreName = Literal[
+    "public-first",
+    "dual",
+    "handled-first",
+    "dual-weighted",
+    "public-share",
+    "public-stated",
+    "public-share-stated",
+    "public-codet",
+]
 
 
 class SelectorParams(BaseModel):
@@ -43,11 +52,12 @@ class SelectorParams(BaseModel):
     )
     mutated_inputs: int = Field(12, ge=0, le=64, description="behaviour: mutations of the examples' inputs")
     group_score: GroupScoreName = Field(
-        "public-share",
+        "public-share-stated",
         description="behaviour: how groups rank (public-first: public pass rate, then inputs left "
         "unhandled, then size; public-share: public pass rate, then size only for a group holding a "
-        "quarter of the programs; dual: pass rate x size, as CodeT; see scorers/group_scores.py), "
-        "ties by likelihood",
+        "quarter of the programs; public-share-stated: public-share, then how many of the values the "
+        "model stated for its own calls the group returns; dual: pass rate x size, as CodeT; see "
+        "scorers/group_scores.py), ties by likelihood",
     )
     dominance_size: int = Field(
         5, ge=1, le=256, description="behaviour, early_stop: the best group holds at least this many programs"
@@ -70,6 +80,7 @@ class BehaviourSelector:
         scorer = ctx.scorer
         self.probe = BehaviourProbe(scorer.pool, cache=getattr(scorer, "cache", None))
         self.inputs: list[CallInput] | None = None
+        self.expectations: list[tuple[int, Any]] = []
         self.written_built = 0
         self.behaviours: list[Behaviour] = []
         self.probed: list[str] = []  # the completions behind ``behaviours``, in order
@@ -92,9 +103,17 @@ class BehaviourSelector:
         rates = [c.reward or 0.0 for c in candidates]
         likelihoods = [mean_logprob(c) for c in candidates]
         chosen, groups = choose_by_behaviour(
-            self.behaviours, rates, likelihoods, GROUP_SCORES[self.p.group_score]
+            self.behaviours, rates, likelihoods, GROUP_SCORES[self.p.group_score], self.expectations
         )
-        return Selection(chosen, groups, self.inputs, self.written_built, probe.executions, probe.cache_hits)
+        return Selection(
+            chosen,
+            groups,
+            self.inputs,
+            self.written_built,
+            probe.executions,
+            probe.cache_hits,
+            len(self.expectations),
+        )
 
     def dominant(self, candidates: list[Candidate]) -> bool:
         """The stop rule (``Dominance``): after ``dominance_after`` candidates, the best group of
@@ -118,8 +137,9 @@ class BehaviourSelector:
         written = write_inputs(ctx.lm, self.problem, p.written_inputs) if p.written_inputs else None
         ctx.count("input_writing_tokens", ctx.meter.spend.generated_tokens - before)
         calls = written.calls if written else []
-        inputs, self.written_built = extra_inputs(
-            self.probe, self.problem, calls, p.mutated_inputs, self.seed
-        )
-        ctx.count("behaviour_inputs", len(inputs))
-        return inputs
+        stated = written.stated if written else []
+        extra = extra_inputs(self.probe, self.problem, calls, p.mutated_inputs, self.seed, stated)
+        self.written_built, self.expectations = extra.written_built, extra.expectations
+        ctx.count("behaviour_inputs", len(extra.inputs))
+        ctx.count("stated_values", len(extra.expectations))
+        return extra.inputs

@@ -76,7 +76,8 @@ class Group(Generic[K]):
     """Candidates with one outcome: their indices (in the order given) and that outcome.
 
     ``public_rate`` is the members' mean public-test pass rate; ``unhandled`` counts the inputs on
-    which this group raised while most candidates returned a value there; ``likelihoods`` holds each
+    which this group raised while most candidates returned a value there; ``agreed`` counts the
+    values the model stated for its own test calls that this group returns; ``likelihoods`` holds each
     member's mean log-probability per token (empty when the caller has none); ``pool`` is the number
     of candidates ranked with it, every group's together (0 when not ranked yet).
     """
@@ -86,6 +87,7 @@ class Group(Generic[K]):
     public_rate: float = 0.0
     unhandled: int = 0
     likelihoods: list[float] = field(default_factory=list)
+    agreed: int = 0
     score: tuple[float, ...] = ()
     pool: int = 0
 
@@ -104,6 +106,7 @@ class Group(Generic[K]):
             "size": self.size,
             "public_rate": round(self.public_rate, 4),
             "unhandled": self.unhandled,
+            "agreed": self.agreed,
             "likelihood": round(self.likelihood, 4),
         }
 
@@ -170,19 +173,27 @@ def rank_behaviours(
     public_rates: Sequence[float] | None = None,
     likelihoods: Sequence[float] | None = None,
     score: GroupScore = DEFAULT_SCORE,
+    expectations: Sequence[tuple[int, Any]] = (),
 ) -> list[Group[Behaviour]]:
     """Programs grouped by their behaviour on the same inputs and ranked: a group that raises where
-    most candidates return a value loses to one that handles those inputs.
+    most candidates return a value loses to one that handles those inputs. ``expectations`` are
+    the values the model stated for some inputs, as (input index, value): a group agrees with each
+    one it returns (by the judge's rule).
 
     >>> ok, fragile = [Returned(0), Returned(1)], [Raised("IndexError"), Returned(1)]
     >>> [(g.members, g.unhandled) for g in rank_behaviours([fragile, fragile, ok, ok, ok])]
     [([2, 3, 4], 0), ([0, 1], 1)]
+    >>> [(g.members, g.agreed) for g in rank_behaviours([fragile, ok], expectations=[(0, 0), (1, 1)])]
+    [([0], 1), ([1], 2)]
     """
     groups = group_outcomes(behaviours, behaviours_equal)
     handled = _handled_inputs(behaviours)
     for g in groups:
         g.unhandled = sum(
             1 for j, outcome in enumerate(g.key) if isinstance(outcome, Raised) and j in handled
+        )
+        g.agreed = sum(
+            1 for j, value in expectations if j < len(g.key) and outcomes_equal(g.key[j], Returned(value))
         )
     return rank_groups(groups, public_rates, likelihoods, score)
 

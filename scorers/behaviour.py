@@ -184,6 +184,7 @@ class Selection:
     written_built: int = 0
     executions: int = 0
     cache_hits: int = 0
+    stated: int = 0  # the model's stated values that built, for calls among the inputs
 
     def group_of(self) -> dict[int, tuple[int, int]]:
         """Each candidate's group rank (0: the chosen group) and that group's size."""
@@ -195,24 +196,55 @@ class Selection:
             "groups": [g.summary() for g in self.groups],
             "inputs": len(self.inputs),
             "written_inputs_built": self.written_built,
+            "stated_values": self.stated,
             "executions": self.executions,
             "cached_executions": self.cache_hits,
         }
 
 
+@dataclass
+class ExtraInputs:
+    """The inputs every candidate runs on, how many of the model's calls built, and the values the
+    model stated for its calls, as (input index, value)."""
+
+    inputs: list[CallInput]
+    written_built: int = 0
+    expectations: list[tuple[int, Any]] = field(default_factory=list)
+
+
 def extra_inputs(
-    probe: BehaviourProbe, problem: Problem, written: Sequence[str], mutations: int, seed: int = 0
-) -> tuple[list[CallInput], int]:
+    probe: BehaviourProbe,
+    problem: Problem,
+    written: Sequence[str],
+    mutations: int,
+    seed: int = 0,
+    stated: Sequence[tuple[str, str]] = (),
+) -> ExtraInputs:
     """The public examples' inputs, their mutations and the written calls that build, distinct;
-    and how many of the written calls built."""
+    how many of the written calls built; and ``stated``'s values (the model's ``(call, expected)``
+    sources, ``entry_expectations``) for the calls among the inputs. Everything builds in one
+    sandbox execution: a stated value ``v`` builds as the call ``entry(v)``."""
     examples = public_calls(problem)
-    built = probe.build_inputs(problem, [*examples, *written])
-    from_examples = [b for b in built[: len(examples)] if b is not None]
-    from_written = [b for b in built[len(examples) :] if b is not None]
+    entry = problem.entry_point or ""
+    values = [f"{entry}({expected})" for _, expected in stated]
+    built = probe.build_inputs(problem, [*examples, *written, *values])
+    n_examples, n_written = len(examples), len(written)
+    from_examples = [b for b in built[:n_examples] if b is not None]
+    from_written = [b for b in built[n_examples : n_examples + n_written] if b is not None]
     inputs: dict[str, CallInput] = {}
     for item in [*from_examples, *mutate_inputs(from_examples, mutations, seed), *from_written]:
         inputs.setdefault(literal((item.args, item.kwargs)), item)
-    return list(inputs.values()), len(from_written)
+    index = {key: j for j, key in enumerate(inputs)}
+    by_call = dict(zip(written, built[n_examples : n_examples + n_written], strict=True))
+    expectations: list[tuple[int, Any]] = []
+    for (call, _), value in zip(stated, built[n_examples + n_written :], strict=True):
+        args = by_call.get(call)
+        if args is None or value is None or len(value.args) != 1 or value.kwargs:
+            continue
+        j = index.get(literal((args.args, args.kwargs)))
+        if j is not None:
+            expectations.append((j, value.args[0]))
+    return ExtraInputs(list(inputs.values()), len(from_written), expectations)
 
 
 def select_by_behaviour(
@@ -225,6 +257,7 @@ def select_by_behaviour(
     seed: int = 0,
     likelihoods: Sequence[float] | None = None,
     score: GroupScore = DEFAULT_SCORE,
+    stated: Sequence[tuple[str, str]] = (),
 ) -> Selection:
     """Group ``completions`` by behaviour on the extra inputs, rank the groups by ``score`` (ties
     by likelihood) and choose from the best group the member with the best public pass rate, then
@@ -232,11 +265,13 @@ def select_by_behaviour(
     if not completions:
         return Selection(None, [])
     before, hits = probe.executions, probe.cache_hits
-    inputs, written_built = extra_inputs(probe, problem, written, mutations, seed)
-    behaviours = probe.behaviours(problem, completions, inputs)
-    chosen, groups = choose_by_behaviour(behaviours, public_rates, likelihoods, score)
+    extra = extra_inputs(probe, problem, written, mutations, seed, stated)
+    behaviours = probe.behaviours(problem, completions, extra.inputs)
+    chosen, groups = choose_by_behaviour(behaviours, public_rates, likelihoods, score, extra.expectations)
     executions, cache_hits = probe.executions - before, probe.cache_hits - hits
-    return Selection(chosen, groups, inputs, written_built, executions, cache_hits)
+    return Selection(
+        chosen, groups, extra.inputs, extra.written_built, executions, cache_hits, len(extra.expectations)
+    )
 
 
 def choose_by_behaviour(
@@ -244,11 +279,12 @@ def choose_by_behaviour(
     public_rates: Sequence[float],
     likelihoods: Sequence[float] | None = None,
     score: GroupScore = DEFAULT_SCORE,
+    expectations: Sequence[tuple[int, Any]] = (),
 ) -> tuple[int | None, list[Group[Behaviour]]]:
     """The chosen candidate and the groups, best first, of candidates already probed."""
     if not behaviours:
         return None, []
-    groups = rank_behaviours(behaviours, public_rates, likelihoods, score)
+    groups = rank_behaviours(behaviours, public_rates, likelihoods, score, expectations)
     return best_member(groups[0], public_rates, likelihoods), groups
 
 

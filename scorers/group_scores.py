@@ -21,14 +21,21 @@ a rule scores alike go to the more likely group, then to the one drawn first (``
   right, and a program that hard-codes the examples' answer "handles" every input. With a small
   model, two or three wrong samples that share a bug agree by chance: a vote that small is noise
   next to the likelihood.
+- ``StatedFirst``, ``ShareThenStated``, ``StatedAgreement``: the model's own tests. The calls the
+  model writes often state the value they should return (``f(3) == 9``, ``f(0) ==> (1, 0)``), as
+  CodeT's generated tests do; a group *agrees* with each stated value it returns. ``public-stated``
+  ranks agreement right after the public pass rate, ``public-share-stated`` (the default) only
+  after ``public-share``'s size, before the likelihood, and ``public-codet`` by size x agreement.
+  A 0.5B model states many wrong values, so agreement decides least where it comes last.
 
 >>> from scorers.agreement import Group
 >>> lone = Group([0], "a", public_rate=1.0)
 >>> crowd = Group([1, 2, 3], "b", public_rate=2 / 3)
 >>> PublicFirst()(lone) > PublicFirst()(crowd), DualAgreement()(lone) > DualAgreement()(crowd)
 (True, False)
->>> sorted(GROUP_SCORES)
-['dual', 'dual-weighted', 'handled-first', 'public-first', 'public-share']
+>>> sorted(GROUP_SCORES)  # doctest: +NORMALIZE_WHITESPACE
+['dual', 'dual-weighted', 'handled-first', 'public-codet', 'public-first', 'public-share',
+ 'public-share-stated', 'public-stated']
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ class GroupStats(Protocol):
 
     @property
     def likelihoods(self) -> Sequence[float]: ...
+
+    @property
+    def agreed(self) -> int: ...
 
     @property
     def pool(self) -> int: ...
@@ -145,11 +155,77 @@ class ShareFirst:
     min_share: float = 0.25
 
     def __call__(self, group: GroupStats) -> tuple[float, ...]:
-        pool = group.pool or group.size
-        return (group.public_rate, group.size if group.size >= self.min_share * pool else 0)
+        return (group.public_rate, share_size(group, self.min_share))
+
+
+def share_size(group: GroupStats, min_share: float) -> int:
+    """The group's size if it holds at least ``min_share`` of the candidates, else 0."""
+    pool = group.pool or group.size
+    return group.size if group.size >= min_share * pool else 0
+
+
+@dataclass(frozen=True)
+class StatedFirst:
+    """Public pass rate, then the number of the model's stated values the group returns (the
+    model's own test calls, ``f(3) == 9``, as CodeT's generated tests), then ``public-share``'s
+    size.
+
+    >>> from scorers.agreement import Group
+    >>> StatedFirst()(Group([0, 1], "x", 1.0, agreed=3, pool=16))
+    (1.0, 3, 0)
+    """
+
+    name: str = "public-stated"
+    min_share: float = 0.25
+
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
+        return (group.public_rate, group.agreed, share_size(group, self.min_share))
+
+
+@dataclass(frozen=True)
+class ShareThenStated:
+    """``public-share``, then the number of stated values the group returns (before likelihood).
+
+    >>> from scorers.agreement import Group
+    >>> ShareThenStated()(Group([0, 1, 2, 3], "x", 1.0, agreed=2, pool=16))
+    (1.0, 4, 2)
+    """
+
+    name: str = "public-share-stated"
+    min_share: float = 0.25
+
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
+        return (group.public_rate, share_size(group, self.min_share), group.agreed)
+
+
+@dataclass(frozen=True)
+class StatedAgreement:
+    """Public pass rate, then CodeT's dual agreement over the stated values: the group's size x
+    the stated values it returns, then ``public-share``'s size.
+
+    >>> from scorers.agreement import Group
+    >>> StatedAgreement()(Group([0, 1], "x", 1.0, agreed=3, pool=16))
+    (1.0, 6, 0)
+    """
+
+    name: str = "public-codet"
+    min_share: float = 0.25
+
+    def __call__(self, group: GroupStats) -> tuple[float, ...]:
+        return (group.public_rate, group.size * group.agreed, share_size(group, self.min_share))
 
 
 GROUP_SCORES: dict[str, GroupScore] = {
-    s.name: s for s in (PublicFirst(), DualAgreement(), HandledFirst(), WeightedAgreement(), ShareFirst())
+    s.name: s
+    for s in (
+        PublicFirst(),
+        DualAgreement(),
+        HandledFirst(),
+        WeightedAgreement(),
+        ShareFirst(),
+        StatedFirst(),
+        ShareThenStated(),
+        StatedAgreement(),
+    )
 }
-DEFAULT_SCORE: GroupScore = GROUP_SCORES["public-share"]
+DEFAULT_SCORE: GroupScore = GROUP_SCORES["public-share-stated"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import math
 import random
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -59,6 +60,64 @@ def entry_calls(text: str, entry_point: str, limit: int | None = None) -> list[s
         if limit is not None and len(found) >= limit:
             return found[:limit]
     return found
+
+
+def entry_expectations(text: str, entry_point: str, limit: int | None = None) -> list[tuple[str, str]]:
+    """The calls of ``entry_point`` in ``text`` that state the value they should return, as
+    ``(call, expected)`` sources, one per call (the first stated); parsed line by line, never run.
+    A model writes its tests as ``assert f(3) == 9``, ``f(3) == 9``, ``f(3)  # 9``, ``f(3) -> 9``,
+    ``f(3) ➞ 9``, ``f(3) => true`` or ``f(3): 9``; a bare ``true``, ``false`` or ``null`` reads as
+    Python's. An expected value that is not a Python expression, or that calls the entry point, is
+    not kept. ``limit`` counts the distinct calls read, stated or not (as ``entry_calls`` does). A last line
+    without its newline was cut off by the token limit, and its value may be cut too: it is skipped.
+
+    >>> entry_expectations("assert f(1) == 2\\nf([1]) ➞ [1]\\nf(3)  # Expected output: 'a'\\nf(4)", "f")
+    [('f(1)', '2'), ('f([1])', '[1]'), ('f(3)', "'a'")]
+    >>> entry_expectations("f(2): 18\\nf(3) => true\\nf(2) -> 5\\nf(6) == f(5)\\nf(7) == 12", "f")
+    [('f(2)', '18'), ('f(3)', 'True')]
+    """
+    found: dict[str, str | None] = {}
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):
+        lines.pop()  # cut off by the token limit: its value may be cut too (``f(3) == 12`` of 123)
+    for line in lines:
+        line = line.strip()
+        if not line or len(line) > MAX_CALL_CHARS or entry_point not in line:
+            continue
+        call, expected = _stated_call(line, entry_point)
+        if call is not None and (found.get(call) is None):
+            if limit is not None and call not in found and len(found) >= limit:
+                break
+            found[call] = expected
+    return [(call, expected) for call, expected in found.items() if expected is not None]
+
+
+_STATED = re.compile(
+    r"^(?:==>|=>|->|➞|→|==|:|#)\s*(?:(?:expected(?: output| result)?|output|returns?|result)\s*[:=]?\s*)?",
+    re.IGNORECASE,
+)
+_JS_WORDS = {"true": "True", "false": "False", "null": "None", "none": "None"}
+
+
+def _stated_call(line: str, name: str) -> tuple[str | None, str | None]:
+    """The call a line starts with (after an optional ``assert``) and the value it states, if any."""
+    body = line.removeprefix("assert ").strip()
+    calls = _leading_call(body, name) if body.startswith(f"{name}(") else []
+    if not calls:
+        return None, None
+    call = calls[0]
+    stated = _STATED.match(body[len(call) :].strip())
+    if stated is None:
+        return call, None
+    expected = body[len(call) :].strip()[stated.end() :].strip().rstrip(".;,")
+    expected = _JS_WORDS.get(expected.lower(), expected)
+    if not expected or name in expected:
+        return call, None
+    try:
+        ast.parse(expected, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return call, None
+    return call, expected
 
 
 def _line_calls(line: str, name: str) -> list[str]:

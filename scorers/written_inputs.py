@@ -9,9 +9,9 @@ charged to whatever meters ``lm`` (a search's ``MeteredLM``) and returned in ``t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from scorers.inputs import entry_calls
+from scorers.inputs import entry_calls, entry_expectations
 from search.limits.stops import StopStrings
 from search.model.lm import GenerationParams, LanguageModel
 from search.problems.problem import Problem
@@ -21,11 +21,13 @@ FENCE = "```"
 
 @dataclass(frozen=True)
 class WrittenInputs:
-    """The calls parsed out of the model's text, the text itself and the tokens it cost."""
+    """The calls parsed out of the model's text, the values it stated for some of them
+    (``(call, expected)`` sources), the text itself and the tokens it cost."""
 
     calls: list[str]
     text: str
     tokens: int
+    stated: list[tuple[str, str]] = field(default_factory=list)
 
 
 def input_request(problem: Problem, n: int) -> str:
@@ -62,4 +64,6 @@ def write_inputs(lm: LanguageModel, problem: Problem, n: int, max_new_tokens: in
     params = GenerationParams(max_new_tokens=max_new_tokens)
     rollout = lm.rollouts([lm.encode(prefix)], params, [StopStrings([FENCE])])[0]
     text = f"{problem.entry_point}(" + rollout.text
-    return WrittenInputs(entry_calls(text, problem.entry_point, limit=n), text, len(rollout.token_ids))
+    entry = problem.entry_point
+    calls, stated = entry_calls(text, entry, limit=n), entry_expectations(text, entry, limit=n)
+    return WrittenInputs(calls, text, len(rollout.token_ids), stated)

@@ -234,3 +234,33 @@ def test_public_share_does_not_hold_raising_on_an_extra_input_against_a_group() 
     first = rank_behaviours(behaviours, rates, likelihoods, GROUP_SCORES["public-first"])
     assert first[0].members == [1] and first[1].unhandled == 1
     assert rank_behaviours(behaviours, rates, likelihoods, GROUP_SCORES["public-share"])[0].members == [0]
+
+
+def test_written_tests_state_values_in_every_form_a_model_writes_them() -> None:
+    from scorers.inputs import entry_expectations
+
+    text = (
+        "f(1) == 2\n"
+        "assert f(2) == [1, 2]\n"
+        "f(3)  # Expected output: (1, 0)\n"
+        "f(4) ==> 'x'\n"
+        "f(5) -> None\n"
+        "f(6) => FALSE\n"
+        "f(7) returns 3\n"  # prose, not a separator: no value
+        "f(8) == f(7)\n"  # calls the function itself: no value
+        "f(9) == (1,\n"  # not an expression: no value
+        "f(1) == 99\n"  # the first value stated for a call stands
+        "print(f(10))  # 4\n"  # a call nested in another: not read as a stated test
+        "f(11) == 12"  # the last line, cut off by the token limit: its value may be cut too
+    )
+    assert entry_expectations(text, "f") == [
+        ("f(1)", "2"),
+        ("f(2)", "[1, 2]"),
+        ("f(3)", "(1, 0)"),
+        ("f(4)", "'x'"),
+        ("f(5)", "None"),
+        ("f(6)", "False"),
+    ]
+    assert entry_expectations(text, "f", limit=2) == [("f(1)", "2"), ("f(2)", "[1, 2]")]
+    assert entry_expectations("", "f") == [] and entry_expectations("g(1) == 2\n", "f") == []
+    assert entry_expectations("f(" * 5000 + "\n", "f") == []  # a line too long to read

@@ -244,3 +244,75 @@ def test_the_dominance_and_group_score_params_are_validated() -> None:
     with pytest.raises(ValueError, match="group_score"):
         planners.create("best_of_n", {"group_score": "loudest"})
     assert planners.create("best_of_n", {"group_score": "public-share"}).params.group_score == "public-share"
+
+
+def test_stated_values_build_in_the_sandbox_and_break_a_tie_toward_the_group_that_returns_them(
+    pool: SandboxPool, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran_on_host"
+    # two groups of one, alike on the example; the model's stated values side with the right one
+    wrong = "    return [2 * x for x in xs] if xs else [0]\n"
+    written = ["double_all([])", "double_all([5])", "double_all([7])", "double_all([9])"]
+    stated = [
+        ("double_all([])", "[]"),
+        ("double_all([5])", "[10]"),
+        ("double_all([7])", f"__import__('os').system('touch {marker}')"),  # runs in the sandbox only
+        ("double_all([9])", "1 / 0"),  # raises while building: dropped
+        ("double_all([11])", "[22]"),  # not a written call, so not an input: dropped
+    ]
+    probe = BehaviourProbe(pool, per_input=0.5)
+    for score, chosen in (("public-share", 0), ("public-share-stated", 1), ("public-stated", 1)):
+        selection = select_by_behaviour(
+            probe,
+            PROBLEM,
+            [wrong, RIGHT[0]],
+            public_rates=[1.0, 1.0],
+            written=written,
+            mutations=0,
+            likelihoods=[-0.1, -0.5],  # the wrong one is the likelier: it wins unless stated values count
+            score=GROUP_SCORES[score],
+            stated=stated,
+        )
+        assert selection.chosen == chosen, score
+        assert selection.stated == 3  # [] -> [], [5] -> [10], and the os.system call's return value
+        agreed = {g.members[0]: g.agreed for g in selection.groups}
+        assert agreed == {0: 1, 1: 2}
+    if open_executor("auto").layer in ("bwrap", "unshare", "docker"):
+        assert not marker.exists()
+    assert selection.summary()["stated_values"] == 3
+
+
+def test_selection_without_stated_values_is_unchanged_by_the_stated_rules(pool: SandboxPool) -> None:
+    probe = BehaviourProbe(pool)
+    completions = [OUTLIER, *RIGHT]
+    for score in ("public-share", "public-share-stated", "public-stated", "public-codet"):
+        selection = select_by_behaviour(
+            probe, PROBLEM, completions, [1.0] * 4, mutations=6, score=GROUP_SCORES[score]
+        )
+        assert [g.members for g in selection.groups] == [[1, 2, 3], [0]], score
+        assert selection.stated == 0 and all(g.agreed == 0 for g in selection.groups)
+
+
+def test_a_search_reads_the_values_the_model_states_for_its_calls(tiny_lm, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import planners.selection
+    from scorers.written_inputs import WrittenInputs
+
+    text = "double_all([]) == []\ndouble_all([5]) == [10]\ndouble_all([6])  # 3\n"
+    written = WrittenInputs(
+        calls=["double_all([])", "double_all([5])", "double_all([6])"],
+        text=text,
+        tokens=0,
+        stated=[("double_all([])", "[]"), ("double_all([5])", "[10]"), ("double_all([6])", "3")],
+    )
+    monkeypatch.setattr(planners.selection, "write_inputs", lambda lm, problem, n: written)
+    ctx = SearchContext.create(tiny_lm, scorer=TestScorer(open_executor("auto")))
+    params = {
+        "n": 2,
+        "batch_size": 2,
+        "max_new_tokens": 6,
+        "early_stop": False,
+        "selector": "behaviour",
+        "group_score": "public-share-stated",
+    }
+    result = planners.create("best_of_n", params).solve(PROBLEM, ctx)
+    assert result.spend.extra["stated_values"] == 3
