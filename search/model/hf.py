@@ -65,10 +65,6 @@ class HFModel(TokenizerText):
         self.tokenizer = tokenizer
         self.identity = identity
         self.device = next(model.parameters()).device
-        if self.device.type == "cpu":  # see search/model/attention.py: several times torch's sdpa there
-            from search.model.attention import ATTENTION
-
-            model.set_attn_implementation(ATTENTION)
         self.kv = PrefixKVCache(kv_cache_bytes)
         self.counters = ModelCounters()
         self.lock = threading.RLock()
