@@ -184,7 +184,7 @@ def rank_behaviours(
     >>> [(g.members, g.unhandled) for g in rank_behaviours([fragile, fragile, ok, ok, ok])]
     [([2, 3, 4], 0), ([0, 1], 1)]
     >>> [(g.members, g.agreed) for g in rank_behaviours([fragile, ok], expectations=[(0, 0), (1, 1)])]
-    [([0], 1), ([1], 2)]
+    [([1], 2), ([0], 1)]
     """
     groups = group_outcomes(behaviours, behaviours_equal)
     handled = _handled_inputs(behaviours)
