@@ -33,19 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.quality_runs import code_commit  # noqa: E402
+from scorers.group_scores import GROUP_SCORES  # noqa: E402
 
 STYLE = "chat-prefill"  # the default; --style names another (the source rows are bon16@STYLE)
 # every variant tried, all reported
-RULES = (
-    "public-first",
-    "dual",
-    "handled-first",
-    "dual-weighted",
-    "public-share",
-    "public-stated",
-    "public-share-stated",
-    "public-codet",
-)
+RULES = tuple(GROUP_SCORES)  # the rules of scorers/group_scores.py, in its order
 ROUNDS = (1, 5, 9, 13, 16)  # best-of-16's rounds: the greedy sample, then batches of 4
 STOP_GRID = [(m, s, after) for m in (2, 3, 4, 5, 6) for s in (0.5, 0.6, 0.75, 0.9) for after in (5, 9)]
 
@@ -161,7 +153,6 @@ def problem_rows(
     args: Any,
 ) -> list[dict[str, Any]]:
     from scorers.behaviour import choose_by_behaviour, extra_inputs
-    from scorers.group_scores import GROUP_SCORES
     from scorers.inputs import entry_expectations
     from search.state.context import Candidate, best_candidate
 
@@ -260,7 +251,6 @@ def _stop_grid(
     dominance stop would have drawn (checked after each round of best-of-16's draw: 1, 5, 9, 13, 16)
     and whether its choice passes the hidden tests."""
     from scorers.behaviour import Dominance, choose_by_behaviour
-    from scorers.group_scores import GROUP_SCORES
 
     grid: dict[str, dict[str, Any]] = {}
     for rule in RULES:

@@ -229,13 +229,14 @@ def extra_inputs(
     values = [f"{entry}({expected})" for _, expected in stated]
     built = probe.build_inputs(problem, [*examples, *written, *values])
     n_examples, n_written = len(examples), len(written)
+    built_written = built[n_examples : n_examples + n_written]
     from_examples = [b for b in built[:n_examples] if b is not None]
-    from_written = [b for b in built[n_examples : n_examples + n_written] if b is not None]
+    from_written = [b for b in built_written if b is not None]
     inputs: dict[str, CallInput] = {}
     for item in [*from_examples, *mutate_inputs(from_examples, mutations, seed), *from_written]:
         inputs.setdefault(literal((item.args, item.kwargs)), item)
     index = {key: j for j, key in enumerate(inputs)}
-    by_call = dict(zip(written, built[n_examples : n_examples + n_written], strict=True))
+    by_call = dict(zip(written, built_written, strict=True))
     expectations: list[tuple[int, Any]] = []
     for (call, _), value in zip(stated, built[n_examples + n_written :], strict=True):
         args = by_call.get(call)

@@ -85,7 +85,7 @@ def entry_expectations(text: str, entry_point: str, limit: int | None = None) ->
         if not line or len(line) > MAX_CALL_CHARS or entry_point not in line:
             continue
         call, expected = _stated_call(line, entry_point)
-        if call is not None and (found.get(call) is None):
+        if call is not None and found.get(call) is None:
             if limit is not None and call not in found and len(found) >= limit:
                 break
             found[call] = expected
@@ -106,10 +106,11 @@ def _stated_call(line: str, name: str) -> tuple[str | None, str | None]:
     if not calls:
         return None, None
     call = calls[0]
-    stated = _STATED.match(body[len(call) :].strip())
+    rest = body[len(call) :].strip()
+    stated = _STATED.match(rest)
     if stated is None:
         return call, None
-    expected = body[len(call) :].strip()[stated.end() :].strip().rstrip(".;,")
+    expected = rest[stated.end() :].strip().rstrip(".;,")
     expected = _JS_WORDS.get(expected.lower(), expected)
     if not expected or name in expected:
         return call, None

@@ -264,3 +264,12 @@ def test_written_tests_state_values_in_every_form_a_model_writes_them() -> None:
     assert entry_expectations(text, "f", limit=2) == [("f(1)", "2"), ("f(2)", "[1, 2]")]
     assert entry_expectations("", "f") == [] and entry_expectations("g(1) == 2\n", "f") == []
     assert entry_expectations("f(" * 5000 + "\n", "f") == []  # a line too long to read
+
+
+def test_every_group_score_is_a_name_the_selector_params_accept() -> None:
+    from typing import get_args
+
+    from planners.selection import GroupScoreName
+    from scorers.group_scores import GROUP_SCORES
+
+    assert list(get_args(GroupScoreName)) == list(GROUP_SCORES)
