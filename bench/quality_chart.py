@@ -14,6 +14,16 @@ from typing import Any
 from bench.quality_stats import SAMPLERS, is_sampler
 
 
+def save_figure(fig: Any, stem: str | Path) -> None:
+    """``stem``.png and ``stem``.svg, the same bytes for the same figure: the SVG gets no date and
+    its element ids a fixed salt, so a report rerun on unchanged rows changes no committed file."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.hashsalt": "treedec"}):
+        fig.savefig(f"{stem}.png", dpi=120)
+        fig.savefig(f"{stem}.svg", dpi=120, metadata={"Date": None})
+
+
 def pareto(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
     """Points no other point beats on both cost (lower) and pass@1 (higher), by cost.
 
@@ -91,6 +101,5 @@ def draw(summary: dict[str, Any], stem: Path, dataset: str = "HumanEval", answer
         + (f"; prompt style {common_style} unless named" if common_style else "")
     )
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(f"{stem}.{ext}", dpi=120)
+    save_figure(fig, stem)
     plt.close(fig)

@@ -42,10 +42,14 @@ def equal_tokens_table(rows: list[dict[str, Any]]) -> str:
         )
         lines.append(
             f"| `{e['config']}` | {e['problems']} | {e['passed']} | {e['tokens']:.0f} | "
-            f"{e['best_of_n_passed']:.1f} ({e['curve']}) | {points} | {e['above']} |"
+            f"{e['best_of_n_passed']:.1f} ({e['curve']}) | {points} | {e['above']} | "
+            f"{e['best_of_n_tokens_to_match']:.0f} ({e['match_curve']}) | {e['token_ratio']:.2f}x | "
+            f"{e['a_third_of_the_tokens']} |"
         )
     columns = ["configuration", "problems both ran", "passed", "tokens / problem"]
     columns += ["best-of-N at those tokens", "best-of-N points there (passed @ tokens)", "above the curve"]
+    columns += ["best-of-N tokens for as many passes", "their ratio to its tokens"]
+    columns += ["as many passes as best-of-N at a third of its tokens (A*-decoding's claim)"]
     return markdown(columns, lines)
 
 

@@ -179,10 +179,43 @@ def curve_at(curve: list[tuple[float, int, str]], tokens: float) -> tuple[float,
     return float(curve[-1][1]), "beyond"
 
 
+def tokens_to_match(curve: list[tuple[float, int, str]], passed: int) -> tuple[float, str]:
+    """The generated tokens best-of-N needs to pass ``passed`` problems, read off the curve
+    (straight lines between its points), and how: "between" two points, "at most" its first
+    point's tokens (it already passes as many there), "at least" its last point's (it never passes
+    as many within the curve).
+
+    >>> curve = [(200.0, 48, "bon4"), (400.0, 50, "bon8"), (800.0, 51, "bon16")]
+    >>> tokens_to_match(curve, 49), tokens_to_match(curve, 40), tokens_to_match(curve, 53)
+    ((300.0, 'between'), (200.0, 'at most'), (800.0, 'at least'))
+    """
+    if passed <= curve[0][1]:
+        return curve[0][0], "at most"
+    for (t0, p0, _), (t1, p1, _) in pairwise(curve):
+        if p0 < passed <= p1:
+            return t0 + (t1 - t0) * (passed - p0) / (p1 - p0), "between"
+    return curve[-1][0], "at least"
+
+
+TOKEN_SAVING_CLAIM = 3.0  # A*-decoding's claim: best-of-N's accuracy at a third of its tokens
+
+
+def _saves(ratio: float, how: str) -> str:
+    """Whether best-of-N needs ``TOKEN_SAVING_CLAIM`` times the search's tokens to pass as many,
+    given how its tokens were read: "at most" is an upper bound, "at least" a lower bound."""
+    if how == "at most":
+        return "no" if ratio < TOKEN_SAVING_CLAIM else "not shown"
+    if how == "at least":
+        return "yes" if ratio >= TOKEN_SAVING_CLAIM else "not shown"
+    return "yes" if ratio >= TOKEN_SAVING_CLAIM else "no"
+
+
 def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each search configuration against sampling + public-test filter at its own mean generated
     tokens, on the problems both ran: its passes and the best-of-N curve's there. "above" means it
-    passes more than best-of-N would at the same tokens (see ``_above``)."""
+    passes more than best-of-N would at the same tokens (see ``_above``). The other way round, the
+    tokens best-of-N needs to pass as many (``tokens_to_match``), their ratio to the search's, and
+    whether that ratio reaches A*-decoding's claim of 3 (``_saves``)."""
     by = by_config(rows)
     samplers = [n for n in by if is_sampler(n)]
     out = []
@@ -196,6 +229,8 @@ def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         tokens = sum(rs[t]["generated_tokens"] for t in common) / len(common)
         passed = sum(bool(rs[t]["passed"]) for t in common)
         at, how = curve_at(curve, tokens)
+        needed, needed_how = tokens_to_match(curve, passed)
+        ratio = needed / tokens if tokens else float("inf")
         out.append(
             {
                 "config": name,
@@ -205,6 +240,10 @@ def equal_tokens(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "best_of_n_passed": round(at, 1),
                 "curve": how,
                 "above": _above(passed, at, how),
+                "best_of_n_tokens_to_match": round(needed, 1),
+                "match_curve": needed_how,
+                "token_ratio": round(ratio, 2),
+                "a_third_of_the_tokens": _saves(ratio, needed_how),
                 "best_of_n": [{"config": n, "tokens": round(t, 1), "passed": p} for t, p, n in curve],
             }
         )

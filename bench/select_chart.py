@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.quality_chart import save_figure  # noqa: E402
 from scorers.group_scores import DEFAULT_SCORE  # noqa: E402
 
 
@@ -72,8 +73,7 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    for suffix in (".png", ".svg"):
-        fig.savefig(args.out.with_suffix(suffix), dpi=120)
+    save_figure(fig, args.out.with_suffix(""))
     print(json.dumps({"ks": ks, "ceiling": ceiling, **series}))
 
 

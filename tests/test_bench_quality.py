@@ -8,7 +8,16 @@ import pytest
 
 from bench.quality_report import equal_tokens_table, failures_table
 from bench.quality_runs import PRESETS, Config
-from bench.quality_stats import _above, equal_tokens, failure_kinds, head_to_head, mcnemar_p, summarize
+from bench.quality_stats import (
+    _above,
+    _saves,
+    equal_tokens,
+    failure_kinds,
+    head_to_head,
+    mcnemar_p,
+    summarize,
+    tokens_to_match,
+)
 
 
 def _bon16(task: str, passed: dict[int, bool], tokens: dict[int, int]) -> dict[str, Any]:
@@ -83,6 +92,31 @@ def test_equal_tokens_reads_the_best_of_n_curve_at_each_configurations_tokens() 
     assert by["adadec@chat-prefill"]["above"] == "not shown"
 
 
+def test_equal_tokens_reads_the_tokens_best_of_n_needs_for_as_many_passes() -> None:
+    by = {e["config"]: e for e in equal_tokens(_rows())}
+
+    def claim(name: str) -> tuple[float, str, float, str]:
+        e = by[name]
+        keys = ("best_of_n_tokens_to_match", "match_curve", "token_ratio", "a_third_of_the_tokens")
+        return tuple(e[k] for k in keys)  # type: ignore[return-value]
+
+    assert claim("pgtd@chat-prefill") == (400.0, "between", 2.67, "no")  # best-of-8 passes 1 at 400
+    assert claim("astar@chat-prefill") == (200.0, "at most", 0.67, "no")
+    assert claim("vstar@chat-prefill") == (800.0, "between", 0.89, "no")
+    assert claim("adadec@chat-prefill") == (200.0, "at most", 4.0, "not shown")  # an upper bound only
+
+
+def test_the_token_claim_is_only_shown_where_the_curve_bounds_it() -> None:
+    assert _saves(3.0, "between") == "yes"
+    assert _saves(2.9, "between") == "no"
+    assert _saves(5.0, "at least") == "yes"  # best-of-N needs at least this many tokens
+    assert _saves(2.0, "at least") == "not shown"
+    assert _saves(2.0, "at most") == "no"  # best-of-N needs at most this many
+    assert _saves(5.0, "at most") == "not shown"
+    flat_then_rising = [(100.0, 3, "sc4"), (200.0, 3, "sc8"), (400.0, 5, "sc16")]
+    assert tokens_to_match(flat_then_rising, 4) == (300.0, "between")
+
+
 def test_equal_tokens_needs_every_best_of_n_point_on_the_same_problems() -> None:
     rows = [r for r in _rows() if not r["config"].startswith("bon")]
     assert equal_tokens(rows) == []
@@ -96,7 +130,7 @@ def test_equal_tokens_table_has_a_line_per_configuration() -> None:
     assert table.count("\n") == 2 + 4
     assert (
         "| `pgtd@chat-prefill` | 2 | 1 | 150 | 0.0 (at most) "
-        "| bon4 0 @ 200, bon8 1 @ 400, bon16 2 @ 800 | yes |" in table
+        "| bon4 0 @ 200, bon8 1 @ 400, bon16 2 @ 800 | yes | 400 (between) | 2.67x | no |" in table
     )
 
 
@@ -184,6 +218,9 @@ def test_chart_labels_drop_the_common_style_and_the_title_names_it(tmp_path: Any
     for label in ("pgtd", "bon4", "bon8", "greedy@completion"):
         assert svg.count(f"<!-- {label} -->") == 2  # once on each panel
     assert "prompt style chat-prefill unless named -->" in svg
+    first = {ext: (tmp_path / f"chart.{ext}").read_bytes() for ext in ("png", "svg")}
+    draw(summary, tmp_path / "chart")  # the same rows draw the same bytes: no date, no random ids
+    assert {ext: (tmp_path / f"chart.{ext}").read_bytes() for ext in ("png", "svg")} == first
 
 
 # ----- answer datasets (GSM8K) -------------------------------------------------------------------
