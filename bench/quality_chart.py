@@ -49,9 +49,29 @@ def short_labels(names: list[str]) -> tuple[dict[str, str], str | None]:
     return {n: base if style == common else n for n, (base, _, style) in parts.items()}, common
 
 
-def draw(summary: dict[str, Any], stem: Path, dataset: str = "HumanEval", answers: bool = False) -> None:
+def model_label(rows: list[dict[str, Any]]) -> str:
+    """The models the rows ran, as the chart's title names them (a row names its model when it is
+    not the default).
+
+    >>> model_label([{}, {"model": "bundled-default"}]), model_label([{"model": "qwen-1.5b"}])
+    ('bundled Qwen2.5-Coder-0.5B-Instruct', 'bundled Qwen2.5-Coder-1.5B-Instruct')
+    """
+    from search.model.bundled import ALIASES, BUNDLED, DEFAULT_MODEL
+
+    names = sorted({ALIASES.get(n, n) for n in (r.get("model") or DEFAULT_MODEL for r in rows)})
+    shown = [BUNDLED[n].description.split(",")[0] if n in BUNDLED else n for n in names]
+    return "bundled " + " and ".join(shown)
+
+
+def draw(
+    summary: dict[str, Any],
+    stem: Path,
+    dataset: str = "HumanEval",
+    answers: bool = False,
+    model: str = "bundled Qwen2.5-Coder-0.5B-Instruct",
+) -> None:
     """The chart of ``summary``'s configurations on ``dataset`` (``answers``: an answer dataset, where
-    the reference curve is self-consistency's)."""
+    the reference curve is self-consistency's) with ``model``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,12 +112,13 @@ def draw(summary: dict[str, Any], stem: Path, dataset: str = "HumanEval", answer
         ax.set_xlabel(label)
         ax.set_ylabel("accuracy of the final answer (%)" if answers else "pass@1 on hidden tests (%)")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.margins(x=0.08, y=0.12)  # no point on the frame, where the legend or a label would hide it
+        ax.legend(loc="best", fontsize=8)
         adjust_text(texts, ax=ax, arrowprops={"arrowstyle": "-", "color": "gray", "lw": 0.5})
     n = min((s["problems"] for s in summary.values()), default=0)
     fig.suptitle(
         f"{dataset}, all {n} problems (configurations that ran every one); "
-        "bundled Qwen2.5-Coder-0.5B-Instruct\nblue: plain decoding, red: search"
+        f"{model}\nblue: plain decoding, red: search"
         + (f"; prompt style {common_style} unless named" if common_style else "")
     )
     fig.tight_layout()

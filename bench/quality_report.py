@@ -143,7 +143,7 @@ def dataset_name(rows: list[dict[str, Any]]) -> str:
 def write_report(out: Path, also: Sequence[Path] = ()) -> None:
     """The report of the rows in ``out``, with the rows of the files in ``also`` read beside them
     (a baseline run on its own, or another part of the same run); it is written beside ``out``."""
-    from bench.quality_chart import draw
+    from bench.quality_chart import draw, model_label
 
     keyed = load_rows(out)
     for path in also:
@@ -172,7 +172,7 @@ def write_report(out: Path, also: Sequence[Path] = ()) -> None:
     Path(f"{stem}_summary.json").write_text(json.dumps(report, indent=1))
     answers = any("answer" in r for r in rows)
     dataset = dataset_name(rows)
-    draw(whole, Path(f"{stem}_chart"), dataset, answers)
+    draw(whole, Path(f"{stem}_chart"), dataset, answers, model_label(rows))
     if report["confidence"]:
         Path(f"{stem}_confidence.md").write_text(confidence_table(report["confidence"]))
     Path(f"{stem}_table.md").write_text(markdown_table(report["configs"], versus, best_greedy))
