@@ -38,7 +38,9 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "pgtd-large": ("pgtd", {"rollouts": 48}),
     "pgtd-behaviour": ("pgtd", {"selector": "behaviour"}),
     "astar": ("astar", {}),
-    "astar-large": ("astar", {"max_expansions": 48}),
+    # 3x the expansions; on answer problems also 16 value rollouts, not 12: the cheapest stop rule
+    # that reaches self-consistency at 16 on GSM8K train (bench/vote_budget.py); ignored on code
+    "astar-large": ("astar", {"max_expansions": 48, "max_value_rollouts": 16}),
     "astar-behaviour": ("astar", {"selector": "behaviour"}),
     "vstar": ("vstar", {}),
     "vstar-large": ("vstar", {"rollouts": 24}),

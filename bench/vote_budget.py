@@ -16,6 +16,8 @@ wrong more often than here. The replay also reads the vote weighted by likelihoo
 (``vote=weighted``: exp of a sample's mean log-probability) at 4, 8 and 16 samples.
 
     python bench/vote_budget.py bench/results/gsm8k_train_sc16_w8a8.jsonl
+    python bench/vote_budget.py bench/results/gsm8k_w8a8.jsonl bench/results/gsm8k_w8a8_b.jsonl \
+        --out bench/results/gsm8k_w8a8_vote_budget
 """
 
 from __future__ import annotations
@@ -118,19 +120,25 @@ def markdown(result: dict[str, Any]) -> str:
     return table_markdown(columns, lines)
 
 
+def shown(path: Path) -> str:
+    """``path`` as the result names it: from the repository's root when it is inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("rows", type=Path, help="self-consistency rows (sc16) with their samples")
+    ap.add_argument("rows", type=Path, nargs="+", help="self-consistency rows (sc16) with their samples")
+    ap.add_argument("--out", type=Path, help="where the result goes (default: beside the first rows file)")
     args = ap.parse_args()
-    rows = [json.loads(line) for line in args.rows.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("samples") and len(r["samples"]) >= 16]
+    rows = [json.loads(line) for path in args.rows for line in path.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if len(r.get("samples") or ()) >= 16]
     if not rows:
-        sys.exit(f"{args.rows}: no row with 16 samples")
-    shown = args.rows.relative_to(ROOT) if args.rows.is_absolute() else args.rows
-    result = {"rows": str(shown), **table(rows)}
-    stem = args.rows.with_suffix("")
-    Path(f"{stem}_vote_budget.json").write_text(json.dumps(result, indent=1) + "\n")
-    Path(f"{stem}_vote_budget.md").write_text(markdown(result))
+        sys.exit(f"{', '.join(map(str, args.rows))}: no row with 16 samples")
+    result = {"rows": [shown(p) for p in args.rows], **table(rows)}
+    stem = args.out if args.out is not None else Path(f"{args.rows[0].with_suffix('')}_vote_budget")
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    stem.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
 
 
