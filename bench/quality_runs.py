@@ -42,6 +42,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # that reaches self-consistency at 16 on GSM8K train (bench/vote_budget.py); ignored on code
     "astar-large": ("astar", {"max_expansions": 48, "max_value_rollouts": 16}),
     "astar-behaviour": ("astar", {"selector": "behaviour"}),
+    "astar-independent": ("astar", {"independent_votes": True}),  # answer problems: votes by line
     "vstar": ("vstar", {}),
     "vstar-large": ("vstar", {"rollouts": 24}),
 }

@@ -48,10 +48,14 @@ a value costs are never thrown away. A goal is an answer the votes settle on: on
 answer holds ``goal_votes`` votes, the search ends with the complete chain holding it that has the
 lowest f. Rollouts stop at ``max_value_rollouts`` (self-consistency's cost is its samples: so is
 this search's); past it a state keeps the value it inherited and the search goes on by steps alone.
-Once as many votes as a goal needs have been cast and they have not settled (a hard problem, whose
-rollouts will all be spent), a popped lazy state is valued together with the lazy states right
-below it in the queue (up to ``value_batch``; they are the states lazy A* would value next), their
-rollouts in one batched call: a CPU decodes a batch of 8 rows about twice as fast a token as 2.
+With ``independent_votes`` a line of reasoning (a first step and every state below it) votes
+once for an answer however many of its rollouts reach it (``Votes``' lines), since rollouts that
+share a prefix agree with each other more than independent samples do; the majority and a goal are
+then counted in lines. Once as many votes as a goal needs have been cast and they have not
+settled (a hard problem, whose rollouts will all be spent), a popped lazy state is valued
+together with the lazy states right below it in the queue (up to ``value_batch``; they are the
+states lazy A* would value next), their rollouts in one batched call: a CPU decodes a batch of 8
+rows about twice as fast a token as 2.
 Without a goal (``max_expansions``, the budget) the answer is the best complete chain of the
 leading answer; its confidence is its answer's share of every vote cast.
 
@@ -113,6 +117,11 @@ class AStarParams(PlannerParams, SelectorParams):
         ge=1,
         le=256,
         description="answer problems: the search ends once the leading answer holds this many votes",
+    )
+    independent_votes: bool = Field(
+        False,
+        description="answer problems: one vote per line of reasoning (a first step and all below it; "
+        "each rollout from the root is a line of its own), so a goal is goal_votes lines that agree",
     )
     max_value_rollouts: int = Field(
         12,
@@ -576,4 +585,6 @@ class AStar(Planner[AStarParams]):
         search.scorer = self.make_scorer(search)
         if search.answer_problem:
             search.signal = "rollout-value" if isinstance(search.scorer, RolloutValueScorer) else "prm"
+            if self.params.independent_votes:
+                search.answers().votes.one_vote_per_line = True
         return search

@@ -24,7 +24,7 @@ answers agree (self-consistency). ``AnswerScorer`` is the search's view of that,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING
 
 from sandbox.pool import Job, SandboxPool
@@ -41,20 +41,47 @@ if TYPE_CHECKING:
 
 class Votes:
     """Votes cast by final answers: each answer (or none) with its weight, grouped by the answer
-    type's equality."""
+    type's equality.
 
-    def __init__(self, answer_type: AnswerType = "number", choices: Sequence[str] | None = None) -> None:
+    A vote may name the *line* of reasoning it came from (a search's rollouts from one subtree
+    share a prefix, so they are not independent evidence). With ``one_vote_per_line`` a line's
+    later votes for an answer it already voted for weigh nothing: an answer's votes count the
+    distinct lines that reach it, and a vote without a line is a line of its own.
+
+    >>> votes = Votes("number", one_vote_per_line=True)
+    >>> for text, line in (("18", "a"), ("18", "a"), ("18", None), ("17", "a"), ("17", "b")):
+    ...     votes.add(Answer(text=text, rule="boxed"), line=line)
+    >>> votes.votes_for("18"), votes.votes_for("17"), votes.total
+    (2.0, 2.0, 4.0)
+    """
+
+    def __init__(
+        self,
+        answer_type: AnswerType = "number",
+        choices: Sequence[str] | None = None,
+        one_vote_per_line: bool = False,
+    ) -> None:
         self.answer_type, self.choices = answer_type, choices
+        self.one_vote_per_line = one_vote_per_line
         self.texts: list[str] = []  # the answers found, in the order cast
         self.weights: list[float] = []  # their weights
+        self.lines: list[Hashable] = []  # the line each came from
         self.total = 0.0  # every vote's weight, answers or not
         self._equal: dict[tuple[str, str], bool] = {}
 
-    def add(self, answer: Answer, weight: float = 1.0) -> None:
+    def add(self, answer: Answer, weight: float = 1.0, line: Hashable | None = None) -> None:
+        """Cast ``answer`` with ``weight``, from ``line`` (None: a line of its own)."""
+        line = object() if line is None else line
+        if self.one_vote_per_line and answer.text is not None and self._line_voted(line, answer.text):
+            weight = 0.0
         self.total += weight
         if answer.text is not None:
             self.texts.append(answer.text)
             self.weights.append(weight)
+            self.lines.append(line)
+
+    def _line_voted(self, line: Hashable, text: str) -> bool:
+        return any(ln == line and self.same(t, text) for t, ln in zip(self.texts, self.lines, strict=True))
 
     def same(self, a: str, b: str) -> bool:
         """Two answers are one answer by the reference's rules (either way round)."""
@@ -149,11 +176,14 @@ class AnswerScorer:
         complete: Sequence[bool],
         ctx: SearchContext | None = None,
         weights: Sequence[float] | None = None,
+        lines: Sequence[Hashable | None] | None = None,
     ) -> list[Answer]:
-        """Read each completion's answer and cast it as a vote (``weights``: 1 each)."""
+        """Read each completion's answer and cast it as a vote (``weights``: 1 each; ``lines``: the
+        line of reasoning each came from, see ``Votes``)."""
         answers = self.read(completions, complete, ctx)
         for i, answer in enumerate(answers):
-            self.votes.add(answer, 1.0 if weights is None else weights[i])
+            line = None if lines is None else lines[i]
+            self.votes.add(answer, 1.0 if weights is None else weights[i], line)
         return answers
 
     def agreement(self, answer: Answer) -> float:

@@ -42,6 +42,16 @@ LAZY_PRIOR = 0.5
 """A state's lazy value when its parent has none yet."""
 
 
+def line_of(state: PartialState) -> str | None:
+    """The line of reasoning a vote from ``state`` belongs to: its first step (every rollout from
+    one first step shares that prefix); None from the root, where each rollout is a line of its own.
+
+    >>> line_of(PartialState("a\\n\\nb", [], [], ["a\\n\\n", "b"])), line_of(PartialState("", [], [], []))
+    ('a\\n\\n', None)
+    """
+    return state.steps[0] if state.steps else None
+
+
 class RolloutValueScorer(ProcessScorer):
     """r = the share of a state's lookahead rollouts that reach the majority answer (module
     docstring); ``answers`` is the search's own ``AnswerScorer`` (the votes it holds are the
@@ -77,7 +87,10 @@ class RolloutValueScorer(ProcessScorer):
         done = [i for i, s in enumerate(states) if s.complete]
         if done:
             answers = self.answers.vote(
-                [states[i].completion for i in done], [self._ended(states[i]) for i in done], ctx
+                [states[i].completion for i in done],
+                [self._ended(states[i]) for i in done],
+                ctx,
+                lines=[line_of(states[i]) for i in done],
             )
             for i, answer in zip(done, answers, strict=True):
                 r = float(self.answers.reaches(answer))
@@ -125,7 +138,7 @@ class RolloutValueScorer(ProcessScorer):
         ctx.count("value_rollout_tokens", sum(len(r.token_ids) for r in rolls))
         texts = [s.completion + r.text for s, r in zip(rows, rolls, strict=True)]
         ended = [r.finish_reason != "length" for r in rolls]
-        answers = self.answers.vote(texts, ended, ctx)
+        answers = self.answers.vote(texts, ended, ctx, lines=[line_of(s) for s in rows])
         out = []
         for j in range(len(states)):
             mine = answers[j * m : (j + 1) * m]

@@ -15,7 +15,7 @@ from planners.base import PlannerError
 from planners.baselines import BestOfNParams, SampleRounds
 from planners.pgtd import PGTDParams, TokenNode, _Program
 from planners.pgtd import _Search as PGTDSearch
-from scorers.rollout_value import RolloutValueScorer
+from scorers.rollout_value import RolloutValueScorer, line_of
 from search.cache.store import MemoryCache
 from search.limits.budget import Budget, Meter
 from search.model.lm import DecodeMode
@@ -243,14 +243,14 @@ class ScriptedRollouts:
         out = []
         for s in states:
             if s.complete:
-                answer = self.answers.vote([s.completion], [True], ctx)[0]
+                answer = self.answers.vote([s.completion], [True], ctx, lines=[line_of(s)])[0]
                 out.append(StepScore(float(self.answers.reaches(answer))))
             elif not lookahead:
                 out.append(StepScore(0.5, False))
             else:
                 text = self.script[min(self.rolled, len(self.script) - 1)]
                 self.rolled += 1
-                answer = self.answers.vote([s.completion + text], [True], ctx)[0]
+                answer = self.answers.vote([s.completion + text], [True], ctx, lines=[line_of(s)])[0]
                 hit = float(self.answers.reaches(answer))
                 rollout = Lookahead([7, 7], [-0.1, -0.1], text, "stop", hit)
                 out.append(StepScore(hit, True, rollout, {}, [rollout]))
@@ -275,6 +275,25 @@ def test_astar_keeps_its_value_rollouts_as_chains_and_stops_when_the_votes_settl
     complete_steps = [c for c in out.candidates if c.meta.get("kind") == "step"]
     assert votes.total == scorer.rolled + len(complete_steps)  # ... and voted once, as it was drawn
     assert out.best.meta["kind"] == "rollout" and out.best.reward is None
+
+
+def test_astar_with_independent_votes_needs_as_many_lines_as_goal_votes(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    problem = render(QUESTION, "chain-of-thought", tiny_lm)
+    # every rollout agrees; the root's one rollout and its two children's are the only lines of
+    # reasoning (the states below a child share its first step), so 4 lines never agree
+    params = {"k": 2, "step_tokens": 3, "max_new_tokens": 40, "max_expansions": 6, "goal_votes": 4}
+    outcomes = {}
+    for independent in (False, True):
+        planner = planners.create("astar", {**params, "independent_votes": independent})
+        search = planner.start(problem, SearchContext.create(tiny_lm))
+        search.scorer = scorer = ScriptedRollouts(search.answers(), [" so \\boxed{18}"] * 50)  # type: ignore[attr-defined]
+        reason = search.run()
+        votes = search.answers().votes
+        lines = {line for text, line in zip(votes.texts, votes.lines, strict=True) if votes.same(text, "18")}
+        outcomes[independent] = (reason, scorer.rolled, votes.votes_for("18"), len(lines))
+    assert outcomes[False] == ("goal", 4, 4, 3)  # four votes, from three lines
+    reason, rolled, votes_for, lines = outcomes[True]
+    assert (reason, votes_for, lines) == ("max_expansions", 3, 3) and rolled > 4
 
 
 def test_astar_without_a_goal_answers_with_the_leading_answers_chain(tiny_lm) -> None:  # type: ignore[no-untyped-def]

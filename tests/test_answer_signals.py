@@ -44,6 +44,18 @@ def test_a_tie_goes_to_the_answer_drawn_first_and_weights_decide_a_weighted_vote
     assert weighted.leader() == "7" and weighted.share("18") == pytest.approx(0.7 / 1.6)
 
 
+def test_one_vote_per_line_counts_the_lines_that_reach_an_answer() -> None:
+    cast = [("18", "a"), ("18.0", "a"), ("$18", None), ("7", "a"), ("7", "b"), ("7", "b"), (None, "c")]
+    for per_line, expected in ((False, {"18": 3.0, "7": 3.0}), (True, {"18": 2.0, "7": 2.0})):
+        votes = Votes("number", one_vote_per_line=per_line)
+        for text, line in cast:
+            votes.add(_answers(text)[0], line=line)
+        assert {g.key: w for g, w in votes.ranked()} == expected
+        assert votes.leader() == "18"  # the tie goes to the answer drawn first
+        assert votes.total == sum(expected.values()) + 1  # the line that found no answer still voted
+    assert len(votes.lines) == len(votes.texts) == 6
+
+
 def test_choice_answers_vote_by_label() -> None:
     votes = Votes("choice", ["red", "blue"])
     for a in _answers("B", "(b)", "blue", "A"):
@@ -95,6 +107,24 @@ def test_rollout_value_is_the_share_of_rollouts_reaching_the_majority(tiny_lm) -
     fresh = PartialState("So", tiny_lm.encode("So"), prior_pass=0.5)
     lazy = scorer.evaluate(problem, [fresh], ctx, lookahead=False)
     assert (lazy[0].r, lazy[0].exact) == (0.5, False) and ctx.meter.spend.extra["value_rollouts"] == 4
+
+
+def test_rollouts_from_one_first_step_are_one_line_of_reasoning(tiny_lm) -> None:  # type: ignore[no-untyped-def]
+    problem = render(QUESTION, "chain-of-thought", tiny_lm)
+    text = r"First.\n\nSo the total is \boxed{18}."
+    state = PartialState(text, tiny_lm.encode(text), steps=["First.\n\n", r"So the total is \boxed{18}."])
+    root = PartialState("", [])
+    counted = {}
+    for per_line in (False, True):
+        answers = AnswerScorer(problem)
+        answers.votes.one_vote_per_line = per_line
+        scorer = RolloutValueScorer(answers, max_new_tokens=len(state.token_ids) + 3, rollouts=3)
+        scorer.evaluate(problem, [state], SearchContext.create(tiny_lm))
+        counted[per_line] = answers.votes.votes_for("18")
+        assert set(answers.votes.lines) == {"First.\n\n"}
+        scorer.evaluate(problem, [root], SearchContext.create(tiny_lm))  # root rollouts: a line each
+        assert len(set(answers.votes.lines)) == 1 + len(answers.votes.texts) - 3
+    assert counted == {False: 3.0, True: 1.0}
 
 
 def test_a_complete_state_is_valued_by_its_own_answer(tiny_lm) -> None:  # type: ignore[no-untyped-def]
