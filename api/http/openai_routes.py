@@ -119,7 +119,10 @@ class CompletionRequest(_Common):
         | Annotated[list[NonBlank], Field(min_length=1)]
         | Annotated[list[TokenId], Field(min_length=1)]
         | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1)]
-    ) = Field(description="text, texts, token ids, or lists of token ids (at most the server's max_prompts)")
+    ) = Field(
+        description="text, texts, token ids, or lists of token ids (at most the server's max_prompts); "
+        "not blank: token ids must be in the model's vocabulary and decode to some non-blank text"
+    )
     echo: bool = Field(
         False,
         description="not supported (no log-likelihood scoring): false only",
