@@ -251,6 +251,14 @@ def answer_row(engine: Any, problem: Any, config: Config, commit: str, parallel:
     return row
 
 
+def sample_answer(text: str | None) -> Any:
+    """A committed sample's answer as a vote reads it (a sample keeps its answer's text, not the
+    rule that read it; a vote reads only the text)."""
+    from search.problems.extraction import Answer
+
+    return Answer(text=text, rule="boxed") if text else Answer.none("no answer")
+
+
 def majority_of_first(problem: Any, samples: list[dict[str, Any]], k: int) -> dict[str, Any]:
     """Self-consistency over the first ``k`` samples: their majority answer (ties to the answer
     drawn first), judged against the reference, with its vote share.
@@ -264,13 +272,12 @@ def majority_of_first(problem: Any, samples: list[dict[str, Any]], k: int) -> di
     (True, '$18', 0.5, 40, 4)
     """
     from scorers.answers import Votes
-    from search.problems.extraction import Answer
 
     fa = problem.final_answer
     votes = Votes(fa.type, fa.choices)
     first = samples[:k]
     for s in first:
-        votes.add(Answer(text=s["answer"], rule="boxed") if s["answer"] else Answer.none("none"))
+        votes.add(sample_answer(s["answer"]))
     leader = votes.leader()
     return {
         "passed": bool(fa.check(leader)),

@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.quality_report import markdown as table_markdown  # noqa: E402
+from bench.quality_runs import sample_answer  # noqa: E402
 from scorers.answers import Votes  # noqa: E402
-from search.problems.extraction import Answer  # noqa: E402
 from search.problems.verification import verify  # noqa: E402
 
 GOAL_VOTES = (2, 3, 4, 5, 6, 8)
@@ -57,8 +57,9 @@ class Replay:
     tokens: int
 
 
-def replay(samples: Sequence[Sample], goal_votes: int, cap: int, weighted: bool = False) -> Replay:
-    """Cast ``samples`` in order until the leader holds ``goal_votes`` votes or ``cap`` are cast.
+def replay(samples: Sequence[Sample], goal_votes: int | None, cap: int, weighted: bool = False) -> Replay:
+    """Cast ``samples`` in order until the leader holds ``goal_votes`` votes (None: never stop
+    early, self-consistency over the first ``cap``) or ``cap`` are cast.
 
     >>> s = [Sample("3", 10, -1.0), Sample("4", 10, -1.0), Sample("4", 10, -1.0), Sample("3", 10, -1.0)]
     >>> replay(s, 2, 16)
@@ -70,11 +71,10 @@ def replay(samples: Sequence[Sample], goal_votes: int, cap: int, weighted: bool 
     cast = tokens = 0
     for s in samples[:cap]:
         weight = math.exp(s.logprob / max(1, s.tokens)) if weighted else 1.0
-        # a sample keeps its answer, not the rule that read it; a vote reads only the text
-        votes.add(Answer(text=s.answer, rule="boxed") if s.answer else Answer.none("no answer"), weight)
+        votes.add(sample_answer(s.answer), weight)
         cast, tokens = cast + 1, tokens + s.tokens
         leader = votes.leader()
-        if not weighted and leader is not None and votes.votes_for(leader) >= goal_votes:
+        if goal_votes is not None and leader is not None and votes.votes_for(leader) >= goal_votes:
             break
     return Replay(votes.leader(), cast, tokens)
 
@@ -99,8 +99,8 @@ def table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     per_row = [(samples_of(r), r["reference"]) for r in rows]
     out: dict[str, Any] = {"problems": n, "stop_rules": [], "self_consistency": [], "weighted": []}
     for k in (4, 8, 16):
-        out["self_consistency"].append({"k": k, **score([(replay(s, k + 1, k), ref) for s, ref in per_row])})
-        out["weighted"].append({"k": k, **score([(replay(s, k + 1, k, True), ref) for s, ref in per_row])})
+        out["self_consistency"].append({"k": k, **score([(replay(s, None, k), ref) for s, ref in per_row])})
+        out["weighted"].append({"k": k, **score([(replay(s, None, k, True), ref) for s, ref in per_row])})
     for cap in CAPS:
         for v in GOAL_VOTES:
             if v <= cap:
