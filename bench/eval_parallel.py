@@ -12,6 +12,9 @@ flip a near-tie token).
     OMP_NUM_THREADS=1 .venv/bin/python bench/eval_parallel.py --planner greedy --problems humaneval:0-7
     OMP_NUM_THREADS=1 .venv/bin/python bench/eval_parallel.py --planner astar --style chain-of-thought \
         --problems gsm8k-train:376,1014,1305,1907 --dtype int8 --samples
+
+``--parallel 4,8 --no-serial`` compares widths instead: each width runs the problems side by side
+with sampled calls merged, and the ratios are against the first width.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def run(lm: Any, problems: list[Any], planner: str, style: str, workers: int) ->
         report = engine.solve(problem, planner, {}, Budget(), include_tree=False, prompt_style=style)
         return {
             "id": problem.id,
-            "program": report.program,
+            "program": report.program or report.completion,  # an answer problem's text is its completion
             "tokens": report.spend.generated_tokens,
             "passed": report.final_answer.correct
             if report.final_answer is not None
@@ -60,7 +63,8 @@ def main() -> None:
     ap.add_argument("--planner", default="greedy")
     ap.add_argument("--style", default="chat-prefill")
     ap.add_argument("--problems", default="humaneval:0-7", help="a problem list, e.g. humaneval:0-7")
-    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--parallel", default="4", help="problems at a time; a list (4,8) compares widths")
+    ap.add_argument("--no-serial", action="store_true", help="compare the --parallel widths only")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--samples", action="store_true", help="also run with sampled calls merged")
     ap.add_argument("--out", type=Path, default=None, help="append the result as one JSON line")
@@ -74,14 +78,21 @@ def main() -> None:
     problems = load_problems(spec)
     lm = load_model("bundled-default", dtype=args.dtype)
     run(lm, problems[:1], "greedy", args.style, 1)  # warm up
-    modes: dict[str, Any] = {"serial": lm, "side_by_side": BatchingLM(lm)}
-    if args.samples:
-        modes["side_by_side_samples_merged"] = BatchingLM(lm, merge_samples=True)
+    widths = [int(w) for w in args.parallel.split(",")]
+    modes: dict[str, tuple[Any, int]] = {}
+    if args.no_serial:
+        for width in widths:
+            modes[f"parallel_{width}"] = (BatchingLM(lm, merge_samples=True), width)
+    else:
+        modes = {"serial": (lm, 1), "side_by_side": (BatchingLM(lm), widths[0])}
+        if args.samples:
+            modes["side_by_side_samples_merged"] = (BatchingLM(lm, merge_samples=True), widths[0])
     runs = {}
-    for name, model in modes.items():
+    for name, (model, width) in modes.items():
         lm.kv.clear()  # every mode starts from an empty KV cache
-        runs[name] = run(model, problems, args.planner, args.style, 1 if name == "serial" else args.parallel)
-    serial = runs["serial"]
+        runs[name] = run(model, problems, args.planner, args.style, width)
+    first = next(iter(modes))
+    serial = runs[first]
     result: dict[str, Any] = {
         "planner": args.planner,
         "style": args.style,
@@ -97,7 +108,7 @@ def main() -> None:
             "tokens": sum(row["tokens"] for row in rows.values()),
             "passed": sum(bool(row["passed"]) for row in rows.values()),
         }
-        if name != "serial":
+        if name != first:
             same = sum(serial["rows"][p.id]["program"] == rows[p.id]["program"] for p in problems)
             result[name].update(
                 cpu_ratio=round(serial["cpu_s"] / max(r["cpu_s"], 1e-9), 2),
