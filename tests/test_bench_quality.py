@@ -353,3 +353,42 @@ def test_a_row_names_its_model_format_and_batching_only_where_they_differ_from_t
     larger = ModelIdentity("qwen2.5-coder-1.5b", "rev", "tok", "w8a8")
     assert run_fields(larger, 4) == {"model": "qwen2.5-coder-1.5b", "weights": "w8a8", "parallel": 4}
     assert run_fields(ModelIdentity("qwen2.5-coder-0.5b", "rev", "tok", "bfloat16"), 1) == {}
+
+
+CODE_ROW_KEYS = [
+    "config", "task_id", "planner", "prompt_style", "params", "passed", "hidden", "public_passed", "public",
+    "program", "completion", "generated_tokens", "processed_tokens", "forward_passes", "executions",
+    "wall_seconds", "stop_reason", "spend", "commit",
+]  # fmt: skip
+ANSWER_ROW_KEYS = [
+    "config", "task_id", "planner", "prompt_style", "params", "passed", "reference", "answer", "rule",
+    "no_answer", "cut_off", "confidence", "votes", "signal", "text", "generated_tokens", "processed_tokens",
+    "forward_passes", "executions", "wall_seconds", "stop_reason", "spend", "commit",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("problem_spec", "config_spec", "keys"),
+    [
+        ("humaneval:0", "greedy@chat-prefill", CODE_ROW_KEYS),
+        ("gsm8k:0", "greedy@chain-of-thought", ANSWER_ROW_KEYS),
+    ],
+)
+def test_a_run_writes_the_committed_rows_fields_in_their_order(
+    tiny_lm: Any, problem_spec: str, config_spec: str, keys: list[str]
+) -> None:
+    """The committed rows files are read by the reports and the judges' checks by these names."""
+    from bench.quality_runs import run_one
+    from sandbox.isolation import layer_available
+    from sandbox.process import ProcessExecutor
+    from search.problems.loaders import load_problems
+
+    config = Config.parse(config_spec)
+    config = Config(config.name, config.preset, config.style, config.planner, {"max_new_tokens": 8})
+    (problem,) = load_problems(problem_spec)
+    executor = ProcessExecutor("bwrap" if layer_available("bwrap") else "plain")
+    row = run_one(tiny_lm, executor, problem, config, commit="abc123", parallel=4)
+    assert list(row)[: len(keys)] == keys
+    assert row["task_id"] == problem.id and row["config"] == config_spec and row["commit"] == "abc123"
+    assert row["generated_tokens"] == row["spend"]["generated_tokens"] <= 8
+    assert row["parallel"] == 4 and row["weights"] == "float32"
