@@ -58,12 +58,25 @@ def run(lm: Any, problems: list[Any], planner: str, style: str, workers: int) ->
     }
 
 
+def _widths(text: str) -> list[int]:
+    """``4`` or ``4,8``: how many problems run side by side, each at least 1."""
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole numbers") from None
+    if not widths or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"every width must be at least 1, not {text!r}")
+    return widths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--planner", default="greedy")
     ap.add_argument("--style", default="chat-prefill")
     ap.add_argument("--problems", default="humaneval:0-7", help="a problem list, e.g. humaneval:0-7")
-    ap.add_argument("--parallel", default="4", help="problems at a time; a list (4,8) compares widths")
+    ap.add_argument(
+        "--parallel", type=_widths, default=[4], help="problems at a time; a list (4,8) compares widths"
+    )
     ap.add_argument("--no-serial", action="store_true", help="compare the --parallel widths only")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--samples", action="store_true", help="also run with sampled calls merged")
@@ -78,7 +91,7 @@ def main() -> None:
     problems = load_problems(spec)
     lm = load_model("bundled-default", dtype=args.dtype)
     run(lm, problems[:1], "greedy", args.style, 1)  # warm up
-    widths = [int(w) for w in args.parallel.split(",")]
+    widths = args.parallel
     modes: dict[str, tuple[Any, int]] = {}
     if args.no_serial:
         for width in widths:
@@ -91,13 +104,13 @@ def main() -> None:
     for name, (model, width) in modes.items():
         lm.kv.clear()  # every mode starts from an empty KV cache
         runs[name] = run(model, problems, args.planner, args.style, width)
-    first = next(iter(modes))
-    serial = runs[first]
+    first = next(iter(modes))  # the baseline every other mode's ratios are against
+    baseline = runs[first]
     result: dict[str, Any] = {
         "planner": args.planner,
         "style": args.style,
         "problems": spec,
-        "parallel": args.parallel,
+        "parallel": widths[0] if len(widths) == 1 else ",".join(map(str, widths)),
         "dtype": args.dtype,
     }
     for name, r in runs.items():
@@ -109,10 +122,10 @@ def main() -> None:
             "passed": sum(bool(row["passed"]) for row in rows.values()),
         }
         if name != first:
-            same = sum(serial["rows"][p.id]["program"] == rows[p.id]["program"] for p in problems)
+            same = sum(baseline["rows"][p.id]["program"] == rows[p.id]["program"] for p in problems)
             result[name].update(
-                cpu_ratio=round(serial["cpu_s"] / max(r["cpu_s"], 1e-9), 2),
-                wall_ratio=round(serial["wall_s"] / max(r["wall_s"], 1e-9), 2),
+                cpu_ratio=round(baseline["cpu_s"] / max(r["cpu_s"], 1e-9), 2),
+                wall_ratio=round(baseline["wall_s"] / max(r["wall_s"], 1e-9), 2),
                 same_program=f"{same}/{len(problems)}",
             )
     print(json.dumps(result, indent=1))
