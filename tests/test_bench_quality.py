@@ -378,16 +378,15 @@ def test_a_run_writes_the_committed_rows_fields_in_their_order(
     tiny_lm: Any, problem_spec: str, config_spec: str, keys: list[str]
 ) -> None:
     """The committed rows files are read by the reports and the judges' checks by these names."""
+    from dataclasses import replace
+
     from bench.quality_runs import run_one
-    from sandbox.isolation import layer_available
     from sandbox.process import ProcessExecutor
     from search.problems.loaders import load_problems
 
-    config = Config.parse(config_spec)
-    config = Config(config.name, config.preset, config.style, config.planner, {"max_new_tokens": 8})
+    config = replace(Config.parse(config_spec), params={"max_new_tokens": 8})
     (problem,) = load_problems(problem_spec)
-    executor = ProcessExecutor("bwrap" if layer_available("bwrap") else "plain")
-    row = run_one(tiny_lm, executor, problem, config, commit="abc123", parallel=4)
+    row = run_one(tiny_lm, ProcessExecutor(), problem, config, commit="abc123", parallel=4)
     assert list(row)[: len(keys)] == keys
     assert row["task_id"] == problem.id and row["config"] == config_spec and row["commit"] == "abc123"
     assert row["generated_tokens"] == row["spend"]["generated_tokens"] <= 8
