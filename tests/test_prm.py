@@ -16,32 +16,11 @@ from scorers.prm import (
     close_open_block,
     completable,
 )
-from search.model.bundled import tokenizer_dir
 from search.problems.problem import Problem
 from search.state.context import SearchContext
+from tests.tiny_model import bundled_tokenizer, tiny_prm_config
 
 STEP_TAG = "ки"  # one token in the bundled tokenizer, like Math-Shepherd's tag
-
-
-def _tokenizer():  # type: ignore[no-untyped-def]
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
-
-
-def _config(tok, **kw):  # type: ignore[no-untyped-def]
-    from transformers import Qwen2Config
-
-    return Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=tok.pad_token_id,
-        **kw,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +28,9 @@ def tag_prm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random causal-LM 'PRM' saved to disk, so loading by path is exercised too."""
     from transformers import Qwen2ForCausalLM
 
-    tok = _tokenizer()
+    tok = bundled_tokenizer()
     torch.manual_seed(1)
-    model = Qwen2ForCausalLM(_config(tok))
+    model = Qwen2ForCausalLM(tiny_prm_config(tok))
     path = tmp_path_factory.mktemp("prm_tag")
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -83,9 +62,9 @@ def test_tag_prm_reads_the_good_bad_softmax_at_each_tag_position(tag_prm_dir: Pa
 def test_token_classification_prm_scores_at_the_separators() -> None:
     from transformers import Qwen2ForTokenClassification
 
-    tok = _tokenizer()
+    tok = bundled_tokenizer()
     torch.manual_seed(2)
-    model = Qwen2ForTokenClassification(_config(tok, num_labels=2))
+    model = Qwen2ForTokenClassification(tiny_prm_config(tok, num_labels=2))
     prm = HFProcessRewardModel(model, tok, mode="token_classification", step_tag=STEP_TAG)
     steps = ["s1\n", "s2\n", "s3\n", "s4\n"]
     ids, positions = prm.build_input("Q", steps)

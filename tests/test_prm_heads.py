@@ -10,29 +10,9 @@ import pytest
 import torch
 
 from scorers.prm import HFProcessRewardModel, load_value_head
-from search.model.bundled import tokenizer_dir
+from tests.tiny_model import bundled_tokenizer, tiny_prm_config
 
 STEPS = ["16 - 3 - 4 = 9 eggs.", "9 * 2 = 18 dollars."]
-
-
-def _tokenizer():  # type: ignore[no-untyped-def]
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
-
-
-def _config(tok):  # type: ignore[no-untyped-def]
-    from transformers import Qwen2Config
-
-    return Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=tok.pad_token_id,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +22,9 @@ def value_head_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from safetensors.torch import load_file, save_file
     from transformers import Qwen2ForCausalLM
 
-    tok = _tokenizer()
+    tok = bundled_tokenizer()
     torch.manual_seed(3)
-    model = Qwen2ForCausalLM(_config(tok))
+    model = Qwen2ForCausalLM(tiny_prm_config(tok))
     path = tmp_path_factory.mktemp("prm_value_head")
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -91,9 +71,9 @@ def reward_head_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    tok = _tokenizer()
+    tok = bundled_tokenizer()
     torch.manual_seed(4)
-    model = module.TinyProcessRewardModel(_config(tok))
+    model = module.TinyProcessRewardModel(tiny_prm_config(tok))
     model.save_pretrained(path)
     tok.save_pretrained(path)
     config = json.loads((path / "config.json").read_text())
@@ -120,7 +100,7 @@ def test_a_value_head_prm_scores_each_step_by_the_sigmoid_of_its_head(value_head
 def test_a_checkpoint_without_a_value_head_is_refused_in_one_line(tmp_path: Path) -> None:
     from transformers import Qwen2ForCausalLM
 
-    Qwen2ForCausalLM(_config(_tokenizer())).save_pretrained(tmp_path)
+    Qwen2ForCausalLM(tiny_prm_config(bundled_tokenizer())).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"no value head \(v_head.summary.weight\)"):
         HFProcessRewardModel.load(tmp_path, mode="value_head")
 

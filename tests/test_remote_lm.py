@@ -74,11 +74,9 @@ def test_connect_refuses_a_server_that_serves_another_model(server_url: str) -> 
 
 
 def test_connect_refuses_a_different_vocabulary(server_url: str, tiny_lm: Any) -> None:
-    from transformers import AutoTokenizer
+    from tests.tiny_model import bundled_tokenizer
 
-    from search.model.bundled import tokenizer_dir
-
-    other = AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
+    other = bundled_tokenizer()
     other.add_tokens(["return {'é'"])  # a new token: another fingerprint, and the probe tokenises differently
     with pytest.raises(RemoteModelError, match="vocabulary fingerprint"):
         RemoteModel.connect(server_url, tokenizer=other)

@@ -6,6 +6,8 @@ the real model runs, in milliseconds. The weights are random but fixed by the se
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from search.model.bundled import tokenizer_dir
@@ -13,10 +15,33 @@ from search.model.hf import HFModel, tokenizer_fingerprint
 from search.model.lm import ModelIdentity
 
 
-def make_tiny_lm(seed: int = 0, dtype: torch.dtype = torch.float32, layers: int = 2) -> HFModel:
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+def bundled_tokenizer() -> Any:
+    """A fresh copy of the bundled model's tokenizer (fresh: a test may change its settings)."""
+    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
+    return AutoTokenizer.from_pretrained(str(tokenizer_dir("bundled-default")))
+
+
+def tiny_prm_config(tok: Any, **extra: Any) -> Any:
+    """A one-layer Qwen2 configuration over ``tok``'s vocabulary, the shape the PRM tests build."""
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=tok.pad_token_id,
+        **extra,
+    )
+
+
+def make_tiny_lm(seed: int = 0, dtype: torch.dtype = torch.float32, layers: int = 2) -> HFModel:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tok = bundled_tokenizer()
     config = Qwen2Config(
         vocab_size=len(tok),
         hidden_size=64,
