@@ -26,6 +26,9 @@ runs N problems at a time with their model calls batched together (``BatchingLM`
 does, sampled calls included): more problems per CPU second, but batched arithmetic can flip a near-tie
 token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
 ``"parallel": N`` and a configuration is best run wholly one way.
+``--part K/N`` runs only the Kth of N contiguous parts of the problems, so that processes on
+separate cores split one run with no problem run twice (each part its own ``--out``; the report
+reads them together with ``--with``).
 
 On an answer dataset (``--dataset gsm8k-300``: the fixed 300 test problems of
 ``bench/gsm8k_samples.py``; ``gsm8k-train-40``, ``gsm8k:A-B``, ``gsm8k-train:...``) a configuration's
@@ -93,6 +96,13 @@ def main() -> None:
         "a problem before the next (a run stopped early leaves every configuration on the same problems)",
     )
     ap.add_argument(
+        "--part",
+        type=part_spec,
+        default=(1, 1),
+        metavar="K/N",
+        help="run only the Kth of N contiguous parts of the problems (one process a part, each its --out)",
+    )
+    ap.add_argument(
         "--parallel",
         type=int,
         default=1,
@@ -103,6 +113,31 @@ def main() -> None:
     if not args.report:
         run(args)
     write_report(args.out, args.also)
+
+
+def part_spec(text: str) -> tuple[int, int]:
+    """``K/N`` as ``(K, N)``, refused unless ``1 <= K <= N``.
+
+    >>> part_spec("2/2")
+    (2, 2)
+    """
+    k, sep, n = text.partition("/")
+    try:
+        part, parts = int(k), int(n)
+    except ValueError:
+        part, parts = 0, 0
+    if not sep or not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"--part takes K/N with 1 <= K <= N, not {text!r}")
+    return part, parts
+
+
+def take_part(items: list[Any], part: int, parts: int) -> list[Any]:
+    """The ``part``-th (1-based) of ``parts`` contiguous slices of ``items``, sizes differing by at most one.
+
+    >>> [take_part(list(range(5)), k, 2) for k in (1, 2)]
+    [[0, 1], [2, 3, 4]]
+    """
+    return items[(part - 1) * len(items) // parts : part * len(items) // parts]
 
 
 def override(config: Config, pairs: list[str]) -> Config:
@@ -139,7 +174,7 @@ def run(args: argparse.Namespace) -> None:
         override(Config.parse(c.strip()), args.overrides) for c in args.configs.split(",") if c.strip()
     ]
     dataset = {"gsm8k-300": TEST_300, "gsm8k-train-40": TRAIN_40}.get(args.dataset, args.dataset)
-    problems = load_problems(dataset)
+    problems = take_part(load_problems(dataset), *args.part)
     results = ResultsLog(args.out, row_key)
     jobs = [(c, p) for c in configs for p in problems]
     if args.order == "problems":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 import pytest
@@ -391,3 +392,21 @@ def test_a_run_writes_the_committed_rows_fields_in_their_order(
     assert row["task_id"] == problem.id and row["config"] == config_spec and row["commit"] == "abc123"
     assert row["generated_tokens"] == row["spend"]["generated_tokens"] <= 8
     assert row["parallel"] == 4 and row["weights"] == "float32"
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "2", "a/b", "1/0", "-1/2"])
+def test_a_part_outside_its_parts_is_refused(text: str) -> None:
+    from bench.quality import part_spec
+
+    with pytest.raises(argparse.ArgumentTypeError, match="K/N"):
+        part_spec(text)
+
+
+def test_the_parts_of_a_run_cover_every_problem_once() -> None:
+    from bench.quality import take_part
+
+    problems = list(range(301))
+    for parts in (1, 2, 3, 7):
+        pieces = [take_part(problems, k, parts) for k in range(1, parts + 1)]
+        assert [p for piece in pieces for p in piece] == problems
+        assert max(map(len, pieces)) - min(map(len, pieces)) <= 1
