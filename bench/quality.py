@@ -26,6 +26,7 @@ runs N problems at a time with their model calls batched together (``BatchingLM`
 does, sampled calls included): more problems per CPU second, but batched arithmetic can flip a near-tie
 token, and problems share the model's KV cache (fewer processed tokens), so such rows carry
 ``"parallel": N`` and a configuration is best run wholly one way.
+
 ``--part K/N`` runs only the Kth of N contiguous parts of the problems, so that processes on
 separate cores split one run with no problem run twice (each part its own ``--out``; the report
 reads them together with ``--with``).
