@@ -11,6 +11,13 @@
 No leakage: the default data are functions with docstrings parsed from the Python standard
 library on this machine, disjoint from any benchmark; ``humaneval:A-B`` is offered for a split
 that an evaluation must then exclude (the entry records the source).
+
+The ``chain-of-thought`` style is calibrated on GSM8K's train split instead (``gsm8k-train:A-B``):
+the question under the style's chat turn, and as the target the worked answer the dataset gives,
+its calculator notes (``<<48/2=24>>``) dropped and its ``#### N`` written as the boxed answer the
+style asks for. As with functions, the reference is a correct text that is not the model's own,
+and the fit learns how far the model's entropy tells where its argmax leaves it. The
+``program-aided`` style has no reference programs to teacher-force and is refused.
 """
 
 from __future__ import annotations
@@ -19,25 +26,34 @@ import ast
 import datetime as dt
 import math
 import random
+import re
 import sysconfig
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from planners.base import PlannerError
 from search.model.lm import LanguageModel
+from search.problems.prompt_styles import REASONING_STYLES
 
 
 @dataclass(frozen=True)
 class Example:
-    """One reference function: the model sees ``prompt`` and is scored on ``target``."""
+    """One reference text: the model sees ``prompt`` and is scored on ``target``; a ``function``
+    (prompt = signature and docstring) or an ``answer`` (prompt = a question, target = a worked
+    answer)."""
 
     id: str
     prompt: str
     target: str
+    kind: Literal["function", "answer"] = "function"
+
+
+WORKED_ANSWER_STYLES = ("chain-of-thought",)
+"""The prompt styles a worked-answer source (``gsm8k-train:A-B``) calibrates."""
 
 
 # ----- data sources ---------------------------------------------------------------------------
@@ -99,16 +115,72 @@ def humaneval_examples(spec: str) -> list[Example]:
     ]
 
 
+def worked_answer_text(answer: str) -> str:
+    """A GSM8K worked answer as the chain-of-thought style ends one: the calculator notes dropped
+    and ``#### N`` written as a boxed final answer.
+
+    >>> print(worked_answer_text("She sold 48/2 = <<48/2=24>>24 clips.\\n#### 24"))
+    She sold 48/2 = 24 clips.
+    The final answer is $\\boxed{24}$.
+    <BLANKLINE>
+    """
+    body, sep, final = answer.rpartition("####")
+    if not sep or not final.strip():
+        raise PlannerError("a GSM8K worked answer ends with '#### N'; this one does not")
+    text = re.sub(r"<<[^<>]*>>", "", body).rstrip()
+    return f"{text}\nThe final answer is $\\boxed{{{final.strip()}}}$.\n"
+
+
+def worked_answer_examples(spec: str) -> list[Example]:
+    """GSM8K train problems ``gsm8k-train:A-B`` with their worked answers (the test split is
+    refused: it is what results are reported on)."""
+    from search.problems.gsm8k import SPLITS, gsm8k_rows
+    from search.problems.index_lists import index_list
+
+    name, _, ref = spec.partition(":")
+    if name != "gsm8k-train":
+        raise PlannerError(
+            f"calibrate on GSM8K's train split (gsm8k-train:A-B), not {spec!r}: the test split is for results"
+        )
+    rows = gsm8k_rows(SPLITS[name])
+    indices = index_list(ref, len(rows), name) if ref.strip() else range(len(rows))
+    return [
+        Example(f"{name}/{i}", rows[i]["question"], worked_answer_text(rows[i]["answer"]), "answer")
+        for i in indices
+    ]
+
+
+def check_source_style(source: str, prompt_style: str) -> None:
+    """Refuse a source that cannot calibrate the style, before any model is loaded: worked answers
+    calibrate ``chain-of-thought`` only, functions the code styles only."""
+    answers = source.partition(":")[0] in ("gsm8k", "gsm8k-train")
+    if answers and prompt_style not in WORKED_ANSWER_STYLES:
+        raise PlannerError(
+            f"a worked-answer source ({source}) calibrates the chain-of-thought style, not {prompt_style!r}"
+        )
+    if not answers and prompt_style in REASONING_STYLES:
+        hint = (
+            "use --source gsm8k-train:A-B"
+            if prompt_style in WORKED_ANSWER_STYLES
+            else "it has no reference texts to teacher-force"
+        )
+        raise PlannerError(f"functions ({source}) calibrate code styles, not {prompt_style!r}: {hint}")
+
+
 def load_examples(source: str, limit: int | None, seed: int = 0) -> list[Example]:
-    """``stdlib`` (a seeded random sample of ``limit`` functions) or ``humaneval:A-B`` (all of it,
-    or its first ``limit``)."""
+    """``stdlib`` (a seeded random sample of ``limit`` functions), ``humaneval:A-B`` or
+    ``gsm8k-train:A-B`` (all of it, or its first ``limit``)."""
     if source == "stdlib":
         examples = stdlib_examples()
         random.Random(seed).shuffle(examples)
     elif source.startswith("humaneval:"):
         examples = humaneval_examples(source)
+    elif source.partition(":")[0] in ("gsm8k", "gsm8k-train"):
+        examples = worked_answer_examples(source)
     else:
-        raise PlannerError(f"unknown calibration source {source!r}: use stdlib or humaneval:A-B")
+        raise PlannerError(
+            f"unknown calibration source {source!r}: use stdlib, humaneval:A-B or gsm8k-train:A-B"
+        )
     if not examples:
         raise PlannerError(f"calibration source {source!r} yielded no functions")
     return examples[:limit] if limit is not None else examples
@@ -277,11 +349,16 @@ class Calibration:
 def in_style(example: Example, lm: LanguageModel, prompt_style: str) -> Example:
     """The example as the model sees it in a prompt style: the prompt rendered (see
     search/problems/prompting.py); in the chat style the model writes the whole function, so the target
-    is the signature and docstring followed by the body."""
+    is the signature and docstring followed by the body. A worked answer is put as a question in
+    its reasoning style."""
+    from search.problems.problem import Problem
+    from search.problems.prompting import render, render_reasoning
+
+    if example.kind == "answer":
+        turn = render_reasoning(Problem(id=example.id, prompt=example.prompt), prompt_style, lm)
+        return Example(example.id, turn.model_text, example.target, example.kind)
     if prompt_style == "completion":
         return example
-    from search.problems.problem import Problem
-    from search.problems.prompting import render
 
     rendered = render(Problem(id=example.id, prompt=example.prompt), prompt_style, lm)
     target = example.prompt + example.target if rendered.prompt_style == "chat" else example.target
@@ -301,6 +378,7 @@ def calibrate(
     import time
 
     started = time.monotonic()
+    check_source_style(source, prompt_style)
     examples = [in_style(ex, lm, prompt_style) for ex in load_examples(source, limit, seed)]
     entropies: list[float] = []
     rank1: list[bool] = []
@@ -331,11 +409,13 @@ def source_problem_ids(source: str) -> set[str]:
 
 def summarise(cal: Calibration, path: Path, model_name: str) -> str:
     f = cal.fit
+    worked = cal.prompt_style in WORKED_ANSWER_STYLES
     return (
         f"{model_name} ({cal.prompt_style} style): H* = {f.entropy_threshold:.4f} nats "
         f"(cut-off p = {f.cutoff:.3f}; "
         f"logistic a = {f.intercept:.3f}, b = {f.coef:.3f})\n"
-        f"  data: {cal.source}, {cal.functions} functions, {cal.positions} positions "
+        f"  data: {cal.source}, {cal.functions} {'worked answers' if worked else 'functions'}, "
+        f"{cal.positions} positions "
         f"(rank-1 rate {f.rank1_rate:.3f}); held-out accuracy {f.accuracy:.3f}, "
         f"balanced accuracy {f.balanced_accuracy:.3f} on {f.test_positions} positions\n"
         f"  wrote {path} ({cal.seconds:.0f} s)"
@@ -358,6 +438,7 @@ def run(
     from planners.thresholds import user_file, write_entry
     from search.model.loader import load_model
 
+    check_source_style(source, prompt_style)
     lm = load_model(model, device=device, dtype=dtype)
     cal = calibrate(lm, source, limit, seed, progress, prompt_style)
     path = out if out is not None else user_file()

@@ -24,10 +24,14 @@ from planners.base import PlannerError
 from planners.calibration import (
     Example,
     best_cutoff,
+    check_source_style,
     entropy_at,
     fit_threshold,
+    in_style,
     stdlib_examples,
     teacher_force,
+    worked_answer_examples,
+    worked_answer_text,
 )
 from planners.thresholds import lookup, write_entry
 from search.limits.budget import Budget, Meter
@@ -386,7 +390,7 @@ def test_shipped_file_has_a_threshold_for_the_bundled_model() -> None:
 
     entries = [e for e in read_entries(SHIPPED).values() if e["name"] == "qwen2.5-coder-0.5b"]
     styles = sorted(e.get("prompt_style", "completion") for e in entries)
-    assert styles == ["chat-prefill", "completion"]  # one threshold per calibrated prompt style
+    assert styles == ["chain-of-thought", "chat-prefill", "completion"]  # one per calibrated style
     for entry in entries:
         assert 0 < entry["entropy_threshold"] < 5
         for key in ("source", "functions", "positions", "accuracy", "cutoff", "date"):
@@ -521,3 +525,44 @@ def test_position_stats_rejects_a_start_outside_the_sequence(peaked_lm) -> None:
         peaked_lm.position_stats([1, 2, 3], 0)
     with pytest.raises(ValueError):
         peaked_lm.position_stats([1, 2, 3], 3)
+
+
+def test_worked_answers_calibrate_chain_of_thought_as_boxed_answers(peaked_lm) -> None:  # type: ignore[no-untyped-def]
+    from search.problems.gsm8k import load_gsm8k
+    from search.problems.prompting import REASONING_SYSTEM
+
+    examples = worked_answer_examples("gsm8k-train:0-2")
+    problems = load_gsm8k("gsm8k-train:0-2")
+    assert [e.id for e in examples] == [p.id for p in problems] == [f"gsm8k-train/{i}" for i in range(3)]
+    for ex, problem in zip(examples, problems, strict=True):
+        assert ex.kind == "answer" and ex.prompt == problem.prompt
+        assert "<<" not in ex.target and "####" not in ex.target
+        assert problem.final_answer is not None
+        assert ex.target.endswith(f"The final answer is $\\boxed{{{problem.final_answer.reference}}}$.\n")
+        styled = in_style(ex, peaked_lm, "chain-of-thought")
+        assert REASONING_SYSTEM in styled.prompt and problem.prompt.strip() in styled.prompt
+        assert styled.target == ex.target and styled.kind == "answer"
+        assert len(teacher_force(peaked_lm, styled)) == len(peaked_lm.encode(ex.target))
+
+
+@pytest.mark.parametrize(
+    ("source", "style", "fragment"),
+    [
+        ("gsm8k-train:0-9", "chat-prefill", "calibrates the chain-of-thought style"),
+        ("stdlib", "chain-of-thought", "use --source gsm8k-train:A-B"),
+        ("stdlib", "program-aided", "no reference texts"),
+        ("gsm8k-train:0-9", "program-aided", "calibrates the chain-of-thought style"),
+    ],
+)
+def test_a_source_that_cannot_calibrate_the_style_is_refused(source: str, style: str, fragment: str) -> None:
+    with pytest.raises(PlannerError, match=fragment):
+        check_source_style(source, style)
+
+
+def test_worked_answers_come_from_train_only_and_end_with_an_answer() -> None:
+    with pytest.raises(PlannerError, match="the test split is for results"):
+        worked_answer_examples("gsm8k:0-9")
+    with pytest.raises(PlannerError, match="#### N"):
+        worked_answer_text("no final answer here")
+    expected = "2 + 2 = 4.\nThe final answer is $\\boxed{4}$.\n"
+    assert worked_answer_text("2 + 2 = <<2+2=4>>4.\n#### 4") == expected

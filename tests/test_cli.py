@@ -55,6 +55,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str)
         (["serve", "--plain", "--dtype", "int9"], "unknown --dtype 'int9'"),
         (["worker", "--queue", "redis://127.0.0.1:1", "--dtype", "int9"], "unknown --dtype 'int9'"),
         (["eval", "--dataset", "humaneval:0", "--dtype", "fp8"], "unknown --dtype 'fp8'"),
+        (["calibrate", "--prompt-style", "auto"], "calibrate for one prompt style"),
+        (["calibrate", "--prompt-style", "chain-of-thought"], "use --source gsm8k-train:A-B"),
+        (["calibrate", "--prompt-style", "program-aided"], "no reference texts to teacher-force"),
+        (["calibrate", "--source", "gsm8k-train:0-9"], "calibrates the chain-of-thought style"),
+        (
+            ["calibrate", "--source", "gsm8k:0-9", "--prompt-style", "chain-of-thought"],
+            "the test split is for results",
+        ),
+        (["calibrate", "--source", "mbpp:2"], "unknown calibration source"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(args: list[str], fragment: str) -> None:

@@ -14,23 +14,32 @@ from api.cli.options import Device, Dtype, Model
 
 def calibrate(
     model: Model = "bundled-default",
-    source: str = typer.Option("stdlib", "--source", help="stdlib, or humaneval:A-B (exclude it in evals)"),
+    source: str = typer.Option(
+        "stdlib",
+        "--source",
+        help="stdlib, humaneval:A-B (exclude it in evals), or gsm8k-train:A-B (for chain-of-thought)",
+    ),
     limit: int | None = typer.Option(120, "--limit", "-n", help="at most this many functions"),
     out_path: Path | None = typer.Option(None, "--out", "-o", help="default: $TREEDEC_HOME/thresholds.json"),
     device: Device = "auto",
     dtype: Dtype = "auto",
     prompt_style: str = typer.Option(
-        "completion", "--prompt-style", help="completion | chat | chat-prefill: the style to calibrate for"
+        "completion",
+        "--prompt-style",
+        help="completion | chat | chat-prefill | chain-of-thought: the style to calibrate for",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the fit as JSON"),
 ) -> None:
     """Learn AdaDec's entropy threshold for a model by teacher forcing; store it and print the fit."""
-    from planners.calibration import run, summarise
-    from search.problems.prompting import parse_style
+    from planners.calibration import check_source_style, run, summarise
+    from search.problems.prompting import parse_any_style
 
     with user_errors():
-        if parse_style(prompt_style) == "auto":
-            raise UserError("calibrate for one prompt style: completion, chat or chat-prefill")
+        if parse_any_style(prompt_style) == "auto":
+            raise UserError(
+                "calibrate for one prompt style: completion, chat, chat-prefill or chain-of-thought"
+            )
+        check_source_style(source, prompt_style)
 
     with user_errors(), progress_display(not as_json) as progress:
         task = progress.add_task("teacher forcing", total=None) if progress else None
