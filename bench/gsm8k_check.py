@@ -9,6 +9,8 @@ against the reference. A program-aided row's answer is what its ``solution()`` r
 sandbox, which math-verify cannot run, so there the returned value is what it parses.
 
 Each row's verdict is compared with treedec's; every disagreement is listed with both extractions.
+A text cut off at the token limit has no answer in treedec (its last number is not an answer yet);
+math-verify still parses one from it, so such a row can differ, and says it was cut off.
 The result goes beside the rows (``<rows>_math_verify_check.json``).
 
     python bench/gsm8k_check.py bench/results/gsm8k_w8a8.jsonl
@@ -50,6 +52,7 @@ def check(rows: list[dict[str, Any]]) -> dict[str, Any]:
                         "passed": bool(row.get("passed")),
                         "answer": row.get("answer"),
                         "rule": row.get("rule"),
+                        "cut_off": bool(row.get("cut_off")),
                     },
                     "math_verify": {"passed": verdict, "answer": extracted},
                 }
@@ -79,7 +82,8 @@ def main() -> None:
         for d in result["differ"]:
             print(
                 f"  differ {d['task_id']} {d['config']}: reference {d['reference']}, treedec "
-                f"{d['treedec']['answer']!r} ({d['treedec']['rule']}, {d['treedec']['passed']}), "
+                f"{d['treedec']['answer']!r} ({d['treedec']['rule']}, {d['treedec']['passed']}"
+                f"{', cut off at the token limit' if d['treedec']['cut_off'] else ''}), "
                 f"math-verify {d['math_verify']['answer']!r} ({d['math_verify']['passed']})"
             )
 
