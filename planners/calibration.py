@@ -153,7 +153,9 @@ def worked_answer_examples(spec: str) -> list[Example]:
 def check_source_style(source: str, prompt_style: str) -> None:
     """Refuse a source that cannot calibrate the style, before any model is loaded: worked answers
     calibrate ``chain-of-thought`` only, functions the code styles only."""
-    answers = source.partition(":")[0] in ("gsm8k", "gsm8k-train")
+    from search.problems.gsm8k import is_gsm8k_spec
+
+    answers = is_gsm8k_spec(source)
     if answers and prompt_style not in WORKED_ANSWER_STYLES:
         raise PlannerError(
             f"a worked-answer source ({source}) calibrates the chain-of-thought style, not {prompt_style!r}"
@@ -170,12 +172,14 @@ def check_source_style(source: str, prompt_style: str) -> None:
 def load_examples(source: str, limit: int | None, seed: int = 0) -> list[Example]:
     """``stdlib`` (a seeded random sample of ``limit`` functions), ``humaneval:A-B`` or
     ``gsm8k-train:A-B`` (all of it, or its first ``limit``)."""
+    from search.problems.gsm8k import is_gsm8k_spec
+
     if source == "stdlib":
         examples = stdlib_examples()
         random.Random(seed).shuffle(examples)
     elif source.startswith("humaneval:"):
         examples = humaneval_examples(source)
-    elif source.partition(":")[0] in ("gsm8k", "gsm8k-train"):
+    elif is_gsm8k_spec(source):
         examples = worked_answer_examples(source)
     else:
         raise PlannerError(

@@ -31,7 +31,7 @@ def calibrate(
     as_json: bool = typer.Option(False, "--json", help="print the fit as JSON"),
 ) -> None:
     """Learn AdaDec's entropy threshold for a model by teacher forcing; store it and print the fit."""
-    from planners.calibration import check_source_style, run, summarise
+    from planners.calibration import run, summarise
     from search.problems.prompting import parse_any_style
 
     with user_errors():
@@ -39,7 +39,6 @@ def calibrate(
             raise UserError(
                 "calibrate for one prompt style: completion, chat, chat-prefill or chain-of-thought"
             )
-        check_source_style(source, prompt_style)
 
     with user_errors(), progress_display(not as_json) as progress:
         task = progress.add_task("teacher forcing", total=None) if progress else None
