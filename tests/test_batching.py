@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from search.limits.budget import BudgetExhausted
+from search.limits.stops import StopStrings
 from search.model.batching import BatchingLM, request_guard
 from search.model.lm import CallStats, DecodeMode, GenerationParams
 
@@ -53,6 +54,52 @@ def test_concurrent_greedy_rollouts_merge_and_match_direct_calls(tiny_lm: Any) -
     real_passes = tiny_lm.counters.stats.forward_passes - passes_before
     assert all(1 <= s.forward_passes <= real_passes for s in stats)
     assert real_passes < sum(s.forward_passes for s in stats)  # shared passes, each caller charged its own
+
+
+def test_greedy_calls_with_other_stops_and_recorded_top_k_merge_and_each_gets_its_own(tiny_lm: Any) -> None:
+    # a greedy baseline (no record, a stop in params), a PG-TD-like caller (top-3 recorded, a stop
+    # condition) and an AdaDec-like one (top-5, two rows, its own lengths): one batch, and every
+    # row is what its call gives alone
+    plain = GenerationParams(max_new_tokens=16)
+    tiny_lm.kv.clear()
+    free = [tiny_lm.rollouts([tiny_lm.encode(p)], plain)[0] for p in PROMPTS[:2]]
+    cut = free[0].text[3:5]  # a stop met inside the first prompt's continuation
+    assert cut
+    calls = [
+        ([PROMPTS[0]], plain.model_copy(update={"stop": (cut,)}), ()),
+        (
+            [PROMPTS[1]],
+            plain.model_copy(update={"record_top_k": 3, "temperature": 0.3}),
+            (StopStrings(("\x00",)),),
+        ),
+        ([PROMPTS[0], PROMPTS[1]], plain.model_copy(update={"record_top_k": 5, "max_new_tokens": 9}), ()),
+    ]
+    alone = [tiny_lm.rollouts([tiny_lm.encode(p) for p in ps], gp, st) for ps, gp, st in calls]
+    lm = BatchingLM(tiny_lm, window_ms=1000)
+    entered = threading.Barrier(len(calls))
+
+    def request(ps: list[str], gp: GenerationParams, st: Any) -> Any:
+        with request_guard():  # open requests: the dispatcher waits for all three to join
+            entered.wait()
+            return lm.rollouts([lm.encode(p) for p in ps], gp, st)
+
+    got = _together([lambda c=c: request(*c) for c in calls])  # type: ignore[misc]
+    assert lm.batching.batches == 1 and lm.batching.merged_calls == 3
+    for mine, theirs in zip(got, alone, strict=True):
+        assert [(r.token_ids, r.text, r.finish_reason) for r in mine] == [
+            (r.token_ids, r.text, r.finish_reason) for r in theirs
+        ]
+        for r, a in zip(mine, theirs, strict=True):
+            assert (r.step_dists is None) == (a.step_dists is None)
+            if a.step_dists is not None:
+                assert r.step_dists is not None
+                assert [d.token_ids for d in r.step_dists] == [d.token_ids for d in a.step_dists]
+                assert [d.entropy for d in r.step_dists] == pytest.approx(
+                    [d.entropy for d in a.step_dists], rel=1e-4
+                )
+    assert got[0][0].finish_reason == "stop" and cut not in got[0][0].text  # its own stop, not the others'
+    assert got[1][0].step_dists is not None and len(got[1][0].step_dists[0].token_ids) == 3
+    assert [len(r.token_ids) for r in got[2]] == [9, 9]
 
 
 def test_next_token_dists_of_different_k_merge_into_one_call(tiny_lm: Any) -> None:

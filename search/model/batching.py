@@ -7,15 +7,19 @@ merges the calls that arrive together into one batched call of the inner model:
 
 - ``next_token_dists`` calls merge whatever their ``k`` (one call with the largest ``k``; each
   caller gets its own top-``k``, which is a prefix of the larger one);
-- greedy ``rollouts`` calls merge when their ``GenerationParams`` other than the length, and their
-  shared stop conditions, are equal (rows leave the batch as they finish, so short answers do not
-  wait for long ones). A caller's rows keep what is theirs: their per-row stops (``row_stops``) and
-  their lengths (``RowSettings``);
-- sampled ``rollouts`` calls merge the same way (their seeds may differ) only with
-  ``merge_samples=True``: each row keeps its own seed and draws from its own generator, yet a batch
-  of another shape differs in the last float bits, and where two tokens are nearly tied that can
-  move a draw. Off by default, so a seeded request to the server gets the same sample whatever
-  else is running; ``bench/quality.py --parallel`` turns it on (its rows say they ran batched);
+- greedy ``rollouts`` calls all merge, whatever their lengths, stops and recorded top-k (rows
+  leave the batch as they finish, so short answers do not wait for long ones). A caller's rows
+  keep what is theirs (``merge_key``): their lengths (``RowSettings``), their stops (the call's
+  shared ``stops`` and ``params.stop`` become its rows' ``row_stops``) and the top-k they record
+  (the batch records the largest asked for; each caller gets its own prefix of it). So the greedy
+  calls of different planners and styles (PG-TD's rollouts, a greedy baseline's, AdaDec's chunks)
+  share forward passes;
+- sampled ``rollouts`` calls of the same temperature and top-p merge the same way (their seeds may
+  differ) only with ``merge_samples=True``: each row keeps its own seed and draws from its own
+  generator, yet a batch of another shape differs in the last float bits, and where two tokens
+  are nearly tied that can move a draw. Off by default, so a seeded request to the server gets
+  the same sample whatever else is running; ``bench/quality.py --parallel`` turns it on (its
+  rows say they ran batched);
 - beam rollouts and ``continuation_logprobs`` run alone.
 
 Calls are merged when they are pending at the same time: while the model runs one batch, the
@@ -52,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.limits.budget import BudgetExhausted
-from search.limits.stops import Guard, GuardStop, StopCondition, stops_key
+from search.limits.stops import Guard, GuardStop, StopCondition, StopStrings
 from search.model.lm import (
     CallStats,
     DecodeMode,
@@ -105,8 +109,7 @@ class _Call:
     thread: int
     k: int = 0
     params: GenerationParams | None = None
-    stops: Sequence[StopCondition] = ()
-    row_stops: list[list[StopCondition]] | None = None  # the caller's own stops, one list per row
+    row_stops: list[list[StopCondition]] | None = None  # the caller's stops, one list per row
     rows: RowSettings | None = None  # the caller's rows' seeds and lengths
     guard: Guard | None = None
     thunk: Callable[[CallStats], Any] | None = None
@@ -180,20 +183,29 @@ class BatchingLM(ModelWrapper):
         mergeable = params.mode == DecodeMode.greedy or (
             params.mode == DecodeMode.sample and self.merge_samples
         )
-        shared = params.model_copy(update={"max_new_tokens": 1, "seed": None})  # rows keep their own
-        key: Hashable = ("roll", shared, stops_key(stops)) if mergeable else ("solo", next(self._ids))
+        key: Hashable = self.rollout_key(params, stops) if mergeable else ("solo", next(self._ids))
+        # The call's stops (its params.stop too) become its rows' own, so that callers with other
+        # stops (other styles, A*'s step ends, AdaDec's in-context stops) share a batch.
+        shared_stops = [*stops, StopStrings(params.stop)] if params.stop else list(stops)
         call = _Call(
             "roll",
             key,
             [list(p) for p in prefixes],
             threading.get_ident(),
             params=params,
-            stops=list(stops),
-            row_stops=[list(r) for r in row_stops] if row_stops is not None else None,
+            row_stops=[
+                shared_stops + (list(row_stops[i]) if row_stops is not None else [])
+                for i in range(len(prefixes))
+            ],
             rows=rows if rows is not None else RowSettings.of(params, len(prefixes)),
             guard=_current_guard.get(),
         )
         return self._submit(call, stats)  # type: ignore[no-any-return]
+
+    def rollout_key(self, params: GenerationParams, stops: Sequence[StopCondition]) -> Hashable:
+        """Rollout calls with equal keys may share a batch (``merge_key``; a call's ``stops`` are
+        its rows' own, so they do not part it from others)."""
+        return ("roll", merge_key(params))
 
     def continuation_logprobs(
         self,
@@ -319,7 +331,7 @@ class BatchingLM(ModelWrapper):
         total = CallStats()
         guards = [GuardStop(c.guard) if c.guard is not None else None for c in group]
         prefixes = [p for c in group for p in c.prefixes]
-        stops = list(head.stops)
+        stops: list[StopCondition] = []
         own = [list(c.row_stops[j]) if c.row_stops else [] for c in group for j in range(len(c.prefixes))]
         if len(group) == 1 and guards[0] is not None:
             stops.append(guards[0])
@@ -327,12 +339,19 @@ class BatchingLM(ModelWrapper):
             rows = [g for c, g in zip(group, guards, strict=True) for _ in c.prefixes]
             own = [r + [g] if g is not None else r for r, g in zip(own, rows, strict=True)]
         settings = sum((c.rows for c in group if c.rows is not None), RowSettings((), ()))
-        params = head.params.model_copy(update={"max_new_tokens": max(settings.max_new_tokens)})
+        record = max(c.params.record_top_k for c in group if c.params is not None)
+        params = head.params.model_copy(
+            update={"max_new_tokens": max(settings.max_new_tokens), "record_top_k": record, "stop": ()}
+        )
         out = self.inner.rollouts(prefixes, params, stops, total, own if any(own) else None, rows=settings)
         at, passes, generated = 0, [], []
         for call, guard in zip(group, guards, strict=True):
+            assert call.params is not None
             mine = out[at : at + len(call.prefixes)]
             at += len(call.prefixes)
+            if record != call.params.record_top_k:
+                for r in mine:
+                    r.step_dists = _trimmed(r.step_dists, call.params.record_top_k)
             if guard is not None and guard.fired:
                 for r in mine:
                     r.finish_reason = guard.fired
@@ -345,6 +364,35 @@ class BatchingLM(ModelWrapper):
                 )
             )
         _split(group, total, passes, generated)
+
+
+def merge_key(params: GenerationParams) -> GenerationParams:
+    """What the rows of one batched call must share: the decoding rule. Each row keeps its own
+    length and seed (``RowSettings``) and stops (``row_stops``); the batch records the largest
+    top-k any caller asks for and each caller gets its own (a prefix of it). Greedy decoding takes
+    the argmax, so temperature, top-p and beams do not part greedy callers.
+
+    >>> greedy = GenerationParams(max_new_tokens=64, temperature=0.2, record_top_k=3, stop=("x",))
+    >>> merge_key(greedy) == merge_key(GenerationParams(max_new_tokens=8))
+    True
+    >>> sampled = GenerationParams(mode="sample", temperature=0.7, seed=1, record_top_k=2)
+    >>> merge_key(sampled) == merge_key(sampled.model_copy(update={"seed": 9, "record_top_k": 0}))
+    True
+    >>> merge_key(sampled) == merge_key(sampled.model_copy(update={"temperature": 1.0}))
+    False
+    """
+    if params.mode == DecodeMode.greedy:
+        return GenerationParams(max_new_tokens=1)
+    return params.model_copy(
+        update={"max_new_tokens": 1, "seed": None, "stop": (), "record_top_k": 0, "num_beams": 4}
+    )
+
+
+def _trimmed(dists: list[TokenDist] | None, k: int) -> list[TokenDist] | None:
+    """A row's recorded steps as a caller that asked for top-``k`` (0: none) gets them."""
+    if dists is None or k == 0:
+        return None
+    return [TokenDist(d.token_ids[:k], d.logprobs[:k], d.entropy) for d in dists]
 
 
 def _split(group: list[_Call], total: CallStats, passes: list[int], generated: list[int]) -> None:
