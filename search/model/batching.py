@@ -322,7 +322,7 @@ class BatchingLM(ModelWrapper):
         for call in group:
             mine = dists[at : at + len(call.prefixes)]
             at += len(call.prefixes)
-            call.result = [TokenDist(d.token_ids[: call.k], d.logprobs[: call.k], d.entropy) for d in mine]
+            call.result = [_top(d, call.k) for d in mine]
         _split(group, total, [total.forward_passes] * len(group), [0] * len(group))
 
     def _run_rollouts(self, group: list[_Call]) -> None:
@@ -383,16 +383,21 @@ def merge_key(params: GenerationParams) -> GenerationParams:
     """
     if params.mode == DecodeMode.greedy:
         return GenerationParams(max_new_tokens=1)
-    return params.model_copy(
-        update={"max_new_tokens": 1, "seed": None, "stop": (), "record_top_k": 0, "num_beams": 4}
+    return GenerationParams(
+        max_new_tokens=1, mode=params.mode, temperature=params.temperature, top_p=params.top_p
     )
+
+
+def _top(dist: TokenDist, k: int) -> TokenDist:
+    """``dist`` as a caller that asked for its top-``k`` gets it (the entropy is the full one)."""
+    return TokenDist(dist.token_ids[:k], dist.logprobs[:k], dist.entropy)
 
 
 def _trimmed(dists: list[TokenDist] | None, k: int) -> list[TokenDist] | None:
     """A row's recorded steps as a caller that asked for top-``k`` (0: none) gets them."""
     if dists is None or k == 0:
         return None
-    return [TokenDist(d.token_ids[:k], d.logprobs[:k], d.entropy) for d in dists]
+    return [_top(d, k) for d in dists]
 
 
 def _split(group: list[_Call], total: CallStats, passes: list[int], generated: list[int]) -> None:
